@@ -1,0 +1,46 @@
+"""Command-line front door: ``python -m engine <command> ...``.
+
+Each sub-command lives in its own module under :mod:`engine.commands` and exposes
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily so that
+``python -m engine --help`` and the cheap commands never pay for importing torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from engine import __version__
+
+#: command name -> (module under engine.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "parity": ("parity", "compare the engine with upstream reference arrays"),
+    "motion": ("motion", "speech audio -> motion .npz (head pose + expression)"),
+    "animate": ("animate", "portrait + audio (or motion) -> mp4 / PNG sequence"),
+    "doctor": ("doctor", "report versions, device and the state of every weight file"),
+    "bench": ("bench", "benchmarks that print numbers (render, motion)"),
+}
+
+
+def build_parser(load_commands: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"joyvasa-engine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if load_commands is None or name in load_commands:
+            module = importlib.import_module(f"engine.commands.{module_name}")
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wanted = [a for a in argv[:1] if a in COMMANDS]
+    parser = build_parser(load_commands=wanted)
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args._module.run(args) or 0)

@@ -1,0 +1,1 @@
+"""Motion generation (JoyVASA stage 1): audio windows -> sampled motion -> de-normalised pose/expression."""

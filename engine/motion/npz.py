@@ -1,0 +1,170 @@
+"""The motion file: ``.npz`` schema ``joyvasa.motion`` version 1 (the engine <-> add-on contract).
+
+Readable with ``np.load(path, allow_pickle=False)``: no object arrays; strings are 0-d unicode
+arrays. Frame ``i`` is at time ``i / fps`` seconds of the input audio (upstream convention: the
+generated sequence starts with 2 frames of prepended silence, see ``audio_offset_s``).
+
+=====================  =================  ===================================================
+key                    dtype, shape       meaning
+=====================  =================  ===================================================
+schema                 <U, ()             "joyvasa.motion"
+schema_version         int32, ()          1 (readers accept the same major, ignore unknown keys)
+fps                    float32, ()        frames per second of every per-frame array (25 upstream)
+n_frames               int32, ()          N
+exp                    float32 (N,21,3)   expression offsets of the 21 implicit keypoints
+scale                  float32 (N,)       keypoint scale
+t                      float32 (N,3)      translation (t_z is zeroed at render time, as upstream)
+pitch, yaw, roll       float32 (N,)       head pose in degrees (LivePortrait convention)
+R                      float32 (N,3,3)    rotation from pitch/yaw/roll, row-vector convention
+coef                   float32 (N,C)      raw normalised model output (C = 70 or 73); at the
+                                          model's own fps (25) even if fps differs (resampled)
+smoothed               bool, ()           EMA smoothing applied to scale/t/pitch/yaw/roll
+audio_offset_s         float32, ()        audio time of frame 0 (0.0: frames already aligned)
+audio_sha256           <U64, ()           hash of the 16 kHz mono float32 PCM used
+audio_duration_s       float32, ()        duration of the input audio (before silence pads)
+checkpoint_sha256      <U64, ()           hash of the motion-generator file ("" if unknown)
+pe_variant             <U, ()             "head" or "legacy" positional encoding
+sampler                <U, ()             "ancestral" | "ddim" | "dpmpp_2m"
+steps                  int32, ()          denoising steps per window
+cfg_scale              float32, ()        classifier-free guidance scale
+cfg_mode               <U, ()             "incremental" | "independent"
+seed                   int64, ()          seed of the torch generator
+engine_version         <U, ()             engine version that wrote the file
+=====================  =================  ===================================================
+
+Invariants (``validate``): same N everywhere, finite values, fps > 0, R orthonormal to 1e-4.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "joyvasa.motion"
+SCHEMA_VERSION = 1
+N_KP = 21
+
+PER_FRAME_KEYS = ("exp", "scale", "t", "pitch", "yaw", "roll", "R", "coef")
+
+
+class MotionFileError(ValueError):
+    """The file is not a valid motion file (message says why)."""
+
+
+@dataclass
+class MotionData:
+    fps: float
+    exp: np.ndarray      # (N,21,3)
+    scale: np.ndarray    # (N,)
+    t: np.ndarray        # (N,3)
+    pitch: np.ndarray    # (N,) degrees
+    yaw: np.ndarray      # (N,)
+    roll: np.ndarray     # (N,)
+    R: np.ndarray        # (N,3,3)
+    coef: np.ndarray     # (N,C)
+    smoothed: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.exp.shape[0])
+
+
+_META_DEFAULTS: dict[str, Any] = {
+    "audio_offset_s": np.float32(0.0),
+    "audio_sha256": "",
+    "audio_duration_s": np.float32(0.0),
+    "checkpoint_sha256": "",
+    "pe_variant": "head",
+    "sampler": "ancestral",
+    "steps": np.int32(0),
+    "cfg_scale": np.float32(0.0),
+    "cfg_mode": "incremental",
+    "seed": np.int64(0),
+    "engine_version": "",
+}
+_META_TYPES = {k: (np.str_ if isinstance(v, str) else type(v)) for k, v in _META_DEFAULTS.items()}
+
+
+def validate(m: MotionData) -> None:
+    n = m.n_frames
+    if not (np.isfinite(m.fps) and m.fps > 0):
+        raise MotionFileError(f"fps must be > 0, got {m.fps}")
+    shapes = {"exp": (n, N_KP, 3), "scale": (n,), "t": (n, 3), "pitch": (n,), "yaw": (n,),
+              "roll": (n,), "R": (n, 3, 3)}
+    for key, shape in shapes.items():
+        arr = getattr(m, key)
+        if arr.shape != shape:
+            raise MotionFileError(f"{key} has shape {arr.shape}, expected {shape}")
+    if m.coef.ndim != 2 or m.coef.shape[1] < 70:
+        raise MotionFileError(f"coef has shape {m.coef.shape}, expected (M, >=70)")
+    for key in PER_FRAME_KEYS:
+        if not np.all(np.isfinite(getattr(m, key))):
+            raise MotionFileError(f"{key} contains NaN or infinite values")
+    if n:
+        eye = np.einsum("nij,nkj->nik", m.R.astype(np.float64), m.R.astype(np.float64))
+        if np.max(np.abs(eye - np.eye(3))) > 1e-4:
+            raise MotionFileError("R is not orthonormal")
+
+
+def save_motion(path: str | os.PathLike[str], m: MotionData) -> Path:
+    """Validate and write atomically (temp file in the same folder + rename)."""
+    from engine.fileio import atomic_path
+
+    validate(m)
+    arrays: dict[str, np.ndarray] = {
+        "schema": np.array(SCHEMA),
+        "schema_version": np.array(SCHEMA_VERSION, dtype=np.int32),
+        "fps": np.array(m.fps, dtype=np.float32),
+        "n_frames": np.array(m.n_frames, dtype=np.int32),
+        "exp": m.exp.astype(np.float32),
+        "scale": m.scale.astype(np.float32).reshape(-1),
+        "t": m.t.astype(np.float32),
+        "pitch": m.pitch.astype(np.float32).reshape(-1),
+        "yaw": m.yaw.astype(np.float32).reshape(-1),
+        "roll": m.roll.astype(np.float32).reshape(-1),
+        "R": m.R.astype(np.float32),
+        "coef": m.coef.astype(np.float32),
+        "smoothed": np.array(bool(m.smoothed)),
+    }
+    for key, default in _META_DEFAULTS.items():
+        value = m.meta.get(key, default)
+        arrays[key] = np.array(str(value)) if isinstance(default, str) else np.array(value, dtype=np.asarray(default).dtype)
+    final = Path(path)
+    with atomic_path(final, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return final
+
+
+def load_motion(path: str | os.PathLike[str]) -> MotionData:
+    """Read and validate a motion file; raises MotionFileError with the reason."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise MotionFileError(f"motion file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise MotionFileError(f"{path} is not a readable .npz motion file: {exc}") from exc
+    if str(data.get("schema", "")) != SCHEMA:
+        raise MotionFileError(f"{path} is not a JoyVASA motion file (schema {data.get('schema')!r})")
+    version = int(data.get("schema_version", -1))
+    if version != SCHEMA_VERSION:
+        raise MotionFileError(f"{path} has motion schema v{version}; this engine reads v{SCHEMA_VERSION}")
+    try:
+        m = MotionData(
+            fps=float(data["fps"]), exp=data["exp"], scale=data["scale"], t=data["t"],
+            pitch=data["pitch"], yaw=data["yaw"], roll=data["roll"], R=data["R"], coef=data["coef"],
+            smoothed=bool(data["smoothed"]),
+            meta={k: (str(data[k]) if k in data and data[k].dtype.kind == "U" else data[k].item())
+                  for k in _META_DEFAULTS if k in data},
+        )
+    except KeyError as exc:
+        raise MotionFileError(f"{path} lacks the key {exc.args[0]!r}") from None
+    if int(data.get("n_frames", m.n_frames)) != m.n_frames:
+        raise MotionFileError(f"{path}: n_frames does not match the arrays")
+    validate(m)
+    return m

@@ -1,0 +1,160 @@
+"""Numerical parity with upstream: compare engine outputs with a reference folder.
+
+A reference folder (layout of ``shared/fixtures/upstream_tiny_seed0``) holds official-format
+checkpoints plus ``reference.npz``, arrays the upstream code computed. Each *group* module
+below recomputes the arrays it knows from the checkpoints and the recorded inputs; this
+module decides tolerances and prints one line per reference array:
+
+    NAME max_abs_err=... tol=... ok|FAIL      compared
+    NAME input                                a recorded input (random data fed to a network)
+    NAME skipped (reason)                     the engine cannot compute it (yet): never "ok"
+
+Group modules expose ``PREFIXES`` (name prefixes they own) and
+``compute(ctx: ParityContext, wanted: set[str]) -> dict[str, np.ndarray]``; they may skip
+names they cannot produce and may compute extra intermediate arrays in ``ctx.cache`` for
+later groups (e.g. the animation group reuses the stage-one networks).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: group modules in the order they run (later groups may reuse earlier results via ctx.cache)
+GROUP_MODULES = ("engine.parity.stage_one", "engine.parity.motion", "engine.parity.anim")
+
+#: recorded inputs: random data that the reference fed to a network; nothing to recompute
+INPUT_NAMES = {
+    "WG_kp_source", "WG_kp_driving", "S_stitching_in", "S_lip_in", "S_eye_in",
+    "DN_motion_feat", "DN_audio_feat", "DN_prev_motion_feat", "DN_prev_audio_feat", "DN_step",
+}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    frame_fraction: float | None = None  # uint8 frames: share of pixels that must be within 1
+    exact: bool = False
+
+    def describe(self) -> str:
+        if self.exact:
+            return "exact"
+        if self.frame_fraction is not None:
+            return f"|d|<=1 on >={self.frame_fraction:.1%}"
+        return f"rtol={self.rtol:g},atol={self.atol:g}"
+
+
+def tolerance_for(name: str, ref: np.ndarray) -> Tolerance:
+    """Tolerances of shared/fixtures/README.md ("Suggested tolerances for engine tests")."""
+    if ref.dtype == np.uint8 and ref.ndim >= 3:
+        return Tolerance(frame_fraction=0.999)
+    if np.issubdtype(ref.dtype, np.integer) or ref.dtype == np.bool_:
+        return Tolerance(exact=True)
+    if name.startswith(("MG_window_motion", "MG_motion_coef")):
+        return Tolerance(rtol=0.0, atol=1e-3)
+    if name.startswith(("MG_unsmoothed", "MG_final")):
+        return Tolerance(rtol=1e-4, atol=1e-3)
+    if name.endswith("_kp_driving"):
+        return Tolerance(rtol=0.0, atol=1e-4)
+    if name.endswith("_frame_mean"):
+        # mean RGB of uint8 frames: +-1 flips on <0.1% of pixels move the mean by <0.01
+        return Tolerance(rtol=0.0, atol=0.05)
+    return Tolerance()
+
+
+@dataclass
+class ParityContext:
+    ref_dir: Path
+    ref: Any  # np.lib.npyio.NpzFile
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def array(self, name: str) -> np.ndarray:
+        return np.asarray(self.ref[name])
+
+
+@dataclass
+class ParityLine:
+    name: str
+    status: str  # ok | FAIL | input | skipped
+    max_abs_err: float | None = None
+    tol: str = ""
+    note: str = ""
+
+    def render(self) -> str:
+        if self.status in ("ok", "FAIL"):
+            extra = f" ({self.note})" if self.note else ""
+            return f"{self.name} max_abs_err={self.max_abs_err:.3e} tol={self.tol} {self.status}{extra}"
+        if self.status == "skipped":
+            return f"{self.name} skipped ({self.note})" if self.note else f"{self.name} skipped"
+        return f"{self.name} {self.status}"
+
+
+def compare(name: str, ours: np.ndarray, ref: np.ndarray) -> ParityLine:
+    tol = tolerance_for(name, ref)
+    ours = np.asarray(ours)
+    if ours.shape != ref.shape:
+        if ours.size == ref.size:
+            ours = ours.reshape(ref.shape)
+        else:
+            return ParityLine(name, "FAIL", float("inf"), tol.describe(),
+                              f"shape {ours.shape} != reference {ref.shape}")
+    if tol.frame_fraction is not None:
+        diff = np.abs(ours.astype(np.int16) - ref.astype(np.int16))
+        share = float(np.mean(diff <= 1))
+        ok = share >= tol.frame_fraction
+        return ParityLine(name, "ok" if ok else "FAIL", float(diff.max()), tol.describe(),
+                          f"{share:.4%} within 1")
+    a = ours.astype(np.float64)
+    b = ref.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        return ParityLine(name, "FAIL", float("inf"), tol.describe(), "non-finite values")
+    err = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if tol.exact:
+        ok = bool(np.array_equal(a, b))
+    else:
+        ok = bool(np.all(np.abs(a - b) <= tol.atol + tol.rtol * np.abs(b)))
+    return ParityLine(name, "ok" if ok else "FAIL", err, tol.describe())
+
+
+def run_parity(ref_dir: Path, only: list[str] | None = None, out=sys.stdout) -> int:
+    """Compare every (selected) reference array; return the number of failures."""
+    ref_path = Path(ref_dir) / "reference.npz"
+    if not ref_path.is_file():
+        raise FileNotFoundError(f"{ref_path} not found: --reference must be a reference folder")
+    ref = np.load(ref_path, allow_pickle=False)
+    names = [n for n in ref.files if not only or n.startswith(tuple(only))]
+    ctx = ParityContext(Path(ref_dir), ref)
+    computed: dict[str, np.ndarray] = {}
+    reasons: dict[str, str] = {}
+    wanted = {n for n in names if n not in INPUT_NAMES}
+    for module_name in GROUP_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        mine = {n for n in wanted if n.startswith(tuple(module.PREFIXES))}
+        if not mine:
+            continue
+        try:
+            computed.update(module.compute(ctx, mine))
+        except NotImplementedError as exc:
+            for n in mine:
+                reasons[n] = str(exc) or "not implemented"
+    failures = 0
+    for name in names:
+        if name in INPUT_NAMES:
+            line = ParityLine(name, "input")
+        elif name in computed:
+            line = compare(name, computed[name], ctx.array(name))
+        else:
+            line = ParityLine(name, "skipped", note=reasons.get(name, "not computed by this engine yet"))
+        failures += line.status == "FAIL"
+        print(line.render(), file=out, flush=True)
+    return failures

@@ -1,0 +1,159 @@
+"""JoyVASA engine <-> add-on protocol, version 1 (stdlib only).
+
+This file is the single source of truth for the contract between ``engine/`` and
+``joyvasa_blender/``. ``joyvasa_blender/protocol.py`` is a byte-for-byte copy (a test
+enforces it), because the add-on must never import engine code.
+
+Transport
+    UTF-8 JSON objects, one per ``\\n``-terminated line, on the engine's **stdout** (which
+    carries nothing else; logs go to stderr). Requests travel the other way on stdin:
+    a line ``{"v": 1, "type": "cancel"}`` (or the bare word ``cancel``) asks the engine to stop.
+
+Every event has ``v`` (protocol major), ``type``, ``seq`` (0, 1, 2, ...) and ``t`` (seconds
+since the engine started). Job events may carry ``job``.
+
+Event types and their fields (optional fields in brackets)
+    hello     engine_version, protocol [major, minor], python, torch, device, dtype,
+              capabilities {samplers, regions, ...}, command
+    progress  stage (load|audio|motion|render|encode), done, total, unit
+              (window|step|frame|file), eta_s (null if unknown), rate (units/s)
+    artifact  kind (motion_npz|video|frames_dir), path
+    warning   code, message
+    error     code (one of ERROR_CODES), message, fatal
+    done      outputs {motion_npz?, video?, frames_dir?}, timings {stage: s},
+              peak_mem {host_mb, [device_mb]}, [rtf]
+    cancelled at {stage, done}
+
+Compatibility: a reader refuses a different major version with one clear message, ignores
+unknown fields and unknown event types, and still shows an ``error`` whose code it does not
+know. Adding an optional field or event type bumps only the minor version.
+
+Exit codes: 0 success, 1 error (an ``error`` event was printed), 2 bad command line,
+130 cancelled (a ``cancelled`` event was printed, partial outputs removed).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+PROTOCOL_MAJOR = 1
+PROTOCOL_MINOR = 0
+
+EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled")
+STAGES = ("load", "audio", "motion", "render", "encode")
+ERROR_CODES = (
+    "bad_request",        # invalid arguments or input files (missing, unreadable, empty)
+    "audio_invalid",      # audio missing, unreadable, corrupt or empty
+    "image_invalid",      # portrait missing, unreadable or corrupt
+    "no_face",            # automatic crop found no face (use --crop X,Y,W,H)
+    "weights_missing",    # an expected weight file is absent
+    "weights_corrupt",    # a weight file is truncated, unsafe or has the wrong keys/shapes
+    "output_unwritable",  # the output folder cannot be written
+    "oom",                # out of memory
+    "device_unavailable", # requested device (cuda/mps) is not available
+    "internal",           # a bug: please report it with the stderr log
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+
+MAX_LINE_BYTES = 64 * 1024
+
+
+class ProtocolError(ValueError):
+    """A line that is not a valid protocol-v1 event."""
+
+
+class EventWriter:
+    """Writes protocol events as JSON lines; thread-safe; numbers ``seq`` and stamps ``t``."""
+
+    def __init__(self, stream: IO[str] | None, job: str | None = None) -> None:
+        self._stream = stream
+        self._job = job
+        self._seq = 0
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self._stream is not None
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        with self._lock:
+            event: dict[str, Any] = {"v": PROTOCOL_MAJOR, "type": type_, "seq": self._seq,
+                                     "t": round(time.monotonic() - self._t0, 4)}
+            if self._job is not None:
+                event["job"] = self._job
+            event.update(fields)
+            self._seq += 1
+            if self._stream is not None:
+                self._stream.write(json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n")
+                self._stream.flush()
+            return event
+
+
+def parse_event(line: str | bytes) -> dict[str, Any] | None:
+    """Parse one stdout line. Returns None for blank lines; raises ProtocolError otherwise
+    when the line is not a JSON object of a compatible major version."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    line = line.strip()
+    if not line:
+        return None
+    if len(line.encode("utf-8")) > MAX_LINE_BYTES:
+        raise ProtocolError("protocol line longer than 64 KiB")
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not a JSON line: {line[:120]!r}") from exc
+    if not isinstance(event, dict) or "type" not in event:
+        raise ProtocolError(f"not a protocol event: {line[:120]!r}")
+    major = event.get("v")
+    if major != PROTOCOL_MAJOR:
+        raise ProtocolError(
+            f"engine speaks protocol v{major}, this side understands v{PROTOCOL_MAJOR}: "
+            "update the engine and the add-on together")
+    return event
+
+
+def is_cancel_request(line: str) -> bool:
+    """True for a stdin line asking the engine to cancel (``cancel`` or a cancel request)."""
+    text = line.strip()
+    if text == "cancel":
+        return True
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return False
+    return isinstance(obj, dict) and obj.get("type") == "cancel"
+
+
+def format_event_for_humans(event: dict[str, Any]) -> str:
+    """One readable line for logs and status bars."""
+    kind = event.get("type")
+    if kind == "progress":
+        eta = event.get("eta_s")
+        eta_txt = f", ETA {eta:.0f}s" if isinstance(eta, (int, float)) else ""
+        return f"{event.get('stage')}: {event.get('done')}/{event.get('total')} {event.get('unit', '')}{eta_txt}"
+    if kind == "error":
+        return f"error [{event.get('code')}]: {event.get('message')}"
+    if kind == "warning":
+        return f"warning [{event.get('code')}]: {event.get('message')}"
+    if kind == "artifact":
+        return f"wrote {event.get('kind')}: {event.get('path')}"
+    if kind == "done":
+        return "done"
+    if kind == "cancelled":
+        return "cancelled"
+    if kind == "hello":
+        return f"engine {event.get('engine_version')} on {event.get('device')}"
+    return json.dumps(event)
+
+
+def stderr_print(*parts: Any) -> None:
+    print(*parts, file=sys.stderr, flush=True)

@@ -1,0 +1,185 @@
+"""Runs a command under the protocol: events, cancellation, error mapping, exit codes.
+
+Why a single runner: ``motion`` and ``animate`` (and any later command) must behave the same
+for the add-on: the first line is ``hello``, failures are one ``error`` event with a stable
+code, SIGINT/SIGTERM or a ``cancel`` stdin line stop at the next checkpoint, and stdout
+carries nothing but protocol lines (library prints are redirected to stderr).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import IO, Any, Callable
+
+from engine import __version__
+from engine.errors import Cancelled, EngineError
+from engine.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, PROTOCOL_MINOR,
+                             EventWriter, is_cancel_request)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+class CancelToken:
+    """Set from a signal handler or the stdin reader; polled at checkpoints."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self, stage: str = "", done: int = 0) -> None:
+        if self._event.is_set():
+            raise Cancelled(stage, done)
+
+
+class Reporter:
+    """Progress/events for one command: JSON lines on stdout and/or readable lines on stderr."""
+
+    def __init__(self, json_stdout: IO[str] | None, *, quiet: bool = False) -> None:
+        self.events = EventWriter(json_stdout)
+        self.quiet = quiet
+        self.cancel = CancelToken()
+        self._stage_start: dict[str, float] = {}
+        self._last_emit: dict[str, float] = {}
+        self.timings: dict[str, float] = {}
+
+    # -- events ---------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    def hello(self, command: str, device: str = "cpu", dtype: str = "float32", **extra: Any) -> None:
+        torch_version = sys.modules["torch"].__version__ if "torch" in sys.modules else None
+        self.events.emit("hello", engine_version=__version__, protocol=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
+                         python=platform.python_version(), torch=torch_version, device=device,
+                         dtype=dtype, command=command, **extra)
+        self.log(f"joyvasa-engine {__version__} {command} on {device} ({dtype})")
+
+    def stage_begin(self, stage: str) -> None:
+        self._stage_start[stage] = time.monotonic()
+
+    def stage_end(self, stage: str) -> None:
+        start = self._stage_start.pop(stage, None)
+        if start is not None:
+            self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - start, 3)
+
+    def progress(self, stage: str, done: int, total: int, unit: str, *, force: bool = False) -> None:
+        """Report ``done/total``; throttled to 10 events/s per stage (first and last always sent)."""
+        self.cancel.check(stage, done)
+        now = time.monotonic()
+        start = self._stage_start.setdefault(stage, now)
+        last = self._last_emit.get(stage, 0.0)
+        if not (force or done in (0, total) or now - last >= 0.1):
+            return
+        self._last_emit[stage] = now
+        elapsed = now - start
+        rate = done / elapsed if elapsed > 0 and done > 0 else None
+        eta = (total - done) / rate if rate else None
+        self.events.emit("progress", stage=stage, done=int(done), total=int(total), unit=unit,
+                         eta_s=None if eta is None else round(eta, 2),
+                         rate=None if rate is None else round(rate, 3))
+        if not self.quiet:
+            eta_txt = f" ETA {eta:.1f}s" if eta is not None else ""
+            print(f"[{stage}] {done}/{total} {unit}{eta_txt}", file=sys.stderr, flush=True)
+
+    def artifact(self, kind: str, path: str) -> None:
+        self.events.emit("artifact", kind=kind, path=str(path))
+        self.log(f"wrote {kind}: {path}")
+
+    def warning(self, code: str, message: str) -> None:
+        self.events.emit("warning", code=code, message=message)
+        self.log(f"warning: {message}")
+
+    def done(self, outputs: dict[str, str], **extra: Any) -> None:
+        self.events.emit("done", outputs=outputs, timings=self.timings,
+                         peak_mem={"host_mb": round(peak_rss_mb(), 1)}, **extra)
+
+
+def _install_cancel_sources(reporter: Reporter, watch_stdin: bool) -> None:
+    def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
+        reporter.cancel.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, on_signal)
+    if hasattr(signal, "SIGBREAK"):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGBREAK, on_signal)  # Windows CTRL_BREAK from the add-on
+
+    if watch_stdin and sys.stdin is not None and not sys.stdin.isatty():
+        def read_stdin() -> None:
+            try:
+                for line in sys.stdin:
+                    if is_cancel_request(line):
+                        reporter.cancel.set()
+                        return
+            except (OSError, ValueError):
+                return
+
+        threading.Thread(target=read_stdin, name="stdin-cancel", daemon=True).start()
+
+
+def run_protocol_command(command: str, progress: str | None, body: Callable[[Reporter], dict[str, str]],
+                         *, cleanup: Callable[[], None] | None = None, quiet: bool = False) -> int:
+    """Run ``body(reporter)`` with the protocol's guarantees.
+
+    ``progress='json'`` sends events to the real stdout; in any case ``sys.stdout`` is pointed
+    at stderr while the body runs so that stray prints cannot corrupt the channel.
+    ``body`` returns the ``outputs`` dict of the ``done`` event. ``cleanup`` runs on error or
+    cancel (the body's atomic writers already remove their own temp files).
+    """
+    real_stdout = sys.stdout
+    reporter = Reporter(real_stdout if progress == "json" else None, quiet=quiet)
+    _install_cancel_sources(reporter, watch_stdin=progress == "json")
+    sys.stdout = sys.stderr
+    try:
+        outputs = body(reporter)
+        reporter.done(outputs)
+        return EXIT_OK
+    except (Cancelled, KeyboardInterrupt) as exc:
+        if cleanup:
+            cleanup()
+        at = {"stage": getattr(exc, "stage", ""), "done": getattr(exc, "done", 0)}
+        reporter.events.emit("cancelled", at=at)
+        print("cancelled; partial outputs removed", file=sys.stderr, flush=True)
+        return EXIT_CANCELLED
+    except EngineError as exc:
+        if cleanup:
+            cleanup()
+        reporter.events.emit("error", code=exc.code, message=str(exc), fatal=True)
+        print(f"error [{exc.code}]: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except MemoryError:
+        if cleanup:
+            cleanup()
+        reporter.events.emit("error", code="oom", message="out of memory; try a smaller --batch", fatal=True)
+        print("error [oom]: out of memory; try a smaller --batch", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one clear internal error
+        if cleanup:
+            cleanup()
+        traceback.print_exc(file=sys.stderr)
+        reporter.events.emit("error", code="internal", message=f"{type(exc).__name__}: {exc}", fatal=True)
+        return EXIT_ERROR
+    finally:
+        sys.stdout = real_stdout
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

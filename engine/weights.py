@@ -1,0 +1,103 @@
+"""Where the official weight files live inside a weights folder (upstream ``pretrained_weights/``).
+
+The layout is the one upstream uses and the one ``tools/fetch_weights.py`` and
+``tools/make_synthetic_weights.py`` produce::
+
+    DIR/liveportrait/base_models/{appearance_feature_extractor,motion_extractor,
+                                  warping_module,spade_generator}.pth
+    DIR/liveportrait/retargeting_models/stitching_retargeting_module.pth
+    DIR/JoyVASA/motion_generator/motion_generator_hubert_chinese.pt
+    DIR/JoyVASA/motion_template/motion_template.pkl
+    DIR/TencentGameMate:chinese-hubert-base/{config.json, ...}   (or chinese-hubert-base/)
+    DIR/models.yaml   optional: LivePortrait constructor params (absent = official sizes)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import BadRequest, WeightsMissing, OFFICIAL_WEIGHTS_HINT
+
+ENV_VAR = "JOYVASA_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class WeightsLayout:
+    root: Path
+
+    @property
+    def appearance_feature_extractor(self) -> Path:
+        return self.root / "liveportrait/base_models/appearance_feature_extractor.pth"
+
+    @property
+    def motion_extractor(self) -> Path:
+        return self.root / "liveportrait/base_models/motion_extractor.pth"
+
+    @property
+    def warping_module(self) -> Path:
+        return self.root / "liveportrait/base_models/warping_module.pth"
+
+    @property
+    def spade_generator(self) -> Path:
+        return self.root / "liveportrait/base_models/spade_generator.pth"
+
+    @property
+    def stitching_retargeting(self) -> Path:
+        return self.root / "liveportrait/retargeting_models/stitching_retargeting_module.pth"
+
+    @property
+    def motion_generator(self) -> Path:
+        """The JoyVASA motion generator; any ``*.pt`` in the folder if the usual name is absent."""
+        folder = self.root / "JoyVASA/motion_generator"
+        preferred = folder / "motion_generator_hubert_chinese.pt"
+        if preferred.exists() or not folder.is_dir():
+            return preferred
+        candidates = sorted(folder.glob("*.pt"))
+        return candidates[0] if candidates else preferred
+
+    @property
+    def motion_template(self) -> Path:
+        return self.root / "JoyVASA/motion_template/motion_template.pkl"
+
+    def audio_encoder_dir(self, audio_model: str = "hubert_zh") -> Path:
+        """HF folder of the audio encoder named by the checkpoint's ``args.audio_model``."""
+        names = {
+            "hubert_zh": ["TencentGameMate:chinese-hubert-base", "chinese-hubert-base"],
+            "hubert_zh_ori": ["TencentGameMate:chinese-hubert-base", "chinese-hubert-base"],
+            "hubert": ["hubert-base-ls960"],
+            "wav2vec2": ["wav2vec2-base-960h", "facebook/wav2vec2-base-960h"],
+        }.get(audio_model, [audio_model])
+        for name in names:
+            if (self.root / name).is_dir():
+                return self.root / name
+        return self.root / names[0]
+
+    @property
+    def models_yaml(self) -> Path:
+        return self.root / "models.yaml"
+
+    def liveportrait_files(self) -> dict[str, Path]:
+        return {
+            "appearance_feature_extractor": self.appearance_feature_extractor,
+            "motion_extractor": self.motion_extractor,
+            "warping_module": self.warping_module,
+            "spade_generator": self.spade_generator,
+            "stitching_retargeting_module": self.stitching_retargeting,
+        }
+
+    def require(self, path: Path) -> Path:
+        if not path.is_file():
+            raise WeightsMissing(f"missing weight file {path}. {OFFICIAL_WEIGHTS_HINT}")
+        return path
+
+
+def resolve_weights_dir(arg: str | os.PathLike[str] | None) -> WeightsLayout:
+    """``--weights`` if given, else ``$JOYVASA_WEIGHTS``; clear error if neither exists."""
+    raw = str(arg) if arg else os.environ.get(ENV_VAR, "")
+    if not raw:
+        raise BadRequest(f"no weights folder: pass --weights DIR or set ${ENV_VAR}. {OFFICIAL_WEIGHTS_HINT}")
+    root = Path(raw).expanduser()
+    if not root.is_dir():
+        raise WeightsMissing(f"weights folder {root} does not exist. {OFFICIAL_WEIGHTS_HINT}")
+    return WeightsLayout(root)
