@@ -1,0 +1,1 @@
+"""Rendering: driving keypoints (compose), face crop / paste-back, streaming W+G renderer, writers."""
