@@ -1,0 +1,86 @@
+"""Safe loading of official checkpoint files with strict key/shape checking.
+
+Every file is opened with ``torch.load(path, map_location="cpu", weights_only=True)``: torch's
+restricted unpickler only rebuilds tensors and plain containers, so a pickle that tries to run
+code is refused (→ :class:`WeightsCorrupt`). Containers that need extra classes (e.g.
+``argparse.Namespace`` in the JoyVASA ``.pt``) pass them explicitly as ``allowed_globals``.
+All errors name the file and end with :data:`OFFICIAL_WEIGHTS_HINT`.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from engine.errors import OFFICIAL_WEIGHTS_HINT, WeightsCorrupt, WeightsMissing
+
+
+def safe_torch_load(path: str | Path, *, what: str = "weight file", allowed_globals: Sequence[Any] = ()) -> Any:
+    """``torch.load`` with ``weights_only=True``; missing/truncated/unsafe files raise engine errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsMissing(f"missing {what} {path}. {OFFICIAL_WEIGHTS_HINT}")
+    try:
+        if allowed_globals:
+            with torch.serialization.safe_globals(list(allowed_globals)):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():
+            raise WeightsCorrupt(
+                f"refused to load {what} {path}: it contains pickled objects other than tensors "
+                f"(possibly code), which are never executed ({first}). Re-download the file. "
+                f"{OFFICIAL_WEIGHTS_HINT}") from None
+        raise WeightsCorrupt(f"{what} {path} is corrupt or truncated ({first}). Re-download it. "
+                             f"{OFFICIAL_WEIGHTS_HINT}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsCorrupt(f"{what} {path} is corrupt or truncated (torch.load failed: {first}). "
+                             f"Re-download it. {OFFICIAL_WEIGHTS_HINT}") from None
+
+
+def check_state_dict(expected: Mapping[str, Sequence[int]], state: Any, path: str | Path) -> None:
+    """Raise :class:`WeightsCorrupt` naming the first missing, unexpected or mis-shaped key."""
+    if not isinstance(state, Mapping):
+        raise WeightsCorrupt(f"{path} does not hold a state dict (found {type(state).__name__}). "
+                             f"{OFFICIAL_WEIGHTS_HINT}")
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise WeightsCorrupt(f"{path} is missing key {missing[0]!r} ({len(missing)} missing in all): "
+                             f"not the expected network or size. {OFFICIAL_WEIGHTS_HINT}")
+    unexpected = [k for k in state if k not in expected]
+    if unexpected:
+        raise WeightsCorrupt(f"{path} has unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected in "
+                             f"all): not the expected network or size. {OFFICIAL_WEIGHTS_HINT}")
+    for key, shape in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            raise WeightsCorrupt(f"{path}: key {key!r} is not a tensor ({type(value).__name__}). "
+                                 f"{OFFICIAL_WEIGHTS_HINT}")
+        if tuple(value.shape) != tuple(shape):
+            raise WeightsCorrupt(f"{path}: key {key!r} has shape {tuple(value.shape)}, expected {tuple(shape)} "
+                                 f"(weights of a different model size?). {OFFICIAL_WEIGHTS_HINT}")
+
+
+def load_state_dict_strict(module: nn.Module, state: Any, path: str | Path, *,
+                           expected: Mapping[str, Sequence[int]] | None = None,
+                           convert: Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]] | None = None,
+                           ) -> None:
+    """Check keys/shapes (against ``expected`` or ``module``'s own state dict) with clear errors,
+    optionally ``convert`` the checked dict (e.g. fold spectral norm), then load strictly."""
+    if expected is None:
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    check_state_dict(expected, state, path)
+    if convert is not None:
+        state = convert(state)
+    module.load_state_dict(dict(state), strict=True)
+
+
+def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove every ``'module.'`` substring from the keys (DDP prefix), as upstream does."""
+    return {k.replace("module.", ""): v for k, v in state.items()}

@@ -1,0 +1,107 @@
+"""Shared conv/norm blocks of the LivePortrait networks (upstream ``src/modules/util.py``).
+
+Attribute names (``conv``, ``norm``) match the official state-dict keys. Blocks whose
+BatchNorm directly follows a convolution can fold it (:func:`fold_batchnorm`): in eval mode
+``BN(conv(x)) = conv'(x)`` with ``w' = w·γ/√(var+eps)`` and ``b' = (b−μ)·γ/√(var+eps) + β``.
+This is exact algebra; in float32 it differs from the two-step path only by rounding
+(~1e-7 relative), so the exact path stays selectable (``StageOne.load(..., fold_bn=False)``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvNormAct(nn.Module):
+    """conv → BatchNorm → activation (``relu`` or ``lrelu``, slope 0.01); BN foldable."""
+
+    def __init__(self, conv: nn.Module, norm: nn.Module, act: str = "relu") -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = norm
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.conv(x))
+        return F.leaky_relu(x, 0.01) if self.act == "lrelu" else F.relu(x)
+
+
+def same_block_2d(cin: int, cout: int, kernel: int = 3, padding: int = 1, lrelu: bool = False) -> ConvNormAct:
+    """Upstream SameBlock2d: conv k×k → BN2d → ReLU (or LeakyReLU 0.01)."""
+    return ConvNormAct(nn.Conv2d(cin, cout, kernel, padding=padding), nn.BatchNorm2d(cout),
+                       "lrelu" if lrelu else "relu")
+
+
+class DownBlock2d(ConvNormAct):
+    """conv 3×3 → BN2d → ReLU → AvgPool 2×2 (halves H, W)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(super().forward(x), (2, 2))  # (B, cout, H/2, W/2)
+
+
+class DownBlock3d(ConvNormAct):
+    """conv 3×3×3 → BN3d → ReLU → AvgPool (1,2,2) (depth kept)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool3d(super().forward(x), (1, 2, 2))  # (B, cout, D, H/2, W/2)
+
+
+class UpBlock3d(ConvNormAct):
+    """nearest ×(1,2,2) → conv 3×3×3 → BN3d → ReLU."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=(1, 2, 2))  # (B, cin, D, 2H, 2W)
+        return super().forward(x)
+
+
+class ResBlock3d(nn.Module):
+    """Pre-activation residual block: x + conv2(relu(BN2(conv1(relu(BN1(x)))))) (not foldable: BN first)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv3d(channels, channels, 3, padding=1)
+        self.norm1 = nn.BatchNorm3d(channels)
+        self.norm2 = nn.BatchNorm3d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.norm1(x)))
+        out = self.conv2(F.relu(self.norm2(out)))
+        return out + x
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Module, norm: nn.Module) -> None:
+    """Fold eval-mode ``norm`` (BatchNorm) into ``conv`` in place (conv gets a bias if it had none)."""
+    inv = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # (C,)
+    shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+    conv.weight.mul_(inv.reshape(shape))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+    new_bias = (bias - norm.running_mean) * inv + norm.bias
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias)
+    else:
+        conv.bias.copy_(new_bias)
+
+
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold every conv→BN pair (``ConvNormAct``) inside ``module``; returns how many were folded."""
+    count = 0
+    for sub in module.modules():
+        if isinstance(sub, ConvNormAct) and isinstance(sub.norm, nn.modules.batchnorm._BatchNorm):
+            fold_conv_bn(sub.conv, sub.norm)
+            sub.norm = nn.Identity()
+            count += 1
+        elif hasattr(sub, "fold_batchnorm_pairs"):
+            count += sub.fold_batchnorm_pairs()
+    return count
