@@ -148,9 +148,21 @@ def _scaled_rotation(R_rel: torch.Tensor, strength: float) -> torch.Tensor:
     return R_col.transpose(1, 2).to(R_rel.dtype)
 
 
+def concat_motion(a: DrivingMotion, b: DrivingMotion) -> DrivingMotion:
+    return DrivingMotion(exp=torch.cat([a.exp, b.exp]), scale=torch.cat([a.scale, b.scale]),
+                         t=torch.cat([a.t, b.t]), R=torch.cat([a.R, b.R]))
+
+
 def compose_driving(src: SourceKeypoints, motion: DrivingMotion, opts: ComposeOptions,
-                    stitch: StitchFn | None = None) -> torch.Tensor:
-    """Driving keypoints ``x_d`` (N,21,3) for every frame, exactly as upstream's loop."""
+                    stitch: StitchFn | None = None, reference: DrivingMotion | None = None) -> torch.Tensor:
+    """Driving keypoints ``x_d`` (N,21,3) for every frame, exactly as upstream's loop.
+
+    ``reference`` (1 frame): the frame relative motion is measured against when ``motion`` is a
+    window of the generated sequence that no longer starts at generated frame 0 (e.g. after
+    dropping the lead-in silence frames); default: ``motion``'s own frame 0 (upstream).
+    """
+    if reference is not None:
+        return compose_driving(src, concat_motion(reference, motion), opts, stitch)[1:]
     if opts.stitching and stitch is None:
         raise ValueError("stitching is on but no stitch function was given")
     n = motion.n_frames

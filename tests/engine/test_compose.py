@@ -122,3 +122,14 @@ def test_options_validate():
         ComposeOptions(pose_strength=-1)
     cube = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 2)], dtype=np.float32)
     assert abs(hull_volume(cube) - 2.0) < 1e-9
+
+
+def test_reference_frame_matches_full_sequence(ref):
+    src, mot = _source(ref), _motion(ref)
+    opts = ComposeOptions(stitching=False)
+    full = compose_driving(src, mot, opts)
+    tail = DrivingMotion(exp=mot.exp[2:], scale=mot.scale[2:], t=mot.t[2:], R=mot.R[2:])
+    head = DrivingMotion(exp=mot.exp[:1], scale=mot.scale[:1], t=mot.t[:1], R=mot.R[:1])
+    part = compose_driving(src, tail, opts, reference=head)
+    assert torch.equal(part, full[2:])
+    assert not torch.allclose(compose_driving(src, tail, opts), full[2:])

@@ -1,0 +1,124 @@
+"""Device and dtype policy: pick cuda > mps > cpu, decide precision and a batch size.
+
+Why one place: every command (animate, motion, bench, doctor) must agree on what "auto"
+means, and a requested-but-missing device must be one clear error, not a torch traceback.
+Policy: CPU runs float32 by default (bf16 optional: slower on most CPUs without AMX, and it
+changes the numbers); GPUs run under autocast (bf16 where supported, else fp16) by default.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from engine.errors import BadRequest, DeviceUnavailable
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if mps_available():
+        found.append("mps")
+    return found
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` → cuda, then mps, then cpu; a named device that is missing raises DeviceUnavailable."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise BadRequest(f"unknown device {name!r}: use one of {', '.join(DEVICES)}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable("CUDA was requested but torch sees no CUDA GPU "
+                                f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+    if kind == "cuda" and ":" in name and int(name.split(":")[1]) >= torch.cuda.device_count():
+        raise DeviceUnavailable(f"{name} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    if kind == "mps" and not mps_available():
+        raise DeviceUnavailable("Apple MPS was requested but is not available; use --device cpu")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{idx} {torch.cuda.get_device_name(idx)}"
+    return device.type
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Weights stay float32; ``compute`` is the autocast dtype (float32 = no autocast)."""
+
+    compute: torch.dtype
+
+    @property
+    def name(self) -> str:
+        return str(self.compute).replace("torch.", "")
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.compute == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.compute)
+
+
+def select_precision(device: torch.device, dtype: str = "auto") -> Precision:
+    dtype = (dtype or "auto").strip().lower()
+    if dtype not in DTYPES:
+        raise BadRequest(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    if dtype == "auto":
+        if device.type == "cuda":
+            return Precision(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        if device.type == "mps":
+            return Precision(torch.float16)
+        return Precision(torch.float32)
+    if dtype == "float16" and device.type == "cpu":
+        raise BadRequest("float16 is not supported on CPU; use float32 or bfloat16")
+    return Precision(_TORCH_DTYPES[dtype])
+
+
+def auto_batch_size(device: torch.device, requested: int | None, *, per_frame_mb: float = 900.0,
+                    cpu_default: int = 2, max_batch: int = 32) -> int:
+    """Batch of frames for W+G. GPU: from free memory (mem_get_info) with headroom; CPU: small.
+
+    ``per_frame_mb`` is the activation memory of one 512² frame through W+G at official size
+    (float32; roughly halved under autocast).
+    """
+    if requested is not None and requested > 0:
+        return int(requested)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        usable = free * 0.6 / (1024 * 1024)
+        return max(1, min(max_batch, int(usable // per_frame_mb)))
+    if device.type == "mps":
+        return 4
+    return cpu_default
+
+
+def device_peak_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / (1024 * 1024), 1)
+    return None
+
+
+@contextlib.contextmanager
+def inference_mode() -> Iterator[None]:
+    with torch.inference_mode():
+        yield

@@ -1,0 +1,226 @@
+"""Streaming frame writers: mp4 (PyAV, H.264 + AAC audio) and PNG sequences.
+
+Why streaming: upstream collects every frame in a list before writing (memory grows with
+clip length); here each frame is encoded as soon as it is rendered. Why atomic: a cancelled
+or crashed run must never leave a half-written video or a half-filled folder under the final
+name, so writers work on a temp name and rename on success (engine/fileio.py).
+
+Timeline: frame ``k`` is shown at ``k / fps`` and the audio track starts at 0. The caller
+decides which frames to send (see engine/render/timeline.py) so that the video is in sync
+with, and as long as, the audio (within one frame).
+"""
+from __future__ import annotations
+
+import contextlib
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import AudioError, OutputError
+from engine.fileio import atomic_dir, atomic_path
+
+VIDEO_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
+
+
+def pick_video_codec() -> str:
+    """H.264 (libx264) when PyAV's ffmpeg build has it, else the first fallback it has."""
+    import av
+
+    available = set(av.codecs_available)
+    for name in VIDEO_CODECS:
+        if name in available:
+            try:
+                av.codec.Codec(name, "w")
+            except Exception:  # noqa: BLE001 - decoder-only or broken build
+                continue
+            return name
+    raise OutputError("PyAV has no usable video encoder (need libx264, h264 or mpeg4); "
+                      "write a PNG sequence with --frames-dir instead")
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """yuv420p needs even sides: drop the last row/column if odd."""
+    return width - (width % 2), height - (height % 2)
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001)
+
+
+class FrameWriter:
+    """Interface: ``with writer: writer.write(rgb_uint8_HxWx3)``; ``path`` is the final output."""
+
+    kind = "frames"
+    path: Path
+
+    def __enter__(self) -> "FrameWriter":
+        raise NotImplementedError
+
+    def write(self, frame: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        raise NotImplementedError
+
+
+class Mp4Writer(FrameWriter):
+    """H.264/yuv420p video at ``fps`` with the input audio muxed as AAC from time 0."""
+
+    kind = "video"
+
+    def __init__(self, path: Path, fps: float, width: int, height: int, audio_path: Path | None = None,
+                 *, crf: int = 18, audio_max_s: float | None = None) -> None:
+        self.path = Path(path)
+        self.fps = _fps_fraction(fps)
+        self.width, self.height = even_size(width, height)
+        self.audio_path = Path(audio_path) if audio_path else None
+        self.audio_max_s = audio_max_s
+        self.crf = crf
+        self.frames_written = 0
+        self._stack = contextlib.ExitStack()
+        self._container: Any = None
+        self._vstream: Any = None
+
+    def __enter__(self) -> "Mp4Writer":
+        import av
+
+        tmp = self._stack.enter_context(atomic_path(self.path, suffix=".mp4"))
+        try:
+            self._container = av.open(str(tmp), mode="w")
+            codec = pick_video_codec()
+            self._vstream = self._container.add_stream(codec, rate=self.fps)
+            self._vstream.width, self._vstream.height = self.width, self.height
+            self._vstream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                self._vstream.options = {"crf": str(self.crf), "preset": "medium"}
+            elif codec == "mpeg4":
+                self._vstream.bit_rate = 4_000_000
+            if self.audio_path is not None:
+                self._mux_audio(av)
+        except BaseException as exc:
+            self._close_container()
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def _mux_audio(self, av: Any) -> None:
+        """Decode the whole input audio and encode it as AAC now (audio is small)."""
+        try:
+            src = av.open(str(self.audio_path))
+        except Exception as exc:  # noqa: BLE001
+            raise AudioError(f"cannot read audio {self.audio_path} for muxing: {exc}") from exc
+        with src:
+            if not src.streams.audio:
+                raise AudioError(f"{self.audio_path} has no audio stream")
+            in_stream = src.streams.audio[0]
+            rate = in_stream.codec_context.sample_rate or 16000
+            layout = "mono" if (in_stream.codec_context.channels or 1) == 1 else "stereo"
+            astream = self._container.add_stream("aac", rate=rate)
+            astream.layout = layout
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+            max_samples = None if self.audio_max_s is None else int(round(self.audio_max_s * rate))
+            done = 0
+            fifo = av.AudioFifo()
+            for frame in src.decode(in_stream):
+                frame.pts = None
+                for out in resampler.resample(frame):
+                    fifo.write(out)
+            for out in resampler.resample(None):
+                fifo.write(out)
+            frame_size = astream.codec_context.frame_size or 1024
+            while fifo.samples:
+                take = min(frame_size, fifo.samples)
+                if max_samples is not None:
+                    take = min(take, max_samples - done)
+                    if take <= 0:
+                        break
+                chunk = fifo.read(take)
+                chunk.pts = done
+                chunk.time_base = Fraction(1, rate)
+                done += chunk.samples
+                for pkt in astream.encode(chunk):
+                    self._container.mux(pkt)
+            for pkt in astream.encode(None):
+                self._container.mux(pkt)
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        frame = np.ascontiguousarray(frame[: self.height, : self.width])
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        vf.pts = self.frames_written
+        vf.time_base = 1 / self.fps
+        for pkt in self._vstream.encode(vf):
+            self._container.mux(pkt)
+        self.frames_written += 1
+
+    def _close_container(self) -> None:
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                for pkt in self._vstream.encode(None):
+                    self._container.mux(pkt)
+                self._container.close()
+                self._container = None
+        except BaseException as err:
+            self._close_container()
+            self._stack.__exit__(type(err), err, err.__traceback__)
+            raise
+        self._close_container()
+        self._stack.__exit__(exc_type, exc, tb)
+
+
+class PngSequenceWriter(FrameWriter):
+    """``DIR/frame_00000.png, ...`` (RGB, lossless); the folder appears when complete."""
+
+    kind = "frames_dir"
+
+    def __init__(self, folder: Path, start_index: int = 0) -> None:
+        self.path = Path(folder)
+        self.index = start_index
+        self._stack = contextlib.ExitStack()
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> "PngSequenceWriter":
+        self._tmp = self._stack.enter_context(atomic_dir(self.path))
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        assert self._tmp is not None
+        name = self._tmp / f"frame_{self.index:05d}.png"
+        if not cv2.imwrite(str(name), np.ascontiguousarray(frame[..., ::-1])):
+            raise OutputError(f"cannot write {name}")
+        self.index += 1
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._stack.__exit__(exc_type, exc, tb)
+
+
+def probe_video(path: Path) -> dict[str, Any]:
+    """Frame count, fps, video/audio durations of an mp4 (for tests and reports)."""
+    import av
+
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.demux(v) if _.size)
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        info: dict[str, Any] = {"frames": n, "fps": float(v.average_rate or v.base_rate),
+                                "width": v.codec_context.width, "height": v.codec_context.height,
+                                "codec": v.codec_context.name, "has_audio": bool(c.streams.audio)}
+        info["video_s"] = n / info["fps"]
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            samples = sum(f.samples for f in c.decode(a))
+            info["audio_s"] = samples / a.codec_context.sample_rate
+            info["audio_codec"] = a.codec_context.name
+    return info
