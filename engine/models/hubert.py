@@ -54,7 +54,12 @@ def build_hf_encoder(folder: Path) -> nn.Module:
     config = cfg_cls(**{k: v for k, v in raw.items() if k not in ("architectures", "transformers_version")})
     config._attn_implementation = "eager"   # upstream forced output_attentions -> eager maths
     config.layerdrop = 0.0
-    model = model_cls(config)
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # older transformers
+        from transformers.modeling_utils import no_init_weights
+    with no_init_weights():  # every tensor is overwritten from the checkpoint
+        model = model_cls(config)
     model.eval()
     return model
 

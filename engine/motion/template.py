@@ -59,25 +59,10 @@ def load_template(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def _rotation_matrix(pitch: Any, yaw: Any, roll: Any) -> Any:
-    """R = (Rz(roll) Ry(yaw) Rx(pitch))^T from degrees, (B,) -> (B,3,3) (spec §1.3)."""
-    try:
-        from engine.models.keypoints import rotation_matrix
-    except ImportError:
-        rotation_matrix = None
-    if rotation_matrix is not None:
-        return rotation_matrix(pitch, yaw, roll)
-    import torch
+    """R from degrees, (B,1) -> (B,3,3) (spec §1.3; shared with the renderer)."""
+    from engine.models.keypoints import rotation_matrix
 
-    def rad(a: torch.Tensor) -> torch.Tensor:
-        return a.reshape(-1, 1) / 180 * np.pi                     # (B,1)
-
-    p, y, r = rad(pitch), rad(yaw), rad(roll)
-    one, zero = torch.ones_like(p), torch.zeros_like(p)
-    rx = torch.cat([one, zero, zero, zero, torch.cos(p), -torch.sin(p), zero, torch.sin(p), torch.cos(p)], 1)
-    ry = torch.cat([torch.cos(y), zero, torch.sin(y), zero, one, zero, -torch.sin(y), zero, torch.cos(y)], 1)
-    rz = torch.cat([torch.cos(r), -torch.sin(r), zero, torch.sin(r), torch.cos(r), zero, zero, zero, one], 1)
-    rx, ry, rz = (m.reshape(-1, 3, 3) for m in (rx, ry, rz))     # (B,3,3)
-    return (rz @ ry @ rx).permute(0, 2, 1)
+    return rotation_matrix(pitch, yaw, roll)
 
 
 def rotation_matrix_np(pitch: np.ndarray, yaw: np.ndarray, roll: np.ndarray) -> np.ndarray:

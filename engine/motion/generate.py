@@ -1,0 +1,303 @@
+"""Speech audio -> motion sequence: JoyVASA's sliding-window sampler (spec §2.5-2.8), numbered.
+
+Recipe (one call of :func:`generate_motion`):
+  1. load the checkpoint (safe), build the audio encoder + DiT from its tensors, read the template;
+  2. load audio as 16 kHz mono float32; plan windows of L frames (1280/640 silence pads, zero tail);
+  3. per window i (streamed; only one window's features exist at a time):
+     a. draw ``n_hubert_layers`` uniform scalars (transformers 4.39's LayerDrop test in eval mode;
+        kept so that a seed reproduces upstream's noise stream),
+     b. encode the window audio -> a (1, L, F),
+     c. window 0 only: draw x_N (1, L, D); later windows reuse the same tensor (upstream),
+     d. hoist the cross-attention of [null audio, audio] once (exact, see motion_dit),
+     e. run the sampler (CFG batch [uncond, cond], guided x0 = r0 + s (r1 - r0)),
+     f. context for the next window: the last P frames of x0 and of a (untrimmed);
+  4. trim the last window's padded frames, concatenate -> coef (n, D) in normalised space;
+  5. de-normalise with the template, EMA-smooth the pose (optional), R from angles;
+  6. optional resampling to another fps; meta fields for reproducibility.
+
+Frame k corresponds to audio time k/25 - 0.08 s (the 1280-sample pre-pad); frames are kept
+exactly as upstream and ``audio_offset_s = -0.08`` records the shift.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from engine import __version__
+from engine.audio import PRE_PAD, SAMPLE_RATE, as_wave, audio_sha256, iter_windows, plan_windows
+from engine.errors import BadRequest
+from engine.models.hubert import AudioEncoder, load_audio_encoder
+from engine.models.motion_dit import PE_VARIANTS, DenoisingNetwork
+from engine.motion.checkpoint import (MotionGenConfig, config_from_checkpoint, load_checkpoint, sha256_file,
+                                      sub_state_dict)
+from engine.motion.npz import MotionData
+from engine.motion.smooth import smooth_pose
+from engine.motion.template import denormalize, load_template
+from engine.sampling import DEFAULT_STEPS, SAMPLERS, make_sampler, run_sampler
+from engine.sampling.guidance import CFG_MODES, combine
+from engine.sampling.schedule import Schedule
+from engine.weights import WeightsLayout
+
+AUDIO_OFFSET_S = -PRE_PAD / SAMPLE_RATE  # -0.08 s
+
+#: fast-mode default: DPM-Solver++(2M), 15 steps (see README "Motion sampling" for measurements)
+DEFAULT_SAMPLER = "dpmpp_2m"
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    """How to sample motion. ``steps=None``: the sampler's default (ancestral: all N = exact)."""
+
+    seed: int = 0
+    sampler: str = DEFAULT_SAMPLER
+    steps: int | None = None
+    cfg_scale: float = 2.0
+    cfg_mode: str = "incremental"
+    smooth: bool = True
+    pe_variant: str = "head"
+    fps: float | None = None   # None = the model's own fps (25)
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise BadRequest(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.steps is not None and self.steps < 1:
+            raise BadRequest(f"--steps must be >= 1, got {self.steps}")
+        if self.cfg_mode not in CFG_MODES:
+            raise BadRequest(f"cfg_mode must be one of {', '.join(CFG_MODES)}")
+        if self.pe_variant not in PE_VARIANTS:
+            raise BadRequest(f"pe_variant must be one of {', '.join(PE_VARIANTS)}")
+        if self.fps is not None and not (np.isfinite(self.fps) and self.fps > 0):
+            raise BadRequest(f"fps must be > 0, got {self.fps}")
+        if not np.isfinite(self.cfg_scale):
+            raise BadRequest("cfg_scale must be finite")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- random numbers ------------------------------------------------------------------------------
+class TorchNoise:
+    """Upstream's draw order on one CPU generator (spec §2.8); tensors moved to ``device``."""
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
+        self.gen = torch.Generator(device="cpu")
+        self.gen.manual_seed(int(seed))
+        self.device = device
+
+    def layer_draws(self, n: int, window: int) -> None:  # noqa: ARG002
+        for _ in range(n):
+            torch.rand([], generator=self.gen)
+
+    def initial(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.gen).to(self.device)
+
+    def step(self, window: int, i: int, shape: tuple[int, ...]) -> torch.Tensor:  # noqa: ARG002
+        return torch.randn(shape, generator=self.gen).to(self.device)
+
+
+class InjectedNoise:
+    """Recorded noise (``MG_noise_T`` (1,L,D), ``MG_step_noise`` (W, N-1, 1, L, D)) for parity."""
+
+    def __init__(self, noise_T: np.ndarray, step_noise: np.ndarray, device: torch.device | str = "cpu") -> None:
+        self.noise_T, self.step_noise, self.device = noise_T, step_noise, device
+
+    def layer_draws(self, n: int, window: int) -> None:
+        pass
+
+    def initial(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.noise_T, np.float32)).reshape(shape).to(self.device)
+
+    def step(self, window: int, i: int, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.step_noise[window, i], np.float32)).reshape(shape).to(self.device)
+
+
+# -- the loaded model ----------------------------------------------------------------------------
+@dataclass
+class MotionModel:
+    config: MotionGenConfig
+    dit: DenoisingNetwork
+    audio_encoder: AudioEncoder
+    schedule: Schedule
+    start_motion: torch.Tensor   # (1,P,D)
+    start_audio: torch.Tensor    # (1,P,F)
+    null_audio: torch.Tensor     # (1,1,F)
+    template: dict[str, np.ndarray]
+    checkpoint_path: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def load(cls, layout: WeightsLayout, device: str | torch.device = "cpu") -> "MotionModel":
+        ckpt_path = layout.require(layout.motion_generator)
+        ckpt = load_checkpoint(ckpt_path)
+        cfg = config_from_checkpoint(ckpt)
+        sd = ckpt["model"]
+        dit = DenoisingNetwork(cfg.motion_feat_dim, cfg.feature_dim, cfg.n_motions, cfg.n_prev_motions,
+                               cfg.n_layers, cfg.n_heads)
+        try:
+            dit.load_upstream(sub_state_dict(sd, "denoising_net."))
+        except RuntimeError as exc:
+            from engine.errors import WeightsCorrupt
+
+            raise WeightsCorrupt(f"{ckpt_path}: denoising network tensors do not match: {exc}") from exc
+        enc = load_audio_encoder(layout.audio_encoder_dir(cfg.audio_model), sd, cfg.feature_dim, cfg.n_motions)
+        template = load_template(layout.motion_template)
+        dev = torch.device(device)
+        model = cls(cfg, dit.eval().to(dev), enc.eval().to(dev), Schedule.from_state_dict(sd).to(dev),
+                    sd["start_motion_feat"].float().to(dev), sd["start_audio_feat"].float().to(dev),
+                    sd["null_audio_feat"].float().to(dev), template, Path(ckpt_path), dev)
+        return model
+
+    # one window ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, window_audio: torch.Tensor) -> torch.Tensor:
+        return self.audio_encoder(window_audio.to(self.device))                  # (1,L,F)
+
+    @torch.no_grad()
+    def sample_window(self, audio_feat: torch.Tensor, m_prev: torch.Tensor, a_prev: torch.Tensor,
+                      x_T: torch.Tensor, sampler: Any, cfg_scale: float, cfg_mode: str, pe_variant: str,
+                      noise_fn: Callable[[int, int], torch.Tensor] | None,
+                      on_step: Callable[[int, int], None] | None = None, hoist: bool = True) -> torch.Tensor:
+        L = self.config.n_motions
+        null = self.null_audio.expand(1, L, -1)                                   # (1,L,F)
+        audio2 = torch.cat([null, audio_feat], 0)                                 # (2,L,F) [uncond, cond]
+        m_prev2 = m_prev.expand(2, -1, -1)                                        # (2,P,D)
+        a_prev2 = a_prev.expand(2, -1, -1)                                        # (2,P,F)
+        cross = None
+        if hoist and self.dit.can_hoist:                                          # 3d: once per window
+            cross = self.dit.precompute_memory(self.dit.memory(audio2, a_prev2))  # n_layers x (2,S,F)
+
+        def x0_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+            steps = torch.full((2,), t, dtype=torch.long, device=x.device)
+            out = self.dit(x.expand(2, -1, -1), steps, audio2, m_prev2, a_prev2, pe_variant=pe_variant,
+                           cross=cross, hoist=hoist)                               # (2,S,D)
+            return combine(out[:, -L:], [cfg_scale], cfg_mode)                     # (1,L,D)
+
+        return run_sampler(sampler, x0_fn, x_T, noise_fn, on_step)
+
+
+def generate_coef(model: MotionModel, wave: np.ndarray, options: MotionOptions, *,
+                  noise: TorchNoise | InjectedNoise | None = None,
+                  on_window: Callable[[int, int], None] | None = None,
+                  check_cancel: Callable[[int], None] | None = None,
+                  record: dict[str, list[np.ndarray]] | None = None, hoist: bool = True) -> np.ndarray:
+    """Steps 2-4 of the recipe: waveform -> trimmed coef (n, D) in normalised space."""
+    cfg = model.config
+    L, P, D = cfg.n_motions, cfg.n_prev_motions, cfg.motion_feat_dim
+    plan = plan_windows(len(wave), L, cfg.fps)
+    noise = noise if noise is not None else TorchNoise(options.seed, model.device)
+    sampler = make_sampler(options.sampler, model.schedule, options.steps)
+    m_prev, a_prev = model.start_motion, model.start_audio
+    x_T: torch.Tensor | None = None
+    chunks: list[np.ndarray] = []
+    if on_window:
+        on_window(0, plan.n_windows)
+    for w, (audio_np, indicator) in enumerate(iter_windows(wave, plan, cfg.pad_mode)):
+        noise.layer_draws(model.audio_encoder.n_layers, w)                       # 3a
+        audio = torch.from_numpy(audio_np).unsqueeze(0)                           # (1,640L)
+        a = model.encode(audio)                                                   # 3b (1,L,F)
+        if x_T is None:
+            x_T = noise.initial((1, L, D))                                        # 3c
+        n_calls = len(sampler.timesteps())
+
+        def noise_fn(i: int, t: int, _w: int = w) -> torch.Tensor:  # noqa: ARG001
+            return noise.step(_w, i, (1, L, D))
+
+        def on_step(i: int, n: int, _w: int = w) -> None:  # noqa: ARG001
+            if check_cancel:
+                check_cancel(_w)
+
+        x0 = model.sample_window(a, m_prev, a_prev, x_T, sampler, options.cfg_scale, options.cfg_mode,
+                                 options.pe_variant, noise_fn, on_step, hoist=hoist)  # 3e (1,L,D)
+        m_prev, a_prev = x0[:, -P:], a[:, -P:]                                    # 3f
+        x0_np = x0.float().cpu().numpy()
+        if record is not None:
+            record.setdefault("window_audio_in", []).append(audio_np[None])
+            record.setdefault("window_indicator", []).append(indicator[None])
+            record.setdefault("window_audio_feat", []).append(a.float().cpu().numpy())
+            record.setdefault("window_motion", []).append(x0_np)
+            record.setdefault("n_calls", []).append(np.array(n_calls))
+        if w == plan.n_windows - 1 and plan.n_pad_frames > 0:
+            x0_np = x0_np[:, :-plan.n_pad_frames]                                 # 4: trim padding
+        chunks.append(x0_np[0])
+        if on_window:
+            on_window(w + 1, plan.n_windows)
+    return np.concatenate(chunks, 0).astype(np.float32)                           # (n,D)
+
+
+def coef_to_motion(coef: np.ndarray, template: dict[str, np.ndarray], smooth: bool) -> dict[str, np.ndarray]:
+    """Step 5: de-normalise (and smooth); arrays keep upstream's (n,1) shapes."""
+    motion = denormalize(coef, template)
+    return smooth_pose(motion) if smooth else motion
+
+
+def effective_steps(options: MotionOptions, N: int) -> int:
+    if options.steps is not None:
+        return min(int(options.steps), N)
+    default = DEFAULT_STEPS.get(options.sampler)
+    return N if default is None else min(default, N)
+
+
+def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike[str] | np.ndarray,
+                    options: MotionOptions, reporter: Any | None = None, device: str = "cpu",
+                    model: MotionModel | None = None) -> MotionData:
+    """Public API: audio (path or 16 kHz mono samples) -> :class:`MotionData` (see module docstring)."""
+    if reporter is not None:
+        reporter.stage_begin("load")
+        reporter.progress("load", 0, 1, "file")
+    model = model if model is not None else MotionModel.load(layout, device)
+    if reporter is not None:
+        reporter.progress("load", 1, 1, "file")
+        reporter.stage_end("load")
+        reporter.stage_begin("audio")
+        reporter.progress("audio", 0, 1, "file")
+    wave = as_wave(audio_path_or_wave)
+    if reporter is not None:
+        reporter.progress("audio", 1, 1, "file")
+        reporter.stage_end("audio")
+    N = model.schedule.N
+    if options.steps is not None and options.steps > N:
+        raise BadRequest(f"--steps {options.steps} exceeds the checkpoint's trained schedule (N={N})")
+
+    def on_window(done: int, total: int) -> None:
+        if reporter is not None:
+            reporter.progress("motion", done, total, "window", force=True)
+
+    def check_cancel(done: int) -> None:
+        if reporter is not None:
+            reporter.cancel.check("motion", done)
+
+    if reporter is not None:
+        reporter.stage_begin("motion")
+    coef = generate_coef(model, wave, options, on_window=on_window, check_cancel=check_cancel)
+    motion = coef_to_motion(coef, model.template, options.smooth)
+    if reporter is not None:
+        reporter.stage_end("motion")
+    n = coef.shape[0]
+    meta = {
+        "audio_offset_s": np.float32(AUDIO_OFFSET_S),
+        "audio_sha256": audio_sha256(wave),
+        "audio_duration_s": np.float32(len(wave) / SAMPLE_RATE),
+        "checkpoint_sha256": sha256_file(model.checkpoint_path),
+        "pe_variant": options.pe_variant,
+        "sampler": options.sampler,
+        "steps": np.int32(effective_steps(options, N)),
+        "cfg_scale": np.float32(options.cfg_scale),
+        "cfg_mode": options.cfg_mode,
+        "seed": np.int64(options.seed),
+        "engine_version": __version__,
+    }
+    data = MotionData(fps=float(model.config.fps), exp=motion["exp"].reshape(n, 21, 3),
+                      scale=motion["scale"].reshape(n), t=motion["t"].reshape(n, 3),
+                      pitch=motion["pitch"].reshape(n), yaw=motion["yaw"].reshape(n),
+                      roll=motion["roll"].reshape(n), R=motion["R"].reshape(n, 3, 3), coef=coef,
+                      smoothed=bool(options.smooth), meta=meta)
+    if options.fps is not None and abs(options.fps - data.fps) > 1e-9:
+        from engine.motion.resample import resample_motion
+
+        data = resample_motion(data, options.fps)
+    return data
