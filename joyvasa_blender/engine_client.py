@@ -1,0 +1,367 @@
+"""Runs the engine as a subprocess and reads its JSON-lines events (bpy-free).
+
+Why a subprocess: the engine needs torch and friends, which must never be loaded into
+Blender's Python. The engine runs with its own interpreter (a venv chosen in the
+preferences) as ``<python> -m engine <command> ... --progress json``; stdout carries only
+protocol events (see protocol.py), stderr is a log of which we keep the tail for error
+reports. Reader threads put parsed events on a queue; the UI thread drains it (timer or
+modal operator), or :meth:`EngineProcess.run_sync` blocks in background mode.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .protocol import ProtocolError, parse_event
+
+STDERR_TAIL = 200
+ADDON_DIR = Path(__file__).resolve().parent
+
+
+# -- where the engine sources and interpreter are ---------------------------------------------
+def find_engine_src(override: str = "") -> Path | None:
+    """Folder that contains the ``engine`` package: the preference override, the copy bundled
+    in the extension (``engine_src/``), or the repository root in a development checkout."""
+    cands = [Path(override)] if override else []
+    cands += [ADDON_DIR / "engine_src", ADDON_DIR.parent]
+    for c in cands:
+        if (c / "engine" / "__main__.py").is_file():
+            return c
+    return None
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def interpreter_candidates(pref: str = "", weights_dir: str = "", user_dir: str = "",
+                           engine_src: Path | None = None) -> list[tuple[str, str]]:
+    """(path, why) in the order they are tried by :func:`detect_interpreter`."""
+    out: list[tuple[str, str]] = []
+    if pref:
+        out.append((pref, "preferences"))
+    env = os.environ.get("JOYVASA_ENGINE_PYTHON")
+    if env:
+        out.append((env, "$JOYVASA_ENGINE_PYTHON"))
+    if weights_dir:
+        w = Path(weights_dir)
+        for v in (w / ".venv", w / "venv", w.parent / ".venv", w.parent / "venv"):
+            out.append((str(venv_python(v)), "venv next to the weights"))
+    if user_dir:
+        out.append((str(venv_python(Path(user_dir) / "venv")), "extension venv"))
+    if engine_src is not None:
+        out.append((str(venv_python(engine_src / ".venv")), "venv next to the engine sources"))
+    for name in ("python3", "python"):
+        found = shutil.which(name)
+        if found:
+            out.append((found, "PATH"))
+    return out
+
+
+def check_interpreter(path: str, timeout: float = 20.0) -> tuple[bool, str]:
+    """Is ``path`` a runnable Python >= 3.10? Returns (ok, version text or reason)."""
+    if not path:
+        return False, "no interpreter given"
+    if not Path(path).is_file():
+        return False, f"{path} does not exist"
+    try:
+        cp = subprocess.run([path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                            capture_output=True, text=True, timeout=timeout, env=clean_env())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"{path} cannot be run: {exc}"
+    if cp.returncode != 0:
+        return False, f"{path} failed: {cp.stderr.strip()[-200:]}"
+    version = cp.stdout.strip()
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return False, f"{path} printed {version!r}"
+    if (major, minor) < (3, 10):
+        return False, f"{path} is Python {version}; the engine needs 3.10 or newer"
+    return True, version
+
+
+def detect_interpreter(**kw: Any) -> tuple[str | None, str]:
+    """First valid candidate -> (path, why); (None, reasons) when none works."""
+    reasons = []
+    seen = set()
+    for path, why in interpreter_candidates(**kw):
+        if path in seen:
+            continue
+        seen.add(path)
+        if not Path(path).is_file():
+            continue
+        ok, info = check_interpreter(path)
+        if ok:
+            return path, f"{why}: Python {info}"
+        reasons.append(info)
+    return None, ("no engine Python found (set Preferences > JoyVASA > Engine Python, or create the "
+                  "engine environment)" + (": " + "; ".join(reasons) if reasons else ""))
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child Python: Blender's PYTHONHOME/PYTHONPATH removed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    if extra:
+        env.update({k: v for k, v in extra.items() if v is not None})
+    return env
+
+
+# -- command lines ----------------------------------------------------------------------------
+def _opt(argv: list[str], flag: str, value: Any) -> None:
+    if value is None or value == "":
+        return
+    argv += [flag, str(value)]
+
+
+def motion_args(*, audio: str, out: str, seed: int | None = None, sampler: str | None = None,
+                steps: int | None = None, cfg_scale: float | None = None, smooth: bool | None = None,
+                fps: float | None = None) -> list[str]:
+    """Options shared by ``engine motion`` and ``engine animate`` (the motion part)."""
+    argv = ["--audio", audio, "--out", out]
+    _opt(argv, "--seed", seed)
+    _opt(argv, "--sampler", sampler)
+    _opt(argv, "--steps", steps if steps else None)
+    _opt(argv, "--cfg-scale", cfg_scale)
+    if smooth is not None:
+        argv.append("--smooth" if smooth else "--no-smooth")
+    _opt(argv, "--fps", fps)
+    return argv
+
+
+def engine_argv(python: str, command: str, args: Sequence[str], *, weights: str = "", device: str = "",
+                dtype: str = "", progress: bool = True) -> list[str]:
+    argv = [python, "-m", "engine", command, *args]
+    _opt(argv, "--weights", weights)
+    if command != "doctor":
+        _opt(argv, "--device", device)
+        if command == "animate":
+            _opt(argv, "--dtype", dtype)
+        if progress:
+            argv += ["--progress", "json"]
+    return argv
+
+
+# -- the process ------------------------------------------------------------------------------
+class EngineProcess:
+    """One engine run. Threads read stdout (events -> queue) and stderr (tail); never touch bpy."""
+
+    def __init__(self, argv: Sequence[str], cwd: str | os.PathLike[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.argv = [str(a) for a in argv]
+        self.cwd = str(cwd) if cwd else None
+        self.env = env if env is not None else clean_env()
+        self.events: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        self.stderr_lines: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.cancel_requested = False
+
+    def start(self) -> "EngineProcess":
+        win = sys.platform == "win32"
+        self.proc = subprocess.Popen(
+            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
+            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if win else 0,
+            start_new_session=not win)
+        for fn in (self._read_stdout, self._read_stderr):
+            th = threading.Thread(target=fn, daemon=True)
+            th.start()
+            self._threads.append(th)
+        return self
+
+    def _read_stdout(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = parse_event(line)
+            except ProtocolError as exc:
+                if "protocol v" in str(exc):
+                    event = {"type": "error", "code": "protocol", "message": str(exc), "fatal": True}
+                else:  # a stray print on stdout: keep it as a log line, it is not fatal
+                    event = {"type": "log", "text": line.rstrip()}
+            if event is not None:
+                self.events.put(event)
+        self.events.put({"type": "_eof"})
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._lock:
+                self.stderr_lines.append(line.rstrip("\n"))
+                if len(self.stderr_lines) > STDERR_TAIL:
+                    del self.stderr_lines[: len(self.stderr_lines) - STDERR_TAIL]
+
+    def stderr_tail(self, n: int = 20) -> list[str]:
+        with self._lock:
+            return list(self.stderr_lines[-n:])
+
+    def drain(self) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            try:
+                out.append(self.events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    def finished(self) -> bool:
+        """The process exited and both pipes were read to the end."""
+        return self.poll() is not None and all(not t.is_alive() for t in self._threads)
+
+    def cancel(self, grace: float = 3.0) -> None:
+        """Ask the engine to stop (stdin ``cancel`` + SIGINT to its process group); kill after ``grace``."""
+        self.cancel_requested = True
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        try:
+            assert p.stdin is not None
+            p.stdin.write('{"v":1,"type":"cancel"}\n')
+            p.stdin.flush()
+        except (OSError, ValueError, AssertionError):
+            pass
+        try:
+            if sys.platform == "win32":
+                p.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+            else:
+                os.killpg(p.pid, signal.SIGINT)
+        except (OSError, ProcessLookupError):
+            pass
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        try:
+            if sys.platform == "win32":
+                p.kill()
+            else:
+                os.killpg(p.pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            p.kill()
+        p.wait()
+
+    def join(self, timeout: float = 5.0) -> None:
+        for t in self._threads:
+            t.join(timeout)
+
+    def run_sync(self, on_event: Callable[[dict[str, Any]], None] | None = None,
+                 should_cancel: Callable[[], bool] | None = None, timeout: float | None = None,
+                 poll_s: float = 0.05) -> int:
+        """Blocking run for background mode/tests: forwards events, honours ``should_cancel`` and
+        ``timeout`` (cancels when exceeded). Returns the exit code."""
+        if self.proc is None:
+            self.start()
+        t0 = time.monotonic()
+        while True:
+            try:
+                ev = self.events.get(timeout=poll_s)
+            except queue.Empty:
+                ev = None
+            if ev is not None and ev.get("type") != "_eof" and on_event:
+                on_event(ev)
+            if ev is not None and ev.get("type") == "_eof":
+                break
+            if (should_cancel and should_cancel()) or (timeout and time.monotonic() - t0 > timeout):
+                self.cancel()
+        assert self.proc is not None
+        rc = self.proc.wait()
+        self.join()
+        for ev in self.drain():
+            if ev.get("type") != "_eof" and on_event:
+                on_event(ev)
+        return rc
+
+
+# -- engine environment installer (venv + pip), for the preferences button --------------------
+def install_steps(base_python: str, venv_dir: Path, requirements: Path) -> list[tuple[str, list[str]]]:
+    """(label, argv) steps that create the engine venv and install the engine's requirements."""
+    py = str(venv_python(venv_dir))
+    return [
+        ("Creating virtual environment", [base_python, "-m", "venv", str(venv_dir)]),
+        ("Upgrading pip", [py, "-m", "pip", "install", "--upgrade", "pip"]),
+        ("Installing engine requirements (torch is large: minutes)",
+         [py, "-m", "pip", "install", "--progress-bar", "off", "-r", str(requirements)]),
+    ]
+
+
+class StepRunner:
+    """Runs a list of commands one after another in a thread; exposes step, last output line,
+    and the result, for a panel polled by a timer."""
+
+    def __init__(self, steps: Iterable[tuple[str, list[str]]]) -> None:
+        self.steps = list(steps)
+        self.index = 0
+        self.last_line = ""
+        self.log: list[str] = []
+        self.error: str | None = None
+        self.done = False
+        self.cancelled = False
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "StepRunner":
+        self._thread.start()
+        return self
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if self.done else self.index / max(1, len(self.steps))
+
+    @property
+    def label(self) -> str:
+        return self.steps[min(self.index, len(self.steps) - 1)][0] if self.steps else ""
+
+    def _run(self) -> None:
+        for i, (label, argv) in enumerate(self.steps):
+            self.index = i
+            if self.cancelled:
+                break
+            try:
+                self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                              errors="replace", env=clean_env(), stdin=subprocess.DEVNULL)
+            except OSError as exc:
+                self.error = f"{label}: {exc}"
+                break
+            assert self._proc.stdout is not None
+            for line in self._proc.stdout:
+                line = line.rstrip()
+                if line:
+                    self.last_line = line[-160:]
+                    self.log = (self.log + [line])[-200:]
+            rc = self._proc.wait()
+            if rc != 0 and not self.cancelled:
+                self.error = f"{label} failed (exit {rc}): {self.last_line}"
+                break
+        self.index = len(self.steps)
+        self.done = True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)

@@ -1,0 +1,9 @@
+"""bpy-free tests of the add-on's core modules: make the repo root importable."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))

@@ -1,0 +1,136 @@
+"""Engine client + job state against the fake engine (no bpy)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from joyvasa_blender import engine_client as ec
+from joyvasa_blender.jobs import JobState
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+import fake_engine  # noqa: E402
+
+
+@pytest.fixture()
+def fake_python(tmp_path):
+    return str(fake_engine.write_wrapper(tmp_path / "fakepython"))
+
+
+def run(fake_python, tmp_path, transcript, command="motion", cancel_after=None):
+    env = ec.clean_env({"JOYVASA_FAKE_TRANSCRIPT": transcript})
+    out = tmp_path / ("m.npz" if command == "motion" else "v.mp4")
+    argv = ec.engine_argv(fake_python, command, ec.motion_args(audio="a.wav", out=str(out), seed=3), device="cpu")
+    job = JobState(kind=command)
+    job.start()
+    proc = ec.EngineProcess(argv, env=env).start()
+    t0 = time.monotonic()
+    rc = proc.run_sync(job.feed, should_cancel=(lambda: time.monotonic() - t0 > cancel_after) if cancel_after else None,
+                       timeout=30)
+    job.finish(rc, proc.stderr_tail(), proc.cancel_requested)
+    return job, out, rc
+
+
+def test_argv_shape():
+    argv = ec.engine_argv("py", "motion", ec.motion_args(audio="a.wav", out="m.npz", seed=1, sampler="ddim",
+                                                           steps=10, cfg_scale=2.5, smooth=False, fps=24),
+                          weights="/w", device="cpu")
+    assert argv[:4] == ["py", "-m", "engine", "motion"]
+    for pair in (["--seed", "1"], ["--sampler", "ddim"], ["--steps", "10"], ["--cfg-scale", "2.5"],
+                 ["--fps", "24"], ["--weights", "/w"], ["--device", "cpu"], ["--progress", "json"]):
+        i = argv.index(pair[0])
+        assert argv[i:i + 2] == pair
+    assert "--no-smooth" in argv
+    assert "--progress" not in ec.engine_argv("py", "doctor", ["--json"])
+
+
+def test_success(fake_python, tmp_path):
+    job, out, rc = run(fake_python, tmp_path, "motion_ok")
+    assert rc == 0 and job.state == "done", job.report_text()
+    assert job.outputs["motion_npz"] == str(out) and out.exists()
+    assert job.artifacts["motion_npz"] == str(out)
+    assert job.device == "cpu" and job.progress == 1.0
+
+
+def test_error_event(fake_python, tmp_path):
+    job, _, rc = run(fake_python, tmp_path, "error_weights")
+    assert rc == 1 and job.state == "failed"
+    assert job.error_code == "weights_missing" and "weights not found" in job.message
+    assert "looking for weights" in job.report_text()
+
+
+def test_crash_shows_stderr_tail(fake_python, tmp_path):
+    job, _, rc = run(fake_python, tmp_path, "crash")
+    assert rc == 139 and job.state == "failed" and job.error_code == "crash"
+    assert "simulated segfault" in job.message
+    assert "Traceback" in job.report_text()
+
+
+def test_hang_is_cancellable(fake_python, tmp_path):
+    t0 = time.monotonic()
+    job, _, rc = run(fake_python, tmp_path, "hang", cancel_after=0.5)
+    assert job.state == "cancelled" and rc == 130
+    assert time.monotonic() - t0 < 10
+
+
+def test_unknown_protocol_major_is_refused(fake_python, tmp_path):
+    job, _, rc = run(fake_python, tmp_path, "protocol_v2")
+    assert job.state == "failed" and "protocol v2" in job.message
+
+
+def test_stray_stdout_lines_are_not_fatal():
+    proc = ec.EngineProcess([sys.executable, "-c", "print('hello from a library');"
+                             "print('{\"v\":1,\"type\":\"done\",\"seq\":0,\"t\":0,\"outputs\":{}}')"]).start()
+    job = JobState()
+    job.start()
+    rc = proc.run_sync(job.feed, timeout=20)
+    job.finish(rc, proc.stderr_tail())
+    assert job.state == "done"
+
+
+def test_interpreter_detection(fake_python, tmp_path, monkeypatch):
+    ok, version = ec.check_interpreter(sys.executable)
+    assert ok and version.startswith("3.")
+    ok, why = ec.check_interpreter(str(tmp_path / "missing"))
+    assert not ok and "does not exist" in why
+    monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", fake_python)
+    path, why = ec.detect_interpreter(pref="")
+    assert path == fake_python and "JOYVASA_ENGINE_PYTHON" in why
+    path, why = ec.detect_interpreter(pref=sys.executable)
+    assert path == sys.executable and "preferences" in why
+    monkeypatch.delenv("JOYVASA_ENGINE_PYTHON")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    path, why = ec.detect_interpreter(pref=str(tmp_path / "missing"))
+    assert path is None and "no engine Python found" in why
+
+
+def test_find_engine_src_in_checkout():
+    src = ec.find_engine_src()
+    assert src is not None and (src / "engine" / "__main__.py").exists()
+
+
+def test_clean_env_drops_blender_python_vars(monkeypatch):
+    monkeypatch.setenv("PYTHONHOME", "/blender/python")
+    env = ec.clean_env({"X": "1"})
+    assert "PYTHONHOME" not in env and env["X"] == "1" and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_step_runner(tmp_path):
+    r = ec.StepRunner([("one", [sys.executable, "-c", "print('a')"]),
+                       ("two", [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])]).start()
+    r.join(20)
+    assert r.done and r.error and "two failed (exit 3)" in r.error and "boom" in r.error
+
+
+def test_install_steps_create_a_venv(tmp_path):
+    req = tmp_path / "req.txt"
+    req.write_text("")
+    steps = ec.install_steps(sys.executable, tmp_path / "venv", req)
+    assert [s[0] for s in steps][0] == "Creating virtual environment"
+    r = ec.StepRunner(steps[:1]).start()   # venv only: no network
+    r.join(120)
+    assert r.error is None and ec.venv_python(tmp_path / "venv").exists()

@@ -1,0 +1,155 @@
+"""A fake engine that obeys the JSON-lines contract by replaying a transcript.
+
+Used as the add-on's "engine Python": the add-on runs ``<python> -m engine <command> ...``;
+a wrapper script (see ``write_wrapper``) runs this file with those arguments instead. The
+scenario is the transcript ``$JOYVASA_FAKE_TRANSCRIPT`` (a path, or a name in tests/contract/),
+default ``<command>_ok``. Transcript lines are protocol events (``seq`` and ``t`` are filled in)
+or directives:
+
+    {"_fake": "sleep", "s": 0.1}          pause
+    {"_fake": "write_motion"}             copy tests/contract/motion_v1.npz to --out
+    {"_fake": "write_video"}              write a small mp4 at --fps to --out (needs PyAV)
+    {"_fake": "stderr", "text": "..."}    a log line on stderr
+    {"_fake": "hang"}                     wait until cancelled (stdin "cancel" or SIGINT)
+    {"_fake": "exit", "code": 1}          exit now with that code
+
+Strings may contain ``$OUT`` (the --out path). A cancel emits ``cancelled`` and exits 130.
+``-c CODE`` runs CODE (so interpreter checks work); ``doctor --json`` prints a JSON report.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONTRACT = HERE / "contract"
+_cancel = threading.Event()
+_seq = 0
+_t0 = time.monotonic()
+
+
+def write_wrapper(path: Path, python: str = sys.executable) -> Path:
+    """Create an executable that looks like an interpreter but runs this fake engine."""
+    path.write_text(f'#!/bin/sh\nexec "{python}" "{Path(__file__).resolve()}" "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def emit(event: dict) -> None:
+    global _seq
+    event = {"v": event.get("v", 1), "type": event["type"], "seq": _seq, "t": round(time.monotonic() - _t0, 4),
+             **{k: v for k, v in event.items() if k not in ("v", "type", "seq", "t")}}
+    _seq += 1
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def option(args: list[str], flag: str, default: str | None = None) -> str | None:
+    return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else default
+
+
+def subst(obj, out: str):
+    if isinstance(obj, str):
+        return obj.replace("$OUT", out)
+    if isinstance(obj, list):
+        return [subst(x, out) for x in obj]
+    if isinstance(obj, dict):
+        return {k: subst(v, out) for k, v in obj.items()}
+    return obj
+
+
+def write_video(out: str, fps: float, n_frames: int) -> None:
+    import av  # the main venv has PyAV
+    import numpy as np
+
+    with av.open(out, "w") as c:
+        st = c.add_stream("mpeg4", rate=int(round(fps)))
+        st.width = st.height = 64
+        st.pix_fmt = "yuv420p"
+        for i in range(n_frames):
+            img = np.full((64, 64, 3), (i * 5) % 255, dtype=np.uint8)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+
+
+def cancelled(stage: str = "motion") -> None:
+    emit({"type": "cancelled", "at": {"stage": stage, "done": 0}})
+    sys.exit(130)
+
+
+def _stdin_reader() -> None:
+    for line in sys.stdin:
+        text = line.strip()
+        if text == "cancel" or '"cancel"' in text:
+            _cancel.set()
+            return
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["-c"]:
+        exec(compile(argv[1], "<fake -c>", "exec"), {"__name__": "__main__"})
+        return 0
+    if argv[:2] != ["-m", "engine"] or len(argv) < 3:
+        print(f"fake engine: unexpected arguments {argv}", file=sys.stderr)
+        return 2
+    command, args = argv[2], argv[3:]
+    log = os.environ.get("JOYVASA_FAKE_ARGV_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(json.dumps([command] + args) + "\n")
+    if command == "doctor":
+        print(json.dumps({"ok": True, "engine_version": "fake", "python": sys.version.split()[0],
+                          "torch": None, "devices": ["cpu"], "weights": {"dir": option(args, "--weights"), "ok": True}}))
+        return 0
+    signal.signal(signal.SIGINT, lambda *_: _cancel.set())
+    threading.Thread(target=_stdin_reader, daemon=True).start()
+    name = os.environ.get("JOYVASA_FAKE_TRANSCRIPT") or f"{command}_ok"
+    path = Path(name) if name.endswith(".jsonl") and os.path.sep in name else CONTRACT / f"{Path(name).stem}.jsonl"
+    out = option(args, "--out", "") or ""
+    fps = float(option(args, "--fps", "25") or 25)
+    for raw in path.read_text().splitlines():
+        if not raw.strip():
+            continue
+        if _cancel.is_set():
+            cancelled()
+        item = subst(json.loads(raw), out)
+        directive = item.get("_fake")
+        if directive is None:
+            emit(item)
+        elif directive == "sleep":
+            _cancel.wait(float(item.get("s", 0.1)))
+        elif directive == "write_motion":
+            shutil.copyfile(CONTRACT / "motion_v1.npz", out)
+        elif directive == "write_video":
+            audio = option(args, "--audio")
+            seconds = 2.0
+            try:
+                import soundfile
+                seconds = soundfile.info(audio).duration
+            except Exception:  # noqa: BLE001 - a fake: fall back to 2 s
+                pass
+            write_video(out, fps, max(1, int(round(seconds * fps))))
+        elif directive == "stderr":
+            print(item.get("text", ""), file=sys.stderr, flush=True)
+        elif directive == "hang":
+            while not _cancel.wait(0.05):
+                pass
+            cancelled(item.get("stage", "motion"))
+        elif directive == "exit":
+            sys.stdout.flush()
+            return int(item.get("code", 0))
+    if _cancel.is_set():
+        cancelled()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
