@@ -45,10 +45,11 @@ class SPADEResnetBlock(nn.Module):
         fmid = min(fin, fout)
         self.conv_0 = nn.Conv2d(fin, fmid, 3, padding=1)
         self.conv_1 = nn.Conv2d(fmid, fout, 3, padding=1)
+        if self.learned_shortcut:
+            self.conv_s = nn.Conv2d(fin, fout, 1, bias=False)  # 1×1, no bias
         self.norm_0 = SPADE(fin, label_nc)
         self.norm_1 = SPADE(fmid, label_nc)
         if self.learned_shortcut:
-            self.conv_s = nn.Conv2d(fin, fout, 1, bias=False)
             self.norm_s = SPADE(fin, label_nc)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
