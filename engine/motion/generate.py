@@ -246,6 +246,8 @@ def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike
                     options: MotionOptions, reporter: Any | None = None, device: str = "cpu",
                     model: MotionModel | None = None) -> MotionData:
     """Public API: audio (path or 16 kHz mono samples) -> :class:`MotionData` (see module docstring)."""
+    if not isinstance(audio_path_or_wave, np.ndarray) and not Path(audio_path_or_wave).is_file():
+        as_wave(audio_path_or_wave)  # fail fast with the AudioError before loading any weights
     if reporter is not None:
         reporter.stage_begin("load")
         reporter.progress("load", 0, 1, "file")
