@@ -92,8 +92,10 @@ def _template(gen: np.random.Generator) -> dict[str, np.ndarray]:
     return {k: out[k] for k in order}
 
 
-def write_joyvasa_weights(root: Path, config: str = "tiny", seed: int = 0) -> None:
-    """Write the three JoyVASA pieces under ``root`` (see module docstring)."""
+def write_joyvasa_weights(root: Path, config: str = "tiny", seed: int = 0,
+                          overrides: dict[str, int] | None = None) -> None:
+    """Write the three JoyVASA pieces under ``root`` (see module docstring). ``overrides`` changes
+    motion-generator sizes, e.g. ``{"motion_feat_dim": 70, "n_prev_motions": 25}`` (first upload)."""
     from transformers import HubertConfig, HubertModel
 
     from engine.models.motion_dit import DenoisingNetwork, sinusoid_table
@@ -101,7 +103,7 @@ def write_joyvasa_weights(root: Path, config: str = "tiny", seed: int = 0) -> No
 
     if config not in CONFIGS:
         raise ValueError(f"config must be one of {sorted(CONFIGS)}, got {config!r}")
-    mg, hub = CONFIGS[config]["mg"], CONFIGS[config]["hubert"]
+    mg, hub = {**CONFIGS[config]["mg"], **(overrides or {})}, CONFIGS[config]["hubert"]
     root = Path(root)
     D, L, P, Fd, N = (mg[k] for k in ("motion_feat_dim", "n_motions", "n_prev_motions", "feature_dim", "n_diff_steps"))
     gen = torch.Generator().manual_seed(seed)
