@@ -15,6 +15,14 @@ from typing import Iterator
 from engine.errors import OutputError
 
 
+def _default_mode(path: Path, base: int) -> None:
+    """mkstemp/mkdtemp create 0600/0700; give the final output the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, base & ~umask)
+
+
 def ensure_writable_dir(folder: Path) -> None:
     """Create ``folder`` if needed and prove we can write there (clear error otherwise)."""
     try:
@@ -39,6 +47,7 @@ def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _default_mode(tmp, 0o666)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -54,6 +63,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.part-"))
     try:
         yield tmp
+        _default_mode(tmp, 0o777)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -127,20 +127,29 @@ def crop_none(img: np.ndarray) -> CropResult:
 
 
 def detect_faces_haar(img: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Frontal faces with OpenCV's bundled Haar cascade, biggest first."""
-    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
-        raise ImageError(f"OpenCV's Haar cascade is missing ({path}); use --crop X,Y,W,H or --crop none")
+    """Frontal faces with a Haar cascade, most confident first.
+
+    OpenCV 4.x: its ``CascadeClassifier`` + bundled cascade; OpenCV 5 (no cascades any more):
+    the same cascade file, shipped with the engine, evaluated by engine/render/haar.py.
+    """
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    # detect on a bounded size: faster, and the cascade's window is tuned for modest sizes
-    f = min(1.0, 800.0 / max(grey.shape))
+    # detect on a bounded size: faster, and enough for a portrait's main face
+    f = min(1.0, 400.0 / max(grey.shape))
     small = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else grey
     small = cv2.equalizeHist(small)
     min_side = max(24, int(0.08 * min(small.shape)))
-    found = cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-    boxes = [tuple(int(round(v / f)) for v in b) for b in (found if len(found) else [])]
-    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)  # type: ignore[return-value]
+    cascade_cls = getattr(cv2, "CascadeClassifier", None)
+    data = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    xml = Path(data) / "haarcascade_frontalface_default.xml" if data else None
+    if cascade_cls is not None and xml is not None and xml.is_file():
+        cascade = cascade_cls(str(xml))
+        found = cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        found = sorted((tuple(b) for b in found), key=lambda b: b[2] * b[3], reverse=True)
+    else:
+        from engine.render.haar import detect_faces
+
+        found = detect_faces(small, scale_factor=1.1, min_neighbors=4, min_size=min_side)
+    return [tuple(int(round(v / f)) for v in b) for b in found]  # type: ignore[misc]
 
 
 def _scrfd_paths(weights_root: Path | None) -> Path | None:
