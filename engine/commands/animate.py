@@ -222,10 +222,8 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
         from engine.commands.motion import motion_options_from_args
         from engine.motion.generate import generate_motion
 
-        reporter.stage_begin("motion")
         motion = generate_motion(layout, wave, motion_options_from_args(args), reporter=reporter,
                                  device=str(device))
-        reporter.stage_end("motion")
         if args.save_motion:
             path = save_motion(args.save_motion, motion)
             reporter.artifact("motion_npz", str(path))
