@@ -67,7 +67,7 @@ def load_motion(path: str | Path) -> Motion:
     except (OSError, ValueError) as exc:
         raise MotionFileError(f"{path} is not a readable .npz motion file: {exc}") from exc
     if str(data.get("schema", "")) != SCHEMA:
-        raise MotionFileError(f"{path} is not a JoyVASA motion file (schema {data.get('schema')!r})")
+        raise MotionFileError(f"{path} is not a JoyVASA motion file (schema {str(data.get('schema', ''))!r})")
     version = int(data.get("schema_version", -1))
     if version != SCHEMA_VERSION:
         raise MotionFileError(f"{path} has motion schema v{version}; this add-on reads v{SCHEMA_VERSION}")

@@ -1,0 +1,50 @@
+"""JoyVASA for Blender: audio-driven head pose, expression and portrait animation.
+
+The add-on never imports torch or engine code: it runs the engine (a separate Python
+environment chosen in the preferences) as a subprocess and reads its JSON-lines events
+(protocol.py). Importing this package imports nothing from bpy, so the bpy-free modules
+(engine_client, jobs, motion_core, semantic) are testable with plain pytest; the bpy side is
+imported in register().
+"""
+from __future__ import annotations
+
+_registered: list = []
+
+
+def _classes():
+    from . import ops_motion, ops_render, prefs, props, ui_panels
+    return props.CLASSES + prefs.CLASSES + ops_motion.CLASSES + ops_render.CLASSES + ui_panels.CLASSES
+
+
+def _on_load_pre(*_args):
+    from . import runtime
+    runtime.cancel_all()
+
+
+def register() -> None:
+    import bpy
+
+    from . import props
+    for cls in _classes():
+        bpy.utils.register_class(cls)
+        _registered.append(cls)
+    props.register_props()
+    bpy.app.handlers.persistent(_on_load_pre)
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
+
+
+def unregister() -> None:
+    import bpy
+
+    from . import props, runtime
+    runtime.cancel_all()
+    from .prefs import _poll_installer
+    if bpy.app.timers.is_registered(_poll_installer):
+        bpy.app.timers.unregister(_poll_installer)
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    props.unregister_props()
+    for cls in reversed(_registered):
+        bpy.utils.unregister_class(cls)
+    _registered.clear()

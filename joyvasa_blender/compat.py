@@ -1,0 +1,113 @@
+"""Small version shims for Blender 4.2 LTS .. 5.0 (actions, sequencer).
+
+Why: 4.4 introduced slotted actions and 5.0 removed ``Action.fcurves``; 4.4 renamed
+``sequences`` to ``strips`` and 5.0 dropped the old name; 5.0 edits the workspace's
+``sequencer_scene``. Everything version-dependent is here, nowhere else.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import bpy
+
+SLOTTED = bpy.app.version >= (4, 4, 0)
+
+
+def assign_new_action(id_data: Any, name: str) -> tuple[Any, Any]:
+    """Give ``id_data`` (Object or Key) a brand-new Action; return (action, fcurves collection).
+
+    The Action it had before is kept with a fake user, so a take never destroys the artist's work."""
+    ad = id_data.animation_data or id_data.animation_data_create()
+    old = ad.action
+    if old is not None and not old.use_fake_user:
+        old.use_fake_user = True
+    action = bpy.data.actions.new(name)
+    action.use_fake_user = True
+    ad.action = action
+    return action, fcurves_of(id_data)
+
+
+def fcurves_of(id_data: Any) -> Any:
+    """The F-curve collection for ``id_data``'s current action (legacy or slotted)."""
+    ad = id_data.animation_data
+    act = ad.action
+    if not SLOTTED:
+        return act.fcurves
+    if ad.action_slot is None:
+        ad.action_slot = act.slots.new(id_type=id_data.id_type, name=id_data.name)
+    layer = act.layers[0] if act.layers else act.layers.new("Layer")
+    strip = layer.strips[0] if layer.strips else layer.strips.new(type='KEYFRAME')
+    return strip.channelbag(ad.action_slot, ensure=True).fcurves
+
+
+def iter_fcurves(id_data: Any) -> Iterator[Any]:
+    """All F-curves that animate ``id_data`` (empty when it has no action)."""
+    ad = getattr(id_data, "animation_data", None)
+    if ad is None or ad.action is None:
+        return iter(())
+    act = ad.action
+    if not SLOTTED:
+        return iter(act.fcurves)
+    slot = ad.action_slot
+    if slot is None:
+        return iter(())
+    out = []
+    for layer in act.layers:
+        for strip in layer.strips:
+            bag = strip.channelbag(slot)
+            if bag is not None:
+                out.extend(bag.fcurves)
+    return iter(out)
+
+
+def find_fcurve(id_data: Any, data_path: str, index: int = 0) -> Any:
+    for fc in iter_fcurves(id_data):
+        if fc.data_path == data_path and fc.array_index == index:
+            return fc
+    return None
+
+
+def key_array(fcurves: Any, data_path: str, index: int, co: Any, n: int) -> Any:
+    """Bulk-key one F-curve: ``co`` is the flat [f0, v0, f1, v1, ...] float array of n keys."""
+    fc = fcurves.find(data_path, index=index)
+    if fc is None:
+        fc = fcurves.new(data_path, index=index)
+    kp = fc.keyframe_points
+    first = len(kp)
+    kp.add(n)
+    if first:  # curve already had keys: write only the new ones
+        for i in range(n):
+            kp[first + i].co = (co[2 * i], co[2 * i + 1])
+    else:
+        kp.foreach_set("co", co)
+    kp.foreach_set("interpolation", [1] * len(kp))   # LINEAR: values are dense, one per frame
+    fc.update()
+    return fc
+
+
+# -- sequencer --------------------------------------------------------------------------------
+def sequencer_scene(context: Any) -> Any:
+    """The scene the Sequencer edits (5.0: the workspace's sequencer_scene), else context.scene."""
+    scene = getattr(context, "sequencer_scene", None)
+    return scene if scene is not None else context.scene
+
+
+def strips_collection(scene: Any, create: bool = True) -> Any:
+    se = scene.sequence_editor
+    if se is None:
+        if not create:
+            return None
+        se = scene.sequence_editor_create()
+    return se.strips if hasattr(se, "strips") else se.sequences
+
+
+def all_strips(scene: Any) -> list[Any]:
+    se = scene.sequence_editor
+    if se is None:
+        return []
+    coll = se.strips_all if hasattr(se, "strips_all") else se.sequences_all
+    return list(coll)
+
+
+def sound_strips(scene: Any) -> list[Any]:
+    return [s for s in all_strips(scene) if s.type == 'SOUND']

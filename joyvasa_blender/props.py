@@ -1,0 +1,114 @@
+"""Scene settings (``scene.joyvasa``): inputs, generation options, targets, strengths.
+
+The four strengths are ordinary animatable FloatProperties: key them like any property
+(hover + I). They are applied **at key time**: when a motion is applied, each strength's
+F-curve on the scene is evaluated at every keyed frame and multiplies that frame's values
+(head: rotation angle and location; expression/lips/eyes: exp channels and shape keys).
+Changing a strength later means applying the motion again (a new take).
+"""
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+from . import semantic
+
+SAMPLERS = [("ancestral", "Ancestral (exact)", "Upstream DDPM ancestral sampling: slowest, reference quality"),
+            ("ddim", "DDIM", "Deterministic DDIM: fast with few steps"),
+            ("dpmpp_2m", "DPM-Solver++ 2M", "Second-order solver: good quality with 10-20 steps")]
+REGIONS = [("all", "All", "Head pose and expression"), ("exp", "Expression", "Expression only"),
+           ("pose", "Pose", "Head pose only"), ("lip", "Lips", "Lips only"), ("eyes", "Eyes", "Eyes only")]
+AXES = [(a, a, f"Local {a} axis") for a in ("X", "Y", "Z", "-X", "-Y", "-Z")]
+
+
+def _is_armature(_self, obj) -> bool:
+    return obj.type == 'ARMATURE'
+
+
+def _is_mesh(_self, obj) -> bool:
+    return obj.type == 'MESH'
+
+
+class JOYVASA_PG_settings(bpy.types.PropertyGroup):
+    # -- inputs ---------------------------------------------------------------------------
+    portrait_source: EnumProperty(name="Portrait", items=[("FILE", "File", "An image file on disk"),
+                                                          ("IMAGE", "Image", "An image datablock (packed or generated is fine)")])
+    portrait_path: StringProperty(name="Portrait File", subtype='FILE_PATH')
+    portrait_image: PointerProperty(name="Portrait Image", type=bpy.types.Image)
+    audio_source: EnumProperty(name="Audio", items=[("FILE", "File", "A speech audio file (wav, flac, mp3)"),
+                                                    ("STRIP", "Sound Strip", "A sound strip of the Sequencer; its start frame becomes the start frame")])
+    audio_path: StringProperty(name="Audio File", subtype='FILE_PATH')
+    audio_strip: StringProperty(name="Sound Strip", description="Name of a sound strip in the Sequencer")
+    start_frame: IntProperty(name="Start Frame", default=1, description="Scene frame of the first motion frame (a sound strip overrides it)")
+    output_dir: StringProperty(name="Output Folder", subtype='DIR_PATH', default="//joyvasa",
+                               description="Where motion files and videos go ('//' = next to the .blend; unsaved files use the add-on's user folder)")
+    # -- generation -----------------------------------------------------------------------
+    seed: IntProperty(name="Seed", default=0, min=0)
+    sampler: EnumProperty(name="Sampler", items=SAMPLERS, default="ddim")
+    steps: IntProperty(name="Steps", default=25, min=1, max=1000, description="Denoising steps per window")
+    cfg_scale: FloatProperty(name="CFG Scale", default=2.0, min=0.0, max=10.0)
+    smooth: BoolProperty(name="Smoothing", default=True, description="EMA smoothing of pose, scale and translation")
+    region: EnumProperty(name="Region", items=REGIONS, default="all", description="Which part of the motion drives the rendered portrait")
+    # -- strengths (animatable, applied at key time) ---------------------------------------
+    head_strength: FloatProperty(name="Head Pose", default=1.0, min=0.0, soft_max=2.0, max=5.0,
+                                 description="Scales head rotation and translation (animatable; evaluated at each keyed frame)")
+    expression_strength: FloatProperty(name="Expression", default=1.0, min=0.0, soft_max=2.0, max=5.0,
+                                       description="Scales all expression channels and shape keys (animatable)")
+    lip_strength: FloatProperty(name="Lips", default=1.0, min=0.0, soft_max=2.0, max=5.0,
+                                description="Extra scale for mouth channels (animatable)")
+    eye_strength: FloatProperty(name="Eyes", default=1.0, min=0.0, soft_max=2.0, max=5.0,
+                                description="Extra scale for eye channels (animatable)")
+    # -- targets --------------------------------------------------------------------------
+    rig: PointerProperty(name="Rig", type=bpy.types.Object, poll=_is_armature)
+    head_bone: StringProperty(name="Head Bone", description="Bone that receives the head rotation (empty: first bone named like head)")
+    apply_head: BoolProperty(name="Head Rotation", default=True)
+    head_location: BoolProperty(name="Head Location", default=False, description="Also key the bone location from the motion's translation")
+    location_scale: FloatProperty(name="Location Scale", default=0.1, min=0.0, soft_max=1.0,
+                                  description="Metres per keypoint unit of translation")
+    pose_reference: EnumProperty(name="Neutral Pose", default="FIRST", items=[
+        ("FIRST", "First Frame", "Rotation relative to the first frame (JoyVASA's own relative driving)"),
+        ("MEAN", "Mean", "Rotation relative to the clip's mean pose"),
+        ("ABSOLUTE", "Absolute", "The model's absolute head pose")])
+    axis_mode: EnumProperty(name="Axes", default="AUTO", items=[
+        ("AUTO", "From Rest Pose", "Convert the camera-frame rotation into the bone's local space via its rest matrix (character facing -Y)"),
+        ("MANUAL", "Manual", "Map pitch, yaw and roll directly onto chosen local axes")])
+    pitch_axis: EnumProperty(name="Pitch", items=AXES, default="X")
+    yaw_axis: EnumProperty(name="Yaw", items=AXES, default="Z")
+    roll_axis: EnumProperty(name="Roll", items=AXES, default="Y")
+    channels_target: EnumProperty(name="Channels", default="EMPTY", items=[
+        ("NONE", "None", "Do not write channel properties"),
+        ("RIG", "Rig", "Custom properties on the rig object"),
+        ("EMPTY", "Empty", "Custom properties on a 'JoyVASA Motion' empty")])
+    mesh: PointerProperty(name="Face Mesh", type=bpy.types.Object, poll=_is_mesh)
+    apply_shape_keys: BoolProperty(name="Shape Keys", default=True)
+    name_map: StringProperty(name="Name Map", default=semantic.default_name_map(),
+                             description="channel=ShapeKey1,ShapeKey2*gain; ... (ARKit-52 names by default)")
+    reference_mode: EnumProperty(name="Neutral", default="auto", items=[
+        ("auto", "Auto", "Lip rows from LivePortrait's closed-lip reference, other rows from the clip median"),
+        ("median", "Median", "Clip median"), ("first", "First Frame", "Frame 0"),
+        ("lip_array", "Closed Lips", "LivePortrait's closed-lip reference for all rows")])
+    include_gaze: BoolProperty(name="Gaze", default=False, description="Also project gaze (eyeLook*) channels")
+    mirrored_source: BoolProperty(name="Mirrored Portrait", default=False, description="Swap left/right eye channels (selfie images)")
+    make_empties: BoolProperty(name="Keypoint Empties", default=False, description="21 empties following the generated 3-D keypoints")
+    # -- render ---------------------------------------------------------------------------
+    crop: StringProperty(name="Crop", default="auto", description="auto, none, or X,Y,W,H in pixels")
+    render_use_motion: BoolProperty(name="Use Generated Motion", default=True,
+                                    description="Render with the last generated motion file, so the video matches the keyed take")
+    add_strips: BoolProperty(name="Add Strips", default=True, description="Add the video and the audio to the Sequencer")
+    # -- results --------------------------------------------------------------------------
+    motion_path: StringProperty(name="Motion File", subtype='FILE_PATH', description="Last generated (or chosen) motion .npz")
+    last_take: StringProperty(name="Last Take")
+    last_video: StringProperty(name="Last Video", subtype='FILE_PATH')
+
+
+CLASSES = (JOYVASA_PG_settings,)
+
+
+def register_props() -> None:
+    bpy.types.Scene.joyvasa = PointerProperty(type=JOYVASA_PG_settings)
+
+
+def unregister_props() -> None:
+    if hasattr(bpy.types.Scene, "joyvasa"):
+        del bpy.types.Scene.joyvasa

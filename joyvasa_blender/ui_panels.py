@@ -1,0 +1,153 @@
+"""Sidebar panels (3D Viewport and Sequencer, tab "JoyVASA"). Draw code only: no logic, no writes."""
+from __future__ import annotations
+
+import bpy
+
+from . import compat, runtime
+from .ops_motion import (JOYVASA_OT_apply_motion, JOYVASA_OT_cancel, JOYVASA_OT_generate_motion,
+                         JOYVASA_OT_use_strip)
+from .ops_render import JOYVASA_OT_render_portrait
+
+
+def draw_job(layout) -> None:
+    run = runtime.CURRENT
+    if run is not None:
+        box = layout.box()
+        box.progress(factor=run.job.progress, type='BAR', text=run.job.progress_text)
+        box.operator(JOYVASA_OT_cancel.bl_idname, icon='CANCEL')
+        return
+    last = runtime.LAST
+    if last is not None and last.message:
+        box = layout.box()
+        icon = {'done': 'CHECKMARK', 'failed': 'ERROR', 'cancelled': 'CANCEL'}.get(last.state, 'INFO')
+        for i, line in enumerate(last.report_text(6).splitlines()):
+            box.label(text=line[:160], icon=icon if i == 0 else 'BLANK1')
+
+
+def draw_inputs(layout, context) -> None:
+    st = context.scene.joyvasa
+    col = layout.column(align=True)
+    col.prop(st, "portrait_source", expand=True)
+    if st.portrait_source == "FILE":
+        col.prop(st, "portrait_path", text="")
+    else:
+        col.template_ID(st, "portrait_image", open="image.open")
+    col = layout.column(align=True)
+    col.prop(st, "audio_source", expand=True)
+    if st.audio_source == "FILE":
+        col.prop(st, "audio_path", text="")
+        col.prop(st, "start_frame")
+    else:
+        scene = compat.sequencer_scene(context)
+        se = scene.sequence_editor
+        if se is not None:
+            col.prop_search(st, "audio_strip", se, "strips_all" if hasattr(se, "strips_all") else "sequences_all", text="")
+        else:
+            col.label(text="No Sequencer strips in this scene", icon='INFO')
+        col.operator(JOYVASA_OT_use_strip.bl_idname, icon='SOUND')
+
+
+def draw_generation(layout, st) -> None:
+    col = layout.column(align=True)
+    col.prop(st, "seed")
+    col.prop(st, "sampler", text="")
+    col.prop(st, "steps")
+    col.prop(st, "cfg_scale")
+    col.prop(st, "smooth")
+    layout.prop(st, "region")
+
+
+def draw_strengths(layout, st) -> None:
+    col = layout.column(align=True)
+    col.label(text="Strengths (keyable, applied at key time)")
+    for p in ("head_strength", "expression_strength", "lip_strength", "eye_strength"):
+        col.prop(st, p, slider=True)
+
+
+def draw_targets(layout, st) -> None:
+    box = layout.box()
+    box.label(text="Targets", icon='ARMATURE_DATA')
+    box.prop(st, "rig")
+    if st.rig is not None:
+        box.prop_search(st, "head_bone", st.rig.data, "bones")
+        row = box.row()
+        row.prop(st, "apply_head")
+        row.prop(st, "head_location")
+        if st.head_location:
+            box.prop(st, "location_scale")
+        box.prop(st, "pose_reference")
+        box.prop(st, "axis_mode")
+        if st.axis_mode == "MANUAL":
+            row = box.row(align=True)
+            row.prop(st, "pitch_axis")
+            row.prop(st, "yaw_axis")
+            row.prop(st, "roll_axis")
+    box.prop(st, "channels_target")
+    box.prop(st, "mesh")
+    if st.mesh is not None:
+        box.prop(st, "apply_shape_keys")
+        if st.apply_shape_keys:
+            if st.mesh.data.shape_keys is None:
+                box.label(text="This mesh has no shape keys", icon='ERROR')
+            box.prop(st, "name_map", text="")
+            row = box.row()
+            row.prop(st, "reference_mode")
+            row = box.row()
+            row.prop(st, "include_gaze")
+            row.prop(st, "mirrored_source")
+    box.prop(st, "make_empties")
+
+
+def draw_actions(layout, context) -> None:
+    st = context.scene.joyvasa
+    busy = runtime.CURRENT is not None
+    col = layout.column()
+    row = col.row()
+    row.enabled = not busy
+    row.scale_y = 1.4
+    row.operator(JOYVASA_OT_generate_motion.bl_idname, icon='ARMATURE_DATA')
+    row = col.row()
+    row.enabled = not busy
+    row.operator(JOYVASA_OT_apply_motion.bl_idname, icon='IMPORT')
+    if st.motion_path:
+        col.label(text=f"Motion: {bpy.path.basename(st.motion_path)}", icon='FILE')
+    row = col.row()
+    row.enabled = not busy
+    row.scale_y = 1.4
+    row.operator(JOYVASA_OT_render_portrait.bl_idname, icon='RENDER_ANIMATION')
+    col.prop(st, "render_use_motion")
+    col.prop(st, "crop")
+    col.prop(st, "add_strips")
+    if busy:
+        col.label(text="The engine is busy: cancel it or wait", icon='INFO')
+    layout.prop(st, "output_dir")
+
+
+class _JoyVASAPanel:
+    bl_region_type = 'UI'
+    bl_category = "JoyVASA"
+
+    def draw(self, context):
+        layout = self.layout
+        st = context.scene.joyvasa
+        draw_job(layout)
+        draw_inputs(layout, context)
+        draw_generation(layout, st)
+        draw_strengths(layout, st)
+        draw_targets(layout, st)
+        draw_actions(layout, context)
+
+
+class JOYVASA_PT_view3d(_JoyVASAPanel, bpy.types.Panel):
+    bl_idname = "JOYVASA_PT_view3d"
+    bl_label = "JoyVASA"
+    bl_space_type = 'VIEW_3D'
+
+
+class JOYVASA_PT_sequencer(_JoyVASAPanel, bpy.types.Panel):
+    bl_idname = "JOYVASA_PT_sequencer"
+    bl_label = "JoyVASA"
+    bl_space_type = 'SEQUENCE_EDITOR'
+
+
+CLASSES = (JOYVASA_PT_view3d, JOYVASA_PT_sequencer)

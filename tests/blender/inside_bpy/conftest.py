@@ -1,0 +1,137 @@
+"""Fixtures for tests that run inside a bpy wheel (one interpreter per Blender version).
+
+The extension is built with tools/build_extension.py and installed with Blender's own
+``extensions.package_install_files`` into a throw-away user folder, exactly like a user would.
+The engine is tests/fake_engine.py behind a wrapper that looks like a Python interpreter,
+unless a test asks for the real engine.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+TESTS = REPO / "tests"
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="joyvasa_bhome_"))
+
+import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES; makes addon_utils importable)
+import addon_utils  # noqa: E402
+
+MODULE = "bl_ext.user_default.joyvasa_blender"
+ENGINE_PY = os.environ.get("JOYVASA_TEST_ENGINE_PYTHON") or str(REPO / ".venv" / "bin" / "python")
+HAS_SOUND = bpy.app.version >= (4, 3, 0)   # the 4.2.23 wheel has no Audaspace
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def extension_zip(tmp_path_factory) -> Path:
+    return _load_tool("build_extension").build(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def installed(extension_zip):
+    res = bpy.ops.extensions.package_install_files(filepath=str(extension_zip), repo="user_default",
+                                                   enable_on_install=True)
+    assert res == {"FINISHED"}
+    assert MODULE in {a.module for a in bpy.context.preferences.addons}
+    return sys.modules[MODULE]
+
+
+@pytest.fixture(scope="session")
+def fake_python(tmp_path_factory) -> str:
+    sys.path.insert(0, str(TESTS))
+    import fake_engine
+    python = ENGINE_PY if Path(ENGINE_PY).exists() else sys.executable
+    return str(fake_engine.write_wrapper(tmp_path_factory.mktemp("fake") / "python", python))
+
+
+def write_wav(path: Path, seconds: float = 2.0, sr: int = 16000) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    env = 0.5 * (1 + np.sin(2 * math.pi * 3 * t))                      # syllable-like bursts
+    sig = 0.3 * env * np.sin(2 * math.pi * (140 + 40 * np.sin(2 * math.pi * 0.5 * t)) * t)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((sig * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    return write_wav(tmp_path_factory.mktemp("audio") / "speech.wav")
+
+
+ARKIT = ["jawOpen", "mouthSmileLeft", "mouthSmileRight", "eyeBlinkLeft", "eyeBlinkRight", "mouthStretchLeft",
+         "mouthStretchRight", "mouthPucker", "mouthFunnel", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+         "browDownLeft", "browDownRight"]
+
+
+def build_scene(fps: int = 24):
+    """Armature (root > neck > head, head pointing up) + a face mesh with ARKit shape keys."""
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = fps, 1.0
+    scene.frame_start, scene.frame_end = 1, 10
+    arm = bpy.data.armatures.new("RigData")
+    rig = bpy.data.objects.new("Rig", arm)
+    scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode='EDIT')
+    for name, head, tail, parent in (("root", (0, 0, 0), (0, 0, 1.4), None), ("neck", (0, 0, 1.4), (0, 0, 1.55), "root"),
+                                     ("head", (0, 0, 1.55), (0, 0, 1.8), "neck")):
+        b = arm.edit_bones.new(name)
+        b.head, b.tail = head, tail
+        if parent:
+            b.parent = arm.edit_bones[parent]
+    bpy.ops.object.mode_set(mode='OBJECT')
+    me = bpy.data.meshes.new("FaceData")
+    me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [(0, 1, 2)])
+    face = bpy.data.objects.new("Face", me)
+    scene.collection.objects.link(face)
+    face.shape_key_add(name="Basis")
+    for n in ARKIT:
+        face.shape_key_add(name=n)
+    st = scene.joyvasa
+    st.rig, st.mesh = rig, face
+    return scene, rig, face
+
+
+@pytest.fixture()
+def scene(installed, fake_python, monkeypatch):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    addon_utils.enable(MODULE, default_set=True)
+    monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", fake_python)
+    monkeypatch.delenv("JOYVASA_FAKE_TRANSCRIPT", raising=False)
+    sc, rig, face = build_scene()
+    runtime = sys.modules[MODULE + ".runtime"]
+    runtime.LAST = None
+    runtime.CURRENT = None
+    return sc
+
+
+def addon(name: str):
+    return sys.modules[f"{MODULE}.{name}"]
+
+
+def scene_fingerprint() -> dict:
+    """Everything a failed/cancelled run must leave untouched."""
+    scene = bpy.context.scene
+    coll = scene.sequence_editor
+    n_strips = 0 if coll is None else len(coll.strips_all if hasattr(coll, "strips_all") else coll.sequences_all)
+    return {"actions": sorted(a.name for a in bpy.data.actions), "objects": sorted(o.name for o in bpy.data.objects),
+            "frame_end": scene.frame_end, "strips": n_strips,
+            "rig_action": getattr(getattr(bpy.data.objects["Rig"], "animation_data", None), "action", None)}

@@ -1,0 +1,288 @@
+"""The installed extension inside bpy: registration, applying motion, engine operators
+against the fake engine (success, error, crash, hang/cancel), Sequencer strips."""
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import addon_utils
+import bpy
+import numpy as np
+import pytest
+
+from conftest import HAS_SOUND, MODULE, TESTS, addon, scene_fingerprint
+
+GOLDEN = TESTS / "contract" / "motion_v1.npz"
+
+
+def run_op(op, **kw):
+    """Call an operator; in background mode an ERROR report raises RuntimeError (its text is the report)."""
+    try:
+        return op(**kw), ""
+    except RuntimeError as exc:
+        return {"CANCELLED"}, str(exc)
+
+
+def fcurves(id_data):
+    return list(addon("compat").iter_fcurves(id_data))
+
+
+def curve(id_data, path, index=0):
+    fc = addon("compat").find_fcurve(id_data, path, index)
+    assert fc is not None, f"no F-curve {path}[{index}] on {id_data.name}"
+    co = np.zeros(2 * len(fc.keyframe_points), dtype=np.float32)
+    fc.keyframe_points.foreach_get("co", co)
+    return co.reshape(-1, 2)
+
+
+def test_register_unregister_twice(installed):
+    for _ in range(2):
+        addon_utils.disable(MODULE)
+        assert not hasattr(bpy.types.Scene, "joyvasa")
+        assert not hasattr(bpy.types, "JOYVASA_PT_view3d")
+        addon_utils.enable(MODULE, default_set=True)
+        assert hasattr(bpy.types.Scene, "joyvasa")
+        assert bpy.types.JOYVASA_PT_view3d.bl_category == "JoyVASA"
+        assert bpy.types.JOYVASA_PT_sequencer.bl_space_type == 'SEQUENCE_EDITOR'
+        assert hasattr(bpy.ops.joyvasa, "generate_motion") and hasattr(bpy.ops.joyvasa, "render_portrait")
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    assert prefs.device == "auto"
+
+
+def test_installed_zip_contains_engine_sources(installed):
+    root = Path(installed.__file__).parent
+    assert (root / "blender_manifest.toml").exists()
+    assert (root / "engine_src" / "engine" / "__main__.py").exists()
+    assert "torch" in (root / "engine_src" / "requirements.txt").read_text()
+    assert addon("engine_client").find_engine_src() == root / "engine_src"
+
+
+def test_apply_golden_motion(scene):
+    st = scene.joyvasa
+    st.start_frame = 5
+    res = bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN))
+    assert res == {"FINISHED"}
+    mc = addon("motion_core")
+    s = mc.resample(mc.load_motion(GOLDEN), 24.0)
+    n = s.n_frames
+    assert n == 48
+    rig = bpy.data.objects["Rig"]
+    act = rig.animation_data.action
+    assert act.use_fake_user and act["joyvasa_seed"] == 7 and act["joyvasa_take"]
+    assert act.name.startswith("JV_seed7_ddim10")
+    # head bone: 4 quaternion curves, n keys from frame 5
+    rot = [curve(rig, 'pose.bones["head"].rotation_quaternion', i) for i in range(4)]
+    assert all(len(c) == n for c in rot)
+    assert rot[0][0, 0] == 5 and rot[0][-1, 0] == 5 + n - 1
+    q = np.stack([c[:, 1] for c in rot], 1)
+    assert np.allclose(q[0], [1, 0, 0, 0], atol=1e-6)            # relative to the first frame
+    # the keyed rotation equals the maths: bone rest = head pointing up
+    bone_world = np.array(rig.matrix_world.to_3x3() @ rig.data.bones["head"].matrix_local.to_3x3())
+    expect = mc.bone_local_rotation(mc.relative_rotation(s.quat, "FIRST"), bone_world)
+    got = mc.matrix_from_quat(q)
+    assert np.allclose(got, expect, atol=1e-5)
+    # evaluating the scene at a frame gives the same pose
+    scene.frame_set(5 + 20)
+    pb = rig.pose.bones["head"]
+    assert np.allclose(np.array(pb.rotation_quaternion.to_matrix()), expect[20], atol=1e-5)
+    # channels on the "JoyVASA Motion" empty
+    ctrl = bpy.data.objects["JoyVASA Motion"]
+    assert ctrl.animation_data.action is not act
+    pitch = curve(ctrl, '["pitch"]')
+    assert len(pitch) == n and np.allclose(pitch[:, 1], s.pitch, atol=1e-4)
+    exp19 = curve(ctrl, '["exp_58"]')            # kp19.y
+    assert np.allclose(exp19[:, 1], s.exp.reshape(n, 63)[:, 58], atol=1e-6)
+    assert len(fcurves(ctrl)) >= 70
+    # shape keys on the mesh's Key: jaw follows the synthetic 10..70 aaa units
+    key = bpy.data.objects["Face"].data.shape_keys
+    jaw = curve(key, 'key_blocks["jawOpen"].value')
+    assert len(jaw) == n and jaw[:, 1].min() >= 0 and jaw[:, 1].max() <= 1
+    k = np.arange(n) / 24 * 25
+    truth = np.clip((40 + 30 * np.sin(2 * np.pi * k / 25)) / 100, 0, 1)
+    assert np.corrcoef(jaw[:, 1], truth)[0, 1] > 0.99
+    blinkL = curve(key, 'key_blocks["eyeBlinkLeft"].value')[:, 1]
+    assert blinkL[20] > 0.5 and blinkL[5] < 0.1      # blink on source frames 20-23 = scene frames ~19-22
+    smileL, smileR = (curve(key, f'key_blocks["mouthSmile{s}"].value')[:, 1] for s in ("Left", "Right"))
+    assert np.allclose(smileL, smileR) and smileL[-1] > 0.5
+    assert scene.frame_end == 5 + n - 1
+    assert bpy.ops.ed.undo_push.poll() or True
+
+
+def test_second_take_is_a_new_action_and_keeps_the_first(scene):
+    assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN)) == {"FINISHED"}
+    first = bpy.data.objects["Rig"].animation_data.action
+    assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN)) == {"FINISHED"}
+    second = bpy.data.objects["Rig"].animation_data.action
+    assert first.name != second.name and first.name in bpy.data.actions and first.use_fake_user
+
+
+def test_euler_bone_and_manual_axes(scene):
+    rig = bpy.data.objects["Rig"]
+    rig.pose.bones["head"].rotation_mode = 'ZXY'
+    st = scene.joyvasa
+    st.axis_mode, st.pitch_axis, st.yaw_axis, st.roll_axis = "MANUAL", "X", "-Z", "Y"
+    st.pose_reference = "ABSOLUTE"
+    st.channels_target = "RIG"
+    assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN)) == {"FINISHED"}
+    e = [curve(rig, 'pose.bones["head"].rotation_euler', i)[:, 1] for i in range(3)]
+    mc = addon("motion_core")
+    s = mc.resample(mc.load_motion(GOLDEN), 24.0)
+    expect = mc.manual_axis_rotation(s.pitch, s.yaw, s.roll, "X", "-Z", "Y")
+    got = mc.matrix_from_euler(np.stack(e, 1), "ZXY")
+    assert np.allclose(got, expect, atol=1e-5)
+    assert "pitch" in rig.keys() and len(curve(rig, '["yaw"]')) == s.n_frames
+
+
+def test_keyed_strength_is_applied_per_frame(scene):
+    st = scene.joyvasa
+    st.expression_strength = 0.0
+    scene.keyframe_insert(data_path="joyvasa.expression_strength", frame=1)
+    st.expression_strength = 1.0
+    scene.keyframe_insert(data_path="joyvasa.expression_strength", frame=48)
+    for kp in addon("compat").find_fcurve(scene, "joyvasa.expression_strength").keyframe_points:
+        kp.interpolation = 'LINEAR'
+    assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN), start_frame=1) == {"FINISHED"}
+    ctrl = bpy.data.objects["JoyVASA Motion"]
+    e = curve(ctrl, '["exp_58"]')[:, 1]
+    mc = addon("motion_core")
+    s = mc.resample(mc.load_motion(GOLDEN), 24.0)
+    raw = s.exp.reshape(-1, 63)[:, 58]
+    ramp = np.linspace(0, 1, 48)
+    assert abs(e[0]) < 1e-9 and np.allclose(e, raw * ramp, atol=1e-5)
+
+
+def test_keypoint_empties(scene):
+    scene.joyvasa.make_empties = True
+    assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN)) == {"FINISHED"}
+    kp = bpy.data.objects["JoyVASA kp19"]
+    assert len(curve(kp, "location", 2)) == 48
+
+
+def test_bad_motion_file_changes_nothing(scene, tmp_path):
+    before = scene_fingerprint()
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, schema=np.array("nope"))
+    res, msg = run_op(bpy.ops.joyvasa.apply_motion, filepath=str(bad))
+    assert res == {"CANCELLED"} and "not a JoyVASA motion file" in msg
+    assert scene_fingerprint() == before
+
+
+def test_generate_motion_with_fake_engine(scene, speech_wav, tmp_path, monkeypatch):
+    log = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("JOYVASA_FAKE_ARGV_LOG", str(log))
+    st = scene.joyvasa
+    st.audio_path, st.start_frame, st.seed, st.sampler, st.steps = str(speech_wav), 3, 11, "dpmpp_2m", 12
+    st.output_dir = str(tmp_path / "out")
+    assert bpy.ops.joyvasa.generate_motion() == {"FINISHED"}
+    runtime = addon("runtime")
+    assert runtime.LAST.state == "done" and runtime.CURRENT is None
+    argv = __import__("json").loads(log.read_text().splitlines()[0])
+    assert argv[0] == "motion" and argv[argv.index("--seed") + 1] == "11"
+    assert argv[argv.index("--sampler") + 1] == "dpmpp_2m" and argv[argv.index("--progress") + 1] == "json"
+    assert Path(st.motion_path).exists() and st.motion_path.startswith(str(tmp_path / "out"))
+    rig = bpy.data.objects["Rig"]
+    assert len(curve(rig, 'pose.bones["head"].rotation_quaternion')) == 48
+    assert curve(rig, 'pose.bones["head"].rotation_quaternion')[0, 0] == 3
+
+
+@pytest.mark.parametrize("transcript,needle", [("error_weights", "weights not found"),
+                                               ("crash", "simulated segfault")])
+def test_failed_run_changes_nothing_and_shows_stderr(scene, speech_wav, tmp_path, monkeypatch, transcript, needle):
+    monkeypatch.setenv("JOYVASA_FAKE_TRANSCRIPT", transcript)
+    st = scene.joyvasa
+    st.audio_path, st.output_dir = str(speech_wav), str(tmp_path)
+    before = scene_fingerprint()
+    res, msg = run_op(bpy.ops.joyvasa.generate_motion)
+    assert res == {"CANCELLED"}
+    last = addon("runtime").LAST
+    assert last.state == "failed" and needle in last.message and needle in msg
+    tail = "Traceback" if transcript == "crash" else "looking for weights"
+    assert tail in last.report_text() and tail in msg          # the stderr tail is in the report
+    assert scene_fingerprint() == before
+
+
+def test_hang_is_cancelled_and_changes_nothing(scene, speech_wav, tmp_path, monkeypatch):
+    monkeypatch.setenv("JOYVASA_FAKE_TRANSCRIPT", "hang")
+    st = scene.joyvasa
+    st.audio_path, st.output_dir = str(speech_wav), str(tmp_path)
+    before = scene_fingerprint()
+    runtime = addon("runtime")
+
+    def press_cancel():
+        import time
+        for _ in range(200):
+            if runtime.CURRENT is not None and runtime.CURRENT.job.stage == "motion":
+                break
+            time.sleep(0.02)
+        time.sleep(0.2)
+        runtime.CURRENT.cancel = True      # what the Cancel button / Esc does
+
+    th = threading.Thread(target=press_cancel)
+    th.start()
+    res, _ = run_op(bpy.ops.joyvasa.generate_motion)
+    assert res == {"CANCELLED"}
+    th.join()
+    assert runtime.LAST.state == "cancelled" and runtime.LAST.returncode == 130
+    assert scene_fingerprint() == before
+
+
+def test_missing_interpreter_is_a_clear_error(scene, speech_wav, monkeypatch, tmp_path):
+    monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", str(tmp_path / "nope"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.engine_python = str(tmp_path / "also_missing")
+    scene.joyvasa.audio_path = str(speech_wav)
+    cfg = addon("prefs").engine_config()
+    assert cfg["python"] is None and "no engine Python found" in cfg["error"]
+    res, msg = run_op(bpy.ops.joyvasa.generate_motion)
+    assert res == {"CANCELLED"} and "no engine Python found" in msg
+    prefs.engine_python = ""
+
+
+def test_check_engine_runs_doctor(scene):
+    assert bpy.ops.joyvasa.check_engine() == {"FINISHED"}
+    doc = addon("runtime").DOCTOR
+    assert doc["ok"] and any("engine_version: fake" in line for line in doc["text"])
+
+
+def test_render_adds_strips_at_start_frame(scene, speech_wav, tmp_path, monkeypatch):
+    st = scene.joyvasa
+    st.audio_path, st.start_frame, st.output_dir = str(speech_wav), 10, str(tmp_path)
+    st.portrait_source = "IMAGE"
+    st.portrait_image = bpy.data.images.new("Portrait", 32, 32)          # generated: saved to a temp PNG
+    log = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("JOYVASA_FAKE_ARGV_LOG", str(log))
+    assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}, addon("runtime").LAST.report_text()
+    argv = __import__("json").loads(log.read_text().splitlines()[0])
+    assert argv[0] == "animate" and float(argv[argv.index("--fps") + 1]) == 24.0
+    assert Path(argv[argv.index("--image") + 1]).exists()
+    se = scene.sequence_editor
+    strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
+    movie = [s for s in strips if s.type == 'MOVIE']
+    assert len(movie) == 1 and movie[0].frame_start == 10
+    assert movie[0].frame_final_duration == 48                # 2 s at 24 fps
+    sound = [s for s in strips if s.type == 'SOUND']
+    if HAS_SOUND:
+        assert len(sound) == 1 and sound[0].frame_start == 10 and sound[0].channel != movie[0].channel
+        assert abs(sound[0].frame_final_duration - 48) <= 1
+    else:
+        assert not sound
+    assert scene.frame_end == 10 + 48 - 1
+    # a second render lands on free channels, frame_end never shrinks
+    scene.frame_end = 500
+    assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}
+    strips2 = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
+    chans = sorted(s.channel for s in strips2)
+    assert len(set(chans)) == len(chans) and scene.frame_end == 500
+
+
+@pytest.mark.skipif(not HAS_SOUND, reason="the bpy 4.2.23 wheel has no audio support (no sound strips)")
+def test_sound_strip_as_audio_source(scene, speech_wav, tmp_path):
+    coll = addon("compat").strips_collection(scene)
+    strip = coll.new_sound(name="Speech", filepath=str(speech_wav), channel=3, frame_start=30)
+    st = scene.joyvasa
+    st.audio_source, st.audio_strip, st.output_dir = "STRIP", strip.name, str(tmp_path)
+    assert bpy.ops.joyvasa.generate_motion() == {"FINISHED"}
+    rig = bpy.data.objects["Rig"]
+    assert curve(rig, 'pose.bones["head"].rotation_quaternion')[0, 0] == 30
