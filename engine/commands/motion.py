@@ -11,7 +11,7 @@ Protocol: JSON-lines v1 (:mod:`engine.protocol`, major 1 / minor 0) on stdout wi
     done      {outputs: {motion_npz}, timings: {load, audio, motion}, peak_mem}
     (or error {code, message} / cancelled {at})
 
-Defaults: ``--sampler dpmpp_2m`` with 15 steps (fast mode: DPM-Solver++(2M) on the trained
+Defaults: ``--sampler dpmpp_2m`` with 10 steps (fast mode: DPM-Solver++(2M) on the trained
 schedule), ``--cfg-scale 2.0`` (upstream README's example), smoothing on, HEAD positional
 encoding. ``--sampler ancestral`` (no ``--steps``) is upstream's exact sampler.
 """
@@ -31,7 +31,7 @@ def add_motion_options(p: argparse.ArgumentParser) -> None:
                    help="ancestral = upstream's exact DDPM over every step; ddim / dpmpp_2m = fast "
                         f"deterministic samplers (default {DEFAULT_SAMPLER})")
     g.add_argument("--steps", type=int, default=None,
-                   help="denoising steps per window (default: ancestral all N=50, ddim 20, dpmpp_2m 15)")
+                   help="denoising steps per window (default: ancestral all N=50, ddim 20, dpmpp_2m 10)")
     g.add_argument("--cfg-scale", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
     g.add_argument("--cfg-mode", choices=("incremental", "independent"), default="incremental",
                    help=argparse.SUPPRESS)

@@ -45,7 +45,7 @@ from engine.weights import WeightsLayout
 
 AUDIO_OFFSET_S = -PRE_PAD / SAMPLE_RATE  # -0.08 s
 
-#: fast-mode default: DPM-Solver++(2M), 15 steps (see README "Motion sampling" for measurements)
+#: fast-mode default: DPM-Solver++(2M), 10 steps (engine/bench/motion.py; tests/engine/test_samplers_gaussian.py)
 DEFAULT_SAMPLER = "dpmpp_2m"
 
 

@@ -17,7 +17,7 @@ from engine.sampling.schedule import Schedule
 
 SAMPLERS = ("ancestral", "ddim", "dpmpp_2m")
 #: default steps when none are given (ancestral: every trained step = exact upstream)
-DEFAULT_STEPS = {"ancestral": None, "ddim": 20, "dpmpp_2m": 15}
+DEFAULT_STEPS = {"ancestral": None, "ddim": 20, "dpmpp_2m": 10}
 
 
 class Sampler(Protocol):

@@ -62,7 +62,7 @@ def test_fine_discretisation_reproduces_mean_and_covariance(name, steps):
     assert cov_err < 0.04   # sampling error of a covariance from 8000 samples is ~0.02
 
 
-@pytest.mark.parametrize("name,cov_tol", [("ancestral", 0.15), ("ddim", 0.2), ("dpmpp_2m", 0.08)])
+@pytest.mark.parametrize("name,cov_tol", [("ancestral", 0.15), ("ddim", 0.2), ("dpmpp_2m", 0.12)])
 def test_default_steps_on_the_trained_schedule(name, cov_tol):
     """N = 50 (official schedule) at the default step counts."""
     mean_err, cov_err, mean_tol = _sample(name, _schedule(50), DEFAULT_STEPS[name])
@@ -107,3 +107,12 @@ def test_timesteps_subset_of_trained_schedule():
     assert ts[0] == 50 and ts[-1] == 0 and len(ts) == 16 and all(a > b for a, b in zip(ts, ts[1:]))
     with pytest.raises(ValueError):
         sch.timesteps(51)
+
+
+def test_fast_default_as_accurate_as_exact_sampler():
+    """The fast default (DPM-Solver++(2M), 10 steps) is no further from the true distribution than
+    upstream's exact 50-step ancestral sampler (whose posterior variance under-disperses)."""
+    sch = _schedule(50)
+    fast = _sample("dpmpp_2m", sch, DEFAULT_STEPS["dpmpp_2m"])[1]
+    exact = _sample("ancestral", sch, None)[1]
+    assert fast <= exact + 0.02
