@@ -1,0 +1,194 @@
+"""``python -m engine doctor``: is this installation ready to animate? Versions, devices, weights.
+
+Why: most first-run failures are a missing or misplaced weight file, a CPU-only torch on a
+GPU machine, or an old PyAV. Doctor checks every expected file by *loading* it with the
+engine's strict loaders (the same code ``animate`` uses), reports whether the sizes are the
+official ones or a custom ``models.yaml`` set, and says what to do next. Exit code 0 when
+everything required is present and loads, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import __version__
+
+REQUIRED_NOTE = "required"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None, help="weights folder (default $JOYVASA_WEIGHTS)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--no-load", action="store_true", help="only check that files exist (fast)")
+
+
+def _version(module: str, attr: str = "__version__") -> str | None:
+    try:
+        mod = __import__(module)
+    except Exception:  # noqa: BLE001 - report, never crash
+        return None
+    return str(getattr(mod, attr, "unknown"))
+
+
+def versions() -> dict[str, Any]:
+    return {"engine": __version__, "python": platform.python_version(), "torch": _version("torch"),
+            "transformers": _version("transformers"), "av": _version("av"), "cv2": _version("cv2"),
+            "numpy": _version("numpy"), "scipy": _version("scipy"), "librosa": _version("librosa")}
+
+
+def devices() -> dict[str, Any]:
+    from engine.device import available_devices, describe_device, select_device, select_precision
+
+    dev = select_device("auto")
+    info: dict[str, Any] = {"available": available_devices(), "auto": describe_device(dev),
+                            "auto_dtype": select_precision(dev, "auto").name}
+    try:
+        from engine.render.writers import pick_video_codec
+        info["video_codec"] = pick_video_codec()
+    except Exception as exc:  # noqa: BLE001
+        info["video_codec"] = None
+        info["video_codec_error"] = str(exc)
+    return info
+
+
+def _file(path: Path, required: bool = True) -> dict[str, Any]:
+    ok = path.is_file()
+    return {"path": str(path), "present": ok, "required": required,
+            "size_mb": round(path.stat().st_size / 2**20, 1) if ok else None}
+
+
+def check_weights(root: Path | None, load: bool = True) -> dict[str, Any]:
+    """Per-file presence, then whole-group loading with the engine's strict loaders."""
+    from engine.weights import WeightsLayout
+
+    report: dict[str, Any] = {"root": str(root) if root else None, "files": {}, "groups": {}}
+    if root is None or not root.is_dir():
+        report["error"] = "no weights folder" if root is None else f"{root} does not exist"
+        return report
+    layout = WeightsLayout(root)
+    files = {k: _file(v) for k, v in layout.liveportrait_files().items()}
+    files["motion_generator"] = _file(layout.motion_generator)
+    files["motion_template"] = _file(layout.motion_template)
+    files["audio_encoder_config"] = _file(layout.audio_encoder_dir() / "config.json")
+    files["models_yaml"] = _file(layout.models_yaml, required=False)
+    files["face_detector_onnx"] = _file(root / "insightface/models/buffalo_l/det_10g.onnx", required=False)
+    report["files"] = files
+    if not load:
+        return report
+
+    lp_ok = all(files[k]["present"] for k in layout.liveportrait_files())
+    group: dict[str, Any] = {"loads": False}
+    if lp_ok:
+        t0 = time.perf_counter()
+        try:
+            from engine.models.config import LivePortraitConfig
+            from engine.models.stage_one import StageOne
+
+            cfg = LivePortraitConfig.for_weights(layout.models_yaml)
+            StageOne.load(layout, "cpu", config=cfg)
+            group.update(loads=True, seconds=round(time.perf_counter() - t0, 2),
+                         size="official size" if cfg == LivePortraitConfig.official() else "custom (models.yaml)")
+        except Exception as exc:  # noqa: BLE001 - report every failure as text
+            group["error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        group["error"] = "files missing"
+    report["groups"]["liveportrait"] = group
+
+    mg_ok = all(files[k]["present"] for k in ("motion_generator", "motion_template", "audio_encoder_config"))
+    group = {"loads": False}
+    if mg_ok:
+        t0 = time.perf_counter()
+        try:
+            from engine.motion.generate import MotionModel
+
+            model = MotionModel.load(layout, "cpu")
+            c = model.config
+            official = (c.motion_feat_dim, c.n_motions, c.n_prev_motions, c.feature_dim, c.audio_hidden) in (
+                (73, 100, 10, 256, 768), (70, 100, 25, 256, 768))
+            group.update(loads=True, seconds=round(time.perf_counter() - t0, 2),
+                         size="official size" if official else "custom",
+                         config={"motion_feat_dim": c.motion_feat_dim, "n_motions": c.n_motions,
+                                 "n_prev_motions": c.n_prev_motions, "feature_dim": c.feature_dim,
+                                 "n_diff_steps": c.n_diff_steps, "audio_model": c.audio_model})
+        except Exception as exc:  # noqa: BLE001
+            group["error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        group["error"] = "files missing"
+    report["groups"]["joyvasa"] = group
+    return report
+
+
+def next_steps(report: dict[str, Any]) -> list[str]:
+    from engine.errors import OFFICIAL_WEIGHTS_HINT
+
+    steps: list[str] = []
+    w = report["weights"]
+    if w.get("error"):
+        steps.append(f"Weights: {w['error']}. Pass --weights DIR or set $JOYVASA_WEIGHTS. {OFFICIAL_WEIGHTS_HINT}")
+        return steps
+    missing = [k for k, f in w["files"].items() if f["required"] and not f["present"]]
+    if missing:
+        steps.append(f"Missing weight files: {', '.join(missing)}. {OFFICIAL_WEIGHTS_HINT}")
+    for name, g in w.get("groups", {}).items():
+        if g.get("error") and g["error"] != "files missing":
+            steps.append(f"{name} weights do not load ({g['error']}); re-download them "
+                         "(python tools/fetch_weights.py --out DIR)")
+    if not report["devices"].get("video_codec"):
+        steps.append("PyAV has no H.264/MPEG-4 encoder: `pip install -U av`, or write PNG sequences (--frames-dir)")
+    if not steps:
+        steps.append("Ready: python -m engine animate --image portrait.jpg --audio speech.wav --out out.mp4")
+    return steps
+
+
+def build_report(weights_arg: str | None, load: bool = True) -> dict[str, Any]:
+    import os
+
+    from engine.weights import ENV_VAR
+
+    raw = weights_arg or os.environ.get(ENV_VAR, "")
+    root = Path(raw).expanduser() if raw else None
+    report: dict[str, Any] = {"versions": versions(), "devices": devices(), "weights": check_weights(root, load)}
+    w = report["weights"]
+    required_ok = not w.get("error") and all(f["present"] for f in w["files"].values() if f["required"])
+    if load and required_ok:
+        required_ok = all(g.get("loads") for g in w["groups"].values())
+    report["ok"] = bool(required_ok and report["devices"].get("video_codec"))
+    report["next"] = next_steps(report)
+    return report
+
+
+def print_text(report: dict[str, Any], out=None) -> None:
+    out = out or sys.stdout
+    v = report["versions"]
+    print("versions: " + ", ".join(f"{k} {val or 'MISSING'}" for k, val in v.items()), file=out)
+    d = report["devices"]
+    print(f"devices: {', '.join(d['available'])}; auto -> {d['auto']} ({d['auto_dtype']}); "
+          f"video codec: {d.get('video_codec') or 'NONE'}", file=out)
+    w = report["weights"]
+    print(f"weights: {w['root'] or '(none)'}", file=out)
+    for name, f in w.get("files", {}).items():
+        state = "ok" if f["present"] else ("MISSING" if f["required"] else "absent (optional)")
+        size = f" {f['size_mb']} MB" if f["size_mb"] is not None else ""
+        print(f"  {name:30s} {state}{size}  {f['path']}", file=out)
+    for name, g in w.get("groups", {}).items():
+        if g.get("loads"):
+            print(f"  {name}: loads ({g.get('size')}, {g.get('seconds')} s)", file=out)
+        else:
+            print(f"  {name}: does NOT load: {g.get('error')}", file=out)
+    print("status: " + ("OK" if report["ok"] else "NOT READY"), file=out)
+    for step in report["next"]:
+        print(f"next: {step}", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = build_report(args.weights, load=not args.no_load)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_text(report)
+    return 0 if report["ok"] else 1
