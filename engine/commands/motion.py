@@ -3,7 +3,8 @@
 Protocol: JSON-lines v1 (:mod:`engine.protocol`, major 1 / minor 0) on stdout with
 ``--progress json``; human-readable progress on stderr otherwise. Event sequence:
 
-    hello     {command: "motion", device, dtype, sampler, steps, cfg_scale, pe_variant,
+    hello     {command: "motion", device, dtype, sampler, steps (null = every trained step),
+               cfg_scale, pe_variant, seed,
                capabilities: {samplers: [...], pe_variants: [...]}}
     progress  stage "load" (unit file), stage "audio" (unit file),
               stage "motion" (unit window, done/total, eta_s)  - one per window at least
@@ -14,6 +15,9 @@ Protocol: JSON-lines v1 (:mod:`engine.protocol`, major 1 / minor 0) on stdout wi
 Defaults: ``--sampler dpmpp_2m`` with 10 steps (fast mode: DPM-Solver++(2M) on the trained
 schedule), ``--cfg-scale 2.0`` (upstream README's example), smoothing on, HEAD positional
 encoding. ``--sampler ancestral`` (no ``--steps``) is upstream's exact sampler.
+
+Timing: frames are upstream's, unshifted: frame k is at audio time k/25 - 0.08 s (upstream
+prepends 1280 silent samples), recorded as ``audio_offset_s = -0.08`` in the motion file.
 """
 from __future__ import annotations
 
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         from engine.errors import BadRequest
         from engine.motion.generate import MotionOptions, effective_steps, generate_motion  # noqa: F401
         from engine.motion.npz import save_motion
-        from engine.sampling import SAMPLERS
+        from engine.sampling import DEFAULT_STEPS, SAMPLERS
         from engine.weights import resolve_weights_dir
 
         options = motion_options_from_args(args)
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         if out.suffix.lower() != ".npz":
             raise BadRequest(f"--out must end in .npz, got {out}")
         reporter.hello("motion", device=describe_device(device), dtype="float32", sampler=options.sampler,
-                       steps=options.steps, cfg_scale=options.cfg_scale, pe_variant=options.pe_variant,
+                       steps=options.steps if options.steps is not None else DEFAULT_STEPS.get(options.sampler),
+                       cfg_scale=options.cfg_scale, pe_variant=options.pe_variant,
                        seed=options.seed, capabilities={"samplers": list(SAMPLERS), "pe_variants": ["head", "legacy"]})
         layout = resolve_weights_dir(args.weights)
         motion = generate_motion(layout, args.audio, options, reporter=reporter, device=str(device))
