@@ -121,3 +121,46 @@ def test_cli_missing_audio_is_one_error_event(synthetic_tiny_joyvasa, tmp_path):
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert events[-1]["type"] == "error" and events[-1]["code"] == "audio_invalid"
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_windows_are_encoded_one_at_a_time(model):
+    """Long audio never builds all windows' features at once: one (1, 640L) encode per window."""
+    from engine.motion.generate import generate_coef
+
+    shapes = []
+    original = model.encode
+
+    def spy(audio):
+        shapes.append(tuple(audio.shape))
+        return original(audio)
+
+    model.encode = spy
+    try:
+        coef = generate_coef(model, _speech(3.0), MotionOptions(sampler="ddim", steps=2))
+    finally:
+        del model.encode
+    L = model.config.n_motions
+    assert shapes == [(1, 640 * L)] * len(shapes) and len(shapes) == -(-((48000 + 1920) // 640) // L)
+    assert coef.shape[0] == (48000 + 1920) // 640
+
+
+def test_cancel_stops_generation(layout, model):
+    from engine.errors import Cancelled
+    from engine.runner import Reporter
+
+    rep = Reporter(None, quiet=True)
+    calls = {"n": 0}
+    original = model.encode
+
+    def cancel_after_first(audio):
+        calls["n"] += 1
+        rep.cancel.set()
+        return original(audio)
+
+    model.encode = cancel_after_first
+    try:
+        with pytest.raises(Cancelled) as info:
+            generate_motion(layout, _speech(3.0), MotionOptions(), reporter=rep, model=model)
+    finally:
+        del model.encode
+    assert info.value.stage == "motion" and calls["n"] == 1
