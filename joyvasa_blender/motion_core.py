@@ -258,13 +258,22 @@ def target_frame_count(n_src: int, src_fps: float, dst_fps: float) -> int:
 
 
 def resample(m: Motion, dst_fps: float, n_out: int | None = None) -> Sampled:
-    """Sample the motion at every target frame k, time k / dst_fps: linear for exp, t, scale;
-    quaternion slerp for the head rotation. Beyond the last source frame the last value holds."""
+    """Sample the motion at every target frame k, i.e. audio time k / dst_fps: linear for exp,
+    t, scale; quaternion slerp for the head rotation.
+
+    The file's frame i shows audio time ``i / fps + audio_offset_s`` (upstream prepends 2
+    frames of silence: offset -0.08 s), so frame k of the result reads source position
+    ``(k / dst_fps - audio_offset_s) * fps``: keys line up with the audio's start frame. The
+    default length covers ``audio_duration_s`` (else the motion); past the end the last value holds."""
     if not (dst_fps > 0):
         raise ValueError(f"target fps must be > 0, got {dst_fps}")
     n_src = m.n_frames
-    n_out = target_frame_count(n_src, m.fps, dst_fps) if n_out is None else int(n_out)
-    s = np.arange(n_out) / dst_fps * m.fps              # (n_out,) source frame position
+    offset = float(m.meta.get("audio_offset_s", 0.0) or 0.0)
+    duration = float(m.meta.get("audio_duration_s", 0.0) or 0.0)
+    if n_out is None:
+        n_out = (max(1, int(math.floor(duration * dst_fps + 0.5))) if duration > 0
+                 else target_frame_count(n_src + int(round(offset * m.fps)), m.fps, dst_fps))
+    s = (np.arange(int(n_out)) / dst_fps - offset) * m.fps    # (n_out,) source frame position
     s = np.clip(s, 0.0, n_src - 1)
     i0 = np.floor(s).astype(int)
     i1 = np.minimum(i0 + 1, n_src - 1)

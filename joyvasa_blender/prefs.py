@@ -19,8 +19,8 @@ from . import runtime
 
 DEVICES = [("auto", "Auto", "CUDA, then Apple MPS, then CPU"), ("cuda", "CUDA", "NVIDIA GPU"),
            ("mps", "Apple MPS", "Apple Silicon GPU"), ("cpu", "CPU", "Slow but always available")]
-DTYPES = [("auto", "Auto", "fp16 on CUDA (upstream policy), fp32 elsewhere"), ("fp32", "FP32", "Full precision"),
-          ("fp16", "FP16", "Half precision (CUDA)"), ("bf16", "BF16", "bfloat16 (recent GPUs)")]
+DTYPES = [("auto", "Auto", "fp16 on CUDA (upstream policy), fp32 elsewhere"), ("float32", "FP32", "Full precision"),
+          ("float16", "FP16", "Half precision (CUDA)"), ("bfloat16", "BF16", "bfloat16 (recent GPUs)")]
 
 
 def user_dir(sub: str = "") -> str:

@@ -46,7 +46,8 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     # -- generation -----------------------------------------------------------------------
     seed: IntProperty(name="Seed", default=0, min=0)
     sampler: EnumProperty(name="Sampler", items=SAMPLERS, default="ddim")
-    steps: IntProperty(name="Steps", default=25, min=1, max=1000, description="Denoising steps per window")
+    steps: IntProperty(name="Steps", default=0, min=0, max=1000,
+                       description="Denoising steps per window (0: the sampler's default: all for ancestral, 20 DDIM, 10 DPM-Solver++)")
     cfg_scale: FloatProperty(name="CFG Scale", default=2.0, min=0.0, max=10.0)
     smooth: BoolProperty(name="Smoothing", default=True, description="EMA smoothing of pose, scale and translation")
     region: EnumProperty(name="Region", items=REGIONS, default="all", description="Which part of the motion drives the rendered portrait")

@@ -107,6 +107,18 @@ def test_resample_to_other_rates():
     assert set(ch) == set(mc.CHANNEL_NAMES) and all(len(v) == s30.n_frames for v in ch.values())
 
 
+def test_resample_honours_audio_offset_and_duration():
+    m = mc.load_motion(GOLDEN)
+    m.meta["audio_offset_s"] = -0.08          # upstream: 2 frames of prepended silence
+    m.meta["audio_duration_s"] = 1.8
+    s = mc.resample(m, 25.0)
+    assert s.n_frames == 45                   # the audio's length, not the motion's
+    assert np.allclose(s.exp[0], m.exp[2]) and np.allclose(s.exp[10], m.exp[12])
+    s24 = mc.resample(m, 24.0)
+    assert s24.n_frames == round(1.8 * 24)
+    assert np.allclose(s24.exp[6], 0.75 * m.exp[8] + 0.25 * m.exp[9])   # 6/24 s -> source 6.25 + 2
+
+
 def test_bone_local_rotation_identity_bone_maps_axes():
     # a head bone pointing up (+Z world): local Y = world Z; bone_world maps local -> world
     bone_world = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])

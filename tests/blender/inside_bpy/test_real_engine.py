@@ -1,0 +1,122 @@
+"""End to end through the real engine (tiny synthetic weights, main-venv interpreter): a
+speech wav becomes keyed head rotation, channels and shape keys, then a movie + sound strip
+pair. Run from tests/blender/test_bpy_versions.py::test_real_engine_in_bpy."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from conftest import ENGINE_PY, HAS_SOUND, REPO, addon, scene_fingerprint, write_wav
+
+WEIGHTS = os.environ.get("JOYVASA_TEST_WEIGHTS", "")
+pytestmark = pytest.mark.skipif(bool(os.environ.get("JOYVASA_SKIP_REAL_ENGINE")) or not WEIGHTS,
+                                reason="real-engine tests need JOYVASA_TEST_WEIGHTS (tiny synthetic weights)")
+
+
+@pytest.fixture()
+def real(scene, monkeypatch, tmp_path):
+    monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", ENGINE_PY)
+    monkeypatch.setenv("JOYVASA_WEIGHTS", WEIGHTS)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    prefs = bpy.context.preferences.addons[scene_module()].preferences
+    prefs.device = "cpu"
+    scene.joyvasa.output_dir = str(tmp_path / "out")
+    return scene
+
+
+def scene_module():
+    from conftest import MODULE
+    return MODULE
+
+
+def keys(id_data, path, index=0):
+    fc = addon("compat").find_fcurve(id_data, path, index)
+    assert fc is not None, f"no F-curve {path}[{index}] on {id_data.name}"
+    co = np.zeros(2 * len(fc.keyframe_points), dtype=np.float32)
+    fc.keyframe_points.foreach_get("co", co)
+    return co.reshape(-1, 2)
+
+
+def test_speech_to_keys_with_real_engine(real, tmp_path):
+    wav = write_wav(tmp_path / "speech.wav", seconds=2.0)
+    st = real.joyvasa
+    st.audio_path, st.start_frame, st.seed, st.sampler, st.steps = str(wav), 7, 3, "ddim", 4
+    res = bpy.ops.joyvasa.generate_motion()
+    last = addon("runtime").LAST
+    assert res == {"FINISHED"}, last.report_text() if last else ""
+    motion = Path(st.motion_path)
+    assert motion.exists()
+    mc = addon("motion_core")
+    m = mc.load_motion(motion)
+    assert m.meta["seed"] == 3 and m.meta["sampler"] == "ddim"
+    s = mc.resample(m, 24.0)
+    n = s.n_frames
+    assert n == 48                                     # 2 s of audio at 24 fps
+    rig = bpy.data.objects["Rig"]
+    act = rig.animation_data.action
+    assert act["joyvasa_seed"] == 3 and act.use_fake_user
+    q = np.stack([keys(rig, 'pose.bones["head"].rotation_quaternion', i)[:, 1] for i in range(4)], 1)
+    frames = keys(rig, 'pose.bones["head"].rotation_quaternion')[:, 0]
+    assert len(q) == n and frames[0] == 7 and frames[-1] == 7 + n - 1
+    bone_world = np.array(rig.matrix_world.to_3x3() @ rig.data.bones["head"].matrix_local.to_3x3())
+    expect = mc.bone_local_rotation(mc.relative_rotation(s.quat, "FIRST"), bone_world)
+    assert np.allclose(mc.matrix_from_quat(q), expect, atol=1e-5)
+    ctrl = bpy.data.objects["JoyVASA Motion"]
+    for name, vals in (("yaw", s.yaw), ("tx", s.t[:, 0]), ("exp_58", s.exp.reshape(n, 63)[:, 58])):
+        k = keys(ctrl, f'["{name}"]')
+        assert len(k) == n and np.allclose(k[:, 1], vals, atol=1e-4), name
+    key = bpy.data.objects["Face"].data.shape_keys
+    semantic = addon("semantic")
+    proj = semantic.project(s.exp)
+    for sk, chan in (("jawOpen", "jawOpen"), ("eyeBlinkLeft", "eyeBlinkLeft"), ("mouthSmileRight", "mouthSmile")):
+        k = keys(key, f'key_blocks["{sk}"].value')
+        assert len(k) == n and k[:, 1].min() >= 0 and k[:, 1].max() <= 1
+        assert np.allclose(k[:, 1], proj.channel(chan), atol=1e-5), sk
+    assert real.frame_end >= 7 + n - 1
+
+
+def test_render_to_strips_with_real_engine(real, tmp_path):
+    wav = write_wav(tmp_path / "short.wav", seconds=0.5)
+    st = real.joyvasa
+    st.audio_path, st.start_frame, st.crop = str(wav), 20, "none"     # random weights: no face detector
+    img = tmp_path / "face.png"
+    pix = bpy.data.images.new("face", 64, 64)
+    pix.pixels.foreach_set(np.random.default_rng(0).random(64 * 64 * 4).astype(np.float32))
+    pix.filepath_raw, pix.file_format = str(img), 'PNG'
+    pix.save()
+    st.portrait_source, st.portrait_path = "FILE", str(img)
+    st.render_use_motion = False
+    res = bpy.ops.joyvasa.render_portrait()
+    last = addon("runtime").LAST
+    assert res == {"FINISHED"}, last.report_text() if last else ""
+    se = real.sequence_editor
+    strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
+    movie = [s for s in strips if s.type == 'MOVIE']
+    assert len(movie) == 1 and movie[0].frame_start == 20
+    assert movie[0].frame_final_duration == 12        # 0.5 s at 24 fps
+    sound = [s for s in strips if s.type == 'SOUND']
+    if HAS_SOUND:
+        assert len(sound) == 1 and sound[0].frame_start == 20
+        assert abs(sound[0].frame_final_duration - 12) <= 1
+    assert real.frame_end >= 20 + 12 - 1
+
+
+def test_failed_real_run_leaves_scene_unchanged(real, tmp_path, monkeypatch):
+    monkeypatch.setenv("JOYVASA_WEIGHTS", str(tmp_path / "no_weights"))
+    wav = write_wav(tmp_path / "speech.wav", seconds=0.5)
+    real.joyvasa.audio_path = str(wav)
+    before = scene_fingerprint()
+    try:
+        res = bpy.ops.joyvasa.generate_motion()
+    except RuntimeError as exc:
+        res, msg = {"CANCELLED"}, str(exc)
+    assert res == {"CANCELLED"}
+    last = addon("runtime").LAST
+    assert last.state == "failed" and last.error_code == "weights_missing", last.report_text()
+    assert scene_fingerprint() == before
