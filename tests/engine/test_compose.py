@@ -133,3 +133,19 @@ def test_reference_frame_matches_full_sequence(ref):
     part = compose_driving(src, tail, opts, reference=head)
     assert torch.equal(part, full[2:])
     assert not torch.allclose(compose_driving(src, tail, opts), full[2:])
+
+
+@pytest.mark.slow
+def test_anim_parity_group_all_ok(ref):
+    """The ANIM_ parity group (driving keypoints + rendered uint8 frames) passes on the fixture."""
+    import io
+
+    pytest.importorskip("engine.models.stage_one")
+    from engine.parity import run_parity
+
+    buf = io.StringIO()
+    failures = run_parity(REF_DIR, only=["ANIM_"], out=buf)
+    lines = buf.getvalue().splitlines()
+    assert failures == 0, buf.getvalue()
+    assert lines and all(line.endswith(("ok", "within 1)")) or " ok " in line for line in lines), buf.getvalue()
+    assert not [line for line in lines if "skipped" in line]
