@@ -204,6 +204,31 @@ def detect_faces_scrfd(img: np.ndarray, det_path: Path, threshold: float = 0.5) 
     return sorted(out, key=lambda r: r[2] * r[3], reverse=True)  # type: ignore[return-value]
 
 
+def refine_with_landmarks(img: np.ndarray, box: tuple[int, int, int, int], lmk_path: Path) -> tuple[float, float, float, float]:
+    """InsightFace 2d106det through cv2.dnn: 106 landmarks around ``box`` → their bounding box.
+
+    Best effort (not verified against the real ONNX file here): 192² input, the face box
+    enlarged ×1.5 around its centre, raw pixel values (the model normalises internally), output
+    106×2 in [−1, 1] of the input square.
+    """
+    size = 192
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    s = size / (max(w, h) * 1.5)
+    M = np.array([[s, 0, size / 2 - s * cx], [0, s, size / 2 - s * cy]], dtype=np.float64)
+    patch = cv2.warpAffine(img, M, (size, size), borderMode=cv2.BORDER_CONSTANT)
+    net = cv2.dnn.readNetFromONNX(str(lmk_path))
+    net.setInput(cv2.dnn.blobFromImage(patch, 1.0, (size, size), (0, 0, 0), swapRB=False))
+    pred = np.asarray(net.forward()).reshape(-1, 2)[:106]
+    pts = (pred + 1) * (size // 2)
+    pts = (pts - M[:, 2]) / s  # back to the original image
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    if not np.all(np.isfinite([x0, y0, x1, y1])) or x1 - x0 < 4 or y1 - y0 < 4:
+        return (float(x), float(y), float(w), float(h))
+    return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+
+
 def crop_portrait(img: np.ndarray, mode: str | tuple[int, int, int, int] = "auto",
                   weights_root: Path | None = None) -> CropResult:
     """Crop according to ``mode`` (see module doc). Raises NoFaceError when auto finds nothing."""
@@ -220,8 +245,11 @@ def crop_portrait(img: np.ndarray, mode: str | tuple[int, int, int, int] = "auto
         try:
             faces = detect_faces_scrfd(img, det)
             if faces:
-                # SCRFD boxes include forehead and chin: slightly smaller factor than for Haar
-                return crop_from_box(img, faces[0], method="scrfd")
+                box: tuple[float, float, float, float] = faces[0]
+                lmk = det.parent / "2d106det.onnx"
+                if lmk.is_file():
+                    box = refine_with_landmarks(img, faces[0], lmk)
+                return crop_from_box(img, box, method="scrfd")
         except cv2.error:
             pass  # fall back to Haar below
     faces = detect_faces_haar(img)

@@ -90,3 +90,11 @@ def test_resize_to_limit() -> None:
     img = np.zeros((1501, 3001, 3), np.uint8)
     out = resize_to_limit(img)
     assert max(out.shape[:2]) <= 1280 and out.shape[0] % 2 == 0 and out.shape[1] % 2 == 0
+
+
+def test_broken_detector_onnx_falls_back_to_haar(portrait: np.ndarray, tmp_path: Path) -> None:
+    det = tmp_path / "insightface/models/buffalo_l/det_10g.onnx"
+    det.parent.mkdir(parents=True)
+    det.write_bytes(b"not an onnx model")
+    crop = crop_portrait(portrait, "auto", weights_root=tmp_path)
+    assert crop.method == "haar"
