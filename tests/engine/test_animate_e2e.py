@@ -221,3 +221,32 @@ def test_bad_inputs_give_one_clear_error(capsys, good_args, tmp_path: Path, tiny
     assert err["message"]
     if case == "no_face":
         assert "--crop" in err["message"]
+
+
+@pytest.mark.slow
+def test_reuse_motion_and_upstream_timing(tiny_weights: Path, tmp_path: Path) -> None:
+    """--save-motion then --motion: PNG-only without audio, and --upstream-timing keeps every frame."""
+    from engine.motion.npz import load_motion
+    from engine.render.writers import probe_video
+
+    seconds = 0.3
+    audio = _clip(tmp_path, seconds)
+    motion = tmp_path / "m.npz"
+    rc, events, err = _animate("--image", str(PORTRAIT), "--audio", str(audio), "--weights", str(tiny_weights),
+                               "--frames-dir", str(tmp_path / "f1"), "--save-motion", str(motion),
+                               "--no-pasteback", "--batch", "4")
+    assert rc == 0, err
+    m = load_motion(motion)
+    n_generated = (int(seconds * 16000) + 1920) // 640  # upstream frame count, incl. 2 lead-in frames
+    assert m.n_frames == n_generated
+    assert len(list((tmp_path / "f1").iterdir())) == round(seconds * 25)
+    # upstream timing: all generated frames, video longer than the audio
+    out = tmp_path / "up.mp4"
+    rc, events, err = _animate("--image", str(PORTRAIT), "--audio", str(audio), "--weights", str(tiny_weights),
+                               "--motion", str(motion), "--out", str(out), "--upstream-timing",
+                               "--no-pasteback", "--batch", "4")
+    assert rc == 0, err
+    assert not [e for e in events if e["type"] == "progress" and e["stage"] == "motion"]
+    info = probe_video(out)
+    assert info["frames"] == n_generated
+    assert info["video_s"] > info["audio_s"] + 0.04
