@@ -177,7 +177,9 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
         reporter.hello("animate", device="unavailable", dtype=str(args.dtype))
         raise
     reporter.hello("animate", device=describe_device(device), dtype=precision.name,
-                   capabilities={"regions": ["all", "exp", "pose", "lip", "eyes"]})
+                   capabilities={"regions": ["all", "exp", "pose", "lip", "eyes"],
+                                 "samplers": ["ancestral", "ddim", "dpmpp_2m"],
+                                 "outputs": ["mp4", "png"]})
     # 1. validate cheap things first: options, outputs, image, audio, weights
     opts = compose_options(args)
     crop_mode = "none" if args.upstream_cli and args.crop == "auto" else parse_crop_arg(args.crop)
@@ -205,13 +207,16 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
         except MotionFileError as exc:
             raise BadRequest(str(exc)) from None
     layout = resolve_weights_dir(args.weights)
+    if motion is None:  # fail before any heavy work if the motion generator is absent
+        layout.require(layout.motion_generator)
+        layout.require(layout.motion_template)
 
     # 2. stage one + source portrait
     reporter.stage_begin("load")
     reporter.progress("load", 0, 2, "file")
-    stage_one = load_stage_one(layout, device, reporter, animal=opts.animal)
-    crop = crop_portrait(image, crop_mode, weights_root=layout.root)
+    crop = crop_portrait(image, crop_mode, weights_root=layout.root)  # NoFaceError before loading
     reporter.log(f"crop: {crop.method} box={crop.box}")
+    stage_one = load_stage_one(layout, device, reporter, animal=opts.animal)
     with torch.inference_mode():
         info = stage_one.extract(crop.image)
     reporter.progress("load", 2, 2, "file")
@@ -227,6 +232,11 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
         if args.save_motion:
             path = save_motion(args.save_motion, motion)
             reporter.artifact("motion_npz", str(path))
+    elif wave is not None and motion.meta.get("audio_sha256"):
+        from engine.audio import audio_sha256
+        if motion.meta["audio_sha256"] != audio_sha256(wave):
+            reporter.warning("motion_audio_mismatch", f"{args.motion} was generated from different audio than "
+                                                      f"{args.audio}; lips will not match the soundtrack")
     if audio_duration is None:
         audio_duration = float(motion.meta.get("audio_duration_s", 0.0) or 0.0) or None
     plan = plan_frames(motion, audio_duration_s=audio_duration, fps=args.fps,
