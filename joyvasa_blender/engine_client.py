@@ -295,6 +295,36 @@ class EngineProcess:
         return rc
 
 
+def summarize_doctor(report: dict[str, Any]) -> list[str]:
+    """Readable lines from ``engine doctor --json``: versions, devices, weights (missing files,
+    groups that fail to load) and the engine's own next-step advice. Unknown keys are listed."""
+    out: list[str] = []
+    v = report.get("versions")
+    if isinstance(v, dict):
+        out.append("Versions: " + ", ".join(f"{k} {v[k]}" for k in ("engine", "python", "torch") if k in v))
+    d = report.get("devices")
+    if isinstance(d, dict):
+        out.append(f"Devices: {', '.join(map(str, d.get('available', [])))} (auto: {d.get('auto')}, {d.get('auto_dtype')})")
+    w = report.get("weights")
+    if isinstance(w, dict):
+        out.append(f"Weights: {w.get('root')}" + (f" - {w['error']}" if w.get("error") else ""))
+        files = w.get("files") or {}
+        missing = [k for k, f in files.items() if isinstance(f, dict) and f.get("required") and not f.get("present")]
+        if missing:
+            out.append("Missing: " + ", ".join(missing))
+        for name, g in (w.get("groups") or {}).items():
+            if isinstance(g, dict):
+                out.append(f"{name}: {'loads' if g.get('loads') else 'does not load'}"
+                           + (f" ({g.get('error')})" if g.get("error") else ""))
+    for line in report.get("next") or []:
+        out.append(str(line))
+    known = {"versions", "devices", "weights", "next", "ok"}
+    for key, value in report.items():
+        if key not in known:
+            out.append(f"{key}: {value}"[:200])
+    return out[:16]
+
+
 # -- engine environment installer (venv + pip), for the preferences button --------------------
 def install_steps(base_python: str, venv_dir: Path, requirements: Path) -> list[tuple[str, list[str]]]:
     """(label, argv) steps that create the engine venv and install the engine's requirements."""

@@ -86,7 +86,7 @@ class JOYVASA_OT_check_engine(bpy.types.Operator):
         try:
             report = json.loads(cp.stdout)
             ok = bool(report.get("ok", cp.returncode == 0))
-            lines += summarize_doctor(report)
+            lines += ec.summarize_doctor(report)
         except json.JSONDecodeError:
             ok = False
             lines += ["engine doctor did not answer JSON (exit %d):" % cp.returncode]
@@ -94,20 +94,6 @@ class JOYVASA_OT_check_engine(bpy.types.Operator):
         runtime.DOCTOR = {"ok": ok, "text": lines}
         self.report({'INFO'} if ok else {'WARNING'}, "Engine OK" if ok else "Engine check found problems: see the preferences")
         return {'FINISHED'}
-
-
-def summarize_doctor(report: dict) -> list[str]:
-    """A few readable lines from the doctor's JSON (unknown shapes are shown key: value)."""
-    out = []
-    for key, value in report.items():
-        if isinstance(value, dict):
-            inner = ", ".join(f"{k}={v}" for k, v in list(value.items())[:6])
-            out.append(f"{key}: {inner}")
-        elif isinstance(value, list):
-            out.append(f"{key}: {', '.join(map(str, value[:6]))}")
-        else:
-            out.append(f"{key}: {value}")
-    return out[:14]
 
 
 class JOYVASA_OT_detect_python(bpy.types.Operator):

@@ -106,8 +106,10 @@ def main(argv: list[str]) -> int:
         with open(log, "a") as fh:
             fh.write(json.dumps([command] + args) + "\n")
     if command == "doctor":
-        print(json.dumps({"ok": True, "engine_version": "fake", "python": sys.version.split()[0],
-                          "torch": None, "devices": ["cpu"], "weights": {"dir": option(args, "--weights"), "ok": True}}))
+        print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
+                          "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
+                          "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
+                          "ok": True, "next": ["Ready (fake engine)"]}, indent=1))
         return 0
     signal.signal(signal.SIGINT, lambda *_: _cancel.set())
     threading.Thread(target=_stdin_reader, daemon=True).start()

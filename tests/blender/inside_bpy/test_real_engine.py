@@ -120,3 +120,11 @@ def test_failed_real_run_leaves_scene_unchanged(real, tmp_path, monkeypatch):
     last = addon("runtime").LAST
     assert last.state == "failed" and last.error_code == "weights_missing", last.report_text()
     assert scene_fingerprint() == before
+
+
+def test_check_engine_with_real_engine(real):
+    assert bpy.ops.joyvasa.check_engine() == {"FINISHED"}
+    doc = addon("runtime").DOCTOR
+    assert doc["ok"], doc
+    assert any(line.startswith("Versions: engine") for line in doc["text"])
+    assert any("joyvasa: loads" in line for line in doc["text"]), doc
