@@ -123,7 +123,7 @@ class EngineRunMixin:
 
     def _status(self, context, text: str | None) -> None:
         ws = getattr(context, "workspace", None)
-        if ws is not None:
+        if ws is not None and getattr(context, "window", None) is not None:
             ws.status_text_set(f"JoyVASA: {text}  (Esc to cancel)" if text else None)
 
     def _cleanup(self, context) -> None:
