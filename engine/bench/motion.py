@@ -75,6 +75,15 @@ def run(args: argparse.Namespace) -> int:
 
     # component timings
     with torch.no_grad():
+        def timed(fn, reps: int = 10) -> float:
+            fn()
+            best = float("inf")
+            for _ in range(reps):
+                t1 = time.perf_counter()
+                fn()
+                best = min(best, time.perf_counter() - t1)
+            return best
+
         audio = torch.from_numpy(wave[: 640 * L]).unsqueeze(0)
         a = model.encode(audio)
         hubert_s = timed(lambda: model.encode(audio), reps=3)
@@ -85,15 +94,6 @@ def run(args: argparse.Namespace) -> int:
         ap = model.start_audio.expand(2, -1, -1)
         a2 = a.expand(2, -1, -1)
         cross = dit.precompute_memory(dit.memory(a2, ap))
-
-        def timed(fn, reps: int = 10) -> float:
-            fn()
-            best = float("inf")
-            for _ in range(reps):
-                t1 = time.perf_counter()
-                fn()
-                best = min(best, time.perf_counter() - t1)
-            return best
 
         step_plain = timed(lambda: dit(x, t, a2, mp, ap, hoist=False))
         step_fast = timed(lambda: dit(x, t, None, mp, None, cross=cross))
