@@ -331,10 +331,17 @@ def install_steps(base_python: str, venv_dir: Path, requirements: Path) -> list[
     py = str(venv_python(venv_dir))
     return [
         ("Creating virtual environment", [base_python, "-m", "venv", str(venv_dir)]),
-        ("Upgrading pip", [py, "-m", "pip", "install", "--upgrade", "pip"]),
         ("Installing engine requirements (torch is large: minutes)",
          [py, "-m", "pip", "install", "--progress-bar", "off", "-r", str(requirements)]),
     ]
+
+
+def base_python_for_venv() -> str | None:
+    """A real CPython to create the venv with: Blender's own interpreter (sys.executable is
+    Blender's bundled python in 4.2+), else python3 on PATH."""
+    if Path(sys.executable).name.lower().startswith("python"):
+        return sys.executable
+    return shutil.which("python3") or shutil.which("python")
 
 
 class StepRunner:

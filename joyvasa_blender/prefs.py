@@ -139,7 +139,10 @@ class JOYVASA_OT_install_engine(bpy.types.Operator):
         if req is None or not req.exists():
             self.report({'ERROR'}, "engine requirements.txt not found next to the engine sources")
             return {'CANCELLED'}
-        base = ec.detect_interpreter(pref="", user_dir="")[0] or sys.executable
+        base = ec.base_python_for_venv()
+        if base is None:
+            self.report({'ERROR'}, "no Python found to create the environment with")
+            return {'CANCELLED'}
         steps = ec.install_steps(base, Path(user_dir()) / "venv", req)
         runtime.INSTALLER = ec.StepRunner(steps).start()
         if bpy.app.background:
