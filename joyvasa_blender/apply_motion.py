@@ -22,7 +22,6 @@ import numpy as np
 from . import compat, motion_core as mc, semantic
 
 STRENGTHS = ("head_strength", "expression_strength", "lip_strength", "eye_strength")
-HEAD_NAME = re.compile(r"^(DEF[-_.])?head$|head", re.IGNORECASE)
 
 
 def guess_head_bone(rig: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import bpy
 
 from . import runtime
-from .engine_client import EngineProcess
+from .engine_client import EngineProcess, engine_argv
 from .jobs import JobState
 from .prefs import engine_config, engine_env
 
@@ -49,7 +49,6 @@ class EngineRunMixin:
         except (ValueError, OSError) as exc:
             self.report({'ERROR'}, str(exc))
             return None
-        from .engine_client import engine_argv
         argv = engine_argv(cfg["python"], self.kind, args, weights=cfg["weights"], device=cfg["device"],
                            dtype=cfg["dtype"])
         job = JobState(kind=self.kind)

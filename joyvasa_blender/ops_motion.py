@@ -1,5 +1,4 @@
 """Generate Motion (engine ``motion``), Apply Motion File, Cancel."""
-from __future__ import annotations
 
 import time
 

@@ -3,12 +3,10 @@
 The engine runs in its own Python (a virtual environment with torch); this is never
 Blender's Python. "Create Engine Environment" makes one in the add-on's user folder.
 """
-from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import bpy

@@ -6,7 +6,6 @@ F-curve on the scene is evaluated at every keyed frame and multiplies that frame
 (head: rotation angle and location; expression/lips/eyes: exp channels and shape keys).
 Changing a strength later means applying the motion again (a new take).
 """
-from __future__ import annotations
 
 import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,

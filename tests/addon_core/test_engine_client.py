@@ -1,7 +1,6 @@
 """Engine client + job state against the fake engine (no bpy)."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path

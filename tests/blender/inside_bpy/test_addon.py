@@ -2,7 +2,6 @@
 against the fake engine (success, error, crash, hang/cancel), Sequencer strips."""
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 

@@ -9,7 +9,7 @@ import sys
 
 import bpy
 
-from conftest import REPO, TESTS, build_scene, write_wav
+from conftest import REPO, TESTS, write_wav
 
 GOLDEN = TESTS / "contract" / "motion_v1.npz"
 
@@ -24,7 +24,7 @@ def run_batch(blend, jobs, env_extra, *extra):
 def test_batch_runs_saves_skips_and_fails(scene, fake_python, tmp_path):
     blend = tmp_path / "shot.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    wav = write_wav(tmp_path / "line.wav", seconds=1.0)
+    write_wav(tmp_path / "line.wav", seconds=1.0)
     jobs = tmp_path / "jobs.json"
     jobs.write_text(json.dumps({"defaults": {"rig": "Rig", "mesh": "Face", "channels": "EMPTY", "output_dir": "out"},
                                 "jobs": [{"name": "golden", "motion": str(GOLDEN), "start_frame": 1},

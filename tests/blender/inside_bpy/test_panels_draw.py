@@ -2,7 +2,6 @@
 every property a panel shows must exist, every operator must be registered."""
 from __future__ import annotations
 
-import sys
 import types
 
 import bpy

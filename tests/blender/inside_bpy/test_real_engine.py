@@ -4,15 +4,13 @@ pair. Run from tests/blender/test_bpy_versions.py::test_real_engine_in_bpy."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import bpy
 import numpy as np
 import pytest
 
-from conftest import ENGINE_PY, HAS_SOUND, REPO, addon, scene_fingerprint, write_wav
+from conftest import ENGINE_PY, HAS_SOUND, addon, scene_fingerprint, write_wav
 
 WEIGHTS = os.environ.get("JOYVASA_TEST_WEIGHTS", "")
 pytestmark = pytest.mark.skipif(bool(os.environ.get("JOYVASA_SKIP_REAL_ENGINE")) or not WEIGHTS,
@@ -113,10 +111,10 @@ def test_failed_real_run_leaves_scene_unchanged(real, tmp_path, monkeypatch):
     real.joyvasa.audio_path = str(wav)
     before = scene_fingerprint()
     try:
-        res = bpy.ops.joyvasa.generate_motion()
+        res, msg = bpy.ops.joyvasa.generate_motion(), ""
     except RuntimeError as exc:
         res, msg = {"CANCELLED"}, str(exc)
-    assert res == {"CANCELLED"}
+    assert res == {"CANCELLED"} and "weights" in msg
     last = addon("runtime").LAST
     assert last.state == "failed" and last.error_code == "weights_missing", last.report_text()
     assert scene_fingerprint() == before
