@@ -105,3 +105,44 @@ def fold_batchnorm(module: nn.Module) -> int:
         elif hasattr(sub, "fold_batchnorm_pairs"):
             count += sub.fold_batchnorm_pairs()
     return count
+
+
+class ChannelPaddedConv(nn.Module):
+    """A conv whose in/out channels are zero-padded to a multiple of ``multiple`` (exact).
+
+    oneDNN's fast convolution kernels want channel counts divisible by 16; LivePortrait's dense
+    motion net has 110, 142 and 22 (and 1 for the occlusion map). Zero input channels with zero
+    weights add exact zeros, and the padded outputs are sliced away, so only the kernel's
+    summation order changes (rounding level).
+    """
+
+    def __init__(self, conv: nn.Module, multiple: int = 16) -> None:
+        super().__init__()
+        w = conv.weight.detach()
+        cout, cin = w.shape[:2]
+        self.cout = cout
+        self.pad_in = (-cin) % multiple
+        pad_out = (-cout) % multiple
+        pad = [0, 0] * (w.dim() - 2) + [0, self.pad_in, 0, pad_out]
+        self.weight = nn.Parameter(F.pad(w, pad), requires_grad=False)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(cout)
+        self.bias = nn.Parameter(F.pad(bias, (0, pad_out)), requires_grad=False)
+        self.padding = conv.padding
+        self.stride = conv.stride
+        self.conv_fn = F.conv3d if w.dim() == 5 else F.conv2d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad_in:
+            x = torch.cat([x, x.new_zeros((x.shape[0], self.pad_in) + tuple(x.shape[2:]))], dim=1)
+        out = self.conv_fn(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        return out[:, : self.cout] if out.shape[1] != self.cout else out
+
+
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """Store 4-D/5-D conv weights channels-last (NHWC / NDHWC): oneDNN's fast layout, bf16 and fp32."""
+    for p in module.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+        elif p.dim() == 5:
+            p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
+    return module

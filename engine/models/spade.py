@@ -31,11 +31,17 @@ class SPADE(nn.Module):
         self.mlp_gamma = nn.Conv2d(SPADE_HIDDEN, norm_nc, 3, padding=1)
         self.mlp_beta = nn.Conv2d(SPADE_HIDDEN, norm_nc, 3, padding=1)
 
+        self.fast = False  # see StageOne.load(fast=...)
+
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        normalized = F.instance_norm(x, eps=1e-5)  # no affine, biased variance
         seg = F.interpolate(seg, size=x.shape[2:], mode="nearest")  # (B, label_nc, H, W)
         actv = self.mlp_shared(seg)  # (B, 128, H, W)
-        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+        normalized = F.instance_norm(x.float(), eps=1e-5)  # no affine, biased variance
+        if not self.fast:
+            return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+        # fast path: mlp_gamma's bias carries the +1 (folded at load), one fused multiply-add
+        gamma1, beta = self.mlp_gamma(actv), self.mlp_beta(actv)
+        return torch.addcmul(beta.float(), normalized, gamma1.float())
 
 
 class SPADEResnetBlock(nn.Module):

@@ -107,13 +107,18 @@ class StageOne:
         self.W = warping.to(self.device).eval()
         self.G = generator.to(self.device).eval()
         self.S = {k: v.to(self.device).eval() for k, v in mlps.items()}
+        self._channels_last = False
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, layout: WeightsLayout, device: str | torch.device = "cpu", *,
-             dtype: torch.dtype | str | None = None, fold_bn: bool = True,
+             dtype: torch.dtype | str | None = None, fold_bn: bool = True, fast: bool = True,
              config: LivePortraitConfig | None = None) -> "StageOne":
-        """Load F, M, W, G, S from ``layout`` (sizes from ``layout.models_yaml`` if present)."""
+        """Load F, M, W, G, S from ``layout`` (sizes from ``layout.models_yaml`` if present).
+
+        ``fold_bn=False, fast=False`` is upstream's exact op order; the defaults change only
+        rounding (both are tested against the upstream reference).
+        """
         cfg = config or LivePortraitConfig.for_weights(layout.models_yaml)
         app, mot = AppearanceFeatureExtractor(cfg.appearance), MotionExtractor(cfg.motion)
         warp, gen = WarpingNetwork(cfg.warping), SPADEDecoder(cfg.spade)
@@ -128,7 +133,41 @@ class StageOne:
         if fold_bn:
             fold_batchnorm(app)
             fold_batchnorm(warp)
-        return cls(cfg, app, mot, warp, gen, mlps, device=device, dtype=dtype)
+        s1 = cls(cfg, app, mot, warp, gen, mlps, device=device, dtype=dtype)
+        if fast:
+            s1._speed_up()
+        return s1
+
+    def _speed_up(self) -> None:
+        """Graph changes that keep the maths (rounding-level differences; parity-tested):
+
+        * convs of the dense motion net whose channel counts are not multiples of 16
+          (110→64, 142→142, 142→22) get zero-padded channels so oneDNN uses its fast kernels;
+        * SPADE: the ``1 +`` of ``1 + γ`` moves into mlp_gamma's bias and the modulation is one
+          addcmul;
+        * bfloat16: conv weights stored channels-last (NHWC/NDHWC), the layout oneDNN's AMX/AVX-512
+          bf16 kernels want; activations follow the weights' layout.
+        """
+        from engine.models.blocks import ChannelPaddedConv, to_channels_last
+        from engine.models.spade import SPADE
+
+        dm = self.W.dense_motion_network
+        hg = dm.hourglass
+        if hg.encoder.down_blocks[0].conv.in_channels % 16:
+            hg.encoder.down_blocks[0].conv = ChannelPaddedConv(hg.encoder.down_blocks[0].conv)
+        if hg.decoder.conv.in_channels % 16:
+            hg.decoder.conv = ChannelPaddedConv(hg.decoder.conv)
+        if dm.mask.in_channels % 16 or dm.mask.out_channels % 16:
+            dm.mask = ChannelPaddedConv(dm.mask)
+        with torch.no_grad():
+            for m in self.G.modules():
+                if isinstance(m, SPADE) and not m.fast:
+                    m.mlp_gamma.bias += 1
+                    m.fast = True
+        if self.dtype == torch.bfloat16:
+            to_channels_last(self.W)
+            to_channels_last(self.G)
+            self._channels_last = True
 
     # ------------------------------------------------------------------ source
     def preprocess(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -169,13 +208,13 @@ class StageOne:
         f_s = f_s.expand(b, *f_s.shape[1:]) if f_s.shape[0] != b else f_s
         x_s = x_s.expand(b, *x_s.shape[1:]) if x_s.shape[0] != b else x_s
         with self._precision():
-            out = self.W(f_s, kp_source=x_s, kp_driving=x_d)
-        return {k: v.float() for k, v in out.items()}
+            out = self.W(self._layout(f_s), kp_source=x_s, kp_driving=x_d)
+        return {k: v.float().contiguous() for k, v in out.items()}
 
     @torch.no_grad()
     def decode(self, feature: torch.Tensor) -> torch.Tensor:
         with self._precision():
-            return self.G(feature).float()
+            return self.G(self._layout(feature)).float().contiguous()
 
     @torch.no_grad()
     def warp_decode(self, f_s: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
@@ -184,8 +223,13 @@ class StageOne:
         f_s = f_s.expand(b, *f_s.shape[1:]) if f_s.shape[0] != b else f_s
         x_s = x_s.expand(b, *x_s.shape[1:]) if x_s.shape[0] != b else x_s
         with self._precision():
-            out = self.G(self.W(f_s, kp_source=x_s, kp_driving=x_d)["out"])
-        return out.float()
+            out = self.G(self._layout(self.W(self._layout(f_s), kp_source=x_s, kp_driving=x_d)["out"]))
+        return out.float().contiguous()
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._channels_last:
+            return x
+        return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
 
     @torch.no_grad()
     def stitch(self, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:

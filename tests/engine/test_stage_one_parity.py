@@ -18,10 +18,11 @@ def _close(ours: torch.Tensor | np.ndarray, ref: np.ndarray, rtol: float = 1e-4,
     np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("fold_bn", [True, False], ids=["folded-bn", "exact-bn"])
-def test_networks_match_upstream(tiny_reference, fold_bn: bool) -> None:
+@pytest.mark.parametrize("fold_bn,fast", [(True, True), (False, False), (True, False)],
+                         ids=["default", "exact", "folded-bn-only"])
+def test_networks_match_upstream(tiny_reference, fold_bn: bool, fast: bool) -> None:
     ref = np.load(tiny_reference / "reference.npz")
-    s1 = StageOne.load(WeightsLayout(tiny_reference), fold_bn=fold_bn)
+    s1 = StageOne.load(WeightsLayout(tiny_reference), fold_bn=fold_bn, fast=fast)
     x = torch.from_numpy(ref["I_s"])
     src = s1.extract(x)
     _close(src.f_s, ref["F_feature_3d"])
