@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 from .protocol import ProtocolError, parse_event
 
 STDERR_TAIL = 200
+CANCEL_GRACE_S = 15.0    # the engine checks for cancel between steps; model loading can take seconds
 ADDON_DIR = Path(__file__).resolve().parent
 
 
@@ -167,6 +168,7 @@ class EngineProcess:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.cancel_requested = False
+        self._kill_at: float | None = None
 
     def start(self) -> "EngineProcess":
         win = sys.platform == "win32"
@@ -226,12 +228,16 @@ class EngineProcess:
         """The process exited and both pipes were read to the end."""
         return self.poll() is not None and all(not t.is_alive() for t in self._threads)
 
-    def cancel(self, grace: float = 3.0) -> None:
-        """Ask the engine to stop (stdin ``cancel`` + SIGINT to its process group); kill after ``grace``."""
-        self.cancel_requested = True
+    def request_cancel(self, grace: float = CANCEL_GRACE_S) -> None:
+        """Non-blocking cancel: ask the engine to stop (stdin ``cancel`` + SIGINT to its process
+        group) and arm a deadline; :meth:`enforce_cancel` kills it when the deadline passes.
+        The engine honours cancel at its next checkpoint (it cleans up partial outputs)."""
         p = self.proc
-        if p is None or p.poll() is not None:
+        if self.cancel_requested or p is None or p.poll() is not None:
+            self.cancel_requested = True
             return
+        self.cancel_requested = True
+        self._kill_at = time.monotonic() + grace
         try:
             assert p.stdin is not None
             p.stdin.write('{"v":1,"type":"cancel"}\n')
@@ -245,6 +251,18 @@ class EngineProcess:
                 os.killpg(p.pid, signal.SIGINT)
         except (OSError, ProcessLookupError):
             pass
+
+    def enforce_cancel(self) -> None:
+        """Kill the engine if a requested cancel has not been honoured in time (call per tick)."""
+        if self._kill_at is not None and time.monotonic() > self._kill_at and self.poll() is None:
+            self.kill()
+
+    def cancel(self, grace: float = CANCEL_GRACE_S) -> None:
+        """Blocking cancel (unregister, file load, tests): request, wait up to ``grace``, kill."""
+        self.request_cancel(grace)
+        p = self.proc
+        if p is None:
+            return
         try:
             p.wait(grace)
         except subprocess.TimeoutExpired:
@@ -285,7 +303,8 @@ class EngineProcess:
             if ev is not None and ev.get("type") == "_eof":
                 break
             if (should_cancel and should_cancel()) or (timeout and time.monotonic() - t0 > timeout):
-                self.cancel()
+                self.request_cancel()
+            self.enforce_cancel()
         assert self.proc is not None
         rc = self.proc.wait()
         self.join()

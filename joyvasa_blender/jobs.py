@@ -32,6 +32,7 @@ class JobState:
     artifacts: dict[str, str] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     stderr_tail: list[str] = field(default_factory=list)
+    cancelling: bool = False             # cancel requested, engine not stopped yet
     got_done: bool = False
     got_cancelled: bool = False
     returncode: int | None = None
@@ -47,6 +48,8 @@ class JobState:
     def progress_text(self) -> str:
         if self.state != "running":
             return self.message
+        if self.cancelling:
+            return "Cancelling..."
         label = STAGE_LABELS.get(self.stage, self.stage or "Starting engine")
         txt = f"{label} {int(self.done_units)}/{int(self.total_units)}" if self.total_units else label
         if self.eta_s is not None:

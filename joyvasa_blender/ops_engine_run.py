@@ -137,13 +137,12 @@ class EngineRunMixin:
         if run is None:              # cancelled from unregister / file load
             self._cleanup(context)
             return {'CANCELLED'}
-        if event.type == 'ESC' or run.cancel:
-            run.proc.cancel()
-            for ev in run.proc.drain():
-                run.job.feed(ev)
-            self._cleanup(context)
-            return self._finish(context, run)
-        if event.type == 'TIMER':
+        esc = event.type == 'ESC'
+        if (esc or run.cancel) and not run.proc.cancel_requested:
+            run.proc.request_cancel()          # non-blocking: the engine stops at its next checkpoint
+            run.job.cancelling = True
+        if event.type == 'TIMER' or run.proc.cancel_requested:
+            run.proc.enforce_cancel()
             for ev in run.proc.drain():
                 if ev.get("type") != "_eof":
                     run.job.feed(ev)
@@ -154,4 +153,4 @@ class EngineRunMixin:
                     run.job.feed(ev)
                 self._cleanup(context)
                 return self._finish(context, run)
-        return {'PASS_THROUGH'}
+        return {'RUNNING_MODAL'} if esc else {'PASS_THROUGH'}

@@ -29,7 +29,7 @@ def cancel_all() -> None:
     global CURRENT
     if CURRENT is not None:
         CURRENT.cancel = True
-        CURRENT.proc.cancel(grace=2.0)
+        CURRENT.proc.cancel(grace=3.0)
         CURRENT = None
     if INSTALLER is not None and not INSTALLER.done:
         INSTALLER.cancel()

@@ -32,7 +32,7 @@ def tick_until_done(p, ctx, esc_when=None, limit=30.0):
         run = addon("runtime").CURRENT
         etype = 'ESC' if (esc_when and run is not None and esc_when(run)) else 'TIMER'
         res = p.modal(ctx, types.SimpleNamespace(type=etype))
-        if res != {'PASS_THROUGH'}:
+        if res not in ({'PASS_THROUGH'}, {'RUNNING_MODAL'}):
             return res
         time.sleep(0.05)
     raise AssertionError("modal operator did not finish")

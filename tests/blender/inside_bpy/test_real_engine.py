@@ -126,3 +126,32 @@ def test_check_engine_with_real_engine(real):
     assert doc["ok"], doc
     assert any(line.startswith("Versions: engine") for line in doc["text"])
     assert any("joyvasa: loads" in line for line in doc["text"]), doc
+
+
+def test_cancel_real_engine_changes_nothing(real, tmp_path):
+    """Esc while the real engine loads its models: it stops (exit 130), nothing is keyed."""
+    import time
+    import types
+
+    from test_modal import probe
+
+    wav = write_wav(tmp_path / "speech.wav", seconds=2.0)
+    real.joyvasa.audio_path = str(wav)
+    before = scene_fingerprint()
+    p, _ = probe()
+    assert p._start(bpy.context) is not None
+    t0 = time.monotonic()
+    res = None
+    while time.monotonic() - t0 < 120:
+        run = addon("runtime").CURRENT
+        seen_progress = run is not None and run.job.stage != ""
+        res = p.modal(bpy.context, types.SimpleNamespace(type='ESC' if seen_progress else 'TIMER'))
+        if res not in ({'PASS_THROUGH'}, {'RUNNING_MODAL'}):
+            break
+        time.sleep(0.05)
+    assert res == {'CANCELLED'}
+    last = addon("runtime").LAST
+    assert last.state == "cancelled", last.report_text()
+    assert last.returncode == 130, last.returncode      # honoured by the engine, not killed
+    assert scene_fingerprint() == before
+    assert not any(tmp_path.joinpath("out").glob("*.npz")) if tmp_path.joinpath("out").exists() else True
