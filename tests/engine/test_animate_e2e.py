@@ -91,9 +91,14 @@ def test_other_frame_rates(tiny_weights: Path, tmp_path: Path, fps: int) -> None
     seconds = 0.3
     audio = _clip(tmp_path, seconds)
     out = tmp_path / f"v{fps}.mp4"
-    rc, _events, err = _animate("--image", str(PORTRAIT), "--audio", str(audio), "--weights", str(tiny_weights),
-                                "--out", str(out), "--fps", str(fps), "--no-pasteback", "--batch", "4")
+    # also exercise the animation options' plumbing: animal pipeline (no animal weights -> warning),
+    # region / strengths
+    extra = ["--animal"] if fps == 24 else ["--region", "lip", "--pose-strength", "0.5", "--no-stitching"]
+    rc, events, err = _animate("--image", str(PORTRAIT), "--audio", str(audio), "--weights", str(tiny_weights),
+                               "--out", str(out), "--fps", str(fps), "--no-pasteback", "--batch", "4", *extra)
     assert rc == 0, err
+    warnings = {e["code"] for e in events if e["type"] == "warning"}
+    assert ("animal_weights_missing" in warnings) == (fps == 24)
     info = probe_video(out)
     assert info["frames"] == round(seconds * fps)
     assert abs(info["fps"] - fps) < 1e-6
