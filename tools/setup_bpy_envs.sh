@@ -6,7 +6,7 @@
 # Usage: tools/setup_bpy_envs.sh [4.2 4.5 5.0]   (default: all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${BPY_BASE_PYTHON:-python3.11}
+PY=${BPY_BASE_PYTHON:-$(command -v python3.11 || echo python3.11)}   # the bpy wheels are cp311-only
 declare -A PIN=( [4.2]="bpy==4.2.23" [4.5]="bpy>=4.5,<4.6" [5.0]="bpy==5.0.1" )
 versions=("$@")
 [ ${#versions[@]} -eq 0 ] && versions=(4.2 4.5 5.0)
