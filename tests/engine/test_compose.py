@@ -108,7 +108,7 @@ def test_regions_and_strengths(ref):
 
 
 def test_half_pose_strength_halves_angle(ref):
-    src, mot = _source(ref), _motion(ref)
+    mot = _motion(ref)
     from engine.render.compose import _scaled_rotation
     R_rel = mot.R @ mot.R[:1].permute(0, 2, 1)
     half = _scaled_rotation(R_rel, 0.5)
