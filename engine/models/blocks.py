@@ -146,3 +146,62 @@ def to_channels_last(module: nn.Module) -> nn.Module:
         elif p.dim() == 5:
             p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
     return module
+
+
+class Float32Island(nn.Module):
+    """Run ``module`` in float32 even under bf16 autocast: for small, precision-sensitive layers
+    (occlusion logits, W's output projection, G's RGB conv) whose bf16 rounding costs PSNR but
+    whose FLOPs are negligible."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.module(x.float())
+
+
+class TapSumConv2d(nn.Module):
+    """k×k conv with ONE output channel as a 1×1 conv to k² tap maps plus k² shifted adds.
+
+    For W's occlusion conv (2272→1, 7×7) oneDNN has no efficient kernel for a single output
+    channel; contracting channels first (one GEMM: (H·W × C) @ (C × k²)) and summing the k² shifted
+    tap maps is the same sum in another order (rounding-level difference), ~10× faster.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        w = conv.weight.detach()  # (1, C, k, k)
+        assert w.shape[0] == 1 and w.shape[2] == w.shape[3] and conv.stride == (1, 1)
+        self.k = w.shape[2]
+        self.pad = conv.padding[0]
+        self.taps = nn.Parameter(w[0].permute(1, 2, 0).reshape(self.k * self.k, -1, 1, 1).contiguous(),
+                                 requires_grad=False)  # (k², C, 1, 1), tap index = i·k + j
+        self.bias = nn.Parameter(conv.bias.detach().clone() if conv.bias is not None else torch.zeros(1),
+                                 requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        ho, wo = h + 2 * self.pad - self.k + 1, w + 2 * self.pad - self.k + 1
+        maps = F.pad(F.conv2d(x, self.taps), (self.pad,) * 4)  # (B, k², H+2p, W+2p)
+        out = torch.zeros(b, 1, ho, wo, dtype=maps.dtype, device=maps.device)
+        for i in range(self.k):
+            for j in range(self.k):
+                t = i * self.k + j
+                out += maps[:, t: t + 1, i: i + ho, j: j + wo]
+        return out + self.bias.view(1, 1, 1, 1)
+
+
+def cast_weights(module: nn.Module, dtype: torch.dtype) -> None:
+    """Cast conv weights/biases to ``dtype`` in place, leaving :class:`Float32Island` subtrees float32."""
+    def visit(m: nn.Module) -> None:
+        if isinstance(m, Float32Island):
+            return
+        if isinstance(m, (nn.Conv2d, nn.Conv3d, ChannelPaddedConv)):
+            for p in m.parameters(recurse=False):
+                p.data = p.data.to(dtype)
+        for child in m.children():
+            visit(child)
+
+    visit(module)

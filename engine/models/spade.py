@@ -36,12 +36,17 @@ class SPADE(nn.Module):
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         seg = F.interpolate(seg, size=x.shape[2:], mode="nearest")  # (B, label_nc, H, W)
         actv = self.mlp_shared(seg)  # (B, 128, H, W)
-        normalized = F.instance_norm(x.float(), eps=1e-5)  # no affine, biased variance
         if not self.fast:
+            normalized = F.instance_norm(x, eps=1e-5)  # no affine, biased variance
             return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
-        # fast path: mlp_gamma's bias carries the +1 (folded at load), one fused multiply-add
+        # fast path: mlp_gamma's bias carries the +1 (folded at load), one fused multiply-add;
+        # under bf16 everything stays bf16 (the statistics accumulate in float32 inside the
+        # kernel) so no full-size dtype/layout copies are made
         gamma1, beta = self.mlp_gamma(actv), self.mlp_beta(actv)
-        return torch.addcmul(beta.float(), normalized, gamma1.float())
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.to(gamma1.dtype)
+            normalized = F.instance_norm(x, eps=1e-5)
+            return torch.addcmul(beta, normalized, gamma1)
 
 
 class SPADEResnetBlock(nn.Module):

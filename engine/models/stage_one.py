@@ -143,12 +143,15 @@ class StageOne:
 
         * convs of the dense motion net whose channel counts are not multiples of 16
           (110→64, 142→142, 142→22) get zero-padded channels so oneDNN uses its fast kernels;
+        * W's occlusion conv (2272→1, 7×7) runs as a channel GEMM + 49 shifted adds (TapSumConv2d);
         * SPADE: the ``1 +`` of ``1 + γ`` moves into mlp_gamma's bias and the modulation is one
           addcmul;
+        * under bf16 the small precision-sensitive layers (occlusion, W third/fourth, G conv_img,
+          ~13 GFLOP of 1234) stay float32;
         * bfloat16: conv weights stored channels-last (NHWC/NDHWC), the layout oneDNN's AMX/AVX-512
           bf16 kernels want; activations follow the weights' layout.
         """
-        from engine.models.blocks import ChannelPaddedConv, to_channels_last
+        from engine.models.blocks import ChannelPaddedConv, Float32Island, TapSumConv2d, cast_weights, to_channels_last
         from engine.models.spade import SPADE
 
         dm = self.W.dense_motion_network
@@ -159,6 +162,15 @@ class StageOne:
             hg.decoder.conv = ChannelPaddedConv(hg.decoder.conv)
         if dm.mask.in_channels % 16 or dm.mask.out_channels % 16:
             dm.mask = ChannelPaddedConv(dm.mask)
+        if isinstance(dm.occlusion, nn.Conv2d) and dm.occlusion.out_channels == 1:
+            dm.occlusion = Float32Island(TapSumConv2d(dm.occlusion))
+        # cheap, precision-sensitive layers stay float32 under bf16 autocast (PSNR 40.7 → ~42.5 dB)
+        self.W.third.conv = Float32Island(self.W.third.conv)
+        self.W.fourth = Float32Island(self.W.fourth)
+        if isinstance(self.G.conv_img, nn.Sequential):
+            self.G.conv_img[0] = Float32Island(self.G.conv_img[0])
+        else:
+            self.G.conv_img = Float32Island(self.G.conv_img)
         with torch.no_grad():
             for m in self.G.modules():
                 if isinstance(m, SPADE) and not m.fast:
@@ -168,6 +180,9 @@ class StageOne:
             to_channels_last(self.W)
             to_channels_last(self.G)
             self._channels_last = True
+            # store conv weights in bf16 once instead of autocast re-casting ~100M numbers per call
+            cast_weights(self.W, torch.bfloat16)
+            cast_weights(self.G, torch.bfloat16)
 
     # ------------------------------------------------------------------ source
     def preprocess(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
