@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.blocks import ConvNormAct, DownBlock3d, UpBlock3d
+from engine.models.blocks import DownBlock3d, UpBlock3d
 from engine.models.config import DenseMotionConfig
 
 KP_VARIANCE = 0.01

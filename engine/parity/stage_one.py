@@ -7,13 +7,18 @@ loaded :class:`StageOne` is left in ``ctx.cache["stage_one"]`` for the animation
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from engine.models.stage_one import StageOne
 
 PREFIXES = ("F_", "M_", "x_s", "W_", "G_", "S_", "I_s", "source_image")
 
 
-def get_stage_one(ctx) -> "StageOne":  # noqa: F821 - imported lazily
+def get_stage_one(ctx) -> "StageOne":
     """The StageOne of this reference folder (default engine path), loaded once per parity run."""
     if "stage_one" not in ctx.cache:
         from engine.models.stage_one import StageOne
