@@ -30,18 +30,32 @@ def safe_torch_load(path: str | Path, *, what: str = "weight file", allowed_glob
                 return torch.load(path, map_location="cpu", weights_only=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():
+        text = str(exc)
+        if "weights only load failed" in text.lower():
             raise WeightsCorrupt(
-                f"refused to load {what} {path}: it contains pickled objects other than tensors "
-                f"(possibly code), which are never executed ({first}). Re-download the file. "
-                f"{OFFICIAL_WEIGHTS_HINT}") from None
-        raise WeightsCorrupt(f"{what} {path} is corrupt or truncated ({first}). Re-download it. "
+                f"refused to load {what} {path}: it contains pickled objects other than tensors and plain "
+                f"containers (possibly code), which are never executed ({_unpickler_reason(text)}). "
+                f"Re-download the file from the official source. {OFFICIAL_WEIGHTS_HINT}") from None
+        raise WeightsCorrupt(f"{what} {path} is corrupt or truncated ({_first_line(exc)}). Re-download it. "
                              f"{OFFICIAL_WEIGHTS_HINT}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsCorrupt(f"{what} {path} is corrupt or truncated (torch.load failed: {first}). "
+        raise WeightsCorrupt(f"{what} {path} is corrupt or truncated (torch.load failed: {_first_line(exc)}). "
                              f"Re-download it. {OFFICIAL_WEIGHTS_HINT}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _unpickler_reason(text: str) -> str:
+    """The restricted unpickler's own reason (e.g. 'Unsupported global: GLOBAL posix.system')."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else "unsupported content")
+    return "unsupported content"
 
 
 def check_state_dict(expected: Mapping[str, Sequence[int]], state: Any, path: str | Path) -> None:
