@@ -55,6 +55,8 @@ def _unpickler_reason(text: str) -> str:
         if "WeightsUnpickler error:" in line:
             rest = line.split("WeightsUnpickler error:", 1)[1].strip()
             return rest or (lines[i + 1] if i + 1 < len(lines) else "unsupported content")
+        if "unsupported" in line.lower() and not line.startswith("Weights only load failed"):
+            return line.rstrip(".")
     return "unsupported content"
 
 
