@@ -95,8 +95,9 @@ def select_precision(device: torch.device, dtype: str = "auto") -> Precision:
 
 
 def auto_batch_size(device: torch.device, requested: int | None, *, per_frame_mb: float = 900.0,
-                    cpu_default: int = 2, max_batch: int = 32) -> int:
-    """Batch of frames for W+G. GPU: from free memory (mem_get_info) with headroom; CPU: small.
+                    cpu_default: int = 1, max_batch: int = 32) -> int:
+    """Batch of frames for W+G. GPU: from free memory (mem_get_info) with headroom; CPU: 1
+    (measured with ``bench animate``: batch 2 and 4 are no faster on CPU and cost memory).
 
     ``per_frame_mb`` is the activation memory of one 512² frame through W+G at official size
     (float32; roughly halved under autocast).

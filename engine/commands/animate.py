@@ -59,7 +59,7 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu)")
     r.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="compute precision (auto: float32 on CPU, bf16/fp16 autocast on GPU)")
-    r.add_argument("--batch", type=int, default=None, help="frames per W+G batch (auto: 2 on CPU, from free memory on GPU)")
+    r.add_argument("--batch", type=int, default=None, help="frames per W+G batch (auto: 1 on CPU, from free memory on GPU)")
     r.add_argument("--weights", default=None, help="weights folder (default $JOYVASA_WEIGHTS)")
 
 
