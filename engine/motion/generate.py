@@ -100,6 +100,26 @@ class TorchNoise:
         return torch.randn(shape, generator=self.gen).to(self.device)
 
 
+def draw_noise_stream(noise: TorchNoise, n_windows: int, n_layers: int, n_steps: int,
+                      shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Replay the sampler's whole draw order without running it (spec §2.8).
+
+    Returns ``(x_N, z)`` shaped like the reference's ``MG_noise_T`` (1,L,D) and
+    ``MG_step_noise`` (W, N-1, 1, L, D): per window the encoder's layer draws, then (window 0
+    only) x_N, then z for t = N..2.
+    """
+    step = np.zeros((n_windows, n_steps - 1, *shape), np.float32)
+    first: np.ndarray | None = None
+    for w in range(n_windows):
+        noise.layer_draws(n_layers, w)
+        if first is None:
+            first = noise.initial(shape).cpu().numpy()
+        for i in range(n_steps - 1):
+            step[w, i] = noise.step(w, i, shape).cpu().numpy()
+    assert first is not None
+    return first, step
+
+
 class InjectedNoise:
     """Recorded noise (``MG_noise_T`` (1,L,D), ``MG_step_noise`` (W, N-1, 1, L, D)) for parity."""
 

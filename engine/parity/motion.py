@@ -49,7 +49,8 @@ def _want(wanted: set[str], *prefixes: str) -> bool:
 @torch.no_grad()
 def compute(ctx: ParityContext, wanted: set[str]) -> dict[str, np.ndarray]:
     from engine.audio import iter_windows, pad_audio, plan_windows
-    from engine.motion.generate import InjectedNoise, MotionOptions, TorchNoise, coef_to_motion, generate_coef
+    from engine.motion.generate import (InjectedNoise, MotionOptions, TorchNoise, coef_to_motion,
+                                        draw_noise_stream, generate_coef)
     from engine.sampling.schedule import Schedule
 
     out: dict[str, np.ndarray] = {}
@@ -93,16 +94,8 @@ def compute(ctx: ParityContext, wanted: set[str]) -> dict[str, np.ndarray]:
         plan = plan_windows(len(wave), L, cfg.fps)
         N = model.schedule.N
         # the RNG stream: upstream's draw order on a generator seeded with sample_seed
-        gen = TorchNoise(seed)
-        step_noise = np.zeros((plan.n_windows, N - 1, 1, L, D), np.float32)
-        noise_T = None
-        for w in range(plan.n_windows):
-            gen.layer_draws(model.audio_encoder.n_layers, w)
-            if noise_T is None:
-                noise_T = gen.initial((1, L, D)).numpy()
-            for i in range(N - 1):
-                step_noise[w, i] = gen.step(w, i, (1, L, D)).numpy()
-        out["MG_noise_T"], out["MG_step_noise"] = noise_T, step_noise
+        out["MG_noise_T"], out["MG_step_noise"] = draw_noise_stream(
+            TorchNoise(seed), plan.n_windows, model.audio_encoder.n_layers, N, (1, L, D))
         # the sampler, with the recorded noise injected
         inject = InjectedNoise(ctx.array("MG_noise_T"), ctx.array("MG_step_noise"))
         for variant, tag in (("head", ""), ("legacy", "_legacy")):

@@ -32,21 +32,13 @@ def _ok(name, ours, ref):
 def test_seeded_noise_stream_reproduces_upstream(tiny_reference, ref, model):
     """torch seeded with meta.sample_seed + our draw order == the recorded noise, bit for bit."""
     from engine.audio import load_audio, plan_windows
-    from engine.motion.generate import TorchNoise
+    from engine.motion.generate import TorchNoise, draw_noise_stream
 
     seed = json.loads((tiny_reference / "meta.json").read_text())["sample_seed"]
     cfg = model.config
     L, D, N = cfg.n_motions, cfg.motion_feat_dim, model.schedule.N
     plan = plan_windows(len(load_audio(tiny_reference / "audio.wav")), L)
-    noise = TorchNoise(seed)
-    step = np.zeros((plan.n_windows, N - 1, 1, L, D), np.float32)
-    first = None
-    for w in range(plan.n_windows):
-        noise.layer_draws(model.audio_encoder.n_layers, w)
-        if first is None:
-            first = noise.initial((1, L, D)).numpy()
-        for i in range(N - 1):
-            step[w, i] = noise.step(w, i, (1, L, D)).numpy()
+    first, step = draw_noise_stream(TorchNoise(seed), plan.n_windows, model.audio_encoder.n_layers, N, (1, L, D))
     assert np.array_equal(first, ref["MG_noise_T"])
     assert np.array_equal(step, ref["MG_step_noise"])
 
