@@ -43,7 +43,9 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
             warnings.simplefilter("ignore")  # librosa's audioread fallback warning for mp3 etc.
             wave, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
     except Exception as exc:  # noqa: BLE001 - decoder errors come in many types
-        raise AudioError(f"cannot read audio file {path}: {type(exc).__name__}: {exc}") from exc
+        detail = str(exc).strip() or "the file is corrupt or not in a format soundfile/audioread can decode"
+        raise AudioError(f"cannot read audio file {path} ({type(exc).__name__}): {detail}. "
+                         "Use WAV, FLAC, OGG or MP3") from exc
     wave = np.ascontiguousarray(wave, dtype=np.float32)
     if wave.size == 0:
         raise AudioError(f"audio file {path} contains no samples")
