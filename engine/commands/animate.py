@@ -13,6 +13,7 @@ crop on with paste-back. ``--upstream-cli`` switches to ``inference.py``'s defau
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -263,7 +264,6 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
     batch = auto_batch_size(device, args.batch)
     reporter.log(f"rendering {plan.frames.n_frames} frames at {plan.fps:g} fps, {width}x{height}, batch {batch}")
     reporter.stage_begin("render")
-    import contextlib
     with contextlib.ExitStack() as stack:
         for w in writers:
             stack.enter_context(w)
