@@ -31,20 +31,24 @@ def peak_rss_mb() -> float:
 
 
 class CancelToken:
-    """Set from a signal handler or the stdin reader; polled at checkpoints."""
+    """Set from a signal handler or the stdin reader; polled at checkpoints.
+
+    A plain flag on purpose: ``threading.Event.set()`` inside a signal handler can deadlock
+    when the signal interrupts the main thread while it holds the Event's lock.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._flag = False
 
     def set(self) -> None:
-        self._event.set()
+        self._flag = True
 
     @property
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._flag
 
     def check(self, stage: str = "", done: int = 0) -> None:
-        if self._event.is_set():
+        if self._flag:
             raise Cancelled(stage, done)
 
 
@@ -111,16 +115,17 @@ class Reporter:
                          peak_mem={"host_mb": round(peak_rss_mb(), 1)}, **extra)
 
 
-def _install_cancel_sources(reporter: Reporter, watch_stdin: bool) -> None:
+def _install_cancel_sources(reporter: Reporter, watch_stdin: bool) -> dict[int, Any]:
+    """Route SIGINT/SIGTERM (and Windows SIGBREAK) and stdin ``cancel`` lines to the cancel
+    token; returns the previous signal handlers so in-process callers get them back."""
     def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
         reporter.cancel.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    previous: dict[int, Any] = {}
+    sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])
+    for sig in sigs:
         with contextlib.suppress(ValueError, OSError):
-            signal.signal(sig, on_signal)
-    if hasattr(signal, "SIGBREAK"):
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGBREAK, on_signal)  # Windows CTRL_BREAK from the add-on
+            previous[sig] = signal.signal(sig, on_signal)
 
     if watch_stdin and sys.stdin is not None and not sys.stdin.isatty():
         def read_stdin() -> None:
@@ -133,6 +138,16 @@ def _install_cancel_sources(reporter: Reporter, watch_stdin: bool) -> None:
                 return
 
         threading.Thread(target=read_stdin, name="stdin-cancel", daemon=True).start()
+    return previous
+
+
+def ignore_exit_signals() -> None:
+    """Called by ``python -m engine`` just before the process exits. A late SIGINT/SIGTERM (the
+    add-on and a user may both send one) would otherwise hit the interpreter's shutdown, where
+    Python-level handlers revert to the default, and turn exit code 130 into "killed by SIGINT"."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def run_protocol_command(command: str, progress: str | None, body: Callable[[Reporter], dict[str, str]],
@@ -146,7 +161,7 @@ def run_protocol_command(command: str, progress: str | None, body: Callable[[Rep
     """
     real_stdout = sys.stdout
     reporter = Reporter(real_stdout if progress == "json" else None, quiet=quiet)
-    _install_cancel_sources(reporter, watch_stdin=progress == "json")
+    previous_handlers = _install_cancel_sources(reporter, watch_stdin=progress == "json")
     sys.stdout = sys.stderr
     try:
         outputs = body(reporter)
@@ -179,6 +194,9 @@ def run_protocol_command(command: str, progress: str | None, body: Callable[[Rep
         return EXIT_ERROR
     finally:
         sys.stdout = real_stdout
+        for sig, handler in previous_handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
 
 
 def env_flag(name: str) -> bool:

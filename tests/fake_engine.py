@@ -29,7 +29,28 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CONTRACT = HERE / "contract"
-_cancel = threading.Event()
+
+class _Flag:
+    """Cancel flag safe to set from a signal handler (threading.Event.set() there can deadlock
+    when the signal interrupts the main thread inside Event.wait(), which holds the same lock)."""
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def set(self) -> None:
+        self.value = True
+
+    def is_set(self) -> bool:
+        return self.value
+
+    def wait(self, seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        while not self.value and time.monotonic() < end:
+            time.sleep(min(0.02, max(0.0, end - time.monotonic())))
+        return self.value
+
+
+_cancel = _Flag()
 _seq = 0
 _t0 = time.monotonic()
 
@@ -81,6 +102,9 @@ def write_video(out: str, fps: float, n_frames: int) -> None:
 
 
 def cancelled(stage: str = "motion") -> None:
+    # a second SIGINT during interpreter shutdown (handlers revert to the default) would turn
+    # exit 130 into "killed by SIGINT": ignore it from here on, as the real engine does
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     emit({"type": "cancelled", "at": {"stage": stage, "done": 0}})
     sys.exit(130)
 
