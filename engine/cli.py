@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "animate": ("animate", "portrait + audio (or motion) -> mp4 / PNG sequence"),
     "doctor": ("doctor", "report versions, device and the state of every weight file"),
     "bench": ("bench", "benchmarks that print numbers (render, motion)"),
+    "export": ("export", "motion .npz -> Live Link Face CSV, LivePortrait template .pkl, BVH"),
 }
 
 

@@ -17,10 +17,10 @@ Event types and their fields (optional fields in brackets)
               capabilities {samplers, regions, ...}, command
     progress  stage (load|audio|motion|render|encode), done, total, unit
               (window|step|frame|file), eta_s (null if unknown), rate (units/s)
-    artifact  kind (motion_npz|video|frames_dir), path
+    artifact  kind (motion_npz|video|frames_dir|motion_export), path
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
-    done      outputs {motion_npz?, video?, frames_dir?}, timings {stage: s},
+    done      outputs {motion_npz?, video?, frames_dir?, motion_export?}, timings {stage: s},
               peak_mem {host_mb, [device_mb]}, [rtf]
     cancelled at {stage, done}
 

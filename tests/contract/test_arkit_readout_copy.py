@@ -1,0 +1,79 @@
+"""The engine's ARKit readout (engine/export/arkit.py) is a deliberate copy of the add-on's
+(joyvasa_blender semantic module): same data file byte for byte, same numbers, and the Live Link
+Face CSV carries exactly the shape-key values the add-on keys for the same take."""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from engine.export import arkit, export_frames  # noqa: E402
+from engine.export.livelink import HEADER, arkit_column  # noqa: E402
+from engine.motion.npz import load_motion, save_motion  # noqa: E402
+
+try:  # the add-on's bpy-free modules moved into joyvasa_blender/core/
+    from joyvasa_blender.core import motion_core, semantic  # type: ignore[attr-defined]
+except ImportError:
+    from joyvasa_blender import motion_core, semantic  # type: ignore[no-redef]
+
+GOLDEN = REPO / "tests" / "contract" / "motion_v1.npz"
+
+
+def test_basis_data_file_is_a_byte_identical_copy() -> None:
+    assert arkit.DATA_FILE.read_bytes() == Path(semantic.DATA_FILE).read_bytes(), (
+        "engine/export/semantic_basis.json must be a copy of the add-on's semantic_basis.json: "
+        "copy the add-on's file over the engine's")
+
+
+@pytest.mark.parametrize("mode", ["auto", "median", "first", "lip_array"])
+def test_channel_weights_agree(mode: str) -> None:
+    rng = np.random.default_rng(7)
+    basis = semantic.load_basis()
+    # random combinations of the basis directions (positive and negative) plus noise
+    B = basis.matrix()
+    exp = (rng.normal(0, 3, (40, B.shape[1])) @ B.T).reshape(40, 21, 3) + rng.normal(0, 2e-3, (40, 21, 3))
+    groups = ("mouth", "eyes", "brows", "gaze")
+    ours = arkit.channel_weights(exp, reference_mode=mode, groups=groups)
+    theirs = semantic.project(exp, reference_mode=mode, groups=groups).as_dict()
+    assert set(ours) == set(theirs)
+    for name in theirs:
+        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-9, err_msg=name)
+
+
+def test_csv_equals_the_addon_keys(tmp_path: Path) -> None:
+    """Default export vs the add-on's keying path (apply_motion: resample to the scene rate ->
+    project with the default neutral -> default name map), column by column."""
+    from engine.cli import main
+
+    m = load_motion(GOLDEN)
+    m.meta.update(audio_offset_s=-0.08, audio_duration_s=(m.n_frames - 2) / m.fps)
+    path = save_motion(tmp_path / "take.npz", m)
+    for fps in (25.0, 24.0):
+        out = tmp_path / f"take{int(fps)}.csv"
+        assert main(["export", "--motion", str(path), "--format", "livelinkface-csv", "--out", str(out),
+                     "--fps", str(fps)]) == 0
+        with open(out, newline="") as fh:
+            rows = list(csv.reader(fh))
+        assert tuple(rows[0]) == HEADER
+        col = {name: np.array([float(r[i]) for r in rows[1:]]) for i, name in enumerate(rows[0]) if i >= 2}
+
+        s = motion_core.resample(motion_core.load_motion(path), fps)          # what the add-on keys
+        assert len(rows) - 1 == s.n_frames
+        proj = semantic.project(s.exp, reference_mode="auto", groups=("mouth", "eyes", "brows"))
+        keys = semantic.shape_key_curves(proj, semantic.parse_name_map(semantic.default_name_map()))
+        assert len(keys) >= 10
+        for key, values in keys.items():
+            np.testing.assert_allclose(col[arkit_column(key)], values, atol=2e-5, err_msg=key)
+        for name in HEADER[2:54]:
+            if name not in {arkit_column(k) for k in keys}:
+                assert not col[name].any(), name
+        np.testing.assert_allclose(col["HeadYaw"], np.radians(s.yaw), atol=1e-4)
+        np.testing.assert_allclose(col["HeadPitch"], np.radians(s.pitch), atol=1e-4)
+        assert export_frames(load_motion(path), fps).n_frames == s.n_frames
