@@ -15,6 +15,11 @@ jobs.json is a list of jobs (or {"jobs": [...], "defaults": {...}}); each job is
     seed, sampler, steps, cfg_scale, smooth, region, head_strength, expression_strength,
     lip_strength, eye_strength, crop, output_dir          (scene.joyvasa settings)
 
+Farm sharding: ``--shard I/N`` runs every N-th job starting at job I (0 <= I < N), so a farm
+manager (Flamenco, Deadline, SLURM arrays) splits one job list over N machines, each running the
+same command with its own I; together the shards run every job exactly once. Give each shard its
+own .blend with ``--save-as 'shot_{shard}.blend'`` (``{shard}`` is replaced by I).
+
 Relative paths are relative to jobs.json. A job whose ``<name>.done.json`` marker exists with the
 same job content is skipped when re-run. The .blend is saved after every successful job
 (``--save-as`` to write elsewhere). Exit code: 0 all jobs ok (or skipped), 1 any job failed,
@@ -45,7 +50,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--engine-python", help="engine interpreter (default: preferences / auto-detect)")
     ap.add_argument("--weights", help="weights folder (default: preferences / $JOYVASA_WEIGHTS)")
     ap.add_argument("--force", action="store_true", help="re-run jobs that are already done")
+    ap.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
+                    help="run only every N-th job starting at job I (0-based), for render farms")
     return ap.parse_args(argv)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes I/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError(f"--shard {text}: need N >= 1 and 0 <= I < N")
+    return i, n
+
+
+def shard(jobs: list[dict], index: int, count: int) -> list[dict]:
+    """Every ``count``-th job starting at ``index`` (in file order)."""
+    return jobs[index::count]
 
 
 def script_argv() -> list[str]:
@@ -157,10 +180,15 @@ def main() -> int:
     if args.weights:
         os.environ["JOYVASA_WEIGHTS"] = args.weights
     try:
-        jobs = load_jobs(args.jobs)
+        jobs = shard(load_jobs(args.jobs), *args.shard)
     except (OSError, ValueError) as exc:
         print(f"[batch] cannot read {args.jobs}: {exc}", file=sys.stderr)
         return 2
+    if args.save_as is not None:
+        args.save_as = Path(str(args.save_as).replace("{shard}", str(args.shard[0])))
+    if args.shard[1] > 1:
+        print(f"[batch] shard {args.shard[0]}/{args.shard[1]}: {len(jobs)} job(s): "
+              + ", ".join(j["name"] for j in jobs), flush=True)
     pkg = ensure_addon()
     base = args.jobs.resolve().parent
     log_dir = args.log_dir or base / f"{args.jobs.stem}_logs"
