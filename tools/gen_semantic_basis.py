@@ -4,7 +4,7 @@ Why: the add-on must not read ../shared at run time (it is installed as a zip), 
 numbers it needs (channel directions, full scales, lip_array, index sets) are copied into a
 small committed data file. Re-run after the spec changes:
 
-    python tools/gen_semantic_basis.py [--spec ../shared/spec/semantic_basis.json]
+    python tools/gen_semantic_basis.py [--spec tests/fixtures/spec/semantic_basis.json]
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SPEC = REPO.parent / "shared" / "spec" / "semantic_basis.json"
+DEFAULT_SPEC = REPO / "tests" / "fixtures" / "spec" / "semantic_basis.json"  # copy of shared/spec
 OUT = REPO / "joyvasa_blender" / "data" / "semantic_basis.json"
 
 CHANNEL_KEYS = ("name", "arkit_targets", "terms", "full_scale_slider_units", "group", "derived_from",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", required=True, type=Path,
-                   help="reference folder (checkpoints + reference.npz), e.g. ../shared/fixtures/upstream_tiny_seed0")
+                   help="reference folder (checkpoints + reference.npz), e.g. the output of: python tools/fixtures.py unpack upstream_tiny_seed0")
     p.add_argument("--only", default="",
                    help="comma-separated name prefixes, e.g. F_,M_ (default: every array)")
 

@@ -10,16 +10,15 @@ import pytest
 from joyvasa_blender import semantic
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = REPO.parent / "shared" / "spec" / "semantic_basis.json"
-TEMPLATES = REPO.parent / "shared" / "fixtures" / "lp_motion_templates"
+# in-repo copies of shared/spec/semantic_basis.json and shared/fixtures/lp_motion_templates (tests/fixtures/README.md)
+SPEC = REPO / "tests" / "fixtures" / "spec" / "semantic_basis.json"
+TEMPLATES = REPO / "tests" / "fixtures" / "lp_motion_templates"
 ALL = ("mouth", "eyes", "brows", "gaze")
 
 
 def alp_slider(name: str, value: float) -> np.ndarray:
     """(21, 3) offset of an AdvancedLivePortrait slider at ``value``, read from the spec JSON
     (independent of the add-on's data file)."""
-    if not SPEC.exists():
-        pytest.skip(f"spec {SPEC} not present")
     spec = json.loads(SPEC.read_text())
     slider = next(s for s in spec["sliders_advancedliveportrait"] if s["name"] == name)
     branches = slider["branches"]
@@ -46,8 +45,6 @@ def only(w: dict[str, float], expected: dict[str, float], tol: float = 1e-6) -> 
 
 
 def test_data_file_matches_spec():
-    if not SPEC.exists():
-        pytest.skip("spec not present")
     import importlib.util
     spec_mod = importlib.util.spec_from_file_location("gen", REPO / "tools" / "gen_semantic_basis.py")
     gen = importlib.util.module_from_spec(spec_mod)
@@ -172,8 +169,6 @@ def test_name_map_parsing_and_mirroring():
 
 def _load_template(name):
     path = TEMPLATES / f"{name}.npz"
-    if not path.exists():
-        pytest.skip(f"fixture {path} not present")
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 

@@ -4,21 +4,26 @@ Synthetic weights are generated once per session into pytest tmp dirs (never com
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO / ".." / "shared"
-TINY_REFERENCE = SHARED / "fixtures" / "upstream_tiny_seed0"
+
+
+def unpack_fixture(name: str) -> Path:
+    """A fixture shipped in tests/fixtures as a split .tar.xz, unpacked once into .cache/fixtures."""
+    spec = importlib.util.spec_from_file_location("joyvasa_tools_fixtures", REPO / "tools" / "fixtures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.unpack(name)
 
 
 @pytest.fixture(scope="session")
 def tiny_reference() -> Path:
-    """The upstream tiny reference folder (checkpoints + reference.npz); skip if /work/shared is absent."""
-    if not (TINY_REFERENCE / "reference.npz").is_file():
-        pytest.skip(f"shared fixtures not found at {TINY_REFERENCE.resolve()} (need <repo>/../shared)")
-    return TINY_REFERENCE
+    """The upstream tiny reference folder (checkpoints + reference.npz), from the repository itself."""
+    return unpack_fixture("upstream_tiny_seed0")
 
 
 @pytest.fixture(scope="session")

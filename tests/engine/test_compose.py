@@ -10,15 +10,9 @@ import torch
 from engine.render.compose import (EYE_ROWS, LIP_ROWS, ComposeOptions, DrivingMotion, SourceKeypoints,
                                    compose_driving, hull_volume)
 
-REF_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "upstream_tiny_seed0"
-
-
 @pytest.fixture(scope="module")
-def ref():
-    path = REF_DIR / "reference.npz"
-    if not path.is_file():
-        pytest.skip(f"reference fixture absent: {path}")
-    return np.load(path)
+def ref(tiny_reference):
+    return np.load(tiny_reference / "reference.npz")
 
 
 def _source(z) -> SourceKeypoints:
@@ -30,9 +24,9 @@ def _motion(z) -> DrivingMotion:
     return DrivingMotion.from_arrays(z["MG_final_exp"], z["MG_final_scale"], z["MG_final_t"], z["MG_final_R"])
 
 
-def _stitch_from_checkpoint():
+def _stitch_from_checkpoint(ref_dir: Path):
     """A stand-in stitching MLP read straight from the checkpoint (Linear/ReLU stack, spec §1.6)."""
-    sd = torch.load(REF_DIR / "liveportrait/retargeting_models/stitching_retargeting_module.pth",
+    sd = torch.load(ref_dir / "liveportrait/retargeting_models/stitching_retargeting_module.pth",
                     weights_only=True)["retarget_shoulder"]
     sd = {k.replace("module.", ""): v for k, v in sd.items()}
     idx = sorted({int(k.split(".")[1]) for k in sd})
@@ -59,19 +53,19 @@ def test_compose_matches_reference_without_stitching(ref, name, opts):
     np.testing.assert_allclose(x_d, ref[f"ANIM_{name}_kp_driving"], rtol=0, atol=1e-4)
 
 
-def test_compose_matches_reference_with_stitching(ref):
+def test_compose_matches_reference_with_stitching(ref, tiny_reference):
     opts = ComposeOptions(relative=True, expression_friendly=True, stitching=True, driving_multiplier=1.0)
-    x_d = compose_driving(_source(ref), _motion(ref), opts, stitch=_stitch_from_checkpoint()).numpy()
+    x_d = compose_driving(_source(ref), _motion(ref), opts, stitch=_stitch_from_checkpoint(tiny_reference)).numpy()
     np.testing.assert_allclose(x_d, ref["ANIM_B_kp_driving"], rtol=0, atol=1e-4)
     # without stitching the result must differ (the test can fail)
     x_plain = compose_driving(_source(ref), _motion(ref), ComposeOptions(stitching=False)).numpy()
     assert np.abs(x_plain - ref["ANIM_B_kp_driving"]).max() > 1e-3
 
 
-def test_stage_one_stitch_matches_reference(ref):
-    stage_one = pytest.importorskip("engine.models.stage_one")
+def test_stage_one_stitch_matches_reference(ref, tiny_reference):
+    from engine.models import stage_one
     from engine.weights import WeightsLayout
-    so = stage_one.StageOne.load(WeightsLayout(REF_DIR), "cpu")
+    so = stage_one.StageOne.load(WeightsLayout(tiny_reference), "cpu")
     x_d = compose_driving(_source(ref), _motion(ref), ComposeOptions(), stitch=so.stitch)
     np.testing.assert_allclose(x_d.detach().numpy(), ref["ANIM_B_kp_driving"], rtol=0, atol=1e-4)
 
@@ -136,15 +130,14 @@ def test_reference_frame_matches_full_sequence(ref):
 
 
 @pytest.mark.slow
-def test_anim_parity_group_all_ok(ref):
+def test_anim_parity_group_all_ok(ref, tiny_reference):
     """The ANIM_ parity group (driving keypoints + rendered uint8 frames) passes on the fixture."""
     import io
 
-    pytest.importorskip("engine.models.stage_one")
     from engine.parity import run_parity
 
     buf = io.StringIO()
-    failures = run_parity(REF_DIR, only=["ANIM_"], out=buf)
+    failures = run_parity(tiny_reference, only=["ANIM_"], out=buf)
     lines = buf.getvalue().splitlines()
     assert failures == 0, buf.getvalue()
     assert lines and all(line.endswith(("ok", "within 1)")) or " ok " in line for line in lines), buf.getvalue()
