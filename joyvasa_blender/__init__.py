@@ -2,9 +2,10 @@
 
 The add-on never imports torch or engine code: it runs the engine (a separate Python
 environment chosen in the preferences) as a subprocess and reads its JSON-lines events
-(protocol.py). Importing this package imports nothing from bpy, so the bpy-free modules
-(engine_client, jobs, motion_core, semantic) are testable with plain pytest; the bpy side is
-imported in register().
+(core/protocol.py). Importing this package imports nothing from bpy, so the bpy-free
+``core`` package (protocol, engine_client, jobs, motion_core, semantic) is testable with plain
+pytest; the bpy shells (operators, panels, properties, keying, sequencer) are imported in
+register().
 """
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import compat, motion_core as mc, semantic
+from . import compat
+from .core import motion_core as mc, semantic
 
 STRENGTHS = ("head_strength", "expression_strength", "lip_strength", "eye_strength")
 

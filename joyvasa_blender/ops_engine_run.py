@@ -14,8 +14,8 @@ from typing import Any
 import bpy
 
 from . import runtime
-from .engine_client import EngineProcess, engine_argv
-from .jobs import JobState
+from .core.engine_client import EngineProcess, engine_argv
+from .core.jobs import JobState
 from .prefs import engine_config, engine_env
 
 

@@ -6,8 +6,8 @@ import bpy
 from bpy.props import IntProperty, StringProperty
 
 from . import apply_media, apply_motion, runtime
-from .engine_client import motion_args
-from .motion_core import MotionFileError
+from .core.engine_client import motion_args
+from .core.motion_core import MotionFileError
 from .ops_engine_run import EngineRunMixin
 
 

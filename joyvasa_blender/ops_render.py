@@ -6,7 +6,7 @@ import time
 import bpy
 
 from . import apply_media, apply_motion
-from .engine_client import motion_args
+from .core.engine_client import motion_args
 from .ops_engine_run import EngineRunMixin
 
 

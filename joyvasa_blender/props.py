@@ -11,7 +11,7 @@ import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-from . import semantic
+from .core import semantic
 
 SAMPLERS = [("ancestral", "Ancestral (exact)", "Upstream DDPM ancestral sampling: slowest, reference quality"),
             ("ddim", "DDIM", "Deterministic DDIM: fast with few steps"),

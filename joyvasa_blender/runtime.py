@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine_client import EngineProcess, StepRunner
-from .jobs import JobState
+from .core.engine_client import EngineProcess, StepRunner
+from .core.jobs import JobState
 
 
 @dataclass

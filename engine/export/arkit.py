@@ -1,8 +1,7 @@
 """Expression ``exp`` (N, 21, 3) -> ARKit shape-key weights: the engine's copy of the add-on's readout.
 
-DELIBERATE COPY of the projection in ``joyvasa_blender/semantic.py`` (moving to
-``joyvasa_blender/core/``). Why a copy and not an import: the engine must never import the
-add-on (it runs in its own venv, ships as its own package, and the add-on must be free to
+DELIBERATE COPY of the projection in ``joyvasa_blender/core/semantic.py``. Why a copy and not
+an import: the engine must never import the add-on (it runs in its own venv, ships as its own package, and the add-on must be free to
 change its UI code). Why not only a shared data file: the readout is data (the tuned
 directions, full scales and ARKit targets, in ``semantic_basis.json``) *plus* an algorithm
 (reference choice, NNLS, clipping, the channel -> key max rule). So:

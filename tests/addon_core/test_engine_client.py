@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from joyvasa_blender import engine_client as ec
-from joyvasa_blender.jobs import JobState
+from joyvasa_blender.core import engine_client as ec
+from joyvasa_blender.core.jobs import JobState
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from joyvasa_blender import motion_core as mc
+from joyvasa_blender.core import motion_core as mc
 
 GOLDEN = Path(__file__).resolve().parents[1] / "contract" / "motion_v1.npz"
 

@@ -1,4 +1,4 @@
-"""joyvasa_blender/protocol.py must be a byte-identical copy of engine/protocol.py."""
+"""joyvasa_blender/core/protocol.py must be a byte-identical copy of engine/protocol.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +8,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_protocol_is_byte_identical_copy():
     engine = (REPO / "engine" / "protocol.py").read_bytes()
-    addon = (REPO / "joyvasa_blender" / "protocol.py").read_bytes()
-    assert addon == engine, "joyvasa_blender/protocol.py differs from engine/protocol.py: copy it again"
+    addon = (REPO / "joyvasa_blender" / "core" / "protocol.py").read_bytes()
+    assert addon == engine, "joyvasa_blender/core/protocol.py differs from engine/protocol.py: copy it again"
 
 
 def test_addon_never_imports_engine_or_heavy_libraries():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from joyvasa_blender import semantic
+from joyvasa_blender.core import semantic
 
 REPO = Path(__file__).resolve().parents[2]
 # in-repo copies of shared/spec/semantic_basis.json and shared/fixtures/lp_motion_templates (tests/fixtures/README.md)

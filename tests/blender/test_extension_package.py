@@ -28,12 +28,14 @@ def zip_path(tmp_path_factory) -> Path:
 
 def test_zip_layout(zip_path):
     names = set(zipfile.ZipFile(zip_path).namelist())
-    for required in ("blender_manifest.toml", "__init__.py", "protocol.py", "semantic.py", "data/semantic_basis.json",
+    core = sorted(f"core/{f.name}" for f in (REPO / "joyvasa_blender" / "core").glob("*.py"))
+    assert "core/__init__.py" in core and "core/protocol.py" in core
+    for required in ("blender_manifest.toml", "__init__.py", *core, "data/semantic_basis.json",
                      "engine_src/engine/__main__.py", "engine_src/engine/protocol.py", "engine_src/requirements.txt"):
         assert required in names, required
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     with zipfile.ZipFile(zip_path) as z:
-        assert z.read("protocol.py") == z.read("engine_src/engine/protocol.py")
+        assert z.read("core/protocol.py") == z.read("engine_src/engine/protocol.py")
         reqs = z.read("engine_src/requirements.txt").decode()
     assert "torch" in reqs and "numpy" in reqs
 

@@ -18,10 +18,7 @@ from engine.export import arkit, export_frames  # noqa: E402
 from engine.export.livelink import HEADER, arkit_column  # noqa: E402
 from engine.motion.npz import load_motion, save_motion  # noqa: E402
 
-try:  # the add-on's bpy-free modules moved into joyvasa_blender/core/
-    from joyvasa_blender.core import motion_core, semantic  # type: ignore[attr-defined]
-except ImportError:
-    from joyvasa_blender import motion_core, semantic  # type: ignore[no-redef]
+from joyvasa_blender.core import motion_core, semantic  # noqa: E402
 
 GOLDEN = REPO / "tests" / "contract" / "motion_v1.npz"
 

@@ -1,7 +1,7 @@
 """The motion file is the contract between the halves: check it against both current readers.
 
 The golden file was written once by the engine; if ``engine/motion/npz.py`` or
-``joyvasa_blender/motion_core.py`` drift apart, one of these fails.
+``joyvasa_blender/core/motion_core.py`` drift apart, one of these fails.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.motion.npz import MotionData, load_motion, save_motion
-from joyvasa_blender import motion_core
+from joyvasa_blender.core import motion_core
 
 GOLDEN = Path(__file__).resolve().parents[1] / "contract" / "motion_v1.npz"
 

@@ -54,7 +54,7 @@ def test_installed_zip_contains_engine_sources(installed):
     assert (root / "blender_manifest.toml").exists()
     assert (root / "engine_src" / "engine" / "__main__.py").exists()
     assert "torch" in (root / "engine_src" / "requirements.txt").read_text()
-    assert addon("engine_client").find_engine_src() == root / "engine_src"
+    assert addon("core.engine_client").find_engine_src() == root / "engine_src"
 
 
 def test_apply_golden_motion(scene):
@@ -62,7 +62,7 @@ def test_apply_golden_motion(scene):
     st.start_frame = 5
     res = bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN))
     assert res == {"FINISHED"}
-    mc = addon("motion_core")
+    mc = addon("core.motion_core")
     s = mc.resample(mc.load_motion(GOLDEN), 24.0)
     n = s.n_frames
     assert n == 48
@@ -125,7 +125,7 @@ def test_euler_bone_and_manual_axes(scene):
     st.channels_target = "RIG"
     assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN)) == {"FINISHED"}
     e = [curve(rig, 'pose.bones["head"].rotation_euler', i)[:, 1] for i in range(3)]
-    mc = addon("motion_core")
+    mc = addon("core.motion_core")
     s = mc.resample(mc.load_motion(GOLDEN), 24.0)
     expect = mc.manual_axis_rotation(s.pitch, s.yaw, s.roll, "X", "-Z", "Y")
     got = mc.matrix_from_euler(np.stack(e, 1), "ZXY")
@@ -144,7 +144,7 @@ def test_keyed_strength_is_applied_per_frame(scene):
     assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN), start_frame=1) == {"FINISHED"}
     ctrl = bpy.data.objects["JoyVASA Motion"]
     e = curve(ctrl, '["exp_58"]')[:, 1]
-    mc = addon("motion_core")
+    mc = addon("core.motion_core")
     s = mc.resample(mc.load_motion(GOLDEN), 24.0)
     raw = s.exp.reshape(-1, 63)[:, 58]
     ramp = np.linspace(0, 1, 48)
@@ -301,7 +301,7 @@ def test_create_engine_environment(scene, tmp_path):
         inst = addon("runtime").INSTALLER
         assert inst.done and inst.error is None, inst.log[-10:]
         assert Path(prefs.engine_python).exists() and "venv" in prefs.engine_python
-        ok, version = addon("engine_client").check_interpreter(prefs.engine_python)
+        ok, version = addon("core.engine_client").check_interpreter(prefs.engine_python)
         assert ok
     finally:
         prefs.engine_src, prefs.engine_python = "", ""

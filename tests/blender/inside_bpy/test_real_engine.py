@@ -50,7 +50,7 @@ def test_speech_to_keys_with_real_engine(real, tmp_path):
     assert res == {"FINISHED"}, last.report_text() if last else ""
     motion = Path(st.motion_path)
     assert motion.exists()
-    mc = addon("motion_core")
+    mc = addon("core.motion_core")
     m = mc.load_motion(motion)
     assert m.meta["seed"] == 3 and m.meta["sampler"] == "ddim"
     s = mc.resample(m, 24.0)
@@ -70,7 +70,7 @@ def test_speech_to_keys_with_real_engine(real, tmp_path):
         k = keys(ctrl, f'["{name}"]')
         assert len(k) == n and np.allclose(k[:, 1], vals, atol=1e-4), name
     key = bpy.data.objects["Face"].data.shape_keys
-    semantic = addon("semantic")
+    semantic = addon("core.semantic")
     proj = semantic.project(s.exp)
     for sk, chan in (("jawOpen", "jawOpen"), ("eyeBlinkLeft", "eyeBlinkLeft"), ("mouthSmileRight", "mouthSmile")):
         k = keys(key, f'key_blocks["{sk}"].value')

@@ -24,7 +24,7 @@ from .protocol import ProtocolError, parse_event
 
 STDERR_TAIL = 200
 CANCEL_GRACE_S = 15.0    # the engine checks for cancel between steps; model loading can take seconds
-ADDON_DIR = Path(__file__).resolve().parent
+ADDON_DIR = Path(__file__).resolve().parents[1]   # joyvasa_blender/ (this file is in core/)
 
 
 # -- where the engine sources and interpreter are ---------------------------------------------
