@@ -115,15 +115,21 @@ class Reporter:
                          peak_mem={"host_mb": round(peak_rss_mb(), 1)}, **extra)
 
 
+def cancel_signals() -> list[int]:
+    """Signals that mean "stop and clean up": SIGINT, SIGTERM, SIGHUP (terminal closed, ssh
+    dropped) and Windows' SIGBREAK (console close)."""
+    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
+    return [getattr(signal, n) for n in names if hasattr(signal, n)]
+
+
 def _install_cancel_sources(reporter: Reporter, watch_stdin: bool) -> dict[int, Any]:
-    """Route SIGINT/SIGTERM (and Windows SIGBREAK) and stdin ``cancel`` lines to the cancel
+    """Route SIGINT/SIGTERM/SIGHUP (and Windows SIGBREAK) and stdin ``cancel`` lines to the cancel
     token; returns the previous signal handlers so in-process callers get them back."""
     def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
         reporter.cancel.set()
 
     previous: dict[int, Any] = {}
-    sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])
-    for sig in sigs:
+    for sig in cancel_signals():
         with contextlib.suppress(ValueError, OSError):
             previous[sig] = signal.signal(sig, on_signal)
 
@@ -145,7 +151,7 @@ def ignore_exit_signals() -> None:
     """Called by ``python -m engine`` just before the process exits. A late SIGINT/SIGTERM (the
     add-on and a user may both send one) would otherwise hit the interpreter's shutdown, where
     Python-level handlers revert to the default, and turn exit code 130 into "killed by SIGINT"."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in cancel_signals():
         with contextlib.suppress(ValueError, OSError):
             signal.signal(sig, signal.SIG_IGN)
 

@@ -68,7 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", required=True, help="portrait image (PNG/JPEG)")
     p.add_argument("--audio", default=None, help="speech audio (wav/mp3/...); required unless --motion and no mp4")
     p.add_argument("--out", default=None, help="output .mp4 (optional when --frames-dir is given)")
-    p.add_argument("--frames-dir", default=None, help="also/instead write a PNG sequence frame_00000.png ...")
+    p.add_argument("--frames-dir", default=None,
+                   help="also/instead write a PNG sequence frame_00000.png ... (a new folder, or one holding "
+                        "only frames of an earlier run)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow --frames-dir to be a folder that holds other files (only frame_NNNNN.png "
+                        "files are ever replaced or removed there)")
     p.add_argument("--motion", default=None, help="use this motion .npz instead of generating one")
     p.add_argument("--save-motion", default=None, help="also save the generated motion .npz here")
     p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
@@ -141,7 +146,7 @@ def load_stage_one(layout: Any, device: Any, reporter: Reporter | None = None, a
 
 
 def _check_outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    from engine.fileio import ensure_writable_dir
+    from engine.fileio import FramesOutput, check_output_file
 
     out = Path(args.out) if args.out else None
     frames_dir = Path(args.frames_dir) if args.frames_dir else None
@@ -150,9 +155,9 @@ def _check_outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     if out is not None:
         if out.suffix.lower() not in (".mp4", ".mov", ".mkv"):
             raise BadRequest(f"--out must end in .mp4 (got {out.name})")
-        ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+        check_output_file(out)
     if frames_dir is not None:
-        ensure_writable_dir(frames_dir.parent if str(frames_dir.parent) else Path("."))
+        FramesOutput(frames_dir, bool(getattr(args, "overwrite", False))).check()
     return out, frames_dir
 
 
@@ -260,7 +265,7 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
         writers.append(Mp4Writer(out, plan.fps, width, height, Path(args.audio),
                                  audio_max_s=None if args.upstream_timing else audio_duration))
     if frames_dir is not None:
-        writers.append(PngSequenceWriter(frames_dir))
+        writers.append(PngSequenceWriter(frames_dir, overwrite=bool(getattr(args, "overwrite", False))))
     batch = auto_batch_size(device, args.batch)
     reporter.log(f"rendering {plan.frames.n_frames} frames at {plan.fps:g} fps, {width}x{height}, batch {batch}")
     reporter.stage_begin("render")

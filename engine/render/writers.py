@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import AudioError, OutputError
-from engine.fileio import atomic_dir, atomic_path
+from engine.fileio import atomic_path, frames_output
 
 VIDEO_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
 
@@ -178,18 +178,23 @@ class Mp4Writer(FrameWriter):
 
 
 class PngSequenceWriter(FrameWriter):
-    """``DIR/frame_00000.png, ...`` (RGB, lossless); the folder appears when complete."""
+    """``DIR/frame_00000.png, ...`` (RGB, lossless); frames land in the folder when complete.
+
+    An existing folder is only written into when it holds nothing but frames of ours, or with
+    ``overwrite`` (then other files stay untouched): see :func:`engine.fileio.frames_output`.
+    """
 
     kind = "frames_dir"
 
-    def __init__(self, folder: Path, start_index: int = 0) -> None:
+    def __init__(self, folder: Path, start_index: int = 0, *, overwrite: bool = False) -> None:
         self.path = Path(folder)
+        self.overwrite = overwrite
         self.index = start_index
         self._stack = contextlib.ExitStack()
         self._tmp: Path | None = None
 
     def __enter__(self) -> "PngSequenceWriter":
-        self._tmp = self._stack.enter_context(atomic_dir(self.path))
+        self._tmp = self._stack.enter_context(frames_output(self.path, self.overwrite))
         return self
 
     def write(self, frame: np.ndarray) -> None:

@@ -5,6 +5,7 @@ Synthetic weights are generated once per session into pytest tmp dirs (never com
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,4 +54,19 @@ def synthetic_tiny_joyvasa(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("synthetic_tiny_joyvasa")
     write_joyvasa_weights(root, "tiny", seed=3)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both halves of the tiny synthetic weights in one folder (tools/make_synthetic_weights.py)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import make_synthetic_weights
+    finally:
+        sys.path.pop(0)
+    root = tmp_path_factory.mktemp("tiny_weights")
+    assert make_synthetic_weights.main(["--config", "tiny", "--out", str(root)]) == 0
+    if not (root / "JoyVASA/motion_generator").is_dir():
+        pytest.fail("synthetic JoyVASA weights were not written")
     return root

@@ -16,20 +16,6 @@ PORTRAIT = REPO / "examples" / "portrait.jpg"
 SPEECH = REPO / "examples" / "speech.wav"
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both halves of the tiny synthetic weights in one folder (tools/make_synthetic_weights.py)."""
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import make_synthetic_weights
-    finally:
-        sys.path.pop(0)
-    root = tmp_path_factory.mktemp("tiny_weights")
-    assert make_synthetic_weights.main(["--config", "tiny", "--out", str(root)]) == 0
-    assert (root / "JoyVASA/motion_generator").is_dir()
-    return root
-
-
 def _clip(tmp: Path, seconds: float, name: str = "clip.wav") -> Path:
     import soundfile as sf
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine import protocol
 from engine.errors import AudioError, Cancelled
-from engine.fileio import atomic_dir, atomic_path
+from engine.fileio import atomic_path, frames_output
 from engine.motion.npz import MotionData, MotionFileError, load_motion, save_motion
 from engine.runner import run_protocol_command
 
@@ -105,7 +105,7 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
 
     frames = tmp_path / "frames"
     with pytest.raises(RuntimeError):
-        with atomic_dir(frames) as d:
+        with frames_output(frames) as d:
             (d / "a.png").write_bytes(b"x")
             raise RuntimeError("fail")
     assert not frames.exists() and len(list(tmp_path.iterdir())) == 1
