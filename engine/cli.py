@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("parity", "compare the engine with upstream reference arrays"),
     "motion": ("motion", "speech audio -> motion .npz (head pose + expression)"),
     "animate": ("animate", "portrait + audio (or motion) -> mp4 / PNG sequence"),
+    "crop": ("crop", "frame the face only: the 512x512 crop and where it sits in the picture"),
     "doctor": ("doctor", "report versions, device and the state of every weight file"),
     "bench": ("bench", "benchmarks that print numbers (render, motion)"),
     "export": ("export", "motion .npz -> Live Link Face CSV, LivePortrait template .pkl, BVH"),

@@ -17,10 +17,12 @@ Event types and their fields (optional fields in brackets)
               capabilities {samplers, regions, ...}, command
     progress  stage (load|audio|motion|render|encode), done, total, unit
               (window|step|frame|file), eta_s (null if unknown), rate (units/s)
-    artifact  kind (motion_npz|video|frames_dir|motion_export), path
+    artifact  kind (motion_npz|video|frames_dir|motion_export|crop_image), path
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
-    done      outputs {motion_npz?, video?, frames_dir?, motion_export?}, timings {stage: s},
+    framing   method, box, points, angle_deg, M_c2o (2x3: crop pixel -> pixel of the image file),
+              crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1)
+    done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?}, timings {stage: s},
               peak_mem {host_mb, [device_mb]}, [rtf]
     cancelled at {stage, done}
 
@@ -40,15 +42,15 @@ import time
 from typing import IO, Any
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
 
-EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled")
+EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing")
 STAGES = ("load", "audio", "motion", "render", "encode")
 ERROR_CODES = (
     "bad_request",        # invalid arguments or input files (missing, unreadable, empty)
     "audio_invalid",      # audio missing, unreadable, corrupt or empty
     "image_invalid",      # portrait missing, unreadable or corrupt
-    "no_face",            # automatic crop found no face (use --crop X,Y,W,H)
+    "no_face",            # automatic crop found no face (use --crop points:... or X,Y,W,H)
     "weights_missing",    # an expected weight file is absent
     "weights_corrupt",    # a weight file is truncated, unsafe or has the wrong keys/shapes
     "output_unwritable",  # the output folder cannot be written

@@ -1,4 +1,5 @@
-"""Face crop: Haar detection on the example portrait, manual box, none, no-face error, affine round trip."""
+"""Face crop names animate imports (engine/render/crop.py over engine/framing): Haar fallback boxes,
+auto crop on the example portrait, manual box, none, no-face error, affine round trip."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_numpy_cascade_agrees_on_the_example(portrait: np.ndarray) -> None:
 
 def test_auto_crop_and_affine_round_trip(portrait: np.ndarray) -> None:
     crop = crop_portrait(portrait, "auto")
-    assert crop.method == "haar" and crop.image.shape == (CROP_SIZE, CROP_SIZE, 3)
+    assert crop.method == "mtcnn" and crop.image.shape == (CROP_SIZE, CROP_SIZE, 3)
     # the crop pixel (256,256) maps to a point inside the image, and back
     centre = crop.M_c2o @ np.array([256, 256, 1.0])
     assert 0 <= centre[0] < 320 and 0 <= centre[1] < 320
@@ -74,7 +75,8 @@ def test_no_face_error_suggests_manual_crop() -> None:
     noise = (rng.random((240, 240, 3)) * 30 + 110).astype(np.uint8)
     with pytest.raises(NoFaceError) as exc:
         crop_portrait(noise, "auto")
-    assert "--crop X,Y,W,H" in str(exc.value) and "--crop none" in str(exc.value)
+    assert "--crop points:" in str(exc.value) and "--crop X,Y,W,H" in str(exc.value)
+    assert "--crop none" in str(exc.value)
 
 
 def test_image_errors(tmp_path: Path) -> None:
@@ -92,9 +94,17 @@ def test_resize_to_limit() -> None:
     assert max(out.shape[:2]) <= 1280 and out.shape[0] % 2 == 0 and out.shape[1] % 2 == 0
 
 
-def test_broken_detector_onnx_falls_back_to_haar(portrait: np.ndarray, tmp_path: Path) -> None:
+def test_broken_detector_onnx_falls_back_to_the_default_detector(portrait: np.ndarray, tmp_path: Path) -> None:
     det = tmp_path / "insightface/models/buffalo_l/det_10g.onnx"
     det.parent.mkdir(parents=True)
     det.write_bytes(b"not an onnx model")
     crop = crop_portrait(portrait, "auto", weights_root=tmp_path)
-    assert crop.method == "haar"
+    assert crop.method == "mtcnn"
+
+
+def test_without_mtcnn_the_haar_box_frames(portrait: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.framing import mtcnn
+
+    monkeypatch.setattr(mtcnn, "available", lambda: False)
+    crop = crop_portrait(portrait, "auto")
+    assert crop.method == "haar" and crop.points is None and crop.warnings[0][0] == "no_landmarks"

@@ -1,0 +1,109 @@
+"""Automatic framing: find the face, pick one, hand its landmarks to the upstream formula.
+
+Humans, in order of preference:
+1. upstream's own InsightFace ONNX files when the weights folder has them (SCRFD det_10g
+   five points + 2d106det 106 points: the landmark box, as upstream);
+2. MTCNN five points (``mtcnn`` wheel, default install; engine/framing/mtcnn.py);
+3. OpenCV's frontal-face Haar cascade (a box, no landmarks) if the mtcnn package is missing.
+Animals: OpenCV's cat-face Haar cascades (BSD data bundled in engine/framing/data), else a
+centred square and a warning that names ``--crop points:`` and the Blender Frame Face tool.
+
+All detection runs on the downscaled copy (:func:`engine.framing.frame.downscaled`); results
+are mapped back to the original file's pixels before framing.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from engine.errors import NoFaceError
+from engine.framing import mtcnn
+from engine.framing.frame import (DETECT_SIDE, NO_FACE_HINT, POINTS_HINT, Framing, FramingOptions, _pick, downscaled,
+                                  frame_box, frame_three)
+
+#: MTCNN detections below this O-Net score are ignored (clean portraits score > 0.99)
+MIN_SCORE = 0.9
+#: second, finer look when nothing was found on the DETECT_SIDE copy (faces down to ~1.3 %)
+SECOND_LOOK_SIDE = 1600
+#: animal faces fill most animal portraits; the numpy Haar evaluator costs ∝ pixels
+ANIMAL_DETECT_SIDE = 320
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Small convolutions on two busy cores: one thread is 3-10× faster than two contending."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def insightface_files(weights_root: Path | None) -> tuple[Path, Path | None] | None:
+    """(det_10g.onnx, 2d106det.onnx or None) from upstream's weights layout, if present."""
+    if weights_root is None:
+        return None
+    folder = Path(weights_root) / "insightface" / "models" / "buffalo_l"
+    det = folder / "det_10g.onnx"
+    if not det.is_file():
+        return None
+    lmk = folder / "2d106det.onnx"
+    return det, (lmk if lmk.is_file() else None)
+
+
+def frame_human(img: np.ndarray, opts: FramingOptions) -> Framing:
+    small, f = downscaled(img)
+    files = insightface_files(opts.weights_root)
+    if files is not None:
+        from engine.framing import insightface
+
+        got = insightface.frame(img, small, f, files, opts)
+        if got is not None:
+            return got
+    if mtcnn.available():
+        with _single_thread():
+            faces = [fc for fc in mtcnn.detect(small) if fc.score >= MIN_SCORE]
+            if not faces and max(img.shape[:2]) > DETECT_SIDE:
+                # a small face in a large picture: look once more at higher resolution (only on a miss)
+                small, f = downscaled(img, SECOND_LOOK_SIDE)
+                faces = [fc for fc in mtcnn.detect(small) if fc.score >= MIN_SCORE]
+        if not faces:
+            raise NoFaceError(f"no face found in the portrait; {NO_FACE_HINT}")
+        face, idx = _pick(faces, opts, lambda fc: fc.box[2] * fc.box[3])
+        pts = face.points / f
+        three = np.stack([pts[0], pts[1], (pts[3] + pts[4]) / 2])
+        box = tuple(float(v) / f for v in face.box)
+        return frame_three(img, three, opts, "mtcnn", box=box, points=pts.tolist(), faces=len(faces),
+                           face_index=idx)
+    from engine.render.crop import detect_faces_haar
+
+    boxes = detect_faces_haar(small)
+    if not boxes:
+        raise NoFaceError(f"no face found in the portrait; {NO_FACE_HINT}")
+    box, idx = _pick(boxes, opts, lambda b: b[2] * b[3])
+    out = frame_box(img, tuple(v / f for v in box), opts, method="haar", faces=len(boxes), face_index=idx)
+    out.warnings.append(("no_landmarks", "the mtcnn package is not installed: framing from a Haar box "
+                                         "(no landmarks, tilted heads stay tilted); reinstall the engine"))
+    return out
+
+
+def frame_animal(img: np.ndarray, opts: FramingOptions) -> Framing:
+    small, f = downscaled(img, ANIMAL_DETECT_SIDE)
+    from engine.framing import animal
+
+    boxes = animal.detect_cat_faces(small)
+    if boxes:
+        box, idx = _pick(boxes, opts, lambda b: b[2] * b[3])
+        x, y, w, h = (v / f for v in box)
+        return frame_box(img, animal.face_box_from_cat_box((x, y, w, h)), opts, method="cat_haar",
+                         faces=len(boxes), face_index=idx)
+    out = animal.centred_fallback(img, opts)
+    out.warnings.append(("animal_face_not_found",
+                         f"no animal face found automatically: using a centred square; {POINTS_HINT}"))
+    return out
