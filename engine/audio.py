@@ -43,6 +43,9 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
             warnings.simplefilter("ignore")  # librosa's audioread fallback warning for mp3 etc.
             wave, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
     except Exception as exc:  # noqa: BLE001 - decoder errors come in many types
+        if "not finite" in str(exc):  # librosa refuses NaN/inf samples while resampling: not a format problem
+            raise AudioError(f"audio file {path} contains NaN or infinite samples; export it again from "
+                             "your audio editor") from None
         detail = str(exc).strip() or "the file is corrupt or not in a format soundfile/audioread can decode"
         raise AudioError(f"cannot read audio file {path} ({type(exc).__name__}): {detail}. "
                          "Use WAV, FLAC, OGG or MP3") from exc
@@ -50,7 +53,8 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
     if wave.size == 0:
         raise AudioError(f"audio file {path} contains no samples")
     if not np.all(np.isfinite(wave)):
-        raise AudioError(f"audio file {path} contains NaN or infinite samples")
+        raise AudioError(f"audio file {path} contains NaN or infinite samples; export it again from "
+                         "your audio editor")
     return wave
 
 

@@ -22,6 +22,8 @@ from engine.errors import OFFICIAL_WEIGHTS_HINT, WeightsCorrupt, WeightsMissing
 def safe_torch_load(path: str | Path, *, what: str = "weight file", allowed_globals: Sequence[Any] = ()) -> Any:
     """``torch.load`` with ``weights_only=True``; missing/truncated/unsafe files raise engine errors."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsMissing(f"{what} {path} is a folder, expected a file. {OFFICIAL_WEIGHTS_HINT}")
     if not path.is_file():
         raise WeightsMissing(f"missing {what} {path}. {OFFICIAL_WEIGHTS_HINT}")
     try:

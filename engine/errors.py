@@ -61,6 +61,59 @@ class DeviceUnavailable(EngineError):
     code = "device_unavailable"
 
 
+class DiskFull(EngineError):
+    code = "disk_full"
+
+
+class MissingDependency(EngineError):
+    """An engine package is absent or broken; ``package`` is its pip name."""
+
+    code = "missing_dependency"
+
+    def __init__(self, message: str, *, package: str = "") -> None:
+        super().__init__(message)
+        self.package = package
+
+
+class OutOfMemory(EngineError):
+    code = "oom"
+
+
+OOM_HINT = "try a smaller --batch (e.g. --batch 1), --dtype bfloat16, or a shorter clip"
+#: substrings of torch allocator errors that are plain RuntimeErrors (CPU, MPS, older CUDA, cuBLAS)
+_OOM_MARKERS = ("can't allocate memory", "out of memory", "CUBLAS_STATUS_ALLOC_FAILED",
+                "Cannot allocate memory")
+
+
+def classify_failure(exc: BaseException) -> EngineError | None:
+    """A library exception a user's situation can cause, as a coded error; None for real bugs.
+
+    Why here: torch's allocator errors are not ``MemoryError``, a full disk surfaces as an
+    ``OSError`` from whichever writer hit it, and a missing package as ``ModuleNotFoundError``
+    wherever it was first imported; the runner maps them all in one place.
+    """
+    import errno
+
+    if isinstance(exc, EngineError):
+        return exc
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+            isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_MARKERS)):
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return OutOfMemory(f"out of memory ({first}); {OOM_HINT}")
+    err_no = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and err_no in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG):
+        where = getattr(exc, "filename", None)
+        return DiskFull(f"the disk is full or a size limit was reached{f' writing {where}' if where else ''} "
+                        f"({exc.strerror or exc}); free some space or choose another output folder "
+                        "(the partial output was removed)")
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        from engine.preflight import PACKAGES, missing_dependency
+
+        if exc.name.split(".")[0] in PACKAGES:
+            return missing_dependency(exc.name, exc)
+    return None
+
+
 class Cancelled(Exception):
     """Raised at a cancellation checkpoint after SIGINT/SIGTERM or a ``cancel`` stdin line."""
 

@@ -47,14 +47,17 @@ PROTOCOL_MINOR = 1
 EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing")
 STAGES = ("load", "audio", "motion", "render", "encode")
 ERROR_CODES = (
-    "bad_request",        # invalid arguments or input files (missing, unreadable, empty)
-    "audio_invalid",      # audio missing, unreadable, corrupt or empty
+    "bad_request",        # invalid option (out of range, conflicting) or unusable input file (motion .npz)
+    "audio_invalid",      # audio missing, unreadable, corrupt, empty or not finite
     "image_invalid",      # portrait missing, unreadable or corrupt
     "no_face",            # automatic crop found no face (use --crop points:... or X,Y,W,H)
     "weights_missing",    # an expected weight file is absent
     "weights_corrupt",    # a weight file is truncated, unsafe or has the wrong keys/shapes
-    "output_unwritable",  # the output folder cannot be written
-    "oom",                # out of memory
+    "output_unwritable",  # output folder not writable, output is a folder/file of the wrong kind,
+                          # or --frames-dir holds other files (use --overwrite)
+    "disk_full",          # not enough free space (checked before work, or the disk filled up)
+    "oom",                # out of memory (CPU or GPU): smaller --batch, --dtype bfloat16, shorter clip
+    "missing_dependency", # an engine Python package is absent/broken; message names the pip command
     "device_unavailable", # requested device (cuda/mps) is not available
     "internal",           # a bug: please report it with the stderr log
 )

@@ -19,7 +19,7 @@ import traceback
 from typing import IO, Any, Callable
 
 from engine import __version__
-from engine.errors import Cancelled, EngineError
+from engine.errors import Cancelled, classify_failure
 from engine.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, PROTOCOL_MINOR,
                              EventWriter, is_cancel_request)
 
@@ -68,7 +68,10 @@ class Reporter:
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
 
+    hello_sent = False
+
     def hello(self, command: str, device: str = "cpu", dtype: str = "float32", **extra: Any) -> None:
+        self.hello_sent = True
         torch_version = sys.modules["torch"].__version__ if "torch" in sys.modules else None
         self.events.emit("hello", engine_version=__version__, protocol=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
                          python=platform.python_version(), torch=torch_version, device=device,
@@ -176,27 +179,24 @@ def run_protocol_command(command: str, progress: str | None, body: Callable[[Rep
     except (Cancelled, KeyboardInterrupt) as exc:
         if cleanup:
             cleanup()
+        if not reporter.hello_sent:
+            reporter.hello(command, device="unavailable", dtype="unknown")
         at = {"stage": getattr(exc, "stage", ""), "done": getattr(exc, "done", 0)}
         reporter.events.emit("cancelled", at=at)
         print("cancelled; partial outputs removed", file=sys.stderr, flush=True)
         return EXIT_CANCELLED
-    except EngineError as exc:
+    except (Exception, MemoryError) as exc:  # noqa: BLE001 - every failure: one coded error event
         if cleanup:
             cleanup()
-        reporter.events.emit("error", code=exc.code, message=str(exc), fatal=True)
-        print(f"error [{exc.code}]: {exc}", file=sys.stderr, flush=True)
-        return EXIT_ERROR
-    except MemoryError:
-        if cleanup:
-            cleanup()
-        reporter.events.emit("error", code="oom", message="out of memory; try a smaller --batch", fatal=True)
-        print("error [oom]: out of memory; try a smaller --batch", file=sys.stderr, flush=True)
-        return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - last line of defence: one clear internal error
-        if cleanup:
-            cleanup()
-        traceback.print_exc(file=sys.stderr)
-        reporter.events.emit("error", code="internal", message=f"{type(exc).__name__}: {exc}", fatal=True)
+        if not reporter.hello_sent:  # the hello event is always the first line, even for early errors
+            reporter.hello(command, device="unavailable", dtype="unknown")
+        coded = classify_failure(exc)
+        if coded is None:  # a bug: keep the traceback for the report
+            traceback.print_exc(file=sys.stderr)
+            reporter.events.emit("error", code="internal", message=f"{type(exc).__name__}: {exc}", fatal=True)
+            return EXIT_ERROR
+        reporter.events.emit("error", code=coded.code, message=str(coded), fatal=True)
+        print(f"error [{coded.code}]: {coded}", file=sys.stderr, flush=True)
         return EXIT_ERROR
     finally:
         sys.stdout = real_stdout

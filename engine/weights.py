@@ -87,6 +87,8 @@ class WeightsLayout:
         }
 
     def require(self, path: Path) -> Path:
+        if path.is_dir():
+            raise WeightsMissing(f"weight file {path} is a folder, expected a file. {OFFICIAL_WEIGHTS_HINT}")
         if not path.is_file():
             raise WeightsMissing(f"missing weight file {path}. {OFFICIAL_WEIGHTS_HINT}")
         return path
@@ -98,6 +100,9 @@ def resolve_weights_dir(arg: str | os.PathLike[str] | None) -> WeightsLayout:
     if not raw:
         raise BadRequest(f"no weights folder: pass --weights DIR or set ${ENV_VAR}. {OFFICIAL_WEIGHTS_HINT}")
     root = Path(raw).expanduser()
+    if root.is_file():
+        raise WeightsMissing(f"weights folder {root} is a file; --weights takes the folder that holds "
+                             f"liveportrait/ and JoyVASA/. {OFFICIAL_WEIGHTS_HINT}")
     if not root.is_dir():
         raise WeightsMissing(f"weights folder {root} does not exist. {OFFICIAL_WEIGHTS_HINT}")
     return WeightsLayout(root)

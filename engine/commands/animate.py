@@ -186,13 +186,12 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
                    capabilities={"regions": ["all", "exp", "pose", "lip", "eyes"],
                                  "samplers": ["ancestral", "ddim", "dpmpp_2m"],
                                  "outputs": ["mp4", "png"]})
-    # 1. validate cheap things first: options, outputs, image, audio, weights
+    # 1. validate cheap things first: options, packages, outputs, image, audio, free space, weights
+    from engine import preflight
+
+    preflight.check_animate_request(args)
     opts = compose_options(args)
     crop_mode = "none" if args.upstream_cli and args.crop == "auto" else parse_crop_arg(args.crop)
-    if args.fps is not None and not (1.0 <= args.fps <= 120.0):
-        raise BadRequest(f"--fps must be between 1 and 120, got {args.fps}")
-    if args.batch is not None and args.batch < 1:
-        raise BadRequest("--batch must be >= 1")
     out, frames_dir = _check_outputs(args)
     image = resize_to_limit(load_image_rgb(args.image))
     wave = None
@@ -212,6 +211,10 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
             motion = load_motion(args.motion)
         except MotionFileError as exc:
             raise BadRequest(str(exc)) from None
+    duration = audio_duration if audio_duration is not None else (motion.n_frames / motion.fps if motion else None)
+    side = (image.shape[1], image.shape[0]) if args.pasteback and crop_mode != "none" else (512, 512)
+    preflight.check_animate_space(out, frames_dir, preflight.AnimateSize(
+        preflight.estimate_frames(duration, args.fps) or 0, *side))
     layout = resolve_weights_dir(args.weights)
     if motion is None:  # fail before any heavy work if the motion generator is absent
         layout.require(layout.motion_generator)

@@ -72,21 +72,21 @@ def run(args: argparse.Namespace) -> int:
 
     def body(reporter) -> dict[str, str]:  # type: ignore[no-untyped-def]
         from engine.device import describe_device, select_device
-        from engine.errors import BadRequest
         from engine.motion.generate import MotionOptions, effective_steps, generate_motion  # noqa: F401
         from engine.motion.npz import save_motion
         from engine.sampling import DEFAULT_STEPS, SAMPLERS
         from engine.weights import resolve_weights_dir
 
-        options = motion_options_from_args(args)
+        from engine import preflight
+
         device = select_device(args.device)
+        reporter.hello("motion", device=describe_device(device), dtype="float32", sampler=args.sampler,
+                       steps=args.steps if args.steps is not None else DEFAULT_STEPS.get(args.sampler),
+                       cfg_scale=args.cfg_scale, pe_variant=args.pe_variant,
+                       seed=args.seed, capabilities={"samplers": list(SAMPLERS), "pe_variants": ["head", "legacy"]})
+        preflight.check_motion_request(args)
+        options = motion_options_from_args(args)
         out = Path(args.out)
-        if out.suffix.lower() != ".npz":
-            raise BadRequest(f"--out must end in .npz, got {out}")
-        reporter.hello("motion", device=describe_device(device), dtype="float32", sampler=options.sampler,
-                       steps=options.steps if options.steps is not None else DEFAULT_STEPS.get(options.sampler),
-                       cfg_scale=options.cfg_scale, pe_variant=options.pe_variant,
-                       seed=options.seed, capabilities={"samplers": list(SAMPLERS), "pe_variants": ["head", "legacy"]})
         layout = resolve_weights_dir(args.weights)
         motion = generate_motion(layout, args.audio, options, reporter=reporter, device=str(device))
         path = save_motion(out, motion)

@@ -106,6 +106,8 @@ class Framing:
 def load_picture(path: str | Path) -> np.ndarray:
     """The file as RGB uint8 at full resolution: alpha composited on grey, 16-bit and grey handled."""
     p = Path(path)
+    if p.is_dir():
+        raise ImageError(f"portrait image {p} is a folder; pass an image file (PNG or JPEG)")
     if not p.is_file():
         raise ImageError(f"portrait image {p} does not exist")
     data = np.fromfile(str(p), dtype=np.uint8)

@@ -143,9 +143,18 @@ class LivePortraitConfig:
     def from_yaml(cls, path: str | Path) -> "LivePortraitConfig":
         import yaml
 
-        with open(path, "r", encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh) or {}
-        return cls.from_model_params(doc.get("model_params", doc))
+        from engine.errors import WeightsCorrupt
+
+        try:
+            with open(path, "r", encoding="utf-8") as fh:
+                doc = yaml.safe_load(fh) or {}
+            if not isinstance(doc, dict):
+                raise ValueError(f"top level is a {type(doc).__name__}, expected a mapping")
+            return cls.from_model_params(doc.get("model_params", doc))
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsCorrupt(f"{path} is not a valid LivePortrait models.yaml ({first}); fix or delete it "
+                                 "(without it the official network sizes are used)") from None
 
     @classmethod
     def for_weights(cls, models_yaml: Path) -> "LivePortraitConfig":

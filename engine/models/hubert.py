@@ -111,12 +111,15 @@ def load_audio_encoder(folder: Path, sd: dict[str, torch.Tensor], feature_dim: i
     if missing:
         bin_path = Path(folder) / "pytorch_model.bin"
         if bin_path.is_file():
-            folder_sd = _rename_weight_norm(torch.load(bin_path, map_location="cpu", weights_only=True))
+            from engine.checkpoints import safe_torch_load
+
+            folder_sd = _rename_weight_norm(safe_torch_load(bin_path, what="audio-encoder weight file"))
             folder_sd = {k.removeprefix("hubert.").removeprefix("wav2vec2."): v for k, v in folder_sd.items()}
             enc_sd = {**{k: v for k, v in folder_sd.items() if k in own}, **enc_sd}
     missing = [k for k in own if k not in enc_sd and not k.endswith("masked_spec_embed")]
     if missing:
-        raise WeightsCorrupt(f"audio-encoder weights lack {len(missing)} tensors, e.g. {missing[0]}")
+        raise WeightsCorrupt(f"audio-encoder weights lack {len(missing)} tensors, e.g. {missing[0]} (neither the "
+                             f"motion-generator checkpoint nor {Path(folder) / 'pytorch_model.bin'} has them)")
     try:
         hf.load_state_dict({k: v for k, v in enc_sd.items() if k in own}, strict=False)
     except RuntimeError as exc:

@@ -92,6 +92,9 @@ class DenoisingNetwork(nn.Module):
             if k == "PE.pe":
                 self.pe = v.reshape(-1, v.shape[-1]).float().clone()
             elif k == "alignment_mask":
+                if tuple(v.shape) != tuple(self.alignment_mask.shape):
+                    raise RuntimeError(f"alignment_mask has shape {tuple(v.shape)}, expected "
+                                       f"{tuple(self.alignment_mask.shape)}")
                 self.alignment_mask = v.bool().clone()
             elif k.startswith("transformer.layers."):
                 own["layers." + k[len("transformer.layers."):]] = v

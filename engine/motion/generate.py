@@ -30,7 +30,7 @@ import torch
 
 from engine import __version__
 from engine.audio import PRE_PAD, SAMPLE_RATE, as_wave, audio_sha256, iter_windows, plan_windows
-from engine.errors import BadRequest
+from engine.errors import BadRequest, WeightsCorrupt
 from engine.models.hubert import AudioEncoder, load_audio_encoder
 from engine.models.motion_dit import PE_VARIANTS, DenoisingNetwork
 from engine.motion.checkpoint import (MotionGenConfig, config_from_checkpoint, load_checkpoint, sha256_file,
@@ -154,7 +154,10 @@ class MotionModel:
     def load(cls, layout: WeightsLayout, device: str | torch.device = "cpu") -> "MotionModel":
         ckpt_path = layout.require(layout.motion_generator)
         ckpt = load_checkpoint(ckpt_path)
-        cfg = config_from_checkpoint(ckpt)
+        try:
+            cfg = config_from_checkpoint(ckpt)
+        except WeightsCorrupt as exc:  # name the file: the user must know which one to replace
+            raise WeightsCorrupt(f"{ckpt_path}: {exc}") from None
         sd = ckpt["model"]
         dit = DenoisingNetwork(cfg.motion_feat_dim, cfg.feature_dim, cfg.n_motions, cfg.n_prev_motions,
                                cfg.n_layers, cfg.n_heads)

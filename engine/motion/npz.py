@@ -32,7 +32,8 @@ seed                   int64, ()          seed of the torch generator
 engine_version         <U, ()             engine version that wrote the file
 =====================  =================  ===================================================
 
-Invariants (``validate``): same N everywhere, finite values, fps > 0, R orthonormal to 1e-4.
+Invariants (``validate``): N >= 1 and the same everywhere, finite values within
+:data:`PLAUSIBLE_ABS_MAX`, 1 <= fps <= 120, R orthonormal to 1e-4.
 """
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ SCHEMA_VERSION = 1
 N_KP = 21
 
 PER_FRAME_KEYS = ("exp", "scale", "t", "pitch", "yaw", "roll", "R", "coef")
+
+
+#: Largest plausible |value| per array: ~100x what the model produces (exp ~0.1, scale ~2, t ~1,
+#: pose ~±90 degrees). Beyond that the file is broken or hand-edited and would render garbage.
+#: DELIBERATE COPY in joyvasa_blender/core/motion_core.py (the add-on cannot import the engine);
+#: tests/contract/test_motion_bounds_copy.py checks that both agree.
+PLAUSIBLE_ABS_MAX = {"exp": 10.0, "scale": 100.0, "t": 100.0, "pitch": 720.0, "yaw": 720.0, "roll": 720.0}
+FPS_RANGE = (1.0, 120.0)
 
 
 class MotionFileError(ValueError):
@@ -91,8 +100,10 @@ _META_TYPES = {k: (np.str_ if isinstance(v, str) else type(v)) for k, v in _META
 
 def validate(m: MotionData) -> None:
     n = m.n_frames
-    if not (np.isfinite(m.fps) and m.fps > 0):
-        raise MotionFileError(f"fps must be > 0, got {m.fps}")
+    if not (np.isfinite(m.fps) and FPS_RANGE[0] <= m.fps <= FPS_RANGE[1]):
+        raise MotionFileError(f"fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, got {m.fps}")
+    if n < 1:
+        raise MotionFileError("the motion has no frames")
     shapes = {"exp": (n, N_KP, 3), "scale": (n,), "t": (n, 3), "pitch": (n,), "yaw": (n,),
               "roll": (n,), "R": (n, 3, 3)}
     for key, shape in shapes.items():
@@ -104,6 +115,11 @@ def validate(m: MotionData) -> None:
     for key in PER_FRAME_KEYS:
         if not np.all(np.isfinite(getattr(m, key))):
             raise MotionFileError(f"{key} contains NaN or infinite values")
+    for key, limit in PLAUSIBLE_ABS_MAX.items():
+        peak = float(np.max(np.abs(getattr(m, key))))
+        if peak > limit:
+            raise MotionFileError(f"{key} reaches {peak:.3g}, far outside the plausible range (|{key}| <= {limit:g}): "
+                                  "the file is damaged or was edited by hand")
     if n:
         eye = np.einsum("nij,nkj->nik", m.R.astype(np.float64), m.R.astype(np.float64))
         if np.max(np.abs(eye - np.eye(3))) > 1e-4:
@@ -147,8 +163,11 @@ def load_motion(path: str | os.PathLike[str]) -> MotionData:
             data = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise MotionFileError(f"motion file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise MotionFileError(f"{path} is not a readable .npz motion file: {exc}") from exc
+    except IsADirectoryError:
+        raise MotionFileError(f"motion file {path} is a folder; pass a .npz file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise MotionFileError(f"{path} is not a JoyVASA motion file (not a readable .npz archive of plain "
+                              f"arrays: {_reason(exc)})") from None
     if str(data.get("schema", "")) != SCHEMA:
         raise MotionFileError(f"{path} is not a JoyVASA motion file (schema {data.get('schema')!r})")
     version = int(data.get("schema_version", -1))
@@ -166,5 +185,16 @@ def load_motion(path: str | os.PathLike[str]) -> MotionData:
         raise MotionFileError(f"{path} lacks the key {exc.args[0]!r}") from None
     if int(data.get("n_frames", m.n_frames)) != m.n_frames:
         raise MotionFileError(f"{path}: n_frames does not match the arrays")
-    validate(m)
+    try:
+        validate(m)
+    except MotionFileError as exc:
+        raise MotionFileError(f"{path}: {exc}") from None
     return m
+
+
+def _reason(exc: BaseException) -> str:
+    """numpy's own message, minus its advice to enable pickle loading (never safe for a download)."""
+    text = str(exc).strip()
+    if "allow_pickle" in text or "pickled" in text:
+        return "it is not an .npz archive (numpy would have to unpickle it, which this engine never does)"
+    return text.splitlines()[0] if text else type(exc).__name__

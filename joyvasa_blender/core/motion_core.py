@@ -32,6 +32,12 @@ CHANNEL_NAMES = ("pitch", "yaw", "roll", "tx", "ty", "tz", "scale") + tuple(f"ex
 _META_STR = ("audio_sha256", "checkpoint_sha256", "pe_variant", "sampler", "cfg_mode", "engine_version")
 
 
+#: Largest plausible |value| per array; DELIBERATE COPY of engine/motion/npz.py (the add-on cannot
+#: import the engine); tests/contract/test_motion_bounds_copy.py checks that both agree.
+PLAUSIBLE_ABS_MAX = {"exp": 10.0, "scale": 100.0, "t": 100.0, "pitch": 720.0, "yaw": 720.0, "roll": 720.0}
+FPS_RANGE = (1.0, 120.0)
+
+
 class MotionFileError(ValueError):
     """The file is not a valid motion file (the message says why)."""
 
@@ -64,8 +70,14 @@ def load_motion(path: str | Path) -> Motion:
             data = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise MotionFileError(f"motion file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise MotionFileError(f"{path} is not a readable .npz motion file: {exc}") from exc
+    except IsADirectoryError:
+        raise MotionFileError(f"motion file {path} is a folder; pick a .npz file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        text = str(exc).strip()
+        if "allow_pickle" in text or "pickled" in text:
+            text = "it is not an .npz archive"
+        raise MotionFileError(f"{path} is not a JoyVASA motion file (not a readable .npz archive of plain "
+                              f"arrays: {text.splitlines()[0] if text else type(exc).__name__})") from None
     if str(data.get("schema", "")) != SCHEMA:
         raise MotionFileError(f"{path} is not a JoyVASA motion file (schema {str(data.get('schema', ''))!r})")
     version = int(data.get("schema_version", -1))
@@ -81,14 +93,17 @@ def load_motion(path: str | Path) -> Motion:
     for key in ("smoothed", "audio_offset_s", "audio_duration_s", "steps", "cfg_scale", "seed") + _META_STR:
         if key in data:
             m.meta[key] = str(data[key]) if data[key].dtype.kind == "U" else data[key].item()
-    validate(m)
+    try:
+        validate(m)
+    except MotionFileError as exc:
+        raise MotionFileError(f"{path}: {exc}") from None
     return m
 
 
 def validate(m: Motion) -> None:
     n = m.n_frames
-    if not (math.isfinite(m.fps) and m.fps > 0):
-        raise MotionFileError(f"fps must be > 0, got {m.fps}")
+    if not (math.isfinite(m.fps) and FPS_RANGE[0] <= m.fps <= FPS_RANGE[1]):
+        raise MotionFileError(f"fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, got {m.fps}")
     if n < 1:
         raise MotionFileError("the motion has no frames")
     shapes = {"exp": (n, N_KP, 3), "scale": (n,), "t": (n, 3), "pitch": (n,), "yaw": (n,), "roll": (n,)}
@@ -98,6 +113,11 @@ def validate(m: Motion) -> None:
             raise MotionFileError(f"{key} has shape {arr.shape}, expected {shape}")
         if not np.all(np.isfinite(arr)):
             raise MotionFileError(f"{key} contains NaN or infinite values")
+    for key, limit in PLAUSIBLE_ABS_MAX.items():
+        peak = float(np.max(np.abs(getattr(m, key))))
+        if peak > limit:
+            raise MotionFileError(f"{key} reaches {peak:.3g}, far outside the plausible range (|{key}| <= {limit:g}): "
+                                  "the file is damaged or was edited by hand")
 
 
 # -- rotations --------------------------------------------------------------------------------
