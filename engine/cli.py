@@ -40,9 +40,25 @@ def build_parser(load_commands: list[str] | None = None) -> argparse.ArgumentPar
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wanted = [a for a in argv[:1] if a in COMMANDS]
-    parser = build_parser(load_commands=wanted)
+    try:
+        parser = build_parser(load_commands=wanted)
+    except ImportError as exc:  # a package missing already while building the options (e.g. torch)
+        return _failed_before_parsing(wanted[0] if wanted else "engine", argv, exc)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
     return int(args._module.run(args) or 0)
+
+
+def _failed_before_parsing(command: str, argv: list[str], exc: ImportError) -> int:
+    """Report through the protocol runner (hello, then one coded error) although nothing is parsed."""
+    from engine.runner import run_protocol_command
+
+    json_mode = any(a == "--progress=json" for a in argv) or any(
+        a == "--progress" and b == "json" for a, b in zip(argv, argv[1:]))
+
+    def body(reporter: object) -> dict[str, str]:
+        raise exc
+
+    return run_protocol_command(command, "json" if json_mode else "text", body)

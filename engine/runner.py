@@ -8,6 +8,7 @@ carries nothing but protocol lines (library prints are redirected to stderr).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import resource
@@ -71,8 +72,11 @@ class Reporter:
     hello_sent = False
 
     def hello(self, command: str, device: str = "cpu", dtype: str = "float32", **extra: Any) -> None:
+        # echoed options may be non-finite (``--cfg-scale inf``): refused right after hello, but
+        # hello itself must still be valid JSON
+        extra = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in extra.items()}
         self.hello_sent = True
-        torch_version = sys.modules["torch"].__version__ if "torch" in sys.modules else None
+        torch_version = getattr(sys.modules.get("torch"), "__version__", None)
         self.events.emit("hello", engine_version=__version__, protocol=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
                          python=platform.python_version(), torch=torch_version, device=device,
                          dtype=dtype, command=command, **extra)

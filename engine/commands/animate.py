@@ -136,7 +136,8 @@ def load_stage_one(layout: Any, device: Any, reporter: Reporter | None = None, a
                                                        "LivePortrait weights with the animal pipeline")
     for name, path in use.liveportrait_files().items():
         if not Path(path).is_file():
-            raise WeightsMissing(f"missing {name}: {path}. {OFFICIAL_WEIGHTS_HINT}")
+            what = "is a folder, expected a file" if Path(path).is_dir() else "is missing"
+            raise WeightsMissing(f"{name}: {path} {what}. {OFFICIAL_WEIGHTS_HINT}")
     try:
         return StageOne.load(use, device)
     except (WeightsMissing, WeightsCorrupt):

@@ -46,8 +46,8 @@ def load_template(path: str | Path) -> dict[str, np.ndarray]:
         raise WeightsMissing(f"missing motion template {path}. {OFFICIAL_WEIGHTS_HINT}")
     try:
         data = _ArraysOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
-    except WeightsCorrupt:
-        raise
+    except WeightsCorrupt as exc:  # name the file
+        raise WeightsCorrupt(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
         raise WeightsCorrupt(f"motion template {path} is unreadable: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, dict):

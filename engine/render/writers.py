@@ -202,8 +202,12 @@ class PngSequenceWriter(FrameWriter):
 
         assert self._tmp is not None
         name = self._tmp / f"frame_{self.index:05d}.png"
-        if not cv2.imwrite(str(name), np.ascontiguousarray(frame[..., ::-1])):
-            raise OutputError(f"cannot write {name}")
+        ok, data = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
+        if not ok:
+            raise OutputError(f"cannot encode frame {self.index} as PNG")
+        # Python's own write, not cv2.imwrite: a full disk must surface as OSError(ENOSPC) -> disk_full
+        with open(name, "wb") as fh:
+            fh.write(data.tobytes())
         self.index += 1
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
