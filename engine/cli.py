@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crop": ("crop", "frame the face only: the 512x512 crop and where it sits in the picture"),
     "doctor": ("doctor", "report versions, device and the state of every weight file"),
     "bench": ("bench", "benchmarks that print numbers (render, motion)"),
+    "batch": ("batch", "many motion/animate jobs from a JSON file, locally or on a Ray cluster"),
     "export": ("export", "motion .npz -> Live Link Face CSV, LivePortrait template .pkl, BVH"),
 }
 

@@ -1,0 +1,113 @@
+"""Batch job files: reading, validation, identity (hash) and done markers.
+
+A job is finished when its marker ``<state>/<id>.done.json`` holds the same job hash and every
+output it lists exists: a re-run skips it; changing any argument of a job re-runs it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import BadRequest
+
+COMMANDS = ("motion", "animate")
+#: argument names whose values are file system paths (made absolute against the job file)
+PATH_ARGS = ("audio", "image", "out", "motion", "frames_dir", "save_motion", "controls", "weights")
+RESERVED = ("progress",)
+
+
+@dataclass
+class Job:
+    id: str
+    command: str
+    args: dict[str, Any]                 # long option names with `_`, paths absolute, incl. "out"
+    attempt: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identity of what the job computes (command + args), for done markers."""
+        blob = json.dumps({"command": self.command, "args": self.args}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def to_request(self) -> dict[str, Any]:
+        return {"id": self.id, "command": self.command, "args": dict(self.args)}
+
+
+def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
+    """Read and validate ``path``; BadRequest says which job and what is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadRequest(f"job file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise BadRequest(f"job file {path} is not readable JSON: {exc}") from None
+    defaults: dict[str, Any] = {}
+    if isinstance(data, dict):
+        defaults = data.get("defaults", {})
+        data = data.get("jobs")
+    if not isinstance(data, list) or not all(isinstance(j, dict) for j in data) or not isinstance(defaults, dict):
+        raise BadRequest(f"{path}: expected a JSON list of job objects (or {{\"jobs\": [...], \"defaults\": {{}}}})")
+    base = path.resolve().parent
+    default_weights = weights or os.environ.get("JOYVASA_WEIGHTS") or None
+    jobs: list[Job] = []
+    for i, raw in enumerate(data):
+        raw = {**defaults, **raw}
+        jid = str(raw.pop("id", f"job{i}"))
+        where = f"{path.name} job {i} ({jid})"
+        command = raw.pop("command", None)
+        if command not in COMMANDS:
+            raise BadRequest(f"{where}: \"command\" must be one of {', '.join(COMMANDS)}, got {command!r}")
+        if not raw.get("out"):
+            raise BadRequest(f"{where}: \"out\" (the output path) is required")
+        for key in list(raw):
+            if "-" in key or key in RESERVED:
+                raise BadRequest(f"{where}: {key!r} is not a job argument (use long option names with '_' "
+                                 f"for '-', without 'progress')")
+        if default_weights and not raw.get("weights"):
+            raw["weights"] = default_weights
+        for key in PATH_ARGS:
+            if isinstance(raw.get(key), str) and raw[key]:
+                raw[key] = str((base / os.path.expanduser(raw[key])).resolve())
+        jobs.append(Job(jid, command, raw))
+    ids = [j.id for j in jobs]
+    dup = sorted({x for x in ids if ids.count(x) > 1})
+    if dup:
+        raise BadRequest(f"{path}: job ids must be unique, repeated: {', '.join(dup)}")
+    return jobs
+
+
+def state_dir(jobs_file: Path) -> Path:
+    """Where done markers live: ``<jobs file>.state/`` next to the job file."""
+    p = Path(jobs_file).resolve()
+    return p.with_name(p.name + ".state")
+
+
+def is_done(job: Job, state: Path) -> bool:
+    marker = state / f"{job.id}.done.json"
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    outputs = data.get("outputs") or {}
+    return data.get("key") == job.key and bool(outputs) and all(Path(p).exists() for p in outputs.values())
+
+
+def mark_done(job: Job, state: Path, outputs: dict[str, str]) -> None:
+    from engine.fileio import atomic_path
+
+    state.mkdir(parents=True, exist_ok=True)
+    with atomic_path(state / f"{job.id}.done.json") as tmp:
+        tmp.write_text(json.dumps({"key": job.key, "command": job.command, "outputs": outputs}, indent=1))
+
+
+def clear_done(job: Job, state: Path) -> None:
+    try:
+        (state / f"{job.id}.done.json").unlink()
+    except OSError:
+        pass

@@ -1,0 +1,127 @@
+"""``engine batch`` without Ray: job file validation, args -> the command's own options, one warm
+worker, results equal to the plain command, skipping finished jobs, a bad job reported while the
+others finish, and no ``import ray`` anywhere on this path."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.batch.execute import args_to_argv, parse
+from engine.errors import BadRequest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_wav(path: Path, seconds: float = 1.0, sr: int = 16000) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    sig = 0.3 * 0.5 * (1 + np.sin(2 * math.pi * 3 * t)) * np.sin(2 * math.pi * 150 * t)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((sig * 32767).astype("<i2").tobytes())
+    return path
+
+
+def test_args_become_the_commands_own_options() -> None:
+    argv = args_to_argv("motion", {"audio": "a.wav", "out": "m.npz", "cfg_scale": 1.5, "smooth": False,
+                                   "pe": "legacy", "fps": 30})
+    assert argv == ["--audio", "a.wav", "--out", "m.npz", "--cfg-scale", "1.5", "--no-smooth", "--pe", "legacy",
+                    "--fps", "30"]
+    ns = parse("animate", {"image": "p.jpg", "audio": "a.wav", "out": "v.mp4", "frames_dir": "f",
+                           "upstream_timing": True, "pose_strength": 0.5, "stitching": False})
+    assert ns.frames_dir == "f" and ns.upstream_timing is True and ns.pose_strength == 0.5 and ns.stitching is False
+    for bad in ({"audio": "a", "out": "m.npz", "bogus": 1}, {"audio": "a", "out": "m.npz", "steps": "many"},
+                {"audio": "a", "out": "m.npz", "smooth": "yes"}, {"audio": "a", "out": "m.npz", "progress": "json"}):
+        with pytest.raises(BadRequest):
+            parse("motion", bad)
+
+
+def run_batch(jobs_file: Path, *extra: str) -> tuple[int, list[dict], str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    code = ("import sys; from engine.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'ray' not in sys.modules, 'the local batch imported ray'; sys.exit(rc)")
+    cp = subprocess.run([sys.executable, "-c", code, "batch", str(jobs_file), "--progress", "json", *extra],
+                        capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    events = [json.loads(line) for line in cp.stdout.splitlines() if line.strip()]
+    return cp.returncode, events, cp.stderr
+
+
+def run_in_process(capsys, jobs_file: Path, *extra: str) -> tuple[int, list[dict]]:
+    from engine.cli import main
+
+    capsys.readouterr()
+    code = main(["batch", str(jobs_file), "--progress", "json", *extra])
+    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+def test_local_batch(tmp_path: Path, synthetic_tiny_joyvasa: Path, capsys) -> None:
+    write_wav(tmp_path / "line.wav")
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"defaults": {"command": "motion", "audio": "line.wav"}, "jobs": [
+        {"id": "a", "out": "out/a.npz", "seed": 1},
+        {"id": "b", "out": "out/b.npz", "seed": 2, "sampler": "ddim", "smooth": False},
+        {"id": "bad", "out": "out/bad.npz", "audio": "missing.wav"},
+    ]}))
+    code, events, err = run_batch(jobs, "--weights", str(synthetic_tiny_joyvasa))
+    assert code == 1, err[-3000:]                                  # one job failed
+    summary = events[-1]["summary"]
+    assert events[0]["type"] == "hello" and events[0]["command"] == "batch"
+    assert summary["ok"] == ["a", "b"] and [f["id"] for f in summary["failed"]] == ["bad"]
+    assert summary["failed"][0]["code"] == "audio_invalid"
+    failed = [e for e in events if e["type"] == "error"]
+    assert len(failed) == 1 and failed[0]["job"] == "bad" and failed[0]["fatal"] is False
+    assert {e["job"] for e in events if e["type"] == "artifact"} == {"a", "b"}
+    prog = [e for e in events if e["type"] == "progress" and e["stage"] == "batch"]
+    assert prog[-1]["done"] == prog[-1]["total"] == 3 and prog[-1]["eta_s"] == 0
+    assert any(e["type"] == "progress" and e.get("job") == "a" and e["stage"] == "motion" for e in events)
+    assert not (tmp_path / "out" / "bad.npz").exists()
+
+    # same as running the command itself with those options
+    from engine.cli import main
+
+    ref = tmp_path / "ref.npz"
+    assert main(["motion", "--audio", str(tmp_path / "line.wav"), "--out", str(ref), "--seed", "2", "--sampler",
+                 "ddim", "--no-smooth", "--weights", str(synthetic_tiny_joyvasa)]) == 0
+    with np.load(ref) as r, np.load(tmp_path / "out" / "b.npz") as b:
+        for key in ("exp", "pitch", "yaw", "roll", "t", "scale"):   # other thread count here: rounding only
+            np.testing.assert_allclose(r[key], b[key], rtol=1e-5, atol=1e-5)
+        assert str(b["sampler"]) == "ddim" and not bool(b["smoothed"])
+
+    # re-run: finished jobs are skipped, the bad one is tried again
+    mtime = (tmp_path / "out" / "a.npz").stat().st_mtime_ns
+    code, events = run_in_process(capsys, jobs, "--weights", str(synthetic_tiny_joyvasa))
+    summary = events[-1]["summary"]
+    assert code == 1 and summary["skipped"] == ["a", "b"] and summary["ok"] == []
+    assert (tmp_path / "out" / "a.npz").stat().st_mtime_ns == mtime
+    # a changed job is not "finished"
+    data = json.loads(jobs.read_text())
+    data["jobs"][0]["seed"] = 5
+    data["jobs"].pop()
+    jobs.write_text(json.dumps(data))
+    code, events = run_in_process(capsys, jobs, "--weights", str(synthetic_tiny_joyvasa))
+    assert code == 0 and events[-1]["summary"]["ok"] == ["a"] and events[-1]["summary"]["skipped"] == ["b"]
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not readable JSON"),
+    (json.dumps([{"command": "render", "out": "x"}]), "\"command\" must be one of"),
+    (json.dumps([{"command": "motion"}]), "\"out\""),
+    (json.dumps([{"command": "motion", "out": "a.npz", "cfg-scale": 1}]), "long option names"),
+    (json.dumps([{"command": "motion", "out": "a.npz", "id": "x"}, {"command": "motion", "out": "b.npz", "id": "x"}]),
+     "unique"),
+])
+def test_bad_job_files(tmp_path: Path, content: str, needle: str, capsys) -> None:
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(content)
+    code, events = run_in_process(capsys, jobs)
+    assert code == 1 and events[-1]["type"] == "error" and events[-1]["code"] == "bad_request"
+    assert needle in events[-1]["message"]
