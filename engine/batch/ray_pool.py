@@ -50,7 +50,9 @@ def connect(address: str) -> bool:
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise BadRequest(f"cannot join the Ray cluster at {address}: {exc}") from None
+        raise BadRequest(f"cannot join the Ray cluster at {address}: {exc}. If the cluster uses token "
+                         "authentication (the default of `ray start` in recent Ray), set RAY_AUTH_MODE=token "
+                         "and provide the head's token as Ray's token-auth docs say.") from None
     return False
 
 

@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from engine.protocol import EXIT_CANCELLED, EXIT_ERROR, EventWriter
 
     json_out = args.progress == "json"
-    events = EventWriter(sys.stdout if json_out else None)
+    real_stdout = sys.stdout
+    events = EventWriter(real_stdout if json_out else None)
+    sys.stdout = sys.stderr      # stdout carries protocol lines (and the summary) only: Ray prints too
     try:
         if args.workers is not None and args.workers < 1:
             raise BadRequest("--workers must be >= 1")
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     max_retries=args.max_retries)
         else:
             run_local(batch, todo)
-        return batch.finish(None if json_out else sys.stdout)
+        return batch.finish(None if json_out else real_stdout)
     except EngineError as exc:
         events.emit("error", code=exc.code, message=str(exc), fatal=True)
         print(f"error [{exc.code}]: {exc}", file=sys.stderr, flush=True)
@@ -70,3 +72,5 @@ def run(args: argparse.Namespace) -> int:
         events.emit("cancelled", at={"stage": "batch", "done": 0})
         print("cancelled", file=sys.stderr, flush=True)
         return EXIT_CANCELLED
+    finally:
+        sys.stdout = real_stdout
