@@ -15,8 +15,8 @@ since the engine started). Job events may carry ``job``.
 Event types and their fields (optional fields in brackets)
     hello     engine_version, protocol [major, minor], python, torch, device, dtype,
               capabilities {samplers, regions, ...}, command
-    progress  stage (load|audio|motion|render|encode), done, total, unit
-              (window|step|frame|file), eta_s (null if unknown), rate (units/s)
+    progress  stage (load|audio|motion|render|encode|export|batch), done, total, unit
+              (window|step|frame|file|job), eta_s (null if unknown), rate (units/s)
     artifact  kind (motion_npz|video|frames_dir|motion_export|crop_image), path
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
@@ -45,7 +45,7 @@ PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 1
 
 EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing")
-STAGES = ("load", "audio", "motion", "render", "encode")
+STAGES = ("load", "audio", "motion", "render", "encode", "export", "batch")
 ERROR_CODES = (
     "bad_request",        # invalid option (out of range, conflicting) or unusable input file (motion .npz)
     "audio_invalid",      # audio missing, unreadable, corrupt, empty or not finite

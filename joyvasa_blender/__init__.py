@@ -13,8 +13,9 @@ _registered: list = []
 
 
 def _classes():
-    from . import ops_motion, ops_render, prefs, props, ui_panels
-    return props.CLASSES + prefs.CLASSES + ops_motion.CLASSES + ops_render.CLASSES + ui_panels.CLASSES
+    from . import ops_export, ops_motion, ops_render, prefs, props, ui_panels
+    return (props.CLASSES + prefs.CLASSES + ops_motion.CLASSES + ops_render.CLASSES + ops_export.CLASSES
+            + ui_panels.CLASSES)
 
 
 def _on_load_pre(*_args):
@@ -30,6 +31,8 @@ def register() -> None:
         bpy.utils.register_class(cls)
         _registered.append(cls)
     props.register_props()
+    from . import ops_export
+    ops_export.register_menus()
     bpy.app.handlers.persistent(_on_load_pre)
     if _on_load_pre not in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.append(_on_load_pre)
@@ -45,6 +48,8 @@ def unregister() -> None:
         bpy.app.timers.unregister(_poll_installer)
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
+    from . import ops_export
+    ops_export.unregister_menus()
     props.unregister_props()
     for cls in reversed(_registered):
         bpy.utils.unregister_class(cls)

@@ -32,6 +32,7 @@ class EngineRunMixin:
     ``apply(context, job, params) -> str`` (the success message); both may raise ValueError."""
 
     kind = "motion"
+    uses_models = True       # False: the command loads no network (no --weights/--device)
     _timer = None
 
     @classmethod
@@ -49,8 +50,9 @@ class EngineRunMixin:
         except (ValueError, OSError) as exc:
             self.report({'ERROR'}, str(exc))
             return None
-        argv = engine_argv(cfg["python"], self.kind, args, weights=cfg["weights"], device=cfg["device"],
-                           dtype=cfg["dtype"])
+        models = self.uses_models
+        argv = engine_argv(cfg["python"], self.kind, args, weights=cfg["weights"] if models else "",
+                           device=cfg["device"] if models else "", dtype=cfg["dtype"])
         job = JobState(kind=self.kind)
         job.start()
         proc = EngineProcess(argv, cwd=cfg["engine_src"], env=engine_env(cfg))

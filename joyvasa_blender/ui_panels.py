@@ -111,6 +111,9 @@ def draw_actions(layout, context) -> None:
     row.operator(JOYVASA_OT_apply_motion.bl_idname, icon='IMPORT')
     if st.motion_path:
         col.label(text=f"Motion: {bpy.path.basename(st.motion_path)}", icon='FILE')
+        row = col.row()
+        row.enabled = not busy
+        row.operator("joyvasa.export_motion", icon='EXPORT')
     row = col.row()
     row.enabled = not busy
     row.scale_y = 1.4

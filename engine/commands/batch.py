@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.batch.jobs import load_jobs, state_dir
     from engine.batch.schedule import BatchRun, run_local
     from engine.errors import BadRequest, EngineError
-    from engine.protocol import EXIT_CANCELLED, EXIT_ERROR, EventWriter
+    from engine import __version__
+    from engine.protocol import EXIT_CANCELLED, EXIT_ERROR, PROTOCOL_MAJOR, PROTOCOL_MINOR, EventWriter
 
     json_out = args.progress == "json"
     real_stdout = sys.stdout
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         jobs = load_jobs(Path(args.jobs), args.weights)
         batch = BatchRun(jobs, state_dir(Path(args.jobs)), events, force=args.force)
         todo = batch.todo()
-        events.emit("hello", command="batch", jobs=len(jobs), skipped=len(batch.skipped),
+        events.emit("hello", engine_version=__version__, protocol=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
+                    command="batch", jobs=len(jobs), skipped=len(batch.skipped),
                     backend="ray" if args.ray else "local", workers=args.workers)
         batch.log(f"{len(jobs)} job(s), {len(todo)} to run, {len(batch.skipped)} already done"
                   + (f", on Ray ({args.ray})" if args.ray else ", locally"))

@@ -3,7 +3,7 @@
     python -m engine export --motion M.npz --format livelinkface-csv|lp-pkl|bvh --out FILE [--fps F]
 
 Protocol events (``--progress json``): ``hello`` {command: "export", format}, ``progress``
-(stage "encode", unit "frame"), ``artifact`` {kind: "motion_export", path}, ``done``
+(stage "export", unit "frame"), ``artifact`` {kind: "motion_export", path}, ``done``
 {outputs: {motion_export}}; a bad motion file, format/suffix mismatch or a bad fps is one
 ``bad_request`` error and nothing is written. Formats and the timeline: engine/export/.
 """
@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
         if motion.n_frames == 0:
             raise BadRequest(f"{args.motion} has no frames")
         options = {"reference_mode": args.reference_mode} if fmt.name == "livelinkface-csv" else {}
-        reporter.progress("encode", 0, motion.n_frames, "frame")
+        reporter.progress("export", 0, motion.n_frames, "frame")
         frames = export_motion(motion, fmt.name, out, fps=args.fps, upstream_timing=args.upstream_timing, **options)
-        reporter.progress("encode", frames.n_frames, frames.n_frames, "frame")
+        reporter.progress("export", frames.n_frames, frames.n_frames, "frame")
         reporter.artifact("motion_export", str(out))
         reporter.log(f"{frames.n_frames} frames at {frames.fps:g} fps")
         return {"motion_export": str(out)}

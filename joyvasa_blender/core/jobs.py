@@ -12,7 +12,8 @@ from typing import Any
 from .protocol import EXIT_CANCELLED, format_event_for_humans
 
 STAGE_LABELS = {"load": "Loading models", "audio": "Reading audio", "motion": "Generating motion",
-                "render": "Rendering frames", "encode": "Encoding video"}
+                "render": "Rendering frames", "encode": "Encoding video", "export": "Exporting",
+                "batch": "Batch"}
 
 
 @dataclass

@@ -1,0 +1,114 @@
+"""Export Motion: the active take as Live Link Face CSV, LivePortrait template or BVH.
+
+Runs ``engine export`` through the engine client like every other engine command (modal with
+progress in the UI, synchronous in background mode), so the add-on keeps no second copy of
+the writers. The active take is the JoyVASA take on the active object (its action, or its
+shape keys' action), else the last take keyed in this scene; it is exported at the scene's
+frame rate, on the same audio timeline the take was keyed on. Entries: File › Export and the
+JoyVASA panel.
+"""
+
+from pathlib import Path
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import apply_media
+from .ops_engine_run import EngineRunMixin
+
+FORMATS = (
+    ("bvh", "BVH (.bvh)", "Head joint + root for any DCC (Blender, Maya, MotionBuilder)", ".bvh"),
+    ("livelinkface-csv", "Live Link Face CSV (.csv)", "52 ARKit blendshapes + head rotation, for Unreal", ".csv"),
+    ("lp-pkl", "LivePortrait template (.pkl)", "LivePortrait's motion template (driving template)", ".pkl"),
+)
+SUFFIX = {f[0]: f[3] for f in FORMATS}
+
+
+def _take_action(obj):
+    for owner in (obj, getattr(getattr(obj, "data", None), "shape_keys", None)):
+        ad = getattr(owner, "animation_data", None) if owner is not None else None
+        action = getattr(ad, "action", None) if ad is not None else None
+        if action is not None and action.get("joyvasa_take") and action.get("joyvasa_motion"):
+            return action
+    return None
+
+
+def active_take(context) -> tuple[str, str]:
+    """(take name, motion file) of the active take; ValueError when there is none."""
+    obj = getattr(context, "active_object", None)
+    action = _take_action(obj) if obj is not None else None
+    if action is not None:
+        return action.name, bpy.path.abspath(str(action["joyvasa_motion"]))
+    st = context.scene.joyvasa
+    if st.motion_path:
+        return st.last_take or Path(st.motion_path).stem, bpy.path.abspath(st.motion_path)
+    raise ValueError("no JoyVASA take to export: generate or apply motion first")
+
+
+class JOYVASA_OT_export_motion(EngineRunMixin, bpy.types.Operator):
+    """Export the active JoyVASA take (head pose + expression) to another tool's format"""
+    bl_idname = "joyvasa.export_motion"
+    bl_label = "Export Motion"
+    kind = "export"
+    uses_models = False
+
+    filepath: StringProperty(name="File", subtype='FILE_PATH', default="")
+    filter_glob: StringProperty(default="*.bvh;*.csv;*.pkl", options={'HIDDEN'})
+    format: EnumProperty(name="Format", items=[f[:3] for f in FORMATS], default="bvh")
+
+    def check(self, context):
+        """File browser hook: keep the file name's suffix in step with the chosen format."""
+        if not self.filepath:
+            return False
+        want = Path(self.filepath).with_suffix(SUFFIX[self.format])
+        if str(want) != self.filepath:
+            self.filepath = str(want)
+            return True
+        return False
+
+    def invoke(self, context, event):
+        try:
+            take, _ = active_take(context)
+        except ValueError as exc:
+            self.report({'ERROR'}, str(exc))
+            return {'CANCELLED'}
+        if not self.filepath:
+            self.filepath = str(apply_media.output_dir(context) / f"{bpy.path.clean_name(take)}{SUFFIX[self.format]}")
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+    def execute(self, context):
+        if bpy.app.background or context.window is None:
+            return EngineRunMixin.execute(self, context)
+        return EngineRunMixin.invoke(self, context, None)      # modal: progress, Esc cancels
+
+    def build(self, context):
+        take, motion = active_take(context)
+        if not Path(motion).is_file():
+            raise ValueError(f"the take's motion file {motion} does not exist")
+        if not self.filepath:
+            raise ValueError("choose a file to export to")
+        out = Path(bpy.path.abspath(self.filepath)).with_suffix(SUFFIX[self.format])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fps = context.scene.render.fps / context.scene.render.fps_base
+        args = ["--motion", motion, "--format", self.format, "--out", str(out), "--fps", f"{fps:g}"]
+        return args, {"out": str(out), "take": take}
+
+    def apply(self, context, job, params):
+        path = job.outputs.get("motion_export") or params["out"]
+        return f"Exported {params['take']} to {path}"
+
+
+def menu_export(self, context):
+    self.layout.operator(JOYVASA_OT_export_motion.bl_idname, text="JoyVASA Motion (.bvh/.csv/.pkl)")
+
+
+def register_menus() -> None:
+    bpy.types.TOPBAR_MT_file_export.append(menu_export)
+
+
+def unregister_menus() -> None:
+    bpy.types.TOPBAR_MT_file_export.remove(menu_export)
+
+
+CLASSES = (JOYVASA_OT_export_motion,)
