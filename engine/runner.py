@@ -62,6 +62,7 @@ class Reporter:
         self.cancel = CancelToken()
         self._stage_start: dict[str, float] = {}
         self._last_emit: dict[str, float] = {}
+        self._first_unit: dict[str, tuple[float, int]] = {}
         self.timings: dict[str, float] = {}
 
     # -- events ---------------------------------------------------------------------------
@@ -95,12 +96,13 @@ class Reporter:
         self.cancel.check(stage, done)
         now = time.monotonic()
         start = self._stage_start.setdefault(stage, now)
+        if done > 0:
+            self._first_unit.setdefault(stage, (now, done))
         last = self._last_emit.get(stage, 0.0)
         if not (force or done in (0, total) or now - last >= 0.1):
             return
         self._last_emit[stage] = now
-        elapsed = now - start
-        rate = done / elapsed if elapsed > 0 and done > 0 else None
+        rate = self._rate(stage, start, now, done)
         eta = (total - done) / rate if rate else None
         self.events.emit("progress", stage=stage, done=int(done), total=int(total), unit=unit,
                          eta_s=None if eta is None else round(eta, 2),
@@ -108,6 +110,17 @@ class Reporter:
         if not self.quiet:
             eta_txt = f" ETA {eta:.1f}s" if eta is not None else ""
             print(f"[{stage}] {done}/{total} {unit}{eta_txt}", file=sys.stderr, flush=True)
+
+    def _rate(self, stage: str, start: float, now: float, done: int) -> float | None:
+        """Units/s, measured from the end of the first unit once a second one is done: the first
+        unit carries the warm-up (allocator, oneDNN kernels, lazy imports) and made the ETA of a long
+        render start several times too high; with it excluded the ETA is right from frame 2."""
+        if done <= 0:
+            return None
+        first = self._first_unit[stage]
+        if done > first[1] and now > first[0]:
+            return (done - first[1]) / (now - first[0])
+        return done / (now - start) if now > start else None
 
     def artifact(self, kind: str, path: str) -> None:
         self.events.emit("artifact", kind=kind, path=str(path))

@@ -10,16 +10,55 @@ The layout is the one upstream uses and the one ``tools/fetch_weights.py`` and
     DIR/JoyVASA/motion_template/motion_template.pkl
     DIR/TencentGameMate:chinese-hubert-base/{config.json, ...}   (or chinese-hubert-base/)
     DIR/models.yaml   optional: LivePortrait constructor params (absent = official sizes)
+    DIR/SYNTHETIC_WEIGHTS.json   written by our random-weight writers (never by upstream): the
+                                 folder holds random numbers, not a model (doctor/animate say so)
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.errors import BadRequest, WeightsMissing, OFFICIAL_WEIGHTS_HINT
 
 ENV_VAR = "JOYVASA_WEIGHTS"
+
+#: marker file our synthetic writers put at the root of every folder they write
+SYNTHETIC_MARKER = "SYNTHETIC_WEIGHTS.json"
+#: the one sentence every surface (doctor, Check Engine, demo, animate's warning) shows for such a folder
+SYNTHETIC_NOTE = "synthetic weights: random numbers, not a face"
+
+
+def mark_synthetic(root: Path, part: str, config: str, seed: int) -> None:
+    """Record that ``part`` ('liveportrait' | 'joyvasa') under ``root`` is random. Called by the writers
+    BEFORE they write any weight file, so even an interrupted folder is never mistaken for a model."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / SYNTHETIC_MARKER
+    info = synthetic_info(root) or {}
+    parts = dict(info.get("parts") or {})
+    parts[part] = {"config": config, "seed": seed}
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps({"synthetic": True, "note": SYNTHETIC_NOTE, "parts": parts,
+                               "written_by": "JoyVASA for Blender synthetic-weight writer"}, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def synthetic_info(root: Path | None) -> dict | None:
+    """The marker's content if ``root`` holds synthetic weights, else None (an unreadable marker still
+    counts as synthetic: err on the side of not calling random numbers a model)."""
+    if root is None:
+        return None
+    path = Path(root) / SYNTHETIC_MARKER
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        return info if isinstance(info, dict) else {"synthetic": True}
+    except (OSError, ValueError):
+        return {"synthetic": True, "note": SYNTHETIC_NOTE}
 
 
 @dataclass(frozen=True)
@@ -94,8 +133,10 @@ class WeightsLayout:
         return path
 
 
-def resolve_weights_dir(arg: str | os.PathLike[str] | None) -> WeightsLayout:
-    """``--weights`` if given, else ``$JOYVASA_WEIGHTS``; clear error if neither exists."""
+def resolve_weights_dir(arg: str | os.PathLike[str] | None, reporter: Any = None) -> WeightsLayout:
+    """``--weights`` if given, else ``$JOYVASA_WEIGHTS``; clear error if neither exists. With a
+    reporter, a synthetic folder is announced as a ``synthetic_weights`` warning (the output of a
+    run on random weights must never be taken for the model's)."""
     raw = str(arg) if arg else os.environ.get(ENV_VAR, "")
     if not raw:
         raise BadRequest(f"no weights folder: pass --weights DIR or set ${ENV_VAR}. {OFFICIAL_WEIGHTS_HINT}")
@@ -105,4 +146,7 @@ def resolve_weights_dir(arg: str | os.PathLike[str] | None) -> WeightsLayout:
                              f"liveportrait/ and JoyVASA/. {OFFICIAL_WEIGHTS_HINT}")
     if not root.is_dir():
         raise WeightsMissing(f"weights folder {root} does not exist. {OFFICIAL_WEIGHTS_HINT}")
+    if reporter is not None and synthetic_info(root) is not None:
+        reporter.warning("synthetic_weights", f"{SYNTHETIC_NOTE} ({root}): the output only proves that the "
+                                              "pipeline runs. Real weights: python tools/fetch_weights.py --out DIR")
     return WeightsLayout(root)

@@ -77,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion", default=None, help="use this motion .npz instead of generating one")
     p.add_argument("--save-motion", default=None, help="also save the generated motion .npz here")
     p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--preview", action="store_true",
+                   help="cheap look first: every 8th frame (at most 24 frames) as a short clip over the full "
+                        "soundtrack + a contact sheet OUT_contact.png")
     add_render_options(p)
     try:
         from engine.commands.motion import add_motion_options
@@ -216,7 +219,7 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
     side = (image.shape[1], image.shape[0]) if args.pasteback and crop_mode != "none" else (512, 512)
     preflight.check_animate_space(out, frames_dir, preflight.AnimateSize(
         preflight.estimate_frames(duration, args.fps) or 0, *side))
-    layout = resolve_weights_dir(args.weights)
+    layout = resolve_weights_dir(args.weights, reporter)
     if motion is None:  # fail before any heavy work if the motion generator is absent
         layout.require(layout.motion_generator)
         layout.require(layout.motion_template)
@@ -262,16 +265,25 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
                               reference=DrivingMotion.from_motion(plan.reference, device=src.x_s.device))
 
     # 5. render, streaming to the writers
+    stride = 1
+    if getattr(args, "preview", False):  # a sparse subset of the same plan (engine/render/preview.py)
+        from engine.render.preview import ContactSheetWriter, contact_sheet_path, preview_stride
+        stride = preview_stride(int(x_d.shape[0]))
+        reporter.log(f"preview: every {stride}th frame ({len(range(0, int(x_d.shape[0]), stride))} of {x_d.shape[0]})")
+        x_d = x_d[::stride]
+    out_fps = plan.fps / stride
     paste = PasteBack(image, crop.M_c2o) if (args.pasteback and crop.method != "none") else None
     width, height = paste.size if paste is not None else (512, 512)
     writers: list[Any] = []
     if out is not None:
-        writers.append(Mp4Writer(out, plan.fps, width, height, Path(args.audio),
+        writers.append(Mp4Writer(out, out_fps, width, height, Path(args.audio),
                                  audio_max_s=None if args.upstream_timing else audio_duration))
     if frames_dir is not None:
         writers.append(PngSequenceWriter(frames_dir, overwrite=bool(getattr(args, "overwrite", False))))
+    if stride > 1:
+        writers.append(ContactSheetWriter(contact_sheet_path(out, frames_dir), stride / plan.fps))
     batch = auto_batch_size(device, args.batch)
-    reporter.log(f"rendering {plan.frames.n_frames} frames at {plan.fps:g} fps, {width}x{height}, batch {batch}")
+    reporter.log(f"rendering {int(x_d.shape[0])} frames at {out_fps:g} fps, {width}x{height}, batch {batch}")
     reporter.stage_begin("render")
     with contextlib.ExitStack() as stack:
         for w in writers:
@@ -286,10 +298,13 @@ def _body(args: argparse.Namespace, reporter: Reporter) -> dict[str, str]:
     if frames_dir is not None:
         outputs["frames_dir"] = str(frames_dir)
         reporter.artifact("frames_dir", str(frames_dir))
+    if stride > 1:
+        outputs["contact_sheet"] = str(writers[-1].path)
+        reporter.artifact("contact_sheet", str(writers[-1].path))
     if args.save_motion and args.motion is None:
         outputs["motion_npz"] = str(args.save_motion)
     total = time.monotonic() - t_start
-    video_s = stats.frames / plan.fps if plan.fps else 0.0
+    video_s = stats.frames / out_fps if out_fps else 0.0
     reporter.log(f"{stats.frames} frames in {total:.1f}s ({total / max(video_s, 1e-9):.2f} s per second of video)")
     dev_mb = device_peak_mb(device)
     if dev_mb is not None:

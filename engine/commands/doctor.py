@@ -64,13 +64,14 @@ def _file(path: Path, required: bool = True) -> dict[str, Any]:
 
 def check_weights(root: Path | None, load: bool = True) -> dict[str, Any]:
     """Per-file presence, then whole-group loading with the engine's strict loaders."""
-    from engine.weights import WeightsLayout
+    from engine.weights import WeightsLayout, synthetic_info
 
     report: dict[str, Any] = {"root": str(root) if root else None, "files": {}, "groups": {}}
     if root is None or not root.is_dir():
         report["error"] = "no weights folder" if root is None else f"{root} does not exist"
         return report
     layout = WeightsLayout(root)
+    report["synthetic"] = synthetic_info(root)
     files = {k: _file(v) for k, v in layout.liveportrait_files().items()}
     files["motion_generator"] = _file(layout.motion_generator)
     files["motion_template"] = _file(layout.motion_template)
@@ -125,6 +126,7 @@ def check_weights(root: Path | None, load: bool = True) -> dict[str, Any]:
 
 def next_steps(report: dict[str, Any]) -> list[str]:
     from engine.errors import OFFICIAL_WEIGHTS_HINT
+    from engine.weights import SYNTHETIC_NOTE
 
     steps: list[str] = []
     w = report["weights"]
@@ -142,6 +144,9 @@ def next_steps(report: dict[str, Any]) -> list[str]:
         steps.append("PyAV has no H.264/MPEG-4 encoder: `pip install -U av`, or write PNG sequences (--frames-dir)")
     if not steps:
         steps.append("Ready: python -m engine animate --image portrait.jpg --audio speech.wav --out out.mp4")
+    if w.get("synthetic"):
+        steps.append(f"{SYNTHETIC_NOTE}: this folder was written by a synthetic-weight writer "
+                     f"(tools/make_synthetic_weights.py); videos made with it show noise. {OFFICIAL_WEIGHTS_HINT}")
     return steps
 
 
@@ -158,6 +163,8 @@ def build_report(weights_arg: str | None, load: bool = True) -> dict[str, Any]:
     if load and required_ok:
         required_ok = all(g.get("loads") for g in w["groups"].values())
     report["ok"] = bool(required_ok and report["devices"].get("video_codec"))
+    # ready to run, but not a model: every consumer (Check Engine, the demo) reads this one flag
+    report["synthetic"] = bool(w.get("synthetic"))
     report["next"] = next_steps(report)
     return report
 
@@ -170,7 +177,8 @@ def print_text(report: dict[str, Any], out=None) -> None:
     print(f"devices: {', '.join(d['available'])}; auto -> {d['auto']} ({d['auto_dtype']}); "
           f"video codec: {d.get('video_codec') or 'NONE'}", file=out)
     w = report["weights"]
-    print(f"weights: {w['root'] or '(none)'}", file=out)
+    print(f"weights: {w['root'] or '(none)'}" + ("   [SYNTHETIC: random numbers, not a face]" if report.get("synthetic")
+                                                  else ""), file=out)
     for name, f in w.get("files", {}).items():
         state = "ok" if f["present"] else ("MISSING" if f["required"] else "absent (optional)")
         size = f" {f['size_mb']} MB" if f["size_mb"] is not None else ""
@@ -180,7 +188,11 @@ def print_text(report: dict[str, Any], out=None) -> None:
             print(f"  {name}: loads ({g.get('size')}, {g.get('seconds')} s)", file=out)
         else:
             print(f"  {name}: does NOT load: {g.get('error')}", file=out)
-    print("status: " + ("OK" if report["ok"] else "NOT READY"), file=out)
+    status = "OK" if report["ok"] else "NOT READY"
+    if report.get("synthetic"):
+        from engine.weights import SYNTHETIC_NOTE
+        status += f" ({SYNTHETIC_NOTE})"
+    print("status: " + status, file=out)
     for step in report["next"]:
         print(f"next: {step}", file=out)
 

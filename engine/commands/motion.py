@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         preflight.check_motion_request(args)
         options = motion_options_from_args(args)
         out = Path(args.out)
-        layout = resolve_weights_dir(args.weights)
+        layout = resolve_weights_dir(args.weights, reporter)
         motion = generate_motion(layout, args.audio, options, reporter=reporter, device=str(device))
         path = save_motion(out, motion)
         reporter.artifact("motion_npz", str(path))

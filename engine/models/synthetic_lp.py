@@ -22,7 +22,7 @@ from engine.models.motion_extractor import MotionExtractor
 from engine.models.spade import SPADEDecoder
 from engine.models.stitching import CHECKPOINT_ENTRIES, StitchingRetargetingNetwork
 from engine.models.warping import WarpingNetwork
-from engine.weights import WeightsLayout
+from engine.weights import WeightsLayout, mark_synthetic
 
 #: models.yaml ``motion_generator_params`` (upstream load_model requires the block; it is not used)
 MOTION_GENERATOR_PARAMS = {
@@ -109,6 +109,7 @@ def write_liveportrait_weights(root: Path, config: str, seed: int) -> None:
 
     cfg = LivePortraitConfig.named(config)
     layout = WeightsLayout(Path(root))
+    mark_synthetic(layout.root, "liveportrait", config, seed)
     nets = build_random_networks(cfg, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     files = {

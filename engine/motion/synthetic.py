@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.weights import mark_synthetic
+
 CONFIGS = {
     "official": {"mg": dict(motion_feat_dim=73, n_motions=100, n_prev_motions=10, feature_dim=256, n_diff_steps=50),
                  "hubert": {}},
@@ -105,6 +107,7 @@ def write_joyvasa_weights(root: Path, config: str = "tiny", seed: int = 0,
         raise ValueError(f"config must be one of {sorted(CONFIGS)}, got {config!r}")
     mg, hub = {**CONFIGS[config]["mg"], **(overrides or {})}, CONFIGS[config]["hubert"]
     root = Path(root)
+    mark_synthetic(root, "joyvasa", config, seed)
     D, L, P, Fd, N = (mg[k] for k in ("motion_feat_dim", "n_motions", "n_prev_motions", "feature_dim", "n_diff_steps"))
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

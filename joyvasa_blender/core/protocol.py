@@ -17,7 +17,7 @@ Event types and their fields (optional fields in brackets)
               capabilities {samplers, regions, ...}, command
     progress  stage (load|audio|motion|render|encode|export|batch), done, total, unit
               (window|step|frame|file|job), eta_s (null if unknown), rate (units/s)
-    artifact  kind (motion_npz|video|frames_dir|motion_export|crop_image), path
+    artifact  kind (motion_npz|video|frames_dir|motion_export|crop_image|contact_sheet), path
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
     framing   method, box, points, angle_deg, M_c2o (2x3: crop pixel -> pixel of the image file),

@@ -84,6 +84,9 @@ def test_other_frame_rates(tiny_weights: Path, tmp_path: Path, fps: int) -> None
     assert rc == 0, err
     warnings = {e["code"] for e in events if e["type"] == "warning"}
     assert ("animal_weights_missing" in warnings) == (fps == 24)
+    from engine.weights import synthetic_info
+    assert set(synthetic_info(tiny_weights)["parts"]) == {"liveportrait", "joyvasa"}  # the tool marks both halves
+    assert "synthetic_weights" in warnings
     info = probe_video(out)
     assert info["frames"] == round(seconds * fps)
     assert abs(info["fps"] - fps) < 1e-6
@@ -240,3 +243,38 @@ def test_reuse_motion_and_upstream_timing(tiny_weights: Path, tmp_path: Path) ->
     info = probe_video(out)
     assert info["frames"] == n_generated
     assert info["video_s"] > info["audio_s"] + 0.04
+
+
+def test_preview_stride_bounds_cost() -> None:
+    from engine.render.preview import MAX_FRAMES, preview_stride
+
+    assert preview_stride(20) == 8 and preview_stride(225) == 10     # 9 s example: 23 frames
+    for n in (1, 8, 200, 1500, 90_000):                                # up to an hour of audio
+        s = preview_stride(n)
+        assert s >= 8 and len(range(0, n, s)) <= MAX_FRAMES
+
+
+@pytest.mark.slow
+def test_preview_renders_every_nth_frame_over_the_full_soundtrack(tiny_weights: Path, tmp_path: Path) -> None:
+    import cv2
+
+    from engine.render.writers import probe_video
+
+    seconds = 0.8                                                        # 20 frames -> frames 0, 8, 16
+    audio = _clip(tmp_path, seconds)
+    out = tmp_path / "prev.mp4"
+    rc, events, err = _animate("--image", str(PORTRAIT), "--audio", str(audio), "--weights", str(tiny_weights),
+                               "--out", str(out), "--frames-dir", str(tmp_path / "f"), "--preview", "--dtype", "bfloat16")
+    assert rc == 0, err
+    render = [e for e in events if e["type"] == "progress" and e["stage"] == "render"]
+    assert render[-1]["done"] == render[-1]["total"] == 3
+    info = probe_video(out)
+    assert info["frames"] == 3 and abs(info["fps"] - 25 / 8) < 1e-6
+    assert abs(info["audio_s"] - seconds) < 0.05 and abs(info["video_s"] - info["audio_s"]) <= 8 / 25 + 1e-6
+    sheet_path = tmp_path / "prev_contact.png"
+    assert {e["kind"]: e["path"] for e in events if e["type"] == "artifact"}["contact_sheet"] == str(sheet_path)
+    sheet = cv2.imread(str(sheet_path))
+    frame0 = cv2.imread(str(tmp_path / "f" / "frame_00000.png"))
+    assert sheet.shape[1] == 2 * 256 and sheet.shape[0] == 2 * round(frame0.shape[0] * 256 / frame0.shape[1])
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [f"frame_0000{i}.png" for i in range(3)]
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]

@@ -62,3 +62,39 @@ def test_doctor_text_output(capsys, weights: Path) -> None:
     assert main(["doctor", "--weights", str(weights), "--no-load"]) == 0
     out = capsys.readouterr().out
     assert "status: OK" in out and "motion_generator" in out
+
+
+def test_doctor_flags_synthetic_weights(capsys, weights: Path) -> None:
+    """Folders from our writers carry the marker; doctor --json says so, text output too."""
+    from engine.cli import main
+    from engine.weights import SYNTHETIC_MARKER, SYNTHETIC_NOTE
+
+    marker = json.loads((weights / SYNTHETIC_MARKER).read_text())
+    assert marker["synthetic"] is True and "joyvasa" in marker["parts"]  # (the fixture copies two folders)
+    rc, report = _run(capsys, "--weights", str(weights))
+    assert rc == 0 and report["ok"] and report["synthetic"] is True
+    assert any(SYNTHETIC_NOTE in step for step in report["next"])
+    assert main(["doctor", "--weights", str(weights)]) == 0
+    text = capsys.readouterr().out
+    assert f"status: OK ({SYNTHETIC_NOTE})" in text and "SYNTHETIC" in text
+
+    (weights / SYNTHETIC_MARKER).unlink()  # the same files without the marker: not flagged
+    rc, report = _run(capsys, "--weights", str(weights))
+    assert rc == 0 and report["synthetic"] is False
+    assert not any(SYNTHETIC_NOTE in step for step in report["next"])
+
+
+def test_synthetic_marker_written_before_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted writer still leaves a folder flagged as synthetic."""
+    import torch
+
+    from engine.models import synthetic_lp
+    from engine.weights import synthetic_info
+
+    def boom(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        synthetic_lp.write_liveportrait_weights(tmp_path / "w", "tiny", seed=0)
+    assert synthetic_info(tmp_path / "w")["parts"] == {"liveportrait": {"config": "tiny", "seed": 0}}
