@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -92,6 +93,17 @@ def select_precision(device: torch.device, dtype: str = "auto") -> Precision:
     if dtype == "float16" and device.type == "cpu":
         raise BadRequest("float16 is not supported on CPU; use float32 or bfloat16")
     return Precision(_TORCH_DTYPES[dtype])
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bfloat16 instructions (AVX512-BF16 or AMX), where ``bench render`` measured
+    bf16 W+G ~3x faster than float32 (1.97 vs 6.03 s per frame on 2 EPYC cores); without them bf16
+    is emulated and slower. Used by tools/demo.py; ``--dtype auto`` stays float32 on CPU."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
 def auto_batch_size(device: torch.device, requested: int | None, *, per_frame_mb: float = 900.0,
