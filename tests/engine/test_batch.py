@@ -18,6 +18,7 @@ from engine.batch.execute import args_to_argv, parse
 from engine.errors import BadRequest
 
 REPO = Path(__file__).resolve().parents[2]
+PORTRAIT = REPO / "examples" / "portrait.jpg"
 
 
 def write_wav(path: Path, seconds: float = 1.0, sr: int = 16000) -> Path:
@@ -63,25 +64,30 @@ def run_in_process(capsys, jobs_file: Path, *extra: str) -> tuple[int, list[dict
     return code, [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
 
 
-def test_local_batch(tmp_path: Path, synthetic_tiny_joyvasa: Path, capsys) -> None:
+def test_local_batch(tmp_path: Path, tiny_weights: Path, capsys) -> None:
     write_wav(tmp_path / "line.wav")
     jobs = tmp_path / "jobs.json"
     jobs.write_text(json.dumps({"defaults": {"command": "motion", "audio": "line.wav"}, "jobs": [
         {"id": "a", "out": "out/a.npz", "seed": 1},
         {"id": "b", "out": "out/b.npz", "seed": 2, "sampler": "ddim", "smooth": False},
         {"id": "bad", "out": "out/bad.npz", "audio": "missing.wav"},
+        {"id": "video", "command": "animate", "image": str(PORTRAIT), "motion": "out/a.npz", "out": "out/v.mp4",
+         "frames_dir": "out/frames", "crop": "none"},          # uses job a's output: jobs run in file order
     ]}))
-    code, events, err = run_batch(jobs, "--weights", str(synthetic_tiny_joyvasa))
+    code, events, err = run_batch(jobs, "--weights", str(tiny_weights))
     assert code == 1, err[-3000:]                                  # one job failed
     summary = events[-1]["summary"]
     assert events[0]["type"] == "hello" and events[0]["command"] == "batch"
-    assert summary["ok"] == ["a", "b"] and [f["id"] for f in summary["failed"]] == ["bad"]
+    assert summary["ok"] == ["a", "b", "video"] and [f["id"] for f in summary["failed"]] == ["bad"]
     assert summary["failed"][0]["code"] == "audio_invalid"
     failed = [e for e in events if e["type"] == "error"]
     assert len(failed) == 1 and failed[0]["job"] == "bad" and failed[0]["fatal"] is False
-    assert {e["job"] for e in events if e["type"] == "artifact"} == {"a", "b"}
+    assert {e["job"] for e in events if e["type"] == "artifact"} == {"a", "b", "video"}
     prog = [e for e in events if e["type"] == "progress" and e["stage"] == "batch"]
-    assert prog[-1]["done"] == prog[-1]["total"] == 3 and prog[-1]["eta_s"] == 0
+    assert prog[-1]["done"] == prog[-1]["total"] == 4 and prog[-1]["eta_s"] == 0
+    assert (tmp_path / "out" / "v.mp4").stat().st_size > 0
+    with np.load(tmp_path / "out" / "a.npz") as a:        # the video has the motion's frames (audio timeline)
+        assert len(list((tmp_path / "out" / "frames").glob("*.png"))) == round(float(a["audio_duration_s"]) * 25)
     assert any(e["type"] == "progress" and e.get("job") == "a" and e["stage"] == "motion" for e in events)
     assert not (tmp_path / "out" / "bad.npz").exists()
 
@@ -90,7 +96,7 @@ def test_local_batch(tmp_path: Path, synthetic_tiny_joyvasa: Path, capsys) -> No
 
     ref = tmp_path / "ref.npz"
     assert main(["motion", "--audio", str(tmp_path / "line.wav"), "--out", str(ref), "--seed", "2", "--sampler",
-                 "ddim", "--no-smooth", "--weights", str(synthetic_tiny_joyvasa)]) == 0
+                 "ddim", "--no-smooth", "--weights", str(tiny_weights)]) == 0
     with np.load(ref) as r, np.load(tmp_path / "out" / "b.npz") as b:
         for key in ("exp", "pitch", "yaw", "roll", "t", "scale"):   # other thread count here: rounding only
             np.testing.assert_allclose(r[key], b[key], rtol=1e-5, atol=1e-5)
@@ -98,17 +104,18 @@ def test_local_batch(tmp_path: Path, synthetic_tiny_joyvasa: Path, capsys) -> No
 
     # re-run: finished jobs are skipped, the bad one is tried again
     mtime = (tmp_path / "out" / "a.npz").stat().st_mtime_ns
-    code, events = run_in_process(capsys, jobs, "--weights", str(synthetic_tiny_joyvasa))
+    code, events = run_in_process(capsys, jobs, "--weights", str(tiny_weights))
     summary = events[-1]["summary"]
-    assert code == 1 and summary["skipped"] == ["a", "b"] and summary["ok"] == []
+    assert code == 1 and summary["skipped"] == ["a", "b", "video"] and summary["ok"] == []
     assert (tmp_path / "out" / "a.npz").stat().st_mtime_ns == mtime
     # a changed job is not "finished"
     data = json.loads(jobs.read_text())
     data["jobs"][0]["seed"] = 5
-    data["jobs"].pop()
+    del data["jobs"][2]
     jobs.write_text(json.dumps(data))
-    code, events = run_in_process(capsys, jobs, "--weights", str(synthetic_tiny_joyvasa))
-    assert code == 0 and events[-1]["summary"]["ok"] == ["a"] and events[-1]["summary"]["skipped"] == ["b"]
+    code, events = run_in_process(capsys, jobs, "--weights", str(tiny_weights))
+    summary = events[-1]["summary"]
+    assert code == 0 and summary["ok"] == ["a"] and summary["skipped"] == ["b", "video"]
 
 
 @pytest.mark.parametrize("content, needle", [
