@@ -67,7 +67,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
 
-MAX_LINE_BYTES = 64 * 1024
+#: a sanity cap only: real events are small, but a long ``message``/``outputs`` must still be read whole
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 class ProtocolError(ValueError):
@@ -111,7 +112,7 @@ def parse_event(line: str | bytes) -> dict[str, Any] | None:
     if not line:
         return None
     if len(line.encode("utf-8")) > MAX_LINE_BYTES:
-        raise ProtocolError("protocol line longer than 64 KiB")
+        raise ProtocolError(f"protocol line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
     try:
         event = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -124,6 +125,23 @@ def parse_event(line: str | bytes) -> dict[str, Any] | None:
             f"engine speaks protocol v{major}, this side understands v{PROTOCOL_MAJOR}: "
             "update the engine and the add-on together")
     return event
+
+
+def hello_problem(event: dict[str, Any]) -> str | None:
+    """Why a ``hello`` event's ``protocol`` [major, minor] cannot be spoken with (None: fine).
+
+    A different major is refused with one message that tells the user to update both sides;
+    a newer minor of the same major is fine (only optional additions)."""
+    version = event.get("protocol")
+    try:
+        major, minor = int(version[0]), int(version[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return f"the engine's hello has no valid protocol version ({version!r}): update the engine and the add-on together"
+    if major != PROTOCOL_MAJOR:
+        newer = "newer" if major > PROTOCOL_MAJOR else "older"
+        return (f"the engine speaks protocol {major}.{minor}, {newer} than this side's {PROTOCOL_MAJOR}.{PROTOCOL_MINOR}: "
+                "update both the add-on and the engine to the same release")
+    return None
 
 
 def is_cancel_request(line: str) -> bool:

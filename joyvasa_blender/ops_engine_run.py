@@ -62,6 +62,7 @@ class EngineRunMixin:
             self.report({'ERROR'}, f"could not start the engine ({cfg['python']}): {exc}")
             return None
         params["argv"] = argv
+        params["watchdog_s"] = cfg.get("watchdog_s")
         runtime.CURRENT = runtime.Running(job=job, proc=proc, kind=self.kind, params=params)
         return runtime.CURRENT
 
@@ -102,7 +103,8 @@ class EngineRunMixin:
                 print(f"[JoyVASA] {run.job.message}", flush=True)
 
         try:
-            run.proc.run_sync(on_event, should_cancel=lambda: run.cancel)
+            run.proc.run_sync(on_event, should_cancel=lambda: run.cancel,
+                              idle_timeout=run.params.get("watchdog_s") or None)
         except KeyboardInterrupt:
             run.proc.cancel()
         result = self._finish(context, run)

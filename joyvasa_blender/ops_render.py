@@ -7,6 +7,7 @@ import bpy
 
 from . import apply_media, apply_motion
 from .core.engine_client import motion_args
+from .core.media_check import MediaError, verify_render
 from .ops_engine_run import EngineRunMixin
 
 
@@ -35,10 +36,14 @@ class JOYVASA_OT_render_portrait(EngineRunMixin, bpy.types.Operator):
         exp = float(apply_motion.strength_values(scene, "expression_strength", frames)[0])
         args += ["--region", st.region, "--pose-strength", f"{pose:.4g}", "--exp-strength", f"{exp:.4g}",
                  "--crop", st.crop or "auto"]
-        return args, {"out": str(out), "start": start, "audio": audio}
+        return args, {"out": str(out), "start": start, "audio": audio, "fps": fps}
 
     def apply(self, context, job, params):
         video = job.outputs.get("video") or job.artifacts.get("video") or params["out"]
+        try:  # never put a broken or truncated file into the Sequencer
+            verify_render(video, params["fps"], params["audio"])
+        except MediaError as exc:
+            raise ValueError(str(exc)) from None
         st = context.scene.joyvasa
         st.last_video = video
         if not st.add_strips:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from .core import engine_client as ec
 from . import runtime
@@ -51,7 +51,8 @@ def engine_config(context=None) -> dict:
     if src is None:
         err = "engine sources not found (reinstall the extension, or set Preferences > Engine Sources)"
     return {"python": python, "why": why, "engine_src": src, "weights": weights,
-            "device": p.device if p else "auto", "dtype": p.dtype if p else "auto", "error": err}
+            "device": p.device if p else "auto", "dtype": p.dtype if p else "auto", "error": err,
+            "watchdog_s": ec.watchdog_seconds(p.watchdog_s if p else None)}
 
 
 def engine_env(cfg: dict) -> dict:
@@ -175,6 +176,10 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
     weights_dir: StringProperty(name="Weights", subtype='DIR_PATH', description="Folder with the JoyVASA/LivePortrait weights (empty: $JOYVASA_WEIGHTS)")
     device: EnumProperty(name="Device", items=DEVICES, default="auto")
     dtype: EnumProperty(name="Precision", items=DTYPES, default="auto")
+    watchdog_s: IntProperty(name="Watchdog (s)", min=0, soft_max=3600, default=ec.DEFAULT_WATCHDOG_S,
+                            description="Background and scripted runs: stop an engine that sends nothing for this "
+                                        "many seconds and report it as hung, so batches never hang (0: off; "
+                                        "$JOYVASA_WATCHDOG_S overrides)")
 
     def draw(self, context):
         layout = self.layout
@@ -186,6 +191,7 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
         row.prop(self, "device")
         row.prop(self, "dtype")
         layout.prop(self, "engine_src")
+        layout.prop(self, "watchdog_s")
         row = layout.row()
         row.operator(JOYVASA_OT_check_engine.bl_idname, icon='CHECKMARK')
         inst = runtime.INSTALLER

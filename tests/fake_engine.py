@@ -8,7 +8,8 @@ or directives:
 
     {"_fake": "sleep", "s": 0.1}          pause
     {"_fake": "write_motion"}             copy tests/contract/motion_v1.npz to --out
-    {"_fake": "write_video"}              write a small mp4 at --fps to --out (needs PyAV)
+    {"_fake": "write_video"}              write a small mp4 at --fps to --out (needs PyAV), as long
+                                          as --audio (or "seconds": S, to fake a truncated render)
     {"_fake": "stderr", "text": "..."}    a log line on stderr
     {"_fake": "hang"}                     wait until cancelled (stdin "cancel" or SIGINT)
     {"_fake": "exit", "code": 1}          exit now with that code
@@ -162,6 +163,7 @@ def main(argv: list[str]) -> int:
                 seconds = soundfile.info(audio).duration
             except Exception:  # noqa: BLE001 - a fake: fall back to 2 s
                 pass
+            seconds = float(item.get("seconds", seconds))
             write_video(out, fps, max(1, int(round(seconds * fps))))
         elif directive == "stderr":
             print(item.get("text", ""), file=sys.stderr, flush=True)

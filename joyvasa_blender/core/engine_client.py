@@ -20,10 +20,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .protocol import ProtocolError, parse_event
+from .protocol import ProtocolError, hello_problem, parse_event
 
 STDERR_TAIL = 200
 CANCEL_GRACE_S = 15.0    # the engine checks for cancel between steps; model loading can take seconds
+#: background/synchronous runs: an engine that sends no event for this long is hung (0 = never).
+#: The engine reports progress at least every load step, window and frame, so minutes of silence
+#: mean it is stuck (a driver hang, a deadlock), and a batch must go on with the next job.
+DEFAULT_WATCHDOG_S = 300
 ADDON_DIR = Path(__file__).resolve().parents[1]   # joyvasa_blender/ (this file is in core/)
 
 
@@ -90,14 +94,29 @@ def check_interpreter(path: str, timeout: float = 20.0) -> tuple[bool, str]:
     return True, version
 
 
+#: candidates the user chose explicitly: when they do not work that is an error, never a silent fallback
+EXPLICIT_SOURCES = {"preferences": "Preferences > Add-ons > JoyVASA > Engine Python",
+                    "$JOYVASA_ENGINE_PYTHON": "the environment variable JOYVASA_ENGINE_PYTHON"}
+
+
 def detect_interpreter(**kw: Any) -> tuple[str | None, str]:
-    """First valid candidate -> (path, why); (None, reasons) when none works."""
+    """First valid candidate -> (path, why); (None, reasons) when none works.
+
+    An interpreter the user set (preference or $JOYVASA_ENGINE_PYTHON) that does not work is
+    reported as such: falling back to ``python3`` from PATH would only lead to a confusing
+    "No module named torch" and hide the wrong setting."""
     reasons = []
     seen = set()
     for path, why in interpreter_candidates(**kw):
         if path in seen:
             continue
         seen.add(path)
+        if why in EXPLICIT_SOURCES:
+            ok, info = check_interpreter(path)
+            if ok:
+                return path, f"{why}: Python {info}"
+            return None, (f"{EXPLICIT_SOURCES[why]} is set to {path}, which is not a working Python 3.10+ "
+                          f"({info}); fix it or clear it to let the add-on find the engine environment")
         if not Path(path).is_file():
             continue
         ok, info = check_interpreter(path)
@@ -168,6 +187,7 @@ class EngineProcess:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.cancel_requested = False
+        self.watchdog_fired = False
         self._kill_at: float | None = None
 
     def start(self) -> "EngineProcess":
@@ -193,6 +213,12 @@ class EngineProcess:
                     event = {"type": "error", "code": "protocol", "message": str(exc), "fatal": True}
                 else:  # a stray print on stdout: keep it as a log line, it is not fatal
                     event = {"type": "log", "text": line.rstrip()}
+            if event is not None and event.get("type") == "hello":
+                problem = hello_problem(event)
+                if problem:  # cannot trust anything it says next: stop it
+                    self.events.put(event)
+                    event = {"type": "error", "code": "protocol", "message": problem, "fatal": True}
+                    self.request_cancel(grace=2.0)
             if event is not None:
                 self.events.put(event)
         self.events.put({"type": "_eof"})
@@ -287,21 +313,31 @@ class EngineProcess:
 
     def run_sync(self, on_event: Callable[[dict[str, Any]], None] | None = None,
                  should_cancel: Callable[[], bool] | None = None, timeout: float | None = None,
-                 poll_s: float = 0.05) -> int:
+                 poll_s: float = 0.05, idle_timeout: float | None = None) -> int:
         """Blocking run for background mode/tests: forwards events, honours ``should_cancel`` and
-        ``timeout`` (cancels when exceeded). Returns the exit code."""
+        ``timeout`` (cancels when exceeded). ``idle_timeout``: the watchdog; an engine silent for
+        that long is reported (a ``_watchdog`` event) and cancelled. Returns the exit code."""
         if self.proc is None:
             self.start()
         t0 = time.monotonic()
+        dog = Watchdog(idle_timeout or 0)
+        dog.start()
         while True:
             try:
                 ev = self.events.get(timeout=poll_s)
             except queue.Empty:
                 ev = None
+            if ev is not None:
+                dog.feed()
             if ev is not None and ev.get("type") != "_eof" and on_event:
                 on_event(ev)
             if ev is not None and ev.get("type") == "_eof":
                 break
+            if dog.expired() and not self.cancel_requested:
+                self.watchdog_fired = True
+                if on_event:
+                    on_event({"type": "_watchdog", "message": dog.message()})
+                self.request_cancel()
             if (should_cancel and should_cancel()) or (timeout and time.monotonic() - t0 > timeout):
                 self.request_cancel()
             self.enforce_cancel()
@@ -312,6 +348,47 @@ class EngineProcess:
             if ev.get("type") != "_eof" and on_event:
                 on_event(ev)
         return rc
+
+
+class Watchdog:
+    """No engine event for ``timeout_s`` while a request is in flight means the engine hung.
+
+    ``start()`` when a request is sent, ``feed()`` on every event, ``stop()`` when its final event
+    arrived: a warm worker that waits between requests is paused, not hung. ``timeout_s`` 0 = off.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = float(timeout_s or 0)
+        self._last: float | None = None
+
+    def start(self) -> None:
+        self._last = time.monotonic()
+
+    feed = start
+
+    def stop(self) -> None:
+        self._last = None
+
+    def silent_for(self) -> float:
+        return 0.0 if self._last is None else time.monotonic() - self._last
+
+    def expired(self) -> bool:
+        return self.timeout_s > 0 and self._last is not None and self.silent_for() > self.timeout_s
+
+    def message(self) -> str:
+        return (f"the engine sent nothing for {self.timeout_s:.0f} s and was stopped by the watchdog "
+                "(it looked hung); run it again, or raise Preferences > JoyVASA > Watchdog for very slow machines")
+
+
+def watchdog_seconds(pref: float | None = None) -> float:
+    """The watchdog time: $JOYVASA_WATCHDOG_S, else the preference, else the default."""
+    env = os.environ.get("JOYVASA_WATCHDOG_S", "").strip()
+    if env:
+        try:
+            return max(0.0, float(env))
+        except ValueError:
+            pass
+    return float(DEFAULT_WATCHDOG_S if pref is None else pref)
 
 
 def summarize_doctor(report: dict[str, Any]) -> list[str]:

@@ -36,6 +36,7 @@ class JobState:
     cancelling: bool = False             # cancel requested, engine not stopped yet
     got_done: bool = False
     got_cancelled: bool = False
+    watchdog: str = ""                   # set when the watchdog stopped a silent engine
     returncode: int | None = None
 
     @property
@@ -87,12 +88,20 @@ class JobState:
             self.timings = dict(ev.get("timings") or {})
         elif kind == "cancelled":
             self.got_cancelled = True
+        elif kind == "_watchdog":
+            self.watchdog = str(ev.get("message", "the engine looked hung"))
 
     def finish(self, returncode: int | None, stderr_tail: list[str], cancel_requested: bool = False) -> None:
         """Decide the final state from the events seen and the exit code."""
         self.returncode = returncode
         self.stderr_tail = list(stderr_tail)
-        if self.got_cancelled or returncode == EXIT_CANCELLED or (cancel_requested and not self.got_done):
+        if self.watchdog:  # our cancel, not the user's: a failure to report
+            self.state, self.error_code, self.error_message = "failed", "hang", self.watchdog
+            self.message = f"Engine hung: {self.watchdog}"
+        elif self.error_code == "protocol":  # the engine was stopped because it speaks another protocol
+            self.state = "failed"
+            self.message = f"Engine error [{self.error_code}]: {self.error_message}"
+        elif self.got_cancelled or returncode == EXIT_CANCELLED or (cancel_requested and not self.got_done):
             self.state, self.message = "cancelled", "Cancelled: nothing was changed"
         elif self.got_done and returncode == 0:
             self.state, self.message = "done", "Finished"
