@@ -104,6 +104,8 @@ def test_interpreter_detection(fake_python, tmp_path, monkeypatch):
     monkeypatch.delenv("JOYVASA_ENGINE_PYTHON")
     monkeypatch.setenv("PATH", str(tmp_path))
     path, why = ec.detect_interpreter(pref=str(tmp_path / "missing"))
+    assert path is None and "Engine Python is set to" in why   # a wrong preference is named (#13)
+    path, why = ec.detect_interpreter(pref="")
     assert path is None and "no engine Python found" in why
 
 
