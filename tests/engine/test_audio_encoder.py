@@ -33,3 +33,27 @@ def test_front_end_matches_transformers_forward(tmp_path, kind):
         torch.testing.assert_close(feat, pairs @ sd["audio_feature_map.weight"].T + sd["audio_feature_map.bias"],
                                    rtol=1e-5, atol=1e-5)
     assert feat.shape == (1, 20, 16)
+
+
+def test_a_refused_hubert_bin_names_the_file(tmp_path):
+    """Issue #13 defect 8: the folder's pytorch_model.bin (used for tensors the checkpoint lacks)
+    holding code is refused as weights_corrupt naming that file, never executed."""
+    import os
+    import pickle
+
+    from transformers import HubertConfig
+
+    from engine.errors import WeightsCorrupt
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'owned'}",))
+
+    cfg = HubertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       conv_dim=[8] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    cfg.to_json_file(str(tmp_path / "config.json"))
+    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps(Evil()))
+    sd = {"audio_feature_map.weight": torch.randn(16, 32), "audio_feature_map.bias": torch.randn(16)}
+    with pytest.raises(WeightsCorrupt, match="pytorch_model.bin"):
+        load_audio_encoder(tmp_path, sd, feature_dim=16, window_frames=20)
+    assert not (tmp_path / "owned").exists()
