@@ -10,7 +10,6 @@ Protocol events (``--progress json``): ``hello`` {command: "export", format}, ``
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 
@@ -44,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
         reporter.hello("export", format=fmt.name, capabilities={"formats": list(FORMATS)})
         if out.suffix.lower() != fmt.suffix:
             raise BadRequest(f"--out for {fmt.name} must end in {fmt.suffix}, got {out}")
-        if args.fps is not None and not (math.isfinite(args.fps) and 1 <= args.fps <= 1000):
-            raise BadRequest(f"--fps must be between 1 and 1000, got {args.fps}")
+        from engine import preflight
+        from engine.fileio import check_output_file
+
+        preflight.check_number("--fps", args.fps, preflight.FPS_MIN, preflight.FPS_MAX)
+        check_output_file(out)
         try:
             motion = load_motion(args.motion)
         except MotionFileError as exc:

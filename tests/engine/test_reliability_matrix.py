@@ -122,6 +122,12 @@ class Ctx:
         opts.update({"--" + k.replace("_", "-"): v for k, v in over.items()})
         return ["animate", *[x for k, v in opts.items() if v is not None for x in (k, v)], *extra]
 
+    def export(self, *extra: str, **over: str | None) -> list[str]:
+        opts: dict[str, str | None] = {"--motion": str(GOLDEN_MOTION), "--format": "bvh",
+                                       "--out": str(self.out / "take.bvh")}
+        opts.update({"--" + k.replace("_", "-"): v for k, v in over.items()})
+        return ["export", *[x for k, v in opts.items() if v is not None for x in (k, v)], *extra]
+
     def motion_cmd(self, *extra: str, **over: str | None) -> list[str]:
         opts: dict[str, str | None] = {"--audio": str(self.clip), "--out": str(self.out / "m.npz"),
                                        "--weights": str(self.weights)}
@@ -314,6 +320,14 @@ BAD_INPUTS: list[Case] = [
     Case("m-hubert-config", lambda c: c.motion_cmd(weights=_weights_with(
         c, lambda w: (w / "TencentGameMate:chinese-hubert-base/config.json").write_text("{nope"))),
         "weights_corrupt", ("config.json",), early=False),
+    # --- export command ---------------------------------------------------------------------------
+    Case("x-fps-1000", lambda c: c.export(fps="1000"), "bad_request", ("--fps", "120")),
+    Case("x-out-is-dir", lambda c: c.export(out=_mkdir(c.out / "take.bvh")), "output_unwritable", ("folder",)),
+    Case("x-motion-zero-frames", lambda c: c.export(motion=str(c.motion(
+        **{k: _zero_frames for k in PER_FRAME}, n_frames=lambda a: np.array(0, np.int32)))), "bad_request",
+        ("no frames",)),
+    Case("x-motion-absurd", lambda c: c.export(motion=str(c.motion(t=lambda a: a + np.float32(1e6)))),
+         "bad_request", ("plausible", "motion.npz")),
 ]
 
 
