@@ -10,6 +10,7 @@ stdout in text mode. Exit code 1 when any job failed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -122,7 +123,7 @@ def run_local(run: BatchRun, todo: list[Job]) -> None:
     total = len(todo)
     run.progress(total)
     for job in todo:
-        run.log(f"{job.id}: {job.command} started (pid {worker_pid()})")
+        run.log(f"{job.id}: {job.command} started (pid {os.getpid()})")
 
         def forward(event: dict, job_id: str = job.id) -> None:
             if event.get("type") in ("progress", "warning"):
@@ -135,8 +136,3 @@ def run_local(run: BatchRun, todo: list[Job]) -> None:
         run.record(job, result)
         run.progress(total)
 
-
-def worker_pid() -> int:
-    import os
-
-    return os.getpid()
