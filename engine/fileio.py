@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -54,10 +55,15 @@ def ensure_writable_dir(folder: Path) -> None:
         raise OutputError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from exc
 
 
+def _host() -> str:
+    """This machine's name as it appears in partial names (several machines may share a folder)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname() or "host")[:32] or "host"
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
-    if os.name == "nt":  # no safe liveness probe; _is_stale falls back to age
+    if os.name == "nt":  # no safe liveness probe (os.kill terminates): callers fall back to age
         return True
     try:
         os.kill(pid, 0)
@@ -68,56 +74,60 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_stale(entry: Path, pid: int | None) -> bool:
-    if pid is not None and os.name != "nt":
-        return not _pid_alive(pid)
+def _old(entry: Path) -> bool:
     try:
         return time.time() - entry.lstat().st_mtime > _STALE_AGE_S
     except OSError:
         return False
 
 
-def _partial_patterns(final: Path) -> list[re.Pattern[str]]:
+#: current partial names: .joyvasa-part.<output name>.<host>.<pid>.<random>[suffix]
+_CURRENT = re.compile(rf"^{re.escape(PART_PREFIX)}(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\."
+                      r"[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$")
+
+
+def _legacy_patterns(final: Path) -> list[re.Pattern[str]]:
+    """Names used before issue #13: ``.<stem>.<random>.part<suffix>`` and ``.<name>.part-<random>``."""
     name, stem, sfx = re.escape(final.name), re.escape(final.stem), re.escape(final.suffix)
-    return [
-        # current: .joyvasa-part.<name>.<pid>.<random>[suffix]
-        re.compile(rf"^{re.escape(PART_PREFIX)}{name}\.(?P<pid>\d+)\.[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$"),
-        # engine <= 0.x (before issue #13): .<stem>.<random>.part<suffix> and .<name>.part-<random>
-        re.compile(rf"^\.{stem}\.[a-z0-9_]{{8}}\.part{sfx}$"),
-        re.compile(rf"^\.{name}\.part-[a-z0-9_]{{8}}$"),
-    ]
+    return [re.compile(rf"^\.{stem}\.[a-z0-9_]{{8}}\.part{sfx}$"), re.compile(rf"^\.{name}\.part-[a-z0-9_]{{8}}$")]
+
+
+def _stale(entry: Path, final: Path) -> bool:
+    m = _CURRENT.match(entry.name)
+    if m is not None:
+        if m.group("host") == _host() and os.name != "nt":
+            return not _pid_alive(int(m.group("pid")))   # this machine: the writer is gone
+        return _old(entry)                               # another machine's (shared folder): by age only
+    return any(p.match(entry.name) for p in _legacy_patterns(final))
 
 
 def clean_stale_partials(final: Path) -> list[Path]:
-    """Remove partials of ``final`` left by runs that no longer exist; returns what was removed."""
+    """Remove partials in ``final``'s folder left by runs that no longer exist (any output name:
+    the add-on names its renders by time, so a re-run rarely has the same name); returns them.
+
+    Never touched: partials of a live process on this machine, partials of other machines that
+    are less than a day old, and anything without our prefix (except the exact pre-#13 names of
+    ``final`` itself)."""
     final = Path(final)
-    folder = _parent(final)
     removed: list[Path] = []
     try:
-        entries = list(folder.iterdir())
+        entries = list(_parent(final).iterdir())
     except OSError:
         return removed
-    patterns = _partial_patterns(final)
     for entry in entries:
-        for i, pattern in enumerate(patterns):
-            m = pattern.match(entry.name)
-            if not m:
-                continue
-            pid = int(m.group("pid")) if i == 0 else None
-            if i == 0 and not _is_stale(entry, pid):
-                break
-            with contextlib.suppress(OSError):
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-                removed.append(entry)
-            break
+        if not entry.name.startswith(".") or not _stale(entry, final):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
     return removed
 
 
 def _part_prefix(final: Path) -> str:
-    return f"{PART_PREFIX}{final.name}.{os.getpid()}."
+    return f"{PART_PREFIX}{final.name}.{_host()}.{os.getpid()}."
 
 
 @contextlib.contextmanager

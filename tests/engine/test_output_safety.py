@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,12 +139,36 @@ def test_legacy_partials_of_older_versions_are_cleaned(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [".clip.mp4.bak"]
 
 
-def test_partials_of_a_live_run_are_kept(tmp_path: Path) -> None:
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_partials_of_a_live_run_or_another_machine_are_kept(tmp_path: Path) -> None:
+    from engine.fileio import _host
+
     out = tmp_path / "clip.mp4"
-    live = tmp_path / f"{PART_PREFIX}clip.mp4.{os.getppid()}.abcd1234.mp4"
+    live = tmp_path / f"{PART_PREFIX}clip.mp4.{_host()}.{os.getppid()}.abcd1234.mp4"
     live.write_bytes(b"another run is writing this")
+    elsewhere = tmp_path / f"{PART_PREFIX}clip.mp4.some-other-machine.{_dead_pid()}.abcd1234.mp4"
+    elsewhere.write_bytes(b"a farm node writes this to the shared folder")
     clean_stale_partials(out)
-    assert live.exists()
+    assert live.exists() and elsewhere.exists()
+    day_old = time.time() - 2 * 24 * 3600
+    os.utime(elsewhere, (day_old, day_old))
+    assert clean_stale_partials(out) == [elsewhere]
+
+
+def test_stale_partials_of_other_outputs_in_the_folder_are_cleaned(tmp_path: Path) -> None:
+    """The add-on names renders by time: a partial killed at 10:00 must go when 10:05 renders."""
+    from engine.fileio import _host
+
+    old = tmp_path / f"{PART_PREFIX}portrait_seed0_20261127-100000.mp4.{_host()}.{_dead_pid()}.x1y2z3.mp4"
+    old.write_bytes(b"killed")
+    (tmp_path / ".hidden-user-file").write_bytes(b"keep")
+    with atomic_path(tmp_path / "portrait_seed0_20261127-100500.mp4") as tmp:
+        tmp.write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden-user-file", "portrait_seed0_20261127-100500.mp4"]
 
 
 # -- end to end through ``python -m engine animate`` ------------------------------------------
