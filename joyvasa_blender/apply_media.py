@@ -15,27 +15,70 @@ class InputError(ValueError):
     """A missing or unusable input; the message is shown to the user."""
 
 
-def output_dir(context: Any) -> Path:
-    """Resolved output folder: ``//`` paths need a saved .blend, otherwise the user folder."""
-    from .prefs import user_dir
+UNSAVED_DEFAULT = "~/JoyVASA"
 
-    raw = context.scene.joyvasa.output_dir
+
+def output_dir(context: Any) -> Path:
+    """Resolved output folder. The scene's folder if set, else the preferences' (``//joyvasa`` by
+    default: next to the saved .blend). A ``//`` path of a never-saved file has no anchor: then the
+    preferences' folder for unsaved files, a visible ``~/JoyVASA`` by default (README)."""
+    from .prefs import get_prefs
+
+    prefs = get_prefs(context)
+    raw = context.scene.joyvasa.output_dir or (prefs.output_dir if prefs else "") or "//joyvasa"
     if raw.startswith("//") and not bpy.data.filepath:
-        path = Path(user_dir("output"))
+        unsaved = (prefs.unsaved_output_dir if prefs else "") or UNSAVED_DEFAULT
+        path = Path(os.path.expanduser(bpy.path.abspath(unsaved)))
     else:
-        path = Path(bpy.path.abspath(raw or "//joyvasa"))
+        path = Path(os.path.expanduser(bpy.path.abspath(raw)))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+EDIT_SCENE_SUFFIX = " JoyVASA Edit"
+
+
+def target_scene(context: Any, create: bool = True) -> Any:
+    """The scene that receives rendered strips, never silently the 3D scene itself (its Sequencer
+    would replace what F12 renders: ``render.use_sequencer``). In order: the scene picked in the
+    panel; Blender 5.0's workspace sequencer scene when it is another scene; a dedicated scene
+    ``'<scene> JoyVASA Edit'`` (created with the 3D scene's frame rate, remembered in the panel)."""
+    scene = context.scene
+    st = scene.joyvasa
+    if st.sequencer_scene is not None:
+        return st.sequencer_scene
+    ws = getattr(getattr(context, "workspace", None), "sequencer_scene", None)
+    if ws is not None and ws != scene:
+        return ws
+    name = scene.name + EDIT_SCENE_SUFFIX
+    edit = bpy.data.scenes.get(name)
+    if edit is None:
+        if not create:
+            return None
+        edit = bpy.data.scenes.new(name)
+        edit.render.fps, edit.render.fps_base = scene.render.fps, scene.render.fps_base
+        edit.frame_start, edit.frame_end = scene.frame_start, scene.frame_start
+    st.sequencer_scene = edit
+    return edit
+
+
+def _find_sound_strip(context: Any, name: str) -> Any:
+    """The named sound strip: in the target sequencer scene first, then the scene the Sequencer edits."""
+    scenes = [target_scene(context, create=False), compat.sequencer_scene(context), context.scene]
+    for scene in [s for s in scenes if s is not None]:
+        strip = next((s for s in compat.sound_strips(scene) if s.name == name), None)
+        if strip is not None:
+            return strip
+    return None
 
 
 def resolve_audio(context: Any) -> tuple[str, int]:
     """(audio file, start frame): a sound strip's file and start frame, or the file + start_frame."""
     st = context.scene.joyvasa
     if st.audio_source == "STRIP":
-        scene = compat.sequencer_scene(context)
-        strip = next((s for s in compat.sound_strips(scene) if s.name == st.audio_strip), None)
+        strip = _find_sound_strip(context, st.audio_strip)
         if strip is None:
-            raise InputError(f"sound strip {st.audio_strip or '(none)'} not found in the Sequencer of {scene.name}")
+            raise InputError(f"sound strip {st.audio_strip or '(none)'} not found in the Sequencer")
         path = bpy.path.abspath(strip.sound.filepath, library=strip.sound.library)
         if not os.path.isfile(path):
             raise InputError(f"the sound of strip {strip.name} is not a file on disk ({path})")
@@ -92,25 +135,69 @@ def _free_channel(scene: Any, start: int, end: int, need: int = 2) -> int:
     return c
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def _existing_sound(scene: Any, audio: str, start: int) -> Any:
+    """A sound strip of ``scene`` that already plays ``audio`` from ``start`` (reused, not duplicated)."""
+    for s in compat.sound_strips(scene):
+        path = bpy.path.abspath(s.sound.filepath, library=s.sound.library)
+        if int(s.frame_start) == int(start) and _same_file(path, audio):
+            return s
+    return None
+
+
+def audio_frames(audio: str, fps: float) -> int | None:
+    """Length of a WAV file in frames at ``fps`` (stdlib; None for other formats)."""
+    import wave
+
+    try:
+        with wave.open(audio, "rb") as w:
+            return int(round(w.getnframes() / w.getframerate() * fps))
+    except (OSError, EOFError, wave.Error):
+        return None
+
+
 def add_strips(context: Any, video: str, audio: str | None, start: int, name: str = "JoyVASA") -> dict:
-    """Movie strip + sound strip at ``start`` on free channels; extends frame_end (never shortens)."""
+    """Movie strip (+ sound strip unless one already plays that file there) at ``start`` on free
+    channels of the target sequencer scene (``target_scene``); the 3D scene is not touched. Extends
+    that scene's frame_end (never shortens) and checks the strips' lengths against the audio."""
     if not os.path.isfile(video):
         raise InputError(f"rendered video not found: {video}")
-    scene = compat.sequencer_scene(context)
+    scene = target_scene(context)
     coll = compat.strips_collection(scene)
     probe = coll.new_movie(name=name, filepath=video, channel=128, frame_start=start)
     end = probe.frame_final_end
     coll.remove(probe)
-    chan = _free_channel(scene, start, end, 2 if audio else 1)
+    existing = _existing_sound(scene, audio, start) if audio else None
+    chan = _free_channel(scene, start, end, 2 if (audio and existing is None) else 1)
     movie = coll.new_movie(name=name, filepath=video, channel=chan, frame_start=start)
-    out: dict[str, Any] = {"movie": movie.name, "channel": chan, "start": start, "end": movie.frame_final_end,
-                           "warnings": []}
-    if audio:
+    if getattr(movie, "elements", None) and scene.name.endswith(EDIT_SCENE_SUFFIX):
+        elem = movie.elements[0]
+        if elem.orig_width and elem.orig_height:   # F12 in the edit scene renders the clip at its size
+            scene.render.resolution_x, scene.render.resolution_y = elem.orig_width, elem.orig_height
+            scene.render.resolution_percentage = 100
+    out: dict[str, Any] = {"scene": scene.name, "movie": movie.name, "channel": chan, "start": start,
+                           "end": movie.frame_final_end, "warnings": []}
+    sound = existing
+    if existing is not None:
+        out["sound"], out["sound_reused"] = existing.name, True
+    elif audio:
         try:
             sound = coll.new_sound(name=f"{name} audio", filepath=audio, channel=chan + 1, frame_start=start)
             out["sound"] = sound.name
         except RuntimeError as exc:   # the bpy 4.2 wheel has no audio support
             out["warnings"].append(f"sound strip not added: {exc}")
+    # verify lengths: the video must cover the audio (±1 frame of rounding)
+    fps = scene.render.fps / scene.render.fps_base
+    expected = sound.frame_final_duration if sound is not None else (audio_frames(audio, fps) if audio else None)
+    if expected and abs(movie.frame_final_duration - expected) > 1:
+        out["warnings"].append(f"video strip is {movie.frame_final_duration} frames but the audio lasts {expected} "
+                               f"at {fps:g} fps in {scene.name}: the file may be truncated or the frame rate differs")
     if scene.frame_end < movie.frame_final_end - 1:
         scene.frame_end = movie.frame_final_end - 1
     return out

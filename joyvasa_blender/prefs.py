@@ -82,16 +82,21 @@ class JOYVASA_OT_check_engine(bpy.types.Operator):
             self.report({'ERROR'}, runtime.DOCTOR["text"][0])
             return {'CANCELLED'}
         lines = [f"Python: {cfg['python']} ({cfg['why']})"]
+        synthetic = False
         try:
             report = json.loads(cp.stdout)
             ok = bool(report.get("ok", cp.returncode == 0))
+            synthetic = bool(report.get("synthetic"))
             lines += ec.summarize_doctor(report)
         except json.JSONDecodeError:
             ok = False
             lines += ["engine doctor did not answer JSON (exit %d):" % cp.returncode]
             lines += [ln for ln in (cp.stdout + cp.stderr).splitlines() if ln.strip()][-8:]
-        runtime.DOCTOR = {"ok": ok, "text": lines}
-        self.report({'INFO'} if ok else {'WARNING'}, "Engine OK" if ok else "Engine check found problems: see the preferences")
+        runtime.DOCTOR = {"ok": ok, "text": lines, "synthetic": synthetic}
+        if ok and synthetic:
+            self.report({'WARNING'}, f"Engine OK, but {ec.SYNTHETIC_NOTE}: videos will show noise")
+        else:
+            self.report({'INFO'} if ok else {'WARNING'}, "Engine OK" if ok else "Engine check found problems: see the preferences")
         return {'FINISHED'}
 
 
@@ -180,6 +185,10 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
                             description="Background and scripted runs: stop an engine that sends nothing for this "
                                         "many seconds and report it as hung, so batches never hang (0: off; "
                                         "$JOYVASA_WATCHDOG_S overrides)")
+    output_dir: StringProperty(name="Output Folder", subtype='DIR_PATH', default="//joyvasa",
+                               description="Motion files and videos ('//' = next to the saved .blend)")
+    unsaved_output_dir: StringProperty(name="Unsaved Files", subtype='DIR_PATH', default="",
+                                       description="Where outputs of a never-saved .blend go (empty: ~/JoyVASA)")
 
     def draw(self, context):
         layout = self.layout
@@ -192,6 +201,9 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
         row.prop(self, "dtype")
         layout.prop(self, "engine_src")
         layout.prop(self, "watchdog_s")
+        row = layout.row()
+        row.prop(self, "output_dir")
+        row.prop(self, "unsaved_output_dir")
         row = layout.row()
         row.operator(JOYVASA_OT_check_engine.bl_idname, icon='CHECKMARK')
         inst = runtime.INSTALLER
@@ -206,8 +218,10 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
                 layout.label(text=inst.error[:120], icon='ERROR')
         if runtime.DOCTOR:
             box = layout.box()
-            box.label(text="Engine OK" if runtime.DOCTOR["ok"] else "Engine problems",
-                      icon='CHECKMARK' if runtime.DOCTOR["ok"] else 'ERROR')
+            synthetic = runtime.DOCTOR.get("synthetic")
+            box.label(text=("Engine OK - " + ec.SYNTHETIC_NOTE) if runtime.DOCTOR["ok"] and synthetic
+                      else "Engine OK" if runtime.DOCTOR["ok"] else "Engine problems",
+                      icon='ERROR' if synthetic or not runtime.DOCTOR["ok"] else 'CHECKMARK')
             for line in runtime.DOCTOR["text"]:
                 box.label(text=line[:140])
 

@@ -35,13 +35,18 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
                                                           ("IMAGE", "Image", "An image datablock (packed or generated is fine)")])
     portrait_path: StringProperty(name="Portrait File", subtype='FILE_PATH')
     portrait_image: PointerProperty(name="Portrait Image", type=bpy.types.Image)
+    animal: BoolProperty(name="Animal", default=False,
+                         description="The portrait is an animal (cat, dog): LivePortrait's animal pipeline "
+                                     "(weights from liveportrait_animals/ when present); passed as --animal")
     audio_source: EnumProperty(name="Audio", items=[("FILE", "File", "A speech audio file (wav, flac, mp3)"),
                                                     ("STRIP", "Sound Strip", "A sound strip of the Sequencer; its start frame becomes the start frame")])
     audio_path: StringProperty(name="Audio File", subtype='FILE_PATH')
     audio_strip: StringProperty(name="Sound Strip", description="Name of a sound strip in the Sequencer")
     start_frame: IntProperty(name="Start Frame", default=1, description="Scene frame of the first motion frame (a sound strip overrides it)")
-    output_dir: StringProperty(name="Output Folder", subtype='DIR_PATH', default="//joyvasa",
-                               description="Where motion files and videos go ('//' = next to the .blend; unsaved files use the add-on's user folder)")
+    output_dir: StringProperty(name="Output Folder", subtype='DIR_PATH', default="",
+                               description="Where motion files and videos of this scene go (empty: the preferences' "
+                                           "folder, //joyvasa/ = next to the .blend; an unsaved file uses the "
+                                           "preferences' folder for unsaved files, ~/JoyVASA by default)")
     # -- generation -----------------------------------------------------------------------
     seed: IntProperty(name="Seed", default=0, min=0)
     sampler: EnumProperty(name="Sampler", items=SAMPLERS, default="ddim")
@@ -95,11 +100,17 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     crop: StringProperty(name="Crop", default="auto", description="auto, none, or X,Y,W,H in pixels")
     render_use_motion: BoolProperty(name="Use Generated Motion", default=True,
                                     description="Render with the last generated motion file, so the video matches the keyed take")
-    add_strips: BoolProperty(name="Add Strips", default=True, description="Add the video and the audio to the Sequencer")
+    add_strips: BoolProperty(name="Add Strips", default=True,
+                             description="Add the video and the audio to the sequencer scene (never to this 3D scene's "
+                                         "own Sequencer, so F12 keeps rendering the 3D scene)")
+    sequencer_scene: PointerProperty(name="Sequencer Scene", type=bpy.types.Scene,
+                                     description="Scene that receives the rendered strips (empty: Blender 5.0's workspace "
+                                                 "sequencer scene, else a scene the add-on creates: '<scene> JoyVASA Edit')")
     # -- results --------------------------------------------------------------------------
     motion_path: StringProperty(name="Motion File", subtype='FILE_PATH', description="Last generated (or chosen) motion .npz")
     last_take: StringProperty(name="Last Take")
     last_video: StringProperty(name="Last Video", subtype='FILE_PATH')
+    last_preview: StringProperty(name="Last Preview", subtype='FILE_PATH', description="Contact sheet of the last preview")
 
 
 CLASSES = (JOYVASA_PG_settings,)

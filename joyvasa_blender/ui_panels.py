@@ -6,7 +6,8 @@ import bpy
 from . import compat, runtime
 from .ops_motion import (JOYVASA_OT_apply_motion, JOYVASA_OT_cancel, JOYVASA_OT_generate_motion,
                          JOYVASA_OT_use_strip)
-from .ops_render import JOYVASA_OT_render_portrait
+from .ops_render import (JOYVASA_OT_open_output_folder, JOYVASA_OT_render_portrait, JOYVASA_OT_render_preview,
+                         JOYVASA_OT_show_sequencer_scene)
 
 
 def draw_job(layout) -> None:
@@ -32,6 +33,7 @@ def draw_inputs(layout, context) -> None:
         col.prop(st, "portrait_path", text="")
     else:
         col.template_ID(st, "portrait_image", open="image.open")
+    col.prop(st, "animal")
     col = layout.column(align=True)
     col.prop(st, "audio_source", expand=True)
     if st.audio_source == "FILE":
@@ -114,16 +116,31 @@ def draw_actions(layout, context) -> None:
         row = col.row()
         row.enabled = not busy
         row.operator("joyvasa.export_motion", icon='EXPORT')
-    row = col.row()
+    row = col.row(align=True)
     row.enabled = not busy
     row.scale_y = 1.4
+    row.operator(JOYVASA_OT_render_preview.bl_idname, icon='IMAGE_DATA')
     row.operator(JOYVASA_OT_render_portrait.bl_idname, icon='RENDER_ANIMATION')
     col.prop(st, "render_use_motion")
     col.prop(st, "crop")
     col.prop(st, "add_strips")
+    if st.add_strips:
+        row = col.row(align=True)
+        row.prop(st, "sequencer_scene", text="Strips")
+        row.operator(JOYVASA_OT_show_sequencer_scene.bl_idname, text="", icon='SEQUENCE')
     if busy:
         col.label(text="The engine is busy: cancel it or wait", icon='INFO')
-    layout.prop(st, "output_dir")
+    draw_outputs(layout, st)
+
+
+def draw_outputs(layout, st) -> None:
+    box = layout.box()
+    row = box.row()
+    row.prop(st, "output_dir")
+    row.operator(JOYVASA_OT_open_output_folder.bl_idname, text="", icon='FILE_FOLDER')
+    for label, path in (("Motion", st.motion_path), ("Video", st.last_video), ("Preview", st.last_preview)):
+        if path:
+            box.label(text=f"{label}: {bpy.path.basename(path)}", icon='FILE')
 
 
 class _JoyVASAPanel:

@@ -134,7 +134,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
                           "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
                           "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
-                          "ok": True, "next": ["Ready (fake engine)"]}, indent=1))
+                          "ok": True, "next": ["Ready (fake engine)"],
+                          "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))
         return 0
     signal.signal(signal.SIGINT, lambda *_: _cancel.set())
     threading.Thread(target=_stdin_reader, daemon=True).start()
@@ -164,6 +165,7 @@ def main(argv: list[str]) -> int:
             except Exception:  # noqa: BLE001 - a fake: fall back to 2 s
                 pass
             seconds = float(item.get("seconds", seconds))
+            seconds = float(os.environ.get("JOYVASA_FAKE_VIDEO_SECONDS") or seconds)   # e.g. a truncated file
             write_video(out, fps, max(1, int(round(seconds * fps))))
         elif directive == "stderr":
             print(item.get("text", ""), file=sys.stderr, flush=True)

@@ -391,10 +391,17 @@ def watchdog_seconds(pref: float | None = None) -> float:
     return float(DEFAULT_WATCHDOG_S if pref is None else pref)
 
 
+#: deliberate copy of engine.weights.SYNTHETIC_NOTE (the add-on never imports the engine);
+#: tests/addon_core/test_engine_client.py checks that the copies agree
+SYNTHETIC_NOTE = "synthetic weights: random numbers, not a face"
+
+
 def summarize_doctor(report: dict[str, Any]) -> list[str]:
     """Readable lines from ``engine doctor --json``: versions, devices, weights (missing files,
     groups that fail to load) and the engine's own next-step advice. Unknown keys are listed."""
     out: list[str] = []
+    if report.get("synthetic"):
+        out.append(f"WARNING: {SYNTHETIC_NOTE} (weights written by tools/make_synthetic_weights.py)")
     v = report.get("versions")
     if isinstance(v, dict):
         out.append("Versions: " + ", ".join(f"{k} {v[k]}" for k in ("engine", "python", "torch") if k in v))
@@ -414,7 +421,7 @@ def summarize_doctor(report: dict[str, Any]) -> list[str]:
                            + (f" ({g.get('error')})" if g.get("error") else ""))
     for line in report.get("next") or []:
         out.append(str(line))
-    known = {"versions", "devices", "weights", "next", "ok"}
+    known = {"versions", "devices", "weights", "next", "ok", "synthetic"}
     for key, value in report.items():
         if key not in known:
             out.append(f"{key}: {value}"[:200])

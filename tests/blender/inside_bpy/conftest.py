@@ -72,6 +72,12 @@ def write_wav(path: Path, seconds: float = 2.0, sr: int = 16000) -> Path:
 
 
 @pytest.fixture(scope="session")
+def portrait_png() -> Path:
+    """A portrait file on disk (the fake engine only checks the argument)."""
+    return REPO / "examples" / "portrait.jpg"
+
+
+@pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory) -> Path:
     return write_wav(tmp_path_factory.mktemp("audio") / "speech.wav")
 

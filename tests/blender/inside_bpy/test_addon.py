@@ -257,6 +257,14 @@ def test_check_engine_runs_doctor(scene):
     assert any("engine fake" in line for line in doc["text"])
 
 
+def test_check_engine_says_synthetic(scene, monkeypatch):
+    monkeypatch.setenv("JOYVASA_FAKE_SYNTHETIC", "1")
+    assert bpy.ops.joyvasa.check_engine() == {"FINISHED"}
+    doc = addon("runtime").DOCTOR
+    assert doc["ok"] and doc["synthetic"]
+    assert "synthetic weights: random numbers, not a face" in doc["text"][1]     # after the Python line
+
+
 def test_render_adds_strips_at_start_frame(scene, speech_wav, tmp_path, monkeypatch):
     st = scene.joyvasa
     st.audio_path, st.start_frame, st.output_dir = str(speech_wav), 10, str(tmp_path)
@@ -268,7 +276,10 @@ def test_render_adds_strips_at_start_frame(scene, speech_wav, tmp_path, monkeypa
     argv = __import__("json").loads(log.read_text().splitlines()[0])
     assert argv[0] == "animate" and float(argv[argv.index("--fps") + 1]) == 24.0
     assert Path(argv[argv.index("--image") + 1]).exists()
-    se = scene.sequence_editor
+    assert "--animal" not in argv and "--preview" not in argv
+    edit = bpy.data.scenes[scene.name + " JoyVASA Edit"]          # strips go to the sequencer scene
+    assert scene.joyvasa.sequencer_scene == edit and not _strips(scene)
+    se = edit.sequence_editor
     strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
     movie = [s for s in strips if s.type == 'MOVIE']
     assert len(movie) == 1 and movie[0].frame_start == 10
@@ -279,13 +290,14 @@ def test_render_adds_strips_at_start_frame(scene, speech_wav, tmp_path, monkeypa
         assert abs(sound[0].frame_final_duration - 48) <= 1
     else:
         assert not sound
-    assert scene.frame_end == 10 + 48 - 1
+    assert edit.frame_end == 10 + 48 - 1 and edit.render.fps == scene.render.fps
+    assert (edit.render.resolution_x, edit.render.resolution_y) == (64, 64)   # the clip's size
     # a second render lands on free channels, frame_end never shrinks
-    scene.frame_end = 500
+    edit.frame_end = 500
     assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}
     strips2 = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
     chans = sorted(s.channel for s in strips2)
-    assert len(set(chans)) == len(chans) and scene.frame_end == 500
+    assert len(set(chans)) == len(chans) and edit.frame_end == 500
 
 
 @pytest.mark.skipif(not HAS_SOUND, reason="the bpy 4.2.23 wheel has no audio support (no sound strips)")
@@ -316,3 +328,105 @@ def test_create_engine_environment(scene, tmp_path):
         assert ok
     finally:
         prefs.engine_src, prefs.engine_python = "", ""
+
+
+def _strips(scene) -> list:
+    se = scene.sequence_editor
+    return [] if se is None else list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
+
+
+def test_render_never_changes_what_f12_renders(scene, speech_wav, tmp_path, portrait_png):
+    """The 3D scene's render.use_sequencer result and strip list are untouched; strips land in the
+    sequencer scene. The 3D scene here already has a Sequencer (a colour strip, use_sequencer off)."""
+    coll = addon("compat").strips_collection(scene)
+    own = coll.new_effect(name="Mine", type='COLOR', channel=1, frame_start=1, **(
+        {"length": 10} if bpy.app.version >= (5, 0, 0) else {"frame_end": 11}))
+    scene.render.use_sequencer = False
+    before = (scene.render.use_sequencer, [(s.name, s.type, s.channel, s.frame_final_start) for s in _strips(scene)],
+              scene.frame_end)
+    st = scene.joyvasa
+    st.audio_path, st.start_frame, st.output_dir = str(speech_wav), 1, str(tmp_path)
+    st.portrait_path = str(portrait_png)
+    assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}, addon("runtime").LAST.report_text()
+    after = (scene.render.use_sequencer, [(s.name, s.type, s.channel, s.frame_final_start) for s in _strips(scene)],
+             scene.frame_end)
+    assert after == before and own.name == "Mine"
+    edit = st.sequencer_scene
+    assert edit is not None and edit != scene
+    assert [s.type for s in _strips(edit)].count('MOVIE') == 1
+    # a scene the user picks receives the strips instead
+    mine = bpy.data.scenes.new("My Edit")
+    st.sequencer_scene = mine
+    assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}
+    assert [s.type for s in _strips(mine)].count('MOVIE') == 1 and len(_strips(edit)) in (1, 2)
+    assert after == (scene.render.use_sequencer, [(s.name, s.type, s.channel, s.frame_final_start)
+                                                  for s in _strips(scene)], scene.frame_end)
+
+
+@pytest.mark.skipif(not HAS_SOUND, reason="the bpy 4.2.23 wheel has no audio support (no sound strips)")
+def test_sound_strip_source_is_reused_not_duplicated(scene, speech_wav, tmp_path, portrait_png):
+    edit = bpy.data.scenes.new("Edit")
+    st = scene.joyvasa
+    st.sequencer_scene = edit
+    strip = addon("compat").strips_collection(edit).new_sound(name="Speech", filepath=str(speech_wav), channel=1,
+                                                              frame_start=30)
+    st.audio_source, st.audio_strip, st.output_dir = "STRIP", strip.name, str(tmp_path)
+    st.portrait_path = str(portrait_png)
+    assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}, addon("runtime").LAST.report_text()
+    sounds = [s for s in _strips(edit) if s.type == 'SOUND']
+    movies = [s for s in _strips(edit) if s.type == 'MOVIE']
+    assert [s.name for s in sounds] == ["Speech"]
+    assert len(movies) == 1 and movies[0].frame_start == 30 and movies[0].channel != 1
+    assert "reused its sound strip" in addon("runtime").LAST.message
+    assert not addon("runtime").LAST.warnings                     # lengths agree (2 s at 24 fps)
+
+
+def test_strip_length_is_verified_against_the_audio(scene, speech_wav, tmp_path, portrait_png):
+    """Strips whose length disagrees with the audio in the sequencer scene (here: a scene at another
+    frame rate) are reported; a truncated file is refused before any strip is added."""
+    st = scene.joyvasa
+    st.audio_path, st.output_dir, st.portrait_path = str(speech_wav), str(tmp_path), str(portrait_png)
+    other = bpy.data.scenes.new("Edit 48")
+    other.render.fps, other.render.fps_base = 48, 1
+    st.sequencer_scene = other
+    assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}, addon("runtime").LAST.report_text()
+    warnings = " ".join(addon("runtime").LAST.warnings)
+    assert "video strip is 48 frames but the audio lasts 96 at 48 fps in Edit 48" in warnings, warnings
+    import os
+    os.environ["JOYVASA_FAKE_VIDEO_SECONDS"] = "1"                 # a 1 s video for 2 s of audio
+    try:
+        res, msg = run_op(bpy.ops.joyvasa.render_portrait)
+    finally:
+        del os.environ["JOYVASA_FAKE_VIDEO_SECONDS"]
+    assert res == {"CANCELLED"} and "was not added" in msg, msg
+    assert len([s for s in _strips(other) if s.type == 'MOVIE']) == 1 and not _strips(scene)
+
+
+def test_outputs_beside_saved_blend_and_visible_folder_when_unsaved(scene, speech_wav, tmp_path, portrait_png):
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    st = scene.joyvasa
+    st.audio_path, st.portrait_path, st.output_dir = str(speech_wav), str(portrait_png), ""
+    prefs.unsaved_output_dir = str(tmp_path / "unsaved")
+    try:
+        assert addon("apply_media").output_dir(bpy.context) == tmp_path / "unsaved"   # never saved
+        blend = tmp_path / "shot" / "shot.blend"
+        blend.parent.mkdir()
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+        assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}, addon("runtime").LAST.report_text()
+        video = Path(bpy.context.scene.joyvasa.last_video)
+        assert video.parent == blend.parent / "joyvasa" and video.is_file()       # //joyvasa/ by default
+        assert bpy.ops.joyvasa.open_output_folder() == {"FINISHED"}
+    finally:
+        prefs.unsaved_output_dir = ""
+
+
+def test_animal_and_preview_are_passed_to_the_engine(scene, speech_wav, tmp_path, portrait_png, monkeypatch):
+    st = scene.joyvasa
+    st.audio_path, st.portrait_path, st.output_dir, st.animal = str(speech_wav), str(portrait_png), str(tmp_path), True
+    log = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("JOYVASA_FAKE_ARGV_LOG", str(log))
+    assert bpy.ops.joyvasa.render_preview() == {"FINISHED"}, addon("runtime").LAST.report_text()
+    argv = __import__("json").loads(log.read_text().splitlines()[0])
+    assert argv[0] == "animate" and "--animal" in argv and "--preview" in argv
+    assert Path(argv[argv.index("--out") + 1]).name.startswith("preview_")
+    assert st.sequencer_scene is None and not _strips(scene)       # a preview adds no strips

@@ -71,9 +71,11 @@ def test_panels_draw_in_all_states(scene, tmp_path):
             for cls in (bpy.types.JOYVASA_PT_view3d, bpy.types.JOYVASA_PT_sequencer):
                 log = draw(cls, ctx)
                 ops = {x[1] for x in log if x[0] == "operator"}
-                assert {"joyvasa.generate_motion", "joyvasa.render_portrait", "joyvasa.apply_motion"} <= ops
+                assert {"joyvasa.generate_motion", "joyvasa.render_portrait", "joyvasa.apply_motion",
+                        "joyvasa.render_preview", "joyvasa.open_output_folder", "joyvasa.show_sequencer_scene"} <= ops
                 props = {x[1] for x in log if x[0] == "prop"}
-                assert {"head_strength", "expression_strength", "lip_strength", "eye_strength", "seed"} <= props
+                assert {"head_strength", "expression_strength", "lip_strength", "eye_strength", "seed",
+                        "animal", "output_dir", "sequencer_scene"} <= props
     # while a job runs: a progress bar with the stage text and a Cancel button
     runtime, jobs = addon("runtime"), addon("core.jobs")
     job = jobs.JobState(kind="motion")
@@ -97,7 +99,8 @@ def test_preferences_draw():
     prefs = bpy.context.preferences.addons[MODULE].preferences
     log = []
     type(prefs).draw(types.SimpleNamespace(layout=Layout(log), **{k: getattr(prefs, k) for k in
-                                                                  ("engine_python", "weights_dir", "device", "dtype", "engine_src")}),
+                                                                  ("engine_python", "weights_dir", "device", "dtype", "engine_src",
+                                                                   "output_dir", "unsaved_output_dir")}),
                      bpy.context)
     ops = {x[1] for x in log if x[0] == "operator"}
     assert {"joyvasa.check_engine", "joyvasa.install_engine", "joyvasa.detect_python"} <= ops

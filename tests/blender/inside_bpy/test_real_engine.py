@@ -93,7 +93,10 @@ def test_render_to_strips_with_real_engine(real, tmp_path):
     res = bpy.ops.joyvasa.render_portrait()
     last = addon("runtime").LAST
     assert res == {"FINISHED"}, last.report_text() if last else ""
-    se = real.sequence_editor
+    edit = real.joyvasa.sequencer_scene                 # the strips' own scene, not the 3D scene
+    assert edit is not None and edit != real and real.sequence_editor is None or not list(
+        real.sequence_editor.strips_all if hasattr(real.sequence_editor, "strips_all") else real.sequence_editor.sequences_all)
+    se = edit.sequence_editor
     strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
     movie = [s for s in strips if s.type == 'MOVIE']
     assert len(movie) == 1 and movie[0].frame_start == 20
@@ -102,7 +105,7 @@ def test_render_to_strips_with_real_engine(real, tmp_path):
     if HAS_SOUND:
         assert len(sound) == 1 and sound[0].frame_start == 20
         assert abs(sound[0].frame_final_duration - 12) <= 1
-    assert real.frame_end >= 20 + 12 - 1
+    assert edit.frame_end >= 20 + 12 - 1
 
 
 def test_failed_real_run_leaves_scene_unchanged(real, tmp_path, monkeypatch):
