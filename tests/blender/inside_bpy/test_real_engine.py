@@ -94,8 +94,9 @@ def test_render_to_strips_with_real_engine(real, tmp_path):
     last = addon("runtime").LAST
     assert res == {"FINISHED"}, last.report_text() if last else ""
     edit = real.joyvasa.sequencer_scene                 # the strips' own scene, not the 3D scene
-    assert edit is not None and edit != real and real.sequence_editor is None or not list(
-        real.sequence_editor.strips_all if hasattr(real.sequence_editor, "strips_all") else real.sequence_editor.sequences_all)
+    assert edit is not None and edit != real
+    own = real.sequence_editor
+    assert own is None or not list(own.strips_all if hasattr(own, "strips_all") else own.sequences_all)
     se = edit.sequence_editor
     strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
     movie = [s for s in strips if s.type == 'MOVIE']
