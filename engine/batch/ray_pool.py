@@ -5,7 +5,7 @@ only when ``--ray`` is given. Each actor is a separate process that loads the ne
 takes jobs one at a time (``num_gpus`` per actor when asked, so Ray pins one GPU share to each).
 Outputs are written by the engine's atomic writers, straight to their final paths (use storage
 every node sees). A job whose actor dies (killed, OOM, node lost) is retried on a fresh actor
-up to ``max_retries`` times, after removing the temp files the dead worker left; a job that
+up to ``max_retries`` times, after removing the partial files the dead worker left; a job that
 fails by itself (bad input) is not retried: it would fail again.
 """
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -99,20 +98,14 @@ class BatchRun:
 
 
 def remove_partials(job: Job) -> None:
-    """Delete the temp files a killed worker left next to this job's outputs (the atomic writers'
-    ``.<stem>.*.part*`` files and ``.<name>.part-*`` folders); the finished outputs are untouched."""
+    """Delete the partial files a killed worker left next to this job's outputs, with the engine's
+    own rule (:func:`engine.fileio.clean_stale_partials`: dead writers on this machine; another
+    node's partials are cleaned there by the next write, or after a day)."""
+    from engine.fileio import clean_stale_partials
+
     for key in ("out", "frames_dir", "save_motion"):
-        value = job.args.get(key)
-        if not value:
-            continue
-        final = Path(value)
-        if not final.parent.is_dir():
-            continue
-        for p in list(final.parent.glob(f".{final.stem}.*.part*")) + list(final.parent.glob(f".{final.name}.part-*")):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+        if job.args.get(key):
+            clean_stale_partials(Path(job.args[key]))
 
 
 def run_local(run: BatchRun, todo: list[Job]) -> None:
