@@ -152,14 +152,12 @@ def _existing_sound(scene: Any, audio: str, start: int) -> Any:
 
 
 def audio_frames(audio: str, fps: float) -> int | None:
-    """Length of a WAV file in frames at ``fps`` (stdlib; None for other formats)."""
-    import wave
+    """Length of a WAV file in frames at ``fps`` (stdlib; None for other formats). One WAV reader:
+    core/media_check.py, which also checks the rendered file before any strip is added."""
+    from .core.media_check import wav_seconds
 
-    try:
-        with wave.open(audio, "rb") as w:
-            return int(round(w.getnframes() / w.getframerate() * fps))
-    except (OSError, EOFError, wave.Error):
-        return None
+    seconds = wav_seconds(audio)
+    return None if seconds is None else int(round(seconds * fps))
 
 
 def add_strips(context: Any, video: str, audio: str | None, start: int, name: str = "JoyVASA") -> dict:
