@@ -19,9 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "animate": ("animate", "portrait + audio (or motion) -> mp4 / PNG sequence"),
     "crop": ("crop", "frame the face only: the 512x512 crop and where it sits in the picture"),
     "doctor": ("doctor", "report versions, device and the state of every weight file"),
-    "bench": ("bench", "benchmarks that print numbers (render, motion)"),
+    "bench": ("bench", "benchmarks that print numbers (render, motion, animate)"),
     "batch": ("batch", "many motion/animate jobs from a JSON file, locally or on a Ray cluster"),
     "export": ("export", "motion .npz -> Live Link Face CSV, LivePortrait template .pkl, BVH"),
+    "serve": ("serve", "warm worker: JSON requests on stdin, networks stay loaded between takes"),
 }
 
 

@@ -3,21 +3,24 @@
 Why one place: every command (animate, motion, bench, doctor) must agree on what "auto"
 means, and a requested-but-missing device must be one clear error, not a torch traceback.
 Policy: CPU runs float32 by default (bf16 optional: slower on most CPUs without AMX, and it
-changes the numbers); GPUs run under autocast (bf16 where supported, else fp16) by default.
+changes the numbers); GPUs run bf16 where supported, else fp16, by default.
+
+One precision decision: :func:`select_precision` turns the job's ``dtype`` (any spelling the
+user types: ``bf16``, ``fp16``, ``fp32``...) into a :class:`Precision`, and the pipeline loads
+stage one *in* that precision (``StageOne.load(dtype=precision.compute)``: bf16-resident
+channels-last weights for bfloat16) — the same path ``bench render`` measures.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from engine.errors import BadRequest, DeviceUnavailable
+from engine.protocol import canonical_dtype
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -66,7 +69,7 @@ def describe_device(device: torch.device) -> str:
 
 @dataclass(frozen=True)
 class Precision:
-    """Weights stay float32; ``compute`` is the autocast dtype (float32 = no autocast)."""
+    """The compute dtype of the rendering networks; stage one is loaded in it (see module doc)."""
 
     compute: torch.dtype
 
@@ -74,16 +77,13 @@ class Precision:
     def name(self) -> str:
         return str(self.compute).replace("torch.", "")
 
-    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.compute == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=self.compute)
-
 
 def select_precision(device: torch.device, dtype: str = "auto") -> Precision:
-    dtype = (dtype or "auto").strip().lower()
-    if dtype not in DTYPES:
-        raise BadRequest(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    """``auto``/alias → a :class:`Precision` valid on ``device`` (BadRequest otherwise)."""
+    try:
+        dtype = canonical_dtype(dtype)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
     if dtype == "auto":
         if device.type == "cuda":
             return Precision(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
@@ -129,9 +129,3 @@ def device_peak_mb(device: torch.device) -> float | None:
     if device.type == "cuda":
         return round(torch.cuda.max_memory_allocated(device) / (1024 * 1024), 1)
     return None
-
-
-@contextlib.contextmanager
-def inference_mode() -> Iterator[None]:
-    with torch.inference_mode():
-        yield

@@ -30,14 +30,52 @@ def load_average() -> str:
         return "n/a"
 
 
-@contextmanager
-def timed(store: dict[str, float], key: str) -> Iterator[None]:
-    """Add the wall time of the block to ``store[key]``."""
-    t0 = time.perf_counter()
+#: set by ``python -m engine``: this process runs one command, so its start-up is part of the job
+COLD_PROCESS = False
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc; None elsewhere): the interpreter start-up
+    and module imports before any engine code ran are part of a cold start too."""
     try:
-        yield
-    finally:
-        store[key] = store.get(key, 0.0) + time.perf_counter() - t0
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 (starttime), counted after the ")" of comm
+        with open("/proc/uptime", "rb") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class Breakdown:
+    """Where a job's time goes, by part (import, construct, load, audio, encode, sample, write...).
+
+    Wall and CPU seconds are summed per part; the ``done`` event and ``bench`` print them, so a
+    cold start can be read as a list of costs instead of one number.
+    """
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0, time.process_time() - c0)
+
+    def add(self, name: str, wall: float, cpu: float = 0.0) -> None:
+        self.wall[name] = self.wall.get(name, 0.0) + wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.wall.items()}
+
+    def line(self) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in self.wall.items())
 
 
 def gflops_per_s(gflop: float, seconds: float) -> float:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import platform
-import resource
 import signal
 import sys
 import threading
@@ -20,15 +18,11 @@ import traceback
 from typing import IO, Any, Callable
 
 from engine import __version__
+from engine import profiling
 from engine.errors import Cancelled, classify_failure
+from engine.profiling import Breakdown, peak_rss_mb  # noqa: F401  (peak_rss_mb re-exported)
 from engine.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, PROTOCOL_MINOR,
                              EventWriter, is_cancel_request)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 class CancelToken:
@@ -53,24 +47,47 @@ class CancelToken:
             raise Cancelled(stage, done)
 
 
-class Reporter:
-    """Progress/events for one command: JSON lines on stdout and/or readable lines on stderr."""
+class _JobEvents:
+    """Emits through a shared :class:`EventWriter`, stamping every event with this request's ``job``."""
 
-    def __init__(self, json_stdout: IO[str] | None, *, quiet: bool = False) -> None:
-        self.events = EventWriter(json_stdout)
+    def __init__(self, writer: EventWriter, job: str | None) -> None:
+        self._writer = writer
+        self.job = job
+
+    @property
+    def enabled(self) -> bool:
+        return self._writer.enabled
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        if self.job is not None:
+            fields = {"job": self.job, **fields}
+        return self._writer.emit(type_, **fields)
+
+
+class Reporter:
+    """Progress/events for one job: JSON lines on stdout and/or readable lines on stderr.
+
+    One-shot commands own their writer; the ``serve`` worker passes its shared writer and the
+    request's ``job`` id so every event of the request carries it (and ``seq`` stays global).
+    """
+
+    def __init__(self, json_stdout: IO[str] | None, *, quiet: bool = False, job: str | None = None,
+                 writer: EventWriter | None = None) -> None:
+        self.events = _JobEvents(writer if writer is not None else EventWriter(json_stdout), job)
         self.quiet = quiet
         self.cancel = CancelToken()
         self._stage_start: dict[str, float] = {}
         self._last_emit: dict[str, float] = {}
         self._first_unit: dict[str, tuple[float, int]] = {}
         self.timings: dict[str, float] = {}
+        self.breakdown = Breakdown()
+        self.command = ""
+        self.hello_sent = False
 
     # -- events ---------------------------------------------------------------------------
     def log(self, message: str) -> None:
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
-
-    hello_sent = False
 
     def hello(self, command: str, device: str = "cpu", dtype: str = "float32", **extra: Any) -> None:
         # echoed options may be non-finite (``--cfg-scale inf``): refused right after hello, but
@@ -131,8 +148,10 @@ class Reporter:
         self.log(f"warning: {message}")
 
     def done(self, outputs: dict[str, str], **extra: Any) -> None:
-        self.events.emit("done", outputs=outputs, timings=self.timings,
+        self.events.emit("done", outputs=outputs, timings=self.timings, breakdown=self.breakdown.as_dict(),
                          peak_mem={"host_mb": round(peak_rss_mb(), 1)}, **extra)
+        if self.breakdown.wall:
+            self.log(f"time breakdown (s): {self.breakdown.line()}")
 
 
 def cancel_signals() -> list[int]:
@@ -176,28 +195,24 @@ def ignore_exit_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def run_protocol_command(command: str, progress: str | None, body: Callable[[Reporter], dict[str, str]],
-                         *, cleanup: Callable[[], None] | None = None, quiet: bool = False) -> int:
-    """Run ``body(reporter)`` with the protocol's guarantees.
+def run_job(reporter: Reporter, body: Callable[[Reporter], Any], *,
+            cleanup: Callable[[], None] | None = None) -> int:
+    """Run ``body(reporter)`` and end with exactly one ``done``, ``error`` or ``cancelled`` event.
 
-    ``progress='json'`` sends events to the real stdout; in any case ``sys.stdout`` is pointed
-    at stderr while the body runs so that stray prints cannot corrupt the channel.
-    ``body`` returns the ``outputs`` dict of the ``done`` event. ``cleanup`` runs on error or
-    cancel (the body's atomic writers already remove their own temp files).
+    ``body`` returns the ``outputs`` dict of the ``done`` event, or ``(outputs, extra_fields)``.
+    ``cleanup`` runs on error or cancel (atomic writers already remove their own temp files).
+    Shared by the one-shot commands and every request of the ``serve`` worker. A failure before
+    the body's ``hello`` still sends a ``hello`` first (the add-on expects it as the first line).
     """
-    real_stdout = sys.stdout
-    reporter = Reporter(real_stdout if progress == "json" else None, quiet=quiet)
-    previous_handlers = _install_cancel_sources(reporter, watch_stdin=progress == "json")
-    sys.stdout = sys.stderr
     try:
-        outputs = body(reporter)
-        reporter.done(outputs)
+        result = body(reporter)
+        outputs, extra = result if isinstance(result, tuple) else (result, {})
+        reporter.done(outputs, **extra)
         return EXIT_OK
     except (Cancelled, KeyboardInterrupt) as exc:
         if cleanup:
             cleanup()
-        if not reporter.hello_sent:
-            reporter.hello(command, device="unavailable", dtype="unknown")
+        _ensure_hello(reporter)
         at = {"stage": getattr(exc, "stage", ""), "done": getattr(exc, "done", 0)}
         reporter.events.emit("cancelled", at=at)
         print("cancelled; partial outputs removed", file=sys.stderr, flush=True)
@@ -205,8 +220,7 @@ def run_protocol_command(command: str, progress: str | None, body: Callable[[Rep
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - every failure: one coded error event
         if cleanup:
             cleanup()
-        if not reporter.hello_sent:  # the hello event is always the first line, even for early errors
-            reporter.hello(command, device="unavailable", dtype="unknown")
+        _ensure_hello(reporter)  # the hello event is always the first line, even for early errors
         coded = classify_failure(exc)
         if coded is None:  # a bug: keep the traceback for the report
             traceback.print_exc(file=sys.stderr)
@@ -215,12 +229,34 @@ def run_protocol_command(command: str, progress: str | None, body: Callable[[Rep
         reporter.events.emit("error", code=coded.code, message=str(coded), fatal=True)
         print(f"error [{coded.code}]: {coded}", file=sys.stderr, flush=True)
         return EXIT_ERROR
+
+
+def _ensure_hello(reporter: Reporter) -> None:
+    if not reporter.hello_sent:
+        reporter.hello(reporter.command or "unknown", device="unavailable", dtype="unknown")
+
+
+def run_protocol_command(command: str, progress: str | None, body: Callable[[Reporter], Any],
+                         *, cleanup: Callable[[], None] | None = None, quiet: bool = False) -> int:
+    """One-shot command: :func:`run_job` plus the process-level guarantees.
+
+    ``progress='json'`` sends events to the real stdout; in any case ``sys.stdout`` is pointed
+    at stderr while the body runs so that stray prints cannot corrupt the channel. SIGINT/SIGTERM
+    and a ``cancel`` line on stdin cancel the job.
+    """
+    real_stdout = sys.stdout
+    reporter = Reporter(real_stdout if progress == "json" else None, quiet=quiet)
+    reporter.command = command
+    if profiling.COLD_PROCESS:
+        age = profiling.process_age_s()
+        if age is not None:  # interpreter + engine imports + argument parsing, before the job began
+            reporter.breakdown.add("startup", age)
+    previous_handlers = _install_cancel_sources(reporter, watch_stdin=progress == "json")
+    sys.stdout = sys.stderr
+    try:
+        return run_job(reporter, body, cleanup=cleanup)
     finally:
         sys.stdout = real_stdout
         for sig, handler in previous_handlers.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(sig, handler)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -150,3 +150,26 @@ def resolve_weights_dir(arg: str | os.PathLike[str] | None, reporter: Any = None
         reporter.warning("synthetic_weights", f"{SYNTHETIC_NOTE} ({root}): the output only proves that the "
                                               "pipeline runs. Real weights: python tools/fetch_weights.py --out DIR")
     return WeightsLayout(root)
+
+
+class _AnimalLayout:
+    """Stage-one weights from ``liveportrait_animals/`` (stitching stays human, as upstream)."""
+
+    def __init__(self, layout: WeightsLayout) -> None:
+        self._layout = layout
+        self.root = layout.root
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self._layout, name)
+        if isinstance(value, Path) and "liveportrait/base_models" in value.as_posix():
+            return Path(str(value).replace("liveportrait/base_models", "liveportrait_animals/base_models"))
+        return value
+
+    def liveportrait_files(self) -> dict[str, Path]:
+        files = self._layout.liveportrait_files()
+        return {k: (getattr(self, k) if k != "stitching_retargeting_module" else v) for k, v in files.items()}
+
+
+def animal_layout(layout: WeightsLayout) -> _AnimalLayout:
+    """The layout the animal pipeline loads stage one from (``liveportrait_animals/base_models``)."""
+    return _AnimalLayout(layout)

@@ -133,12 +133,16 @@ def _run_json(args: argparse.Namespace) -> int:
     return code
 
 
+def execute(args: argparse.Namespace, ctx: Any) -> dict[str, str]:
+    """The pipeline entry (one-shot ``--progress`` runs and the ``serve`` worker)."""
+    ctx.reporter.hello("crop", device="cpu", dtype="uint8")
+    return run_crop(args, ctx.reporter)[1]
+
+
 def run(args: argparse.Namespace) -> int:
     if args.json:
         return _run_json(args)
 
-    def body(rep: Reporter) -> dict[str, str]:
-        rep.hello("crop", device="cpu", dtype="uint8")
-        return run_crop(args, rep)[1]
+    from engine.pipeline.context import Context
 
-    return run_protocol_command("crop", args.progress, body)
+    return run_protocol_command("crop", args.progress, lambda rep: execute(args, Context(rep)))

@@ -197,6 +197,13 @@ def print_text(report: dict[str, Any], out=None) -> None:
         print(f"next: {step}", file=out)
 
 
+def execute(args: argparse.Namespace, ctx: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    """For the ``serve`` worker: the report travels in the ``done`` event (``report``, ``ok``)."""
+    ctx.reporter.hello("doctor", device="cpu", dtype="float32")
+    report = build_report(args.weights, load=not args.no_load)
+    return {}, {"report": report, "ok": bool(report["ok"])}
+
+
 def run(args: argparse.Namespace) -> int:
     report = build_report(args.weights, load=not args.no_load)
     if args.json:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -100,11 +99,11 @@ class AudioEncoder(nn.Module):
 
 
 def load_audio_encoder(folder: Path, sd: dict[str, torch.Tensor], feature_dim: int,
-                       window_frames: int) -> AudioEncoder:
-    """Build from ``folder/config.json``; weights from the checkpoint's ``audio_encoder.*`` tensors
-    (``sd`` = full motion-generator state dict). Falls back to the folder's ``pytorch_model.bin``
-    only for tensors the checkpoint lacks."""
-    hf = build_hf_encoder(folder)
+                       window_frames: int, hf: nn.Module | None = None) -> AudioEncoder:
+    """Build from ``folder/config.json`` (or take the already built ``hf``); weights from the
+    checkpoint's ``audio_encoder.*`` tensors (``sd`` = full motion-generator state dict). Falls
+    back to the folder's ``pytorch_model.bin`` only for tensors the checkpoint lacks."""
+    hf = hf if hf is not None else build_hf_encoder(folder)
     enc_sd = _rename_weight_norm({k[len("audio_encoder."):]: v for k, v in sd.items() if k.startswith("audio_encoder.")})
     own = hf.state_dict()
     missing = [k for k in own if k not in enc_sd]

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PEVariant = Literal["head", "legacy"]
-PE_VARIANTS = ("head", "legacy")
+from engine.protocol import PE_VARIANTS  # noqa: E402  (the one list; re-exported)
 
 
 def sinusoid_table(n_rows: int, dim: int) -> torch.Tensor:

@@ -8,7 +8,10 @@ Speed options (all opt-in except the two exact folds):
 * spectral norm of G is always folded at load (exact, see spade.py);
 * eval BatchNorm is folded into the preceding conv by default (``fold_bn=True``; rounding-level
   differences, ~1e-7 relative; ``fold_bn=False`` keeps upstream's two-step path);
-* ``dtype=torch.bfloat16`` runs W+G under CPU autocast (oneDNN/AMX), fp32 default.
+* ``dtype`` is the one precision of W+G (:func:`engine.device.select_precision`): float32 (default);
+  bfloat16 = bf16-resident channels-last conv weights under autocast, precision-sensitive layers
+  float32 (what ``bench render`` measures and ``animate --dtype bf16`` runs); float16 = autocast
+  over float32 weights (GPUs). F and M always run float32 (once per portrait).
 """
 from __future__ import annotations
 
@@ -87,10 +90,13 @@ def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if dtype not in names:
-        raise ValueError(f"unsupported dtype {dtype!r} (float32 or bfloat16)")
-    return names[dtype]
+    from engine.protocol import canonical_dtype
+
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    name = canonical_dtype(dtype)
+    if name not in names:
+        raise ValueError(f"unsupported dtype {dtype!r} (float32, bfloat16 or float16)")
+    return names[name]
 
 
 class StageOne:
@@ -252,18 +258,6 @@ class StageOne:
         if x_s.shape[0] != x_d.shape[0]:
             x_s = x_s.expand(x_d.shape[0], *x_s.shape[1:])
         return stitch(self.S["stitching"], x_s, x_d)
-
-    @property
-    def stitching_mlp(self) -> nn.Module:
-        return self.S["stitching"]
-
-    @property
-    def lip_mlp(self) -> nn.Module:
-        return self.S["lip"]
-
-    @property
-    def eye_mlp(self) -> nn.Module:
-        return self.S["eye"]
 
 
 def load_stitching(path: Path, cfg: LivePortraitConfig) -> dict[str, nn.Module]:

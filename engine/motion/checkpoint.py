@@ -1,7 +1,8 @@
 """Safe loading of the JoyVASA motion-generator checkpoint and the sizes it implies.
 
-Why a restricted load: the official ``.pt`` is ``{'args': argparse.Namespace, 'model':
-OrderedDict, 'iter': int}``; ``args`` contains a ``pathlib.PosixPath``. A full unpickle would
+Loading goes through the one safe loader, :func:`engine.checkpoints.safe_torch_load`. Why a
+restricted load: the official ``.pt`` is ``{'args': argparse.Namespace, 'model': OrderedDict,
+'iter': int}``; ``args`` contains a ``pathlib.PosixPath``. A full unpickle would
 run arbitrary code from a downloaded file, so we use ``torch.load(weights_only=True)`` with an
 allow-list of exactly the extra types the container needs. Paths are rebuilt as *pure* paths
 (``PurePosixPath``/``PureWindowsPath``) so a checkpoint saved on Linux also loads on Windows.
@@ -12,15 +13,12 @@ Architecture sizes come from tensor shapes first (both the (D=73, P=10) and the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pathlib
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import WeightsCorrupt, WeightsMissing, OFFICIAL_WEIGHTS_HINT
+from engine.errors import OFFICIAL_WEIGHTS_HINT, WeightsCorrupt
 
 #: exactly the non-tensor types the official container pickles (besides OrderedDict, which
 #: torch's weights-only unpickler already allows)
@@ -33,35 +31,18 @@ SAFE_GLOBALS: list[Any] = [
 ]
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hash a (possibly 400 MB) file in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True`` and the allow-list above; clear errors."""
-    import torch
+    """The motion-generator container through the one safe loader (:func:`engine.checkpoints.safe_torch_load`)
+    with the allow-list above; a bare state dict is wrapped as ``{"model": ...}``."""
+    from engine.checkpoints import safe_torch_load
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsMissing(f"missing motion-generator checkpoint {path}. {OFFICIAL_WEIGHTS_HINT}")
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise WeightsCorrupt(f"{path} contains objects that are not allowed in a weights file "
-                             f"(refused to unpickle): {str(exc).splitlines()[0]}") from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise WeightsCorrupt(f"{path} is truncated or not a torch checkpoint: {exc}") from exc
+    obj = safe_torch_load(path, what="JoyVASA motion-generator checkpoint", allowed_globals=SAFE_GLOBALS)
     if isinstance(obj, dict) and "model" in obj:
         return obj
     if isinstance(obj, dict) and any(k.startswith("denoising_net.") for k in obj):
         return {"args": None, "model": obj, "iter": None}  # a bare state dict
-    raise WeightsCorrupt(f"{path} is not a JoyVASA motion-generator checkpoint (no 'model' state dict)")
+    raise WeightsCorrupt(f"{path} is not a JoyVASA motion-generator checkpoint (no 'model' state dict). "
+                         f"{OFFICIAL_WEIGHTS_HINT}")
 
 
 @dataclass(frozen=True)

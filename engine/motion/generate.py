@@ -21,7 +21,7 @@ exactly as upstream and ``audio_offset_s = -0.08`` records the shift.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,54 +30,32 @@ import torch
 
 from engine import __version__
 from engine.audio import PRE_PAD, SAMPLE_RATE, as_wave, audio_sha256, iter_windows, plan_windows
+from engine.checkpoints import sha256_file
 from engine.errors import BadRequest, WeightsCorrupt
-from engine.models.hubert import AudioEncoder, load_audio_encoder
-from engine.models.motion_dit import PE_VARIANTS, DenoisingNetwork
-from engine.motion.checkpoint import (MotionGenConfig, config_from_checkpoint, load_checkpoint, sha256_file,
-                                      sub_state_dict)
+from engine.models.hubert import AudioEncoder, build_hf_encoder, load_audio_encoder
+from engine.models.motion_dit import DenoisingNetwork
+from engine.motion.checkpoint import MotionGenConfig, config_from_checkpoint, load_checkpoint, sub_state_dict
 from engine.motion.npz import MotionData
 from engine.motion.smooth import smooth_pose
 from engine.motion.template import denormalize, load_template
-from engine.sampling import DEFAULT_STEPS, SAMPLERS, make_sampler, run_sampler
-from engine.sampling.guidance import CFG_MODES, combine
+from engine.pipeline.config import MotionConfig
+from engine.profiling import Breakdown
+from engine.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
+from engine.sampling import DEFAULT_STEPS, make_sampler, run_sampler
+from engine.sampling.guidance import combine
 from engine.sampling.schedule import Schedule
 from engine.weights import WeightsLayout
 
 AUDIO_OFFSET_S = -PRE_PAD / SAMPLE_RATE  # -0.08 s
+#: windows per audio-encoder call (bench motion; bounded so peak memory stays near one window's)
+ENCODE_CHUNK = 2
 
 #: fast-mode default: DPM-Solver++(2M), 10 steps (engine/bench/motion.py; tests/engine/test_samplers_gaussian.py)
-DEFAULT_SAMPLER = "dpmpp_2m"
+DEFAULT_SAMPLER = _DEFAULT_SAMPLER
 
 
-@dataclass(frozen=True)
-class MotionOptions:
-    """How to sample motion. ``steps=None``: the sampler's default (ancestral: all N = exact)."""
-
-    seed: int = 0
-    sampler: str = DEFAULT_SAMPLER
-    steps: int | None = None
-    cfg_scale: float = 2.0
-    cfg_mode: str = "incremental"
-    smooth: bool = True
-    pe_variant: str = "head"
-    fps: float | None = None   # None = the model's own fps (25)
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise BadRequest(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.steps is not None and self.steps < 1:
-            raise BadRequest(f"--steps must be >= 1, got {self.steps}")
-        if self.cfg_mode not in CFG_MODES:
-            raise BadRequest(f"cfg_mode must be one of {', '.join(CFG_MODES)}")
-        if self.pe_variant not in PE_VARIANTS:
-            raise BadRequest(f"pe_variant must be one of {', '.join(PE_VARIANTS)}")
-        if self.fps is not None and not (np.isfinite(self.fps) and self.fps > 0):
-            raise BadRequest(f"fps must be > 0, got {self.fps}")
-        if not np.isfinite(self.cfg_scale):
-            raise BadRequest("cfg_scale must be finite")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: sampling options: the pipeline's frozen config (one definition, see engine/pipeline/config.py)
+MotionOptions = MotionConfig
 
 
 # -- random numbers ------------------------------------------------------------------------------
@@ -151,34 +129,65 @@ class MotionModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
-    def load(cls, layout: WeightsLayout, device: str | torch.device = "cpu") -> "MotionModel":
+    def load(cls, layout: WeightsLayout, device: str | torch.device = "cpu",
+             breakdown: Breakdown | None = None) -> "MotionModel":
+        """Read the checkpoint once (memory-mapped), build the DiT and the audio encoder (HuBERT
+        without random initialisation), fill them from its tensors. ``breakdown`` gets 'load'/'construct'."""
+        bd = breakdown or Breakdown()
         ckpt_path = layout.require(layout.motion_generator)
-        ckpt = load_checkpoint(ckpt_path)
-        try:
-            cfg = config_from_checkpoint(ckpt)
-        except WeightsCorrupt as exc:  # name the file: the user must know which one to replace
-            raise WeightsCorrupt(f"{ckpt_path}: {exc}") from None
+        with bd.part("load"):
+            ckpt = load_checkpoint(ckpt_path)
+            try:
+                cfg = config_from_checkpoint(ckpt)
+            except WeightsCorrupt as exc:  # name the file: the user must know which one to replace
+                raise WeightsCorrupt(f"{ckpt_path}: {exc}") from None
+            template = load_template(layout.motion_template)
         sd = ckpt["model"]
-        dit = DenoisingNetwork(cfg.motion_feat_dim, cfg.feature_dim, cfg.n_motions, cfg.n_prev_motions,
-                               cfg.n_layers, cfg.n_heads)
-        try:
-            dit.load_upstream(sub_state_dict(sd, "denoising_net."))
-        except RuntimeError as exc:
-            from engine.errors import WeightsCorrupt
-
-            raise WeightsCorrupt(f"{ckpt_path}: denoising network tensors do not match: {exc}") from exc
-        enc = load_audio_encoder(layout.audio_encoder_dir(cfg.audio_model), sd, cfg.feature_dim, cfg.n_motions)
-        template = load_template(layout.motion_template)
-        dev = torch.device(device)
-        model = cls(cfg, dit.eval().to(dev), enc.eval().to(dev), Schedule.from_state_dict(sd).to(dev),
-                    sd["start_motion_feat"].float().to(dev), sd["start_audio_feat"].float().to(dev),
-                    sd["null_audio_feat"].float().to(dev), template, Path(ckpt_path), dev)
+        with bd.part("construct"):
+            dit = DenoisingNetwork(cfg.motion_feat_dim, cfg.feature_dim, cfg.n_motions, cfg.n_prev_motions,
+                                   cfg.n_layers, cfg.n_heads)
+            hf = build_hf_encoder(layout.audio_encoder_dir(cfg.audio_model))
+        with bd.part("load"):
+            try:
+                dit.load_upstream(sub_state_dict(sd, "denoising_net."))
+            except RuntimeError as exc:
+                raise WeightsCorrupt(f"{ckpt_path}: denoising network tensors do not match: {exc}") from exc
+            enc = load_audio_encoder(layout.audio_encoder_dir(cfg.audio_model), sd, cfg.feature_dim,
+                                     cfg.n_motions, hf=hf)
+            dev = torch.device(device)
+            model = cls(cfg, dit.eval().to(dev), enc.eval().to(dev), Schedule.from_state_dict(sd).to(dev),
+                        sd["start_motion_feat"].float().to(dev), sd["start_audio_feat"].float().to(dev),
+                        sd["null_audio_feat"].float().to(dev), template, Path(ckpt_path), dev)
         return model
 
-    # one window ---------------------------------------------------------------------------------
+    # audio ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, window_audio: torch.Tensor) -> torch.Tensor:
-        return self.audio_encoder(window_audio.to(self.device))                  # (1,L,F)
+        """(B, 640·L) window samples -> (B, L, F); windows are independent of each other."""
+        return self.audio_encoder(window_audio.to(self.device))
+
+    def encode_wave(self, wave: np.ndarray, *, chunk: int = ENCODE_CHUNK,
+                    on_chunk: Callable[[int, int], None] | None = None) -> list[torch.Tensor]:
+        """Every window of ``wave`` through the audio encoder, ``chunk`` windows per call.
+
+        Why batched: the encoder does not depend on the motion, so all windows can run before
+        sampling; batching amortises the transformer's per-call overhead (bench motion). Returns
+        one (1, L, F) tensor per window.
+        """
+        plan = plan_windows(len(wave), self.config.n_motions, self.config.fps)
+        audio = [a for a, _ in iter_windows(wave, plan, self.config.pad_mode)]
+        feats: list[torch.Tensor] = []
+        if on_chunk:
+            on_chunk(0, plan.n_windows)
+        for lo in range(0, len(audio), max(1, chunk)):
+            batch = torch.from_numpy(np.stack(audio[lo:lo + chunk]))               # (b,640L)
+            out = self.encode(batch)                                              # (b,L,F)
+            feats.extend(out[i:i + 1] for i in range(out.shape[0]))
+            if on_chunk:
+                on_chunk(len(feats), plan.n_windows)
+        return feats
+
+    # one window ---------------------------------------------------------------------------------
 
     @torch.no_grad()
     def sample_window(self, audio_feat: torch.Tensor, m_prev: torch.Tensor, a_prev: torch.Tensor,
@@ -207,11 +216,23 @@ def generate_coef(model: MotionModel, wave: np.ndarray, options: MotionOptions, 
                   noise: TorchNoise | InjectedNoise | None = None,
                   on_window: Callable[[int, int], None] | None = None,
                   check_cancel: Callable[[int], None] | None = None,
-                  record: dict[str, list[np.ndarray]] | None = None, hoist: bool = True) -> np.ndarray:
-    """Steps 2-4 of the recipe: waveform -> trimmed coef (n, D) in normalised space."""
+                  record: dict[str, list[np.ndarray]] | None = None, hoist: bool = True,
+                  features: list[torch.Tensor] | None = None,
+                  breakdown: Breakdown | None = None) -> np.ndarray:
+    """Steps 2-4 of the recipe: waveform -> trimmed coef (n, D) in normalised space.
+
+    ``features``: the audio encoder's output per window (:meth:`MotionModel.encode_wave`), e.g.
+    from a cache; computed here (batched) when absent. ``breakdown`` gets 'encode'/'sample'.
+    """
     cfg = model.config
+    bd = breakdown or Breakdown()
     L, P, D = cfg.n_motions, cfg.n_prev_motions, cfg.motion_feat_dim
     plan = plan_windows(len(wave), L, cfg.fps)
+    if features is None:
+        with bd.part("encode"):
+            features = model.encode_wave(wave, on_chunk=(lambda done, total: check_cancel(0)) if check_cancel else None)
+    if len(features) != plan.n_windows:
+        raise ValueError(f"{len(features)} feature windows for a {plan.n_windows}-window plan")
     noise = noise if noise is not None else TorchNoise(options.seed, model.device)
     sampler = make_sampler(options.sampler, model.schedule, options.steps)
     m_prev, a_prev = model.start_motion, model.start_audio
@@ -219,36 +240,38 @@ def generate_coef(model: MotionModel, wave: np.ndarray, options: MotionOptions, 
     chunks: list[np.ndarray] = []
     if on_window:
         on_window(0, plan.n_windows)
-    for w, (audio_np, indicator) in enumerate(iter_windows(wave, plan, cfg.pad_mode)):
-        noise.layer_draws(model.audio_encoder.n_layers, w)                       # 3a
-        audio = torch.from_numpy(audio_np).unsqueeze(0)                           # (1,640L)
-        a = model.encode(audio)                                                   # 3b (1,L,F)
-        if x_T is None:
-            x_T = noise.initial((1, L, D))                                        # 3c
-        n_calls = len(sampler.timesteps())
+    windows = iter_windows(wave, plan, cfg.pad_mode) if record is not None else None
+    with bd.part("sample"):
+        for w in range(plan.n_windows):
+            noise.layer_draws(model.audio_encoder.n_layers, w)                    # 3a
+            a = features[w]                                                       # 3b (1,L,F)
+            if x_T is None:
+                x_T = noise.initial((1, L, D))                                    # 3c
+            n_calls = len(sampler.timesteps())
 
-        def noise_fn(i: int, t: int, _w: int = w) -> torch.Tensor:  # noqa: ARG001
-            return noise.step(_w, i, (1, L, D))
+            def noise_fn(i: int, t: int, _w: int = w) -> torch.Tensor:  # noqa: ARG001
+                return noise.step(_w, i, (1, L, D))
 
-        def on_step(i: int, n: int, _w: int = w) -> None:  # noqa: ARG001
-            if check_cancel:
-                check_cancel(_w)
+            def on_step(i: int, n: int, _w: int = w) -> None:  # noqa: ARG001
+                if check_cancel:
+                    check_cancel(_w)
 
-        x0 = model.sample_window(a, m_prev, a_prev, x_T, sampler, options.cfg_scale, options.cfg_mode,
-                                 options.pe_variant, noise_fn, on_step, hoist=hoist)  # 3e (1,L,D)
-        m_prev, a_prev = x0[:, -P:], a[:, -P:]                                    # 3f
-        x0_np = x0.float().cpu().numpy()
-        if record is not None:
-            record.setdefault("window_audio_in", []).append(audio_np[None])
-            record.setdefault("window_indicator", []).append(indicator[None])
-            record.setdefault("window_audio_feat", []).append(a.float().cpu().numpy())
-            record.setdefault("window_motion", []).append(x0_np)
-            record.setdefault("n_calls", []).append(np.array(n_calls))
-        if w == plan.n_windows - 1 and plan.n_pad_frames > 0:
-            x0_np = x0_np[:, :-plan.n_pad_frames]                                 # 4: trim padding
-        chunks.append(x0_np[0])
-        if on_window:
-            on_window(w + 1, plan.n_windows)
+            x0 = model.sample_window(a, m_prev, a_prev, x_T, sampler, options.cfg_scale, options.cfg_mode,
+                                     options.pe_variant, noise_fn, on_step, hoist=hoist)  # 3e (1,L,D)
+            m_prev, a_prev = x0[:, -P:], a[:, -P:]                                # 3f
+            x0_np = x0.float().cpu().numpy()
+            if windows is not None and record is not None:
+                audio_np, indicator = next(windows)
+                record.setdefault("window_audio_in", []).append(audio_np[None])
+                record.setdefault("window_indicator", []).append(indicator[None])
+                record.setdefault("window_audio_feat", []).append(a.float().cpu().numpy())
+                record.setdefault("window_motion", []).append(x0_np)
+                record.setdefault("n_calls", []).append(np.array(n_calls))
+            if w == plan.n_windows - 1 and plan.n_pad_frames > 0:
+                x0_np = x0_np[:, :-plan.n_pad_frames]                             # 4: trim padding
+            chunks.append(x0_np[0])
+            if on_window:
+                on_window(w + 1, plan.n_windows)
     return np.concatenate(chunks, 0).astype(np.float32)                           # (n,D)
 
 
@@ -267,23 +290,34 @@ def effective_steps(options: MotionOptions, N: int) -> int:
 
 def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike[str] | np.ndarray,
                     options: MotionOptions, reporter: Any | None = None, device: str = "cpu",
-                    model: MotionModel | None = None) -> MotionData:
-    """Public API: audio (path or 16 kHz mono samples) -> :class:`MotionData` (see module docstring)."""
+                    model: MotionModel | None = None, features: list[torch.Tensor] | None = None) -> MotionData:
+    """Public API: audio (path or 16 kHz mono samples) -> :class:`MotionData` (see module docstring).
+
+    ``model``/``features``: already loaded network and already encoded audio (the pipeline's
+    cache); loaded/encoded here when absent.
+    """
+    bd = reporter.breakdown if reporter is not None and hasattr(reporter, "breakdown") else Breakdown()
     if not isinstance(audio_path_or_wave, np.ndarray) and not Path(audio_path_or_wave).is_file():
         as_wave(audio_path_or_wave)  # fail fast with the AudioError before loading any weights
-    if reporter is not None:
-        reporter.stage_begin("load")
-        reporter.progress("load", 0, 1, "file")
-    model = model if model is not None else MotionModel.load(layout, device)
-    if reporter is not None:
-        reporter.progress("load", 1, 1, "file")
-        reporter.stage_end("load")
-        reporter.stage_begin("audio")
-        reporter.progress("audio", 0, 1, "file")
-    wave = as_wave(audio_path_or_wave)
-    if reporter is not None:
-        reporter.progress("audio", 1, 1, "file")
-        reporter.stage_end("audio")
+    if model is None:
+        if reporter is not None:
+            reporter.stage_begin("load")
+            reporter.progress("load", 0, 1, "file")
+        model = MotionModel.load(layout, device, breakdown=bd)
+        if reporter is not None:
+            reporter.progress("load", 1, 1, "file")
+            reporter.stage_end("load")
+    if isinstance(audio_path_or_wave, np.ndarray):
+        wave = as_wave(audio_path_or_wave)
+    else:
+        if reporter is not None:
+            reporter.stage_begin("audio")
+            reporter.progress("audio", 0, 1, "file")
+        with bd.part("audio"):
+            wave = as_wave(audio_path_or_wave)
+        if reporter is not None:
+            reporter.progress("audio", 1, 1, "file")
+            reporter.stage_end("audio")
     N = model.schedule.N
     if options.steps is not None and options.steps > N:
         raise BadRequest(f"--steps {options.steps} exceeds the checkpoint's trained schedule (N={N})")
@@ -298,7 +332,8 @@ def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike
 
     if reporter is not None:
         reporter.stage_begin("motion")
-    coef = generate_coef(model, wave, options, on_window=on_window, check_cancel=check_cancel)
+    coef = generate_coef(model, wave, options, on_window=on_window, check_cancel=check_cancel,
+                         features=features, breakdown=bd)
     motion = coef_to_motion(coef, model.template, options.smooth)
     if reporter is not None:
         reporter.stage_end("motion")

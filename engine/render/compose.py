@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 Region = Literal["all", "exp", "pose", "lip", "eyes"]
-REGIONS: tuple[str, ...] = ("all", "exp", "pose", "lip", "eyes")
+from engine.protocol import REGIONS  # noqa: E402  (the one list; re-exported)
 
 #: keypoints whose generated expression is used absolutely (upstream human pipeline)
 LIP_ROWS: tuple[int, ...] = (6, 12, 14, 17, 19, 20)

@@ -14,7 +14,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from engine.device import Precision
 from engine.render.writers import FrameWriter
 
 
@@ -26,12 +25,13 @@ class RenderStats:
 
 def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor,
                   writers: Sequence[FrameWriter], *, batch: int, device: torch.device,
-                  precision: Precision, reporter: Any | None = None,
+                  reporter: Any | None = None,
                   post: Callable[[np.ndarray], np.ndarray] | None = None,
                   to_uint8: Callable[[torch.Tensor], np.ndarray] | None = None) -> RenderStats:
     """Render frames ``x_d`` (N,21,3) and stream them to ``writers`` (already entered).
 
-    ``post`` maps each (512,512,3) uint8 frame to the written frame (e.g. paste-back).
+    ``post`` maps each (512,512,3) uint8 frame to the written frame (e.g. paste-back). Precision
+    is stage one's own (it was loaded in the job's precision), never re-decided here.
     """
     if to_uint8 is None:
         from engine.models.stage_one import frames_to_uint8 as to_uint8  # type: ignore[no-redef]
@@ -44,7 +44,7 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
     f_s = f_s.to(device)
     for start in range(0, n, batch):
         kp = x_d[start:start + batch].to(device)                      # (b,21,3)
-        with torch.inference_mode(), precision.autocast(device):
+        with torch.inference_mode():
             out = stage_one.warp_decode(f_s, x_s, kp)                  # (b,3,512,512)
         frames = to_uint8(out.float())                                 # (b,512,512,3) uint8
         del out

@@ -15,9 +15,7 @@ from engine.sampling.ddim import DDIMSampler
 from engine.sampling.dpm_solver import DPMSolverPP2MSampler
 from engine.sampling.schedule import Schedule
 
-SAMPLERS = ("ancestral", "ddim", "dpmpp_2m")
-#: default steps when none are given (ancestral: every trained step = exact upstream)
-DEFAULT_STEPS = {"ancestral": None, "ddim": 20, "dpmpp_2m": 10}
+from engine.protocol import DEFAULT_STEPS, SAMPLERS  # noqa: F401  (the one list; re-exported)
 
 
 class Sampler(Protocol):

@@ -1,4 +1,4 @@
-"""JoyVASA engine <-> add-on protocol, version 1 (stdlib only).
+"""JoyVASA engine <-> add-on protocol, version 1.2 (stdlib only).
 
 This file is the single source of truth for the contract between ``engine/`` and
 ``joyvasa_blender/``. ``joyvasa_blender/core/protocol.py`` is a byte-for-byte copy (a test
@@ -12,6 +12,20 @@ Transport
 Every event has ``v`` (protocol major), ``type``, ``seq`` (0, 1, 2, ...) and ``t`` (seconds
 since the engine started). Job events may carry ``job``.
 
+Worker (``python -m engine serve``, minor 2): one request per stdin line, answered on stdout;
+the worker first sends a ``hello`` with command "serve" and capabilities {commands, requests}.
+    run      {"v": 1, "type": "run", "job": ID, "command": "motion"|"animate"|"doctor"|...,
+              "args": {...}}  args = the command's long options without "--", "-" -> "_"
+              (``{"audio": "a.wav", "out": "m.npz", "cfg_scale": 2.0, "smooth": false}``;
+              a boolean picks the flag: ``"smooth": false`` = ``--no-smooth``). Every event of
+              the request carries ``"job": ID``: hello, progress..., then exactly one of
+              done / error / cancelled. Requests run one at a time, in order.
+    cancel   {"v": 1, "type": "cancel", "job": ID}  (no job: the running request)
+    release  {"v": 1, "type": "release", ["job": ID]}  frees every cached network and GPU
+              memory; answered with ``done`` {outputs: {}, released: n}.
+A malformed request gets an ``error`` (code bad_request, its job if it had one) and the worker
+keeps serving; end of stdin = no more requests: the worker finishes the queue and exits 0.
+
 Event types and their fields (optional fields in brackets)
     hello     engine_version, protocol [major, minor], python, torch, device, dtype,
               capabilities {samplers, regions, ...}, command
@@ -23,7 +37,9 @@ Event types and their fields (optional fields in brackets)
     framing   method, box, points, angle_deg, M_c2o (2x3: crop pixel -> pixel of the image file),
               crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1)
     done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?}, timings {stage: s},
-              peak_mem {host_mb, [device_mb]}, [rtf]
+              peak_mem {host_mb, [device_mb]}, [rtf], [breakdown {part: s}] (1.2: where the
+              job's wall time went: startup, import, construct, load, audio, encode, sample,
+              render, write), [report] (doctor in serve), [released] (release)
     cancelled at {stage, done}
 
 Compatibility: a reader refuses a different major version with one clear message, ignores
@@ -36,15 +52,15 @@ Exit codes: 0 success, 1 error (an ``error`` event was printed), 2 bad command l
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from typing import IO, Any
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 1
+PROTOCOL_MINOR = 2
 
 EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing")
+REQUEST_TYPES = ("run", "cancel", "release")
 STAGES = ("load", "audio", "motion", "render", "encode", "export", "batch")
 ERROR_CODES = (
     "bad_request",        # invalid option (out of range, conflicting) or unusable input file (motion .npz)
@@ -69,6 +85,34 @@ EXIT_CANCELLED = 130
 
 #: a sanity cap only: real events are small, but a long ``message``/``outputs`` must still be read whole
 MAX_LINE_BYTES = 16 * 1024 * 1024
+
+# -- option catalog: the one list of each choice both sides offer (engine CLI, add-on menus) --------
+#: motion samplers; ``ancestral`` with every trained step is upstream's exact sampler
+SAMPLERS = ("ancestral", "ddim", "dpmpp_2m")
+#: default denoising steps per sampler when none are given (None = every trained step)
+DEFAULT_STEPS = {"ancestral": None, "ddim": 20, "dpmpp_2m": 10}
+#: the engine's default sampler (fast mode, see engine/bench/motion.py)
+DEFAULT_SAMPLER = "dpmpp_2m"
+#: which part of the generated motion drives the portrait
+REGIONS = ("all", "exp", "pose", "lip", "eyes")
+#: positional-encoding variants of the motion DiT
+PE_VARIANTS = ("head", "legacy")
+#: classifier-free guidance combinations (identical for upstream's single condition)
+CFG_MODES = ("incremental", "independent")
+#: compute precisions (canonical names); DTYPE_ALIASES maps the spellings users type
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "f32": "float32", "bf16": "bfloat16",
+                 "fp16": "float16", "half": "float16", "f16": "float16"}
+
+
+def canonical_dtype(name: str | None) -> str:
+    """``bf16`` -> ``bfloat16`` etc.; raises ValueError for an unknown name."""
+    text = (name or "auto").strip().lower()
+    text = DTYPE_ALIASES.get(text, text)
+    if text not in DTYPES:
+        raise ValueError(f"unknown precision {name!r}: use one of {', '.join(DTYPES)} "
+                         f"(or {', '.join(DTYPE_ALIASES)})")
+    return text
 
 
 class ProtocolError(ValueError):
@@ -144,6 +188,51 @@ def hello_problem(event: dict[str, Any]) -> str | None:
     return None
 
 
+def make_request(type_: str, job: str | None = None, **fields: Any) -> str:
+    """One request line for the ``serve`` worker (``\n`` included)."""
+    if type_ not in REQUEST_TYPES:
+        raise ValueError(f"unknown request type {type_!r}")
+    obj: dict[str, Any] = {"v": PROTOCOL_MAJOR, "type": type_}
+    if job is not None:
+        obj["job"] = str(job)
+    obj.update(fields)
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def parse_request(line: str | bytes) -> dict[str, Any] | None:
+    """Parse one stdin line of the worker: None for a blank line; ProtocolError when it is not
+    a request this side understands (bare ``cancel`` is accepted as a cancel request)."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    text = line.strip()
+    if not text:
+        return None
+    if text == "cancel":
+        return {"v": PROTOCOL_MAJOR, "type": "cancel"}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        raise ProtocolError(f"request is not a JSON line: {text[:120]!r}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"request is not a JSON object: {text[:120]!r}")
+    if obj.get("v", PROTOCOL_MAJOR) != PROTOCOL_MAJOR:
+        raise ProtocolError(f"request speaks protocol v{obj.get('v')}, this worker understands v{PROTOCOL_MAJOR}")
+    if obj.get("type") not in REQUEST_TYPES:
+        raise ProtocolError(f"unknown request type {obj.get('type')!r}: use one of {', '.join(REQUEST_TYPES)}")
+    if "job" in obj and not isinstance(obj["job"], (str, int)):
+        raise ProtocolError("request field 'job' must be a string")
+    if "job" in obj:
+        obj["job"] = str(obj["job"])
+    if obj["type"] == "run":
+        if "job" not in obj:
+            raise ProtocolError("a run request needs a 'job' id")
+        if not isinstance(obj.get("command"), str):
+            raise ProtocolError("a run request needs a 'command'")
+        if not isinstance(obj.get("args", {}), dict):
+            raise ProtocolError("a run request's 'args' must be an object")
+    return obj
+
+
 def is_cancel_request(line: str) -> bool:
     """True for a stdin line asking the engine to cancel (``cancel`` or a cancel request)."""
     text = line.strip()
@@ -178,5 +267,3 @@ def format_event_for_humans(event: dict[str, Any]) -> str:
     return json.dumps(event)
 
 
-def stderr_print(*parts: Any) -> None:
-    print(*parts, file=sys.stderr, flush=True)

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine.device import select_precision
 from engine.errors import Cancelled
 from engine.render.renderer import render_frames
 
@@ -55,7 +54,7 @@ def _to_uint8(out: torch.Tensor) -> np.ndarray:
 def test_batches_and_order() -> None:
     s1, w = FakeStageOne(), ListWriter()
     stats = render_frames(s1, torch.zeros(1, 2), torch.zeros(1, 21, 3), _x_d(10), [w], batch=4,
-                          device=torch.device("cpu"), precision=select_precision(torch.device("cpu"), "float32"),
+                          device=torch.device("cpu"),
                           post=lambda f: f[:4, :4], to_uint8=_to_uint8)
     assert s1.calls == [4, 4, 2] and stats.frames == 10 and stats.batches == 3
     assert [int(f[0, 0, 0]) for f in w.frames] == list(range(10))
@@ -66,7 +65,7 @@ def test_cancel_stops_within_one_batch() -> None:
     s1, w, rep = FakeStageOne(), ListWriter(), CancelAfter(limit=3)
     with pytest.raises(Cancelled) as exc:
         render_frames(s1, torch.zeros(1, 2), torch.zeros(1, 21, 3), _x_d(20), [w], batch=3,
-                      device=torch.device("cpu"), precision=select_precision(torch.device("cpu"), "float32"),
+                      device=torch.device("cpu"),
                       reporter=rep, to_uint8=_to_uint8)
     assert exc.value.done == 3
     assert s1.calls == [3] and len(w.frames) == 3

@@ -35,7 +35,11 @@ def test_bad_names() -> None:
         select_precision(torch.device("cpu"), "int8")
 
 
-def test_autocast_context_is_noop_for_fp32() -> None:
-    p = select_precision(torch.device("cpu"), "float32")
-    with p.autocast(torch.device("cpu")):
-        assert (torch.ones(2) @ torch.ones(2)).dtype == torch.float32
+def test_precision_spellings() -> None:
+    cpu = torch.device("cpu")
+    for name in ("bf16", "BF16", "bfloat16"):
+        assert select_precision(cpu, name).compute == torch.bfloat16
+    for name in ("fp32", "float32", "float", "auto"):
+        assert select_precision(cpu, name).compute == torch.float32
+    with pytest.raises(BadRequest):
+        select_precision(cpu, "fp16")  # float16 on CPU: refused, whatever the spelling

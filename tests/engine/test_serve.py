@@ -1,0 +1,188 @@
+"""``python -m engine serve``: requests in, job-stamped events out, networks loaded once per worker."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import BadRequest
+from engine.protocol import PROTOCOL_MINOR, make_request
+
+REPO = Path(__file__).resolve().parents[2]
+SPEECH = REPO / "examples" / "speech.wav"
+PORTRAIT = REPO / "examples" / "portrait.jpg"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import make_synthetic_weights
+    finally:
+        sys.path.pop(0)
+    root = tmp_path_factory.mktemp("serve_tiny")
+    assert make_synthetic_weights.main(["--config", "tiny", "--out", str(root)]) == 0
+    return root
+
+
+def _clip(tmp: Path, seconds: float, name: str = "clip.wav") -> Path:
+    import soundfile as sf
+
+    wave, sr = sf.read(str(SPEECH), dtype="float32")
+    path = tmp / name
+    sf.write(str(path), wave[: int(seconds * sr)], sr)
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("JOYVASA_WEIGHTS", None)
+    return env
+
+
+class Worker:
+    """A real ``python -m engine serve`` process; events are read on a thread so tests can wait for them."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                                     cwd=REPO)
+        self.events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.events.append(json.loads(line))
+                self._cond.notify_all()
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line if line.endswith("\n") else line + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, pred, timeout: float = 300) -> dict[str, Any]:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: any(pred(e) for e in self.events), timeout=timeout)
+            assert ok, f"timed out; events so far: {self.events[-5:]}"
+            return next(e for e in self.events if pred(e))
+
+    def end(self, job: str) -> dict[str, Any]:
+        return self.wait_for(lambda e: e.get("job") == job and e["type"] in ("done", "error", "cancelled"))
+
+    def job_events(self, job: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("job") == job]
+
+    def close(self, timeout: float = 120) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.proc.wait(timeout=timeout)
+
+
+def _motion_args(weights: Path, audio: Path, out: Path, **kw: Any) -> dict[str, Any]:
+    return {"audio": str(audio), "out": str(out), "weights": str(weights), "device": "cpu", **kw}
+
+
+@pytest.mark.slow
+def test_worker_loads_once_cancels_releases_and_exits_on_eof(tiny_weights: Path, tmp_path: Path) -> None:
+    w = Worker()
+    try:
+        hello = w.wait_for(lambda e: e["type"] == "hello" and e.get("command") == "serve")
+        assert hello["protocol"] == [1, PROTOCOL_MINOR] and {"motion", "animate", "doctor"} <= set(
+            hello["capabilities"]["commands"])
+        short = _clip(tmp_path, 1.0)
+        # 1. first take loads the networks; every event of the request carries its job id
+        w.send(make_request("run", "a", command="motion",
+                            args=_motion_args(tiny_weights, short, tmp_path / "a.npz", seed=1, sampler="ddim", steps=2)))
+        assert w.end("a")["type"] == "done"
+        ev_a = w.job_events("a")
+        assert ev_a[0]["type"] == "hello" and all(e["job"] == "a" for e in ev_a)
+        assert any(e["type"] == "progress" and e["stage"] == "load" for e in ev_a)
+        # 2. a bad request gets an error event and the worker keeps serving
+        w.send("this is not json")
+        w.send(make_request("run", "bad", command="motion", args={"audio": str(short), "colour": "red"}))
+        assert w.end("bad")["type"] == "error" and w.end("bad")["code"] == "bad_request"
+        w.send(make_request("run", "nocmd", command="teleport", args={}))
+        assert w.end("nocmd")["code"] == "bad_request"
+        # 3. second take: same networks (no load stage), same audio features, new seed, boolean flag mapping
+        w.send(make_request("run", "b", command="motion",
+                            args=_motion_args(tiny_weights, short, tmp_path / "b.npz", seed=2, sampler="ddim",
+                                              steps=2, smooth=False)))
+        done_b = w.end("b")
+        assert done_b["type"] == "done" and (tmp_path / "b.npz").is_file()
+        assert not any(e["type"] == "progress" and e["stage"] == "load" for e in w.job_events("b"))
+        assert "load" not in done_b["breakdown"] and "encode" not in done_b["breakdown"]
+        from engine.motion.npz import load_motion
+        assert load_motion(tmp_path / "b.npz").smoothed is False
+        # 4. cancel a long take at its first window: cancelled event, no output left behind
+        long_audio = _clip(tmp_path, 8.0, "long.wav")
+        w.send(make_request("run", "c", command="motion",
+                            args=_motion_args(tiny_weights, long_audio, tmp_path / "c.npz", sampler="ancestral")))
+        w.wait_for(lambda e: e.get("job") == "c" and e["type"] == "progress" and e["stage"] == "motion")
+        w.send(make_request("cancel", "c"))
+        assert w.end("c")["type"] == "cancelled"
+        assert not (tmp_path / "c.npz").exists() and not list(tmp_path.glob("*.tmp*"))
+        # 5. release frees the networks: the next take loads again
+        w.send(make_request("release", "r"))
+        assert w.end("r")["released"] >= 1
+        w.send(make_request("run", "d", command="motion",
+                            args=_motion_args(tiny_weights, short, tmp_path / "d.npz", sampler="ddim", steps=2)))
+        assert w.end("d")["type"] == "done"
+        assert any(e["type"] == "progress" and e["stage"] == "load" for e in w.job_events("d"))
+        # 6. end of stdin: exit 0
+        assert w.close() == 0
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
+
+
+@pytest.mark.slow
+def test_two_animate_requests_load_stage_one_once(tiny_weights: Path, tmp_path: Path) -> None:
+    """In-process worker over a finished stdin: two renders, one stage-one load, one motion load."""
+    from engine.serve import Worker as ServeWorker
+
+    audio = _clip(tmp_path, 0.2)
+    lines = "".join(make_request("run", f"r{i}", command="animate",
+                                 args={"image": str(PORTRAIT), "audio": str(audio), "weights": str(tiny_weights),
+                                       "frames_dir": str(tmp_path / f"f{i}"), "crop": "none", "pasteback": False,
+                                       "max_frames": 2, "sampler": "ddim", "steps": 2, "seed": i,
+                                       "device": "cpu", "dtype": "bf16"})
+                    for i in range(2))
+    out = io.StringIO()
+    worker = ServeWorker(io.StringIO(lines), out)
+    assert worker.serve() == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    ends = [e for e in events if e["type"] in ("done", "error", "cancelled")]
+    assert [(e["job"], e["type"]) for e in ends] == [("r0", "done"), ("r1", "done")], ends
+    assert worker.models.loads["stage_one"] == 1 and worker.models.loads["motion"] == 1
+    assert (tmp_path / "f1" / "frame_00000.png").is_file()
+
+
+def test_request_args_map_onto_the_command_line() -> None:
+    from engine.commands import animate
+    from engine.serve import args_to_argv, parser_for
+
+    p = parser_for("animate", animate)
+    argv = args_to_argv(p, {"image": "p.png", "cfg_scale": 1.5, "smooth": False, "relative": False,
+                            "stitching": True, "pasteback": False, "crop": [1, 2, 30, 40], "animal": False,
+                            "pe_variant": "legacy", "steps": None, "progress": "text"})
+    assert argv == ["--image", "p.png", "--cfg-scale", "1.5", "--no-smooth", "--absolute", "--stitching",
+                    "--no-pasteback", "--crop", "1,2,30,40", "--pe", "legacy"]
+    ns = p.parse_args(argv)
+    assert (ns.smooth, ns.relative, ns.pasteback, ns.crop) == (False, False, False, "1,2,30,40")
+    for bad in ({"colour": "red"}, {"animal": "yes"}, {"cfg_scale": True}):
+        with pytest.raises(BadRequest):
+            args_to_argv(p, bad)
+    with pytest.raises(BadRequest, match="required"):
+        p.parse_args([])
