@@ -36,12 +36,14 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
         raise AudioError(f"audio file {path} is empty (0 bytes)")
     import warnings
 
-    import librosa
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # librosa's audioread fallback warning for mp3 etc.
-            wave, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
+        wave = _load_soundfile(path)
+        if wave is None:  # a format libsndfile cannot decode: librosa's audioread fallback
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # librosa's audioread fallback warning for mp3 etc.
+                wave, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
     except Exception as exc:  # noqa: BLE001 - decoder errors come in many types
         if "not finite" in str(exc):  # librosa refuses NaN/inf samples while resampling: not a format problem
             raise AudioError(f"audio file {path} contains NaN or infinite samples; export it again from "
@@ -56,6 +58,39 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
         raise AudioError(f"audio file {path} contains NaN or infinite samples; export it again from "
                          "your audio editor")
     return wave
+
+
+def _load_soundfile(path: Path) -> np.ndarray | None:
+    """``librosa.load(path, sr=16000, mono=True)`` step for step, without importing librosa.
+
+    Why: importing librosa costs ~1-2 CPU-seconds of a cold start. The same calls in the same
+    order (soundfile float32 read, channel mean, soxr_hq resampling, length fixed to
+    ceil(n·ratio)) give bit-identical samples (tests/engine/test_audio_fast.py). Returns None
+    when libsndfile cannot open the file, so the caller can use librosa's audioread fallback.
+    """
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            sr_native = fh.samplerate
+            y = fh.read(frames=-1, dtype="float32", always_2d=False).T
+    except sf.SoundFileRuntimeError:
+        return None
+    if y.ndim > 1:
+        y = np.mean(y, axis=tuple(range(y.ndim - 1)))                     # librosa.to_mono
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"audio file {path} contains NaN or infinite samples")
+    if sr_native != SAMPLE_RATE and y.size:
+        import soxr
+
+        n_out = int(np.ceil(y.shape[-1] * float(SAMPLE_RATE) / sr_native))
+        y_hat = soxr.resample(y, sr_native, SAMPLE_RATE, quality="soxr_hq")
+        if y_hat.shape[-1] > n_out:                                        # librosa.util.fix_length
+            y_hat = y_hat[:n_out]
+        elif y_hat.shape[-1] < n_out:
+            y_hat = np.pad(y_hat, (0, n_out - y_hat.shape[-1]))
+        y = np.asarray(y_hat, dtype=y.dtype)
+    return y
 
 
 def as_wave(audio: str | os.PathLike[str] | np.ndarray) -> np.ndarray:

@@ -74,8 +74,12 @@ class Breakdown:
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self.wall.items()}
 
+    def cpu_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.cpu.items()}
+
     def line(self) -> str:
-        return ", ".join(f"{k} {v:.2f}" for k, v in self.wall.items())
+        """``part wall (cpu)`` pairs: CPU seconds stay meaningful on a shared machine."""
+        return ", ".join(f"{k} {v:.2f} ({self.cpu.get(k, 0.0):.2f})" for k, v in self.wall.items())
 
 
 def gflops_per_s(gflop: float, seconds: float) -> float:

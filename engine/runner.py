@@ -149,9 +149,10 @@ class Reporter:
 
     def done(self, outputs: dict[str, str], **extra: Any) -> None:
         self.events.emit("done", outputs=outputs, timings=self.timings, breakdown=self.breakdown.as_dict(),
-                         peak_mem={"host_mb": round(peak_rss_mb(), 1)}, **extra)
+                         breakdown_cpu=self.breakdown.cpu_dict(), peak_mem={"host_mb": round(peak_rss_mb(), 1)},
+                         **extra)
         if self.breakdown.wall:
-            self.log(f"time breakdown (s): {self.breakdown.line()}")
+            self.log(f"time breakdown, wall (CPU) s: {self.breakdown.line()}")
 
 
 def cancel_signals() -> list[int]:
@@ -250,7 +251,7 @@ def run_protocol_command(command: str, progress: str | None, body: Callable[[Rep
     if profiling.COLD_PROCESS:
         age = profiling.process_age_s()
         if age is not None:  # interpreter + engine imports + argument parsing, before the job began
-            reporter.breakdown.add("startup", age)
+            reporter.breakdown.add("startup", age, time.process_time())
     previous_handlers = _install_cancel_sources(reporter, watch_stdin=progress == "json")
     sys.stdout = sys.stderr
     try:

@@ -1,4 +1,8 @@
-"""Audio encoder: HuBERT (or wav2vec 2.0) from transformers + JoyVASA's front end (spec §2.3).
+"""Audio encoder: HuBERT (or wav2vec 2.0) + JoyVASA's front end (spec §2.3).
+
+The backbone is :mod:`engine.models.hubert_native` (transformers' maths in plain torch, no
+transformers import on a cold start); transformers' own model is the fallback for layouts the
+native module does not cover.
 
 upstream: JoyVASA src/modules/dit_talking_head.py + hubert wrapper @74290f6; weights: the
 checkpoint's ``audio_encoder.*`` (fine-tuned) override the HF folder; only the folder's
@@ -36,10 +40,13 @@ def _rename_weight_norm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def build_hf_encoder(folder: Path) -> nn.Module:
-    """``HubertModel``/``Wav2Vec2Model`` from ``folder/config.json`` (random init; weights loaded later)."""
-    from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
+def build_hf_encoder(folder: Path, native: bool = True) -> nn.Module:
+    """The encoder backbone from ``folder/config.json`` (uninitialised; weights loaded later).
 
+    ``native`` (default): :mod:`engine.models.hubert_native` (plain torch, identical maths, no
+    transformers import) whenever the config has the base layout; otherwise, or with
+    ``native=False``, transformers' ``HubertModel``/``Wav2Vec2Model``.
+    """
     cfg_path = Path(folder) / "config.json"
     if not cfg_path.is_file():
         raise WeightsMissing(f"missing audio-encoder config {cfg_path}. {OFFICIAL_WEIGHTS_HINT}")
@@ -47,6 +54,14 @@ def build_hf_encoder(folder: Path) -> nn.Module:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise WeightsCorrupt(f"{cfg_path} is not valid JSON: {exc}") from exc
+    if native:
+        from engine.models.hubert_native import build_native, native_config
+
+        cfg = native_config(raw)
+        if cfg is not None:
+            return build_native(cfg)
+    from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
+
     is_w2v = raw.get("model_type") == "wav2vec2"
     cfg_cls, model_cls = (Wav2Vec2Config, Wav2Vec2Model) if is_w2v else (HubertConfig, HubertModel)
     raw.pop("model_type", None)
@@ -89,7 +104,8 @@ class AudioEncoder(nn.Module):
         h = self.hf.feature_projection(feats.transpose(1, 2))             # (B,2L,H)
         if isinstance(h, tuple):                                          # wav2vec2 returns (h, normed)
             h = h[0]
-        return self.hf.encoder(h).last_hidden_state                       # (B,2L,H)
+        out = self.hf.encoder(h)
+        return out if isinstance(out, torch.Tensor) else out.last_hidden_state  # (B,2L,H)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         h = self.hidden(audio)                                            # (B,2L,H)
@@ -119,10 +135,15 @@ def load_audio_encoder(folder: Path, sd: dict[str, torch.Tensor], feature_dim: i
     if missing:
         raise WeightsCorrupt(f"audio-encoder weights lack {len(missing)} tensors, e.g. {missing[0]} (neither the "
                              f"motion-generator checkpoint nor {Path(folder) / 'pytorch_model.bin'} has them)")
+    # a native backbone is built on the meta device: its parameters BECOME the checkpoint's
+    # (memory-mapped) tensors instead of being copied into freshly allocated ones (cold start, peak RSS)
+    on_meta = any(p.is_meta for p in hf.parameters())
     try:
-        hf.load_state_dict({k: v for k, v in enc_sd.items() if k in own}, strict=False)
+        hf.load_state_dict({k: v for k, v in enc_sd.items() if k in own}, strict=False, assign=on_meta)
     except RuntimeError as exc:
         raise WeightsCorrupt(f"audio-encoder weights do not match {folder}/config.json: {exc}") from exc
+    if any(p.is_meta for p in hf.parameters()):
+        raise WeightsCorrupt(f"audio-encoder weights for {folder}/config.json are incomplete")
     w = sd.get("audio_feature_map.weight")
     if w is None:
         raise WeightsCorrupt("motion-generator checkpoint lacks audio_feature_map.weight")

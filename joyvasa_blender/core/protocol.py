@@ -39,7 +39,8 @@ Event types and their fields (optional fields in brackets)
     done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?}, timings {stage: s},
               peak_mem {host_mb, [device_mb]}, [rtf], [breakdown {part: s}] (1.2: where the
               job's wall time went: startup, import, construct, load, audio, encode, sample,
-              render, write), [report] (doctor in serve), [released] (release)
+              render, write), [breakdown_cpu {part: s}] (the same parts in process CPU
+              seconds), [report] (doctor in serve), [released] (release)
     cancelled at {stage, done}
 
 Compatibility: a reader refuses a different major version with one clear message, ignores

@@ -186,3 +186,20 @@ def test_request_args_map_onto_the_command_line() -> None:
             args_to_argv(p, bad)
     with pytest.raises(BadRequest, match="required"):
         p.parse_args([])
+
+
+def test_crop_request_and_unknown_command_through_the_one_table(tmp_path: Path) -> None:
+    """``crop`` is one line of engine.serve.WORKER_COMMANDS; an unknown command is a bad_request."""
+    from engine.serve import WORKER_COMMANDS
+    from engine.serve import Worker as ServeWorker
+
+    assert "crop" in WORKER_COMMANDS
+    lines = (make_request("run", "k", command="crop", args={"image": str(PORTRAIT), "out": str(tmp_path / "c.png")})
+             + make_request("run", "x", command="teleport", args={}))
+    out = io.StringIO()
+    assert ServeWorker(io.StringIO(lines), out).serve() == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    ends = {e["job"]: e for e in events if e["type"] in ("done", "error", "cancelled")}
+    assert ends["k"]["type"] == "done" and ends["k"]["outputs"]["crop_image"] == str(tmp_path / "c.png")
+    assert (tmp_path / "c.png").is_file() and any(e["type"] == "framing" and e["job"] == "k" for e in events)
+    assert ends["x"]["type"] == "error" and ends["x"]["code"] == "bad_request"
