@@ -25,8 +25,9 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "cv2": ("opencv-python-headless", "reading the portrait, face detection and PNG frames"),
     "av": ("av", "writing mp4 video with sound"),
     "soundfile": ("soundfile", "reading audio"),
-    "librosa": ("librosa", "reading and resampling audio"),
-    "transformers": ("transformers", "the HuBERT speech encoder of the motion generator"),
+    "soxr": ("soxr", "resampling audio to 16 kHz"),
+    "librosa": ("librosa", "reading audio formats libsndfile cannot (fallback)"),
+    "transformers": ("transformers", "HuBERT layouts the engine's own encoder does not cover (fallback)"),
     "scipy": ("scipy", "motion resampling"),
     "yaml": ("pyyaml", "reading models.yaml"),
 }
@@ -159,10 +160,10 @@ def packages_for(*, audio: bool, generate: bool, mp4: bool, images: bool) -> lis
     mods = ["numpy", "torch"]
     if images:
         mods.append("cv2")
-    if audio:
-        mods += ["soundfile", "librosa"]
-    if generate:
-        mods += ["transformers", "yaml"]
+    if audio:  # librosa only for formats libsndfile cannot read: imported (and reported) on demand
+        mods += ["soundfile", "soxr"]
+    if generate:  # transformers only for HuBERT layouts engine/models/hubert_native.py does not cover
+        mods += ["yaml"]
     if mp4:
         mods.append("av")
     return mods

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import typing
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
+from engine import preflight
 from engine.errors import BadRequest
 from engine.protocol import (CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype)
 
@@ -96,17 +96,14 @@ class MotionConfig(ConfigBase):
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise BadRequest(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise BadRequest(f"--steps must be >= 1, got {self.steps}")
         if self.cfg_mode not in CFG_MODES:
             raise BadRequest(f"cfg_mode must be one of {', '.join(CFG_MODES)}")
         if self.pe_variant not in PE_VARIANTS:
             raise BadRequest(f"pe_variant must be one of {', '.join(PE_VARIANTS)}")
-        if self.fps is not None and not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps)
-                                         and self.fps > 0):
-            raise BadRequest(f"fps must be > 0, got {self.fps}")
-        if not isinstance(self.cfg_scale, (int, float)) or not math.isfinite(self.cfg_scale):
-            raise BadRequest("cfg_scale must be finite")
+        if self.steps is not None and not isinstance(self.steps, int):
+            raise BadRequest(f"--steps must be a whole number, got {self.steps!r}")
+        preflight.check_sampling(self.seed, self.steps, self.cfg_scale)  # the one set of bounds
+        preflight.check_number("--fps", self.fps, preflight.FPS_MIN, preflight.FPS_MAX)
 
 
 @dataclass(frozen=True)
@@ -129,9 +126,15 @@ class RenderConfig(ConfigBase):
     max_frames: int | None = None  # benchmarks/tests: cap rendered frames
 
     def __post_init__(self) -> None:
-        # numeric bounds (fps, batch, strengths) are engine/preflight.py's, checked by the pipeline
         if self.region not in REGIONS:
             raise BadRequest(f"unknown region {self.region!r}; choose one of {', '.join(REGIONS)}")
+        # numeric bounds: engine/preflight.py's, the one set every entry point uses
+        preflight.check_number("--fps", self.fps, preflight.FPS_MIN, preflight.FPS_MAX)
+        preflight.check_number("--batch", self.batch, 1, preflight.BATCH_MAX)
+        for name in ("pose_strength", "exp_strength", "driving_multiplier"):
+            preflight.check_number("--" + name.replace("_", "-"), getattr(self, name), 0.0, preflight.STRENGTH_MAX)
+        if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
+            raise BadRequest("--max-frames must be >= 1")
 
     @property
     def crop_mode(self) -> str:

@@ -524,7 +524,7 @@ def test_fault_out_of_memory_in_motion(capsys, monkeypatch, tiny_weights: Path, 
 
 
 @pytest.mark.parametrize("command,module,dist", [("animate", "av", "av"), ("animate", "cv2", "opencv-python-headless"),
-                                                 ("motion", "transformers", "transformers")])
+                                                 ("motion", "soxr", "soxr")])
 def test_fault_missing_package_is_named_before_work(command: str, module: str, dist: str, capsys, monkeypatch,
                                                     tiny_weights: Path, clip: Path, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails as if it were not installed
