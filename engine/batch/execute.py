@@ -1,25 +1,22 @@
 """The seam between a batch job and the engine: ``(command, args) -> outputs``, in this process.
 
-A job's ``args`` are turned into that command's own command line and parsed by the command's
-own argparse parser (``engine.cli``): there is one definition of every option, its defaults
-and its validation, whichever way a job arrives. The command then runs under the same runner
-as on the command line (events, error codes, atomic outputs); its JSON events are read back
-line by line and handed to ``on_event``.
-
-SEAM: when the pipeline layer (``engine/pipeline``: configs + ``execute(args, ctx)`` with a
-model cache) is on main, :func:`execute` calls it with the worker's cache instead of
-``module.run``, so a worker loads the networks once; nothing else in engine/batch changes.
+A job is exactly a request of the warm worker (``engine serve``): the same command table
+(:data:`engine.serve.WORKER_COMMANDS`), the same ``args`` -> command line translation
+(:func:`engine.serve.args_to_argv`) validated by the command's own parser, the same
+``execute(args, ctx)`` -> job config -> pipeline, under the same :func:`engine.runner.run_job`
+(one ``done``/``error``/``cancelled`` per job, failures classified into protocol codes). The
+worker's :class:`~engine.pipeline.context.ModelCache` is passed in, so a worker loads each
+network once for all its jobs.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
-import sys
+import importlib
 from typing import Any, Callable
 
+from engine.batch.jobs import COMMANDS as BATCH_COMMANDS
 from engine.errors import BadRequest
+from engine.protocol import EventWriter
 
 Event = dict[str, Any]
 
@@ -32,85 +29,40 @@ class JobFailed(Exception):
         self.code = code
 
 
-def _parser(command: str) -> argparse.ArgumentParser:
-    from engine.cli import build_parser
-
-    root = build_parser(load_commands=[command])
-    sub = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices[command]
-
-
-def args_to_argv(command: str, args: dict[str, Any]) -> list[str]:
-    """``{"cfg_scale": 2, "smooth": False}`` -> ``["--cfg-scale", "2", "--no-smooth"]`` using the
-    command's parser to find each option (by ``--long-name`` first, then by destination)."""
-    parser = _parser(command)
-    by_option: dict[str, argparse.Action] = {}
-    by_dest: dict[str, list[argparse.Action]] = {}
-    for action in parser._actions:
-        for opt in action.option_strings:
-            by_option[opt] = action
-        by_dest.setdefault(action.dest, []).append(action)
-    argv: list[str] = []
-    for key, value in args.items():
-        action = by_option.get("--" + key.replace("_", "-"))
-        if action is None and key in by_dest:
-            action = next((a for a in by_dest[key] if a.option_strings), None)
-        if action is None or key in ("help", "progress"):
-            raise BadRequest(f"{command}: unknown argument {key!r}")
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            if not isinstance(value, bool):
-                raise BadRequest(f"{command}: {key!r} takes true or false, got {value!r}")
-            want = action if action.const == value else next(
-                (a for a in by_dest[action.dest] if getattr(a, "const", None) == value and a.option_strings), None)
-            if want is None:
-                raise BadRequest(f"{command}: {key!r} cannot be {value}")
-            argv.append(want.option_strings[-1])
-        elif value is None:
-            continue
-        else:
-            argv += [action.option_strings[-1], str(value)]
-    return argv
-
-
-def parse(command: str, args: dict[str, Any]) -> argparse.Namespace:
-    """The command's Namespace for ``args`` (BadRequest with argparse's own message)."""
-    parser = _parser(command)
-    argv = args_to_argv(command, args)
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            ns = parser.parse_args(argv)
-    except SystemExit:
-        msg = err.getvalue().strip().splitlines()
-        raise BadRequest(f"{command}: {msg[-1] if msg else 'bad arguments'}") from None
-    return ns
-
-
-class _EventLines(io.TextIOBase):
-    """A text stream that parses each complete JSON line and calls ``sink(event)``."""
+class _Sink(EventWriter):
+    """An event writer that hands each event to a callback instead of a stream."""
 
     def __init__(self, sink: Callable[[Event], None]) -> None:
-        self._buf = ""
+        super().__init__(None)
         self._sink = sink
 
-    def writable(self) -> bool:
-        return True
+    def emit(self, type_: str, **fields: Any) -> Event:
+        event = super().emit(type_, **fields)
+        self._sink(event)
+        return event
 
-    def write(self, text: str) -> int:
-        self._buf += text
-        while "\n" in self._buf:
-            line, self._buf = self._buf.split("\n", 1)
-            if line.strip():
-                with contextlib.suppress(ValueError):
-                    self._sink(json.loads(line))
-        return len(text)
+
+def parse(command: str, args: dict[str, Any]) -> tuple[Any, argparse.Namespace]:
+    """(command module, its Namespace for ``args``); BadRequest with the parser's message."""
+    from engine.serve import WORKER_COMMANDS, args_to_argv, parser_for
+
+    if command not in BATCH_COMMANDS:
+        raise BadRequest(f"batch jobs run {', '.join(BATCH_COMMANDS)}, not {command!r}")
+    module = importlib.import_module(WORKER_COMMANDS[command])
+    parser = parser_for(command, module)
+    ns = parser.parse_args(args_to_argv(parser, args))
+    if hasattr(ns, "progress"):
+        ns.progress = "json"
+    return module, ns
 
 
 def execute(command: str, args: dict[str, Any], on_event: Callable[[Event], None] | None = None,
-            cache: Any = None) -> dict[str, str]:  # noqa: ARG001 - cache: see SEAM in the module doc
+            cache: Any = None, job: str | None = None) -> dict[str, str]:
     """Run one job in this process; returns its ``done`` outputs or raises JobFailed/BadRequest."""
-    ns = parse(command, args)
-    ns.progress = "json"
+    from engine.pipeline.context import Context, ModelCache
+    from engine.runner import Reporter, run_job
+
+    module, ns = parse(command, args)
     events: list[Event] = []
 
     def sink(event: Event) -> None:
@@ -118,13 +70,10 @@ def execute(command: str, args: dict[str, Any], on_event: Callable[[Event], None
         if on_event is not None:
             on_event(event)
 
-    stream = _EventLines(sink)
-    real = sys.stdout
-    sys.stdout = stream          # the runner writes its events to the stdout it finds
-    try:
-        code = ns._module.run(ns)
-    finally:
-        sys.stdout = real
+    reporter = Reporter(None, job=job, writer=_Sink(sink))
+    reporter.command = command
+    models = cache if cache is not None else ModelCache()
+    code = run_job(reporter, lambda rep: module.execute(ns, Context(rep, models)))
     done = next((e for e in reversed(events) if e.get("type") == "done"), None)
     if code == 0 and done is not None:
         return dict(done.get("outputs") or {})
@@ -133,4 +82,4 @@ def execute(command: str, args: dict[str, Any], on_event: Callable[[Event], None
         raise JobFailed(str(err.get("code", "internal")), str(err.get("message", "")))
     if any(e.get("type") == "cancelled" for e in events):
         raise JobFailed("cancelled", "the job was cancelled")
-    raise JobFailed("internal", f"{command} exited with code {code} without an error event")
+    raise JobFailed("internal", f"{command} ended with code {code} without an error event")

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.errors import BadRequest
 
+#: the commands a batch job may name (generation and rendering; run as the warm worker runs them)
 COMMANDS = ("motion", "animate")
 #: argument names whose values are file system paths (made absolute against the job file)
 PATH_ARGS = ("audio", "image", "out", "motion", "frames_dir", "save_motion", "controls", "weights")

@@ -32,6 +32,7 @@ class BatchRun:
     failed: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     retries: int = 0
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)   # pid -> {"jobs", "model_loads"}
     t0: float = field(default_factory=time.monotonic)
 
     def log(self, msg: str) -> None:
@@ -65,6 +66,10 @@ class BatchRun:
         self.log(f"{done}/{total} jobs{failed}" + (f", ETA {eta:.0f}s" if eta is not None else ""))
 
     def record(self, job: Job, result: dict[str, Any]) -> None:
+        if result.get("pid") is not None:
+            w = self.workers.setdefault(str(result["pid"]), {"jobs": 0, "model_loads": {}})
+            w["jobs"] += 1
+            w["model_loads"] = result.get("model_loads", {})     # cumulative per worker
         if result.get("ok"):
             mark_done(job, self.state, result["outputs"])
             self.ok.append(job.id)
@@ -85,7 +90,7 @@ class BatchRun:
 
     def summary(self) -> dict[str, Any]:
         return {"jobs": len(self.jobs), "ok": self.ok, "skipped": self.skipped, "failed": self.failed,
-                "retries": self.retries, "wall_s": round(time.monotonic() - self.t0, 2)}
+                "retries": self.retries, "workers": self.workers, "wall_s": round(time.monotonic() - self.t0, 2)}
 
     def finish(self, stdout: IO[str] | None) -> int:
         summary = self.summary()

@@ -16,7 +16,9 @@ from engine.errors import EngineError
 
 class Worker:
     def __init__(self) -> None:
-        self.cache: Any = None          # the model cache, once engine/batch/execute.py has one to use
+        from engine.pipeline.context import ModelCache
+
+        self.cache = ModelCache()       # networks stay loaded between this worker's jobs
         self.jobs_run = 0
 
     def run(self, request: dict[str, Any], on_event: Callable[[dict], None] | None = None) -> dict[str, Any]:
@@ -26,7 +28,7 @@ class Worker:
         result: dict[str, Any] = {"id": request["id"], "ok": False, "outputs": {}, "code": None, "message": "",
                                   "pid": os.getpid()}
         try:
-            result["outputs"] = execute(request["command"], request["args"], on_event, self.cache)
+            result["outputs"] = execute(request["command"], request["args"], on_event, self.cache, request["id"])
             result["ok"] = True
         except JobFailed as exc:
             result["code"], result["message"] = exc.code, str(exc)
@@ -35,5 +37,6 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - one job's bug must not end the worker
             result["code"], result["message"] = "internal", f"{type(exc).__name__}: {exc}"
         result["wall_s"] = round(time.monotonic() - t0, 3)
+        result["model_loads"] = dict(self.cache.loads)      # cumulative: stays flat once warm
         self.jobs_run += 1
         return result

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.batch.execute import args_to_argv, parse
+from engine.batch.execute import parse
 from engine.errors import BadRequest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,17 +33,19 @@ def write_wav(path: Path, seconds: float = 1.0, sr: int = 16000) -> Path:
 
 
 def test_args_become_the_commands_own_options() -> None:
-    argv = args_to_argv("motion", {"audio": "a.wav", "out": "m.npz", "cfg_scale": 1.5, "smooth": False,
-                                   "pe": "legacy", "fps": 30})
-    assert argv == ["--audio", "a.wav", "--out", "m.npz", "--cfg-scale", "1.5", "--no-smooth", "--pe", "legacy",
-                    "--fps", "30"]
-    ns = parse("animate", {"image": "p.jpg", "audio": "a.wav", "out": "v.mp4", "frames_dir": "f",
-                           "upstream_timing": True, "pose_strength": 0.5, "stitching": False})
+    """Job args go through the warm worker's translation and the command's own parser."""
+    _, ns = parse("motion", {"audio": "a.wav", "out": "m.npz", "cfg_scale": 1.5, "smooth": False,
+                             "pe": "legacy", "fps": 30})
+    assert ns.cfg_scale == 1.5 and ns.smooth is False and ns.pe_variant == "legacy" and ns.motion_fps == 30
+    _, ns = parse("animate", {"image": "p.jpg", "audio": "a.wav", "out": "v.mp4", "frames_dir": "f",
+                              "upstream_timing": True, "pose_strength": 0.5, "stitching": False})
     assert ns.frames_dir == "f" and ns.upstream_timing is True and ns.pose_strength == 0.5 and ns.stitching is False
-    for bad in ({"audio": "a", "out": "m.npz", "bogus": 1}, {"audio": "a", "out": "m.npz", "steps": "many"},
-                {"audio": "a", "out": "m.npz", "smooth": "yes"}, {"audio": "a", "out": "m.npz", "progress": "json"}):
+    for command, bad in (("motion", {"audio": "a", "out": "m.npz", "bogus": 1}),
+                         ("motion", {"audio": "a", "out": "m.npz", "steps": "many"}),
+                         ("motion", {"audio": "a", "out": "m.npz", "smooth": "yes"}),
+                         ("doctor", {})):
         with pytest.raises(BadRequest):
-            parse("motion", bad)
+            parse(command, bad)
 
 
 def run_batch(jobs_file: Path, *extra: str) -> tuple[int, list[dict], str]:
@@ -80,6 +82,9 @@ def test_local_batch(tmp_path: Path, tiny_weights: Path, capsys) -> None:
     assert events[0]["type"] == "hello" and events[0]["command"] == "batch"
     assert summary["ok"] == ["a", "b", "video"] and [f["id"] for f in summary["failed"]] == ["bad"]
     assert summary["failed"][0]["code"] == "audio_invalid"
+    (worker,) = summary["workers"].values()                         # one warm worker ...
+    assert worker["jobs"] == 4 and worker["model_loads"]
+    assert all(n == 1 for n in worker["model_loads"].values()), worker   # ... loaded each network once
     failed = [e for e in events if e["type"] == "error"]
     assert len(failed) == 1 and failed[0]["job"] == "bad" and failed[0]["fatal"] is False
     assert {e["job"] for e in events if e["type"] == "artifact"} == {"a", "b", "video"}

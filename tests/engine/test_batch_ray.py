@@ -150,6 +150,10 @@ def test_ray_batch_equals_serial_skips_and_reports_bad_job(tmp_path, ray_head, s
     pids = {int(line.split("worker pid ")[1].split()[0]) for line in err.splitlines() if "started on worker pid" in line}
     assert len(pids) == 2                                           # two actors shared the jobs
     assert pids.isdisjoint({os.getpid()})
+    workers = summary["workers"]
+    assert {int(p) for p in workers} == pids and sum(w["jobs"] for w in workers.values()) == 5
+    for w in workers.values():                                      # each actor loaded each network once
+        assert w["model_loads"] and all(n == 1 for n in w["model_loads"].values()), workers
     assert any(e["type"] == "progress" and e["stage"] == "batch" and e["eta_s"] is not None for e in events)
 
     serial_jobs = jobs_file(tmp_path / "serial", FOUR, synthetic_tiny_joyvasa)
