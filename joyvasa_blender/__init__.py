@@ -3,7 +3,7 @@
 The add-on never imports torch or engine code: it runs the engine (a separate Python
 environment chosen in the preferences) as a subprocess and reads its JSON-lines events
 (core/protocol.py). Importing this package imports nothing from bpy, so the bpy-free
-``core`` package (protocol, engine_client, jobs, motion_core, semantic) is testable with plain
+``core`` package (protocol, engine_client, jobs, motion_core, semantic, framing) is testable with plain
 pytest; the bpy shells (operators, panels, properties, keying, sequencer) are imported in
 register().
 """
@@ -13,8 +13,9 @@ _registered: list = []
 
 
 def _classes():
-    from . import ops_export, ops_motion, ops_render, prefs, props, ui_panels
-    return (props.CLASSES + prefs.CLASSES + ops_motion.CLASSES + ops_render.CLASSES + ops_export.CLASSES
+    from . import ops_export, ops_framing, ops_motion, ops_render, prefs, props, ui_panels
+    return (props.CLASSES + prefs.CLASSES + ops_motion.CLASSES + ops_framing.CLASSES + ops_render.CLASSES
+            + ops_export.CLASSES
             + ui_panels.CLASSES)
 
 

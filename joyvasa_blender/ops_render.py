@@ -9,7 +9,9 @@ import bpy
 from . import apply_media, apply_motion
 from .core.engine_client import motion_args
 from .core.media_check import MediaError, verify_render
+from .core.framing import framing_summary
 from .ops_engine_run import EngineRunMixin
+from .ops_framing import framing_args_for
 
 PREVIEW_IMAGE = "JoyVASA Preview"
 
@@ -36,8 +38,8 @@ class _AnimateOperator(EngineRunMixin):
         frames = [start]
         pose = float(apply_motion.strength_values(scene, "head_strength", frames)[0])
         exp = float(apply_motion.strength_values(scene, "expression_strength", frames)[0])
-        args += ["--region", st.region, "--pose-strength", f"{pose:.4g}", "--exp-strength", f"{exp:.4g}",
-                 "--crop", st.crop or "auto"]
+        args += ["--region", st.region, "--pose-strength", f"{pose:.4g}", "--exp-strength", f"{exp:.4g}"]
+        args += framing_args_for(st)          # the same framing as Preview Crop (Frame Face points too)
         if st.animal:
             args.append("--animal")
         if self.preview:
@@ -59,6 +61,8 @@ class _AnimateOperator(EngineRunMixin):
                 show_image(context, sheet)
             return f"Preview: {video}" + (f" + {sheet}" if sheet else "")
         st.last_video = video
+        if job.framing:
+            st.crop_summary = framing_summary(job.framing)
         if not st.add_strips:
             return f"Rendered {video}"
         info = apply_media.add_strips(context, video, params["audio"], params["start"])

@@ -8,8 +8,8 @@ Changing a strength later means applying the motion again (a new take).
 """
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
+                       PointerProperty, StringProperty)
 
 from .core import semantic
 
@@ -18,6 +18,10 @@ SAMPLERS = [("ancestral", "Ancestral (exact)", "Upstream DDPM ancestral sampling
             ("dpmpp_2m", "DPM-Solver++ 2M", "Second-order solver: good quality with 10-20 steps")]
 REGIONS = [("all", "All", "Head pose and expression"), ("exp", "Expression", "Expression only"),
            ("pose", "Pose", "Head pose only"), ("lip", "Lips", "Lips only"), ("eyes", "Eyes", "Eyes only")]
+FRAMING_MODES = [("AUTO", "Automatic", "Detect the face (the largest; Face picks another)"),
+                 ("POINTS", "Face Points", "Two eyes and the mouth: click them with Frame Face, or type them"),
+                 ("BOX", "Face Box", "An upright face box X, Y, W, H in pixels"),
+                 ("NONE", "Whole Picture", "No crop: the whole picture squeezed to 512x512")]
 AXES = [(a, a, f"Local {a} axis") for a in ("X", "Y", "Z", "-X", "-Y", "-Z")]
 
 
@@ -97,7 +101,25 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     mirrored_source: BoolProperty(name="Mirrored Portrait", default=False, description="Swap left/right eye channels (selfie images)")
     make_empties: BoolProperty(name="Keypoint Empties", default=False, description="21 empties following the generated 3-D keypoints")
     # -- render ---------------------------------------------------------------------------
-    crop: StringProperty(name="Crop", default="auto", description="auto, none, or X,Y,W,H in pixels")
+    # -- framing (engine --crop/--scale/--vx/--vy/--face-index; see core/framing.py) --------
+    crop_mode: EnumProperty(name="Framing", default="AUTO", items=FRAMING_MODES,
+                            description="How the engine finds the face it animates")
+    face_points: FloatVectorProperty(name="Face Points", size=6, precision=1,
+                                     description="Image-left eye X, Y, image-right eye X, Y, mouth centre X, Y "
+                                                 "in pixels of the picture (origin top-left); set by Frame Face")
+    crop_box: FloatVectorProperty(name="Face Box", size=4, precision=0, min=0.0,
+                                  description="Upright face box X, Y, width, height in pixels of the picture (origin top-left)")
+    crop_scale: FloatProperty(name="Crop Scale", default=2.3, min=0.5, max=6.0,
+                              description="Crop side / face size (upstream 2.3; larger shows more shoulders)")
+    crop_vx: FloatProperty(name="Shift X", default=0.0, min=-1.0, max=1.0,
+                           description="Move the crop sideways by this fraction of its side")
+    crop_vy: FloatProperty(name="Shift Y", default=-0.125, min=-1.0, max=1.0,
+                           description="Move the crop along the face (upstream -0.125: more forehead)")
+    face_index: IntProperty(name="Face", default=0, min=0,
+                            description="With several faces: 0 = the largest, 1 = the next largest, ...")
+    crop_preview: StringProperty(name="Crop Preview", subtype='FILE_PATH',
+                                 description="The last crop preview written by the engine")
+    crop_summary: StringProperty(name="Framing", description="How the last preview was framed")
     render_use_motion: BoolProperty(name="Use Generated Motion", default=True,
                                     description="Render with the last generated motion file, so the video matches the keyed take")
     add_strips: BoolProperty(name="Add Strips", default=True,

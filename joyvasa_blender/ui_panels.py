@@ -6,6 +6,8 @@ import bpy
 from . import compat, runtime
 from .ops_motion import (JOYVASA_OT_apply_motion, JOYVASA_OT_cancel, JOYVASA_OT_generate_motion,
                          JOYVASA_OT_use_strip)
+from .ops_framing import PREVIEW_IMAGE as CROP_PREVIEW_IMAGE
+from .ops_framing import JOYVASA_OT_frame_face, JOYVASA_OT_preview_crop, JOYVASA_OT_use_detected_points
 from .ops_render import (JOYVASA_OT_open_output_folder, JOYVASA_OT_render_portrait, JOYVASA_OT_render_preview,
                          JOYVASA_OT_show_sequencer_scene)
 
@@ -122,7 +124,6 @@ def draw_actions(layout, context) -> None:
     row.operator(JOYVASA_OT_render_preview.bl_idname, icon='IMAGE_DATA')
     row.operator(JOYVASA_OT_render_portrait.bl_idname, icon='RENDER_ANIMATION')
     col.prop(st, "render_use_motion")
-    col.prop(st, "crop")
     col.prop(st, "add_strips")
     if st.add_strips:
         row = col.row(align=True)
@@ -143,6 +144,43 @@ def draw_outputs(layout, st) -> None:
             box.label(text=f"{label}: {bpy.path.basename(path)}", icon='FILE')
 
 
+def draw_framing(layout, context, in_image_editor: bool = False) -> None:
+    """Framing: mode, points/box/face, scale and shifts, the Frame Face tool and the crop preview."""
+    st = context.scene.joyvasa
+    busy = runtime.CURRENT is not None
+    box = layout.box()
+    box.label(text="Face Framing", icon='FACESEL')
+    box.prop(st, "crop_mode", text="")
+    if st.crop_mode == "POINTS":
+        col = box.column(align=True)
+        col.prop(st, "face_points", text="")
+        if in_image_editor:
+            col.operator(JOYVASA_OT_frame_face.bl_idname, icon='RESTRICT_SELECT_OFF')
+        else:
+            col.label(text="Frame Face: Image Editor › sidebar › JoyVASA", icon='INFO')
+    elif st.crop_mode == "BOX":
+        box.prop(st, "crop_box", text="")
+    elif st.crop_mode == "AUTO":
+        box.prop(st, "face_index")
+    if st.crop_mode != "NONE":
+        col = box.column(align=True)
+        col.prop(st, "crop_scale")
+        row = col.row(align=True)
+        row.prop(st, "crop_vx")
+        row.prop(st, "crop_vy")
+    row = box.row(align=True)
+    row.enabled = not busy
+    row.operator(JOYVASA_OT_preview_crop.bl_idname, icon='IMAGE_DATA')
+    if st.crop_mode == "AUTO":
+        row.operator(JOYVASA_OT_use_detected_points.bl_idname, text="", icon='GREASEPENCIL')
+    if st.crop_summary:
+        box.label(text=st.crop_summary, icon='CHECKMARK')
+    img = bpy.data.images.get(CROP_PREVIEW_IMAGE)
+    preview = getattr(img, "preview", None) if img is not None else None
+    if preview is not None and preview.icon_id:
+        box.template_icon(icon_value=preview.icon_id, scale=8.0)
+
+
 class _JoyVASAPanel:
     bl_region_type = 'UI'
     bl_category = "JoyVASA"
@@ -155,6 +193,7 @@ class _JoyVASAPanel:
         draw_generation(layout, st)
         draw_strengths(layout, st)
         draw_targets(layout, st)
+        draw_framing(layout, context)
         draw_actions(layout, context)
 
 
@@ -170,4 +209,17 @@ class JOYVASA_PT_sequencer(_JoyVASAPanel, bpy.types.Panel):
     bl_space_type = 'SEQUENCE_EDITOR'
 
 
-CLASSES = (JOYVASA_PT_view3d, JOYVASA_PT_sequencer)
+class JOYVASA_PT_image(bpy.types.Panel):
+    """The framing tools where the portrait is: the Image Editor's sidebar."""
+    bl_idname = "JOYVASA_PT_image"
+    bl_label = "JoyVASA Framing"
+    bl_space_type = 'IMAGE_EDITOR'
+    bl_region_type = 'UI'
+    bl_category = "JoyVASA"
+
+    def draw(self, context):
+        draw_job(self.layout)
+        draw_framing(self.layout, context, in_image_editor=True)
+
+
+CLASSES = (JOYVASA_PT_view3d, JOYVASA_PT_sequencer, JOYVASA_PT_image)

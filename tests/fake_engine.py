@@ -10,6 +10,7 @@ or directives:
     {"_fake": "write_motion"}             copy tests/contract/motion_v1.npz to --out
     {"_fake": "write_video"}              write a small mp4 at --fps to --out (needs PyAV), as long
                                           as --audio (or "seconds": S, to fake a truncated render)
+    {"_fake": "write_png"}                write a 16x16 PNG to --out (the crop preview)
     {"_fake": "stderr", "text": "..."}    a log line on stderr
     {"_fake": "hang"}                     wait until cancelled (stdin "cancel" or SIGINT)
     {"_fake": "exit", "code": 1}          exit now with that code
@@ -102,6 +103,21 @@ def write_video(out: str, fps: float, n_frames: int) -> None:
             c.mux(pkt)
 
 
+def write_png(out: str, size: int = 16) -> None:
+    """A grey gradient PNG with the standard library only."""
+    import struct
+    import zlib
+
+    rows = b"".join(b"\x00" + bytes((x * 16) % 256 for x in range(size) for _ in range(3)) for _ in range(size))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    Path(out).write_bytes(png)
+
+
 def cancelled(stage: str = "motion") -> None:
     # a second SIGINT during interpreter shutdown (handlers revert to the default) would turn
     # exit 130 into "killed by SIGINT": ignore it from here on, as the real engine does
@@ -167,6 +183,8 @@ def main(argv: list[str]) -> int:
             seconds = float(item.get("seconds", seconds))
             seconds = float(os.environ.get("JOYVASA_FAKE_VIDEO_SECONDS") or seconds)   # e.g. a truncated file
             write_video(out, fps, max(1, int(round(seconds * fps))))
+        elif directive == "write_png":
+            write_png(out)
         elif directive == "stderr":
             print(item.get("text", ""), file=sys.stderr, flush=True)
         elif directive == "hang":

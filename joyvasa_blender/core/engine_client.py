@@ -164,7 +164,8 @@ def engine_argv(python: str, command: str, args: Sequence[str], *, weights: str 
     argv = [python, "-m", "engine", command, *args]
     _opt(argv, "--weights", weights)
     if command != "doctor":
-        _opt(argv, "--device", device)
+        if command != "crop":        # framing runs on the CPU and takes no --device
+            _opt(argv, "--device", device)
         if command == "animate":
             _opt(argv, "--dtype", dtype)
         if progress:

@@ -31,6 +31,7 @@ class JobState:
     warnings: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    framing: dict[str, Any] = field(default_factory=dict)   # the ``framing`` event (crop, animate)
     timings: dict[str, Any] = field(default_factory=dict)
     stderr_tail: list[str] = field(default_factory=list)
     cancelling: bool = False             # cancel requested, engine not stopped yet
@@ -74,6 +75,8 @@ class JobState:
             eta = ev.get("eta_s")
             self.eta_s = float(eta) if isinstance(eta, (int, float)) else None
             self.message = self.progress_text
+        elif kind == "framing":
+            self.framing = {k: v for k, v in ev.items() if k not in ("v", "type", "seq", "t", "job")}
         elif kind == "artifact":
             self.artifacts[str(ev.get("kind"))] = str(ev.get("path"))
         elif kind == "warning":

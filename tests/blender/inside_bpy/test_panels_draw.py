@@ -51,6 +51,10 @@ class Layout:
     def separator(self, **kw):
         pass
 
+    def template_icon(self, icon_value=0, scale=1.0):
+        assert isinstance(icon_value, int) and "template_icon" in bpy.types.UILayout.bl_rna.functions
+        self.log.append(("template_icon", icon_value))
+
 
 def draw(cls, context):
     log = []

@@ -82,7 +82,7 @@ def test_speech_to_keys_with_real_engine(real, tmp_path):
 def test_render_to_strips_with_real_engine(real, tmp_path):
     wav = write_wav(tmp_path / "short.wav", seconds=0.5)
     st = real.joyvasa
-    st.audio_path, st.start_frame, st.crop = str(wav), 20, "none"     # random weights: no face detector
+    st.audio_path, st.start_frame, st.crop_mode = str(wav), 20, "NONE"   # random weights: no face detector
     img = tmp_path / "face.png"
     pix = bpy.data.images.new("face", 64, 64)
     pix.pixels.foreach_set(np.random.default_rng(0).random(64 * 64 * 4).astype(np.float32))

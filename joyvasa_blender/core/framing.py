@@ -1,0 +1,112 @@
+"""Face framing settings → engine options, and Image Editor clicks → picture pixels (bpy-free).
+
+Why here: the Frame Face tool, the crop preview and Render Portrait Animation must pass the
+engine exactly the same framing (``--crop``, ``--scale``, ``--vx``, ``--vy``,
+``--face-index``), and the coordinate conversion is easy to get upside down; both are plain
+functions tested without Blender (tests/addon_core/test_framing_core.py).
+
+Coordinates: the engine wants pixels of the picture file, origin at the top-left corner, y
+down. Blender's Image Editor gives normalised view coordinates with the origin at the
+bottom-left, y up.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+MODES = ("AUTO", "NONE", "BOX", "POINTS")
+#: upstream app defaults (engine/framing/geometry.py)
+DEFAULT_SCALE, DEFAULT_VX, DEFAULT_VY = 2.3, 0.0, -0.125
+STEPS = ("image-left eye", "image-right eye", "mouth centre")
+
+
+def view_to_pixel(u: float, v: float, width: int, height: int) -> tuple[float, float]:
+    """Image Editor view coordinates (0..1, origin bottom-left) → picture pixels (origin top-left)."""
+    return (u * width, (1.0 - v) * height)
+
+
+def pixel_to_view(x: float, y: float, width: int, height: int) -> tuple[float, float]:
+    return (x / width, 1.0 - y / height)
+
+
+def order_points(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
+    """Three clicked points (eyes in any order, then the mouth) → image-left eye, image-right eye, mouth."""
+    if len(points) != 3:
+        raise ValueError("the Frame Face tool needs exactly three points: two eyes and the mouth")
+    a, b, m = (tuple(map(float, p)) for p in points)
+    if a[0] > b[0]:
+        a, b = b, a
+    if (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2 < 4.0:
+        raise ValueError("the two eye points are on top of each other: click each eye once")
+    mid = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+    if (mid[0] - m[0]) ** 2 + (mid[1] - m[1]) ** 2 < 4.0:
+        raise ValueError("the mouth point is on the eyes: click the centre of the mouth")
+    return [a, b, m]  # type: ignore[list-item]
+
+
+def crop_value(mode: str, box: Sequence[float] = (), points: Sequence[float] = ()) -> str:
+    """The ``--crop`` value for a framing mode (AUTO, NONE, BOX: X,Y,W,H, POINTS: 6 numbers)."""
+    if mode == "AUTO":
+        return "auto"
+    if mode == "NONE":
+        return "none"
+    if mode == "BOX":
+        x, y, w, h = (float(v) for v in box)
+        if w <= 0 or h <= 0:
+            raise ValueError("the face box needs a positive width and height (Crop Box W, H)")
+        return ",".join(_num(v) for v in (x, y, w, h))
+    if mode == "POINTS":
+        p = [float(v) for v in points]
+        if len(p) != 6 or not any(p):
+            raise ValueError("no face points yet: use Frame Face (click both eyes and the mouth) "
+                             "or type them in Face Points")
+        order_points([p[0:2], p[2:4], p[4:6]])  # validates
+        return "points:" + ",".join(_num(v) for v in p)
+    raise ValueError(f"unknown framing mode {mode!r}")
+
+
+def _num(v: float) -> str:
+    return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
+
+
+def framing_args(mode: str, *, box: Sequence[float] = (), points: Sequence[float] = (),
+                 scale: float = DEFAULT_SCALE, vx: float = DEFAULT_VX, vy: float = DEFAULT_VY,
+                 face_index: int = 0) -> list[str]:
+    """Engine options for the framing (shared by ``engine crop`` and ``engine animate``)."""
+    args = ["--crop", crop_value(mode, box, points)]
+    if abs(scale - DEFAULT_SCALE) > 1e-6:
+        args += ["--scale", f"{scale:.4g}"]
+    if abs(vx - DEFAULT_VX) > 1e-6:
+        args += ["--vx", f"{vx:.4g}"]
+    if abs(vy - DEFAULT_VY) > 1e-6:
+        args += ["--vy", f"{vy:.4g}"]
+    if mode == "AUTO" and face_index > 0:
+        args += ["--face-index", str(int(face_index))]
+    return args
+
+
+def framing_summary(event: dict[str, Any] | None) -> str:
+    """One line for the panel from a ``framing`` event (or ``engine crop --json`` object)."""
+    if not event:
+        return ""
+    method = event.get("method", "?")
+    parts = [f"{method}"]
+    if event.get("faces"):
+        parts.append(f"face {int(event.get('face_index') or 0) + 1} of {event['faces']}")
+    angle = event.get("angle_deg")
+    if isinstance(angle, (int, float)) and abs(angle) >= 0.5:
+        parts.append(f"tilt {angle:+.0f}°")
+    return ", ".join(parts)
+
+
+def points_from_event(event: dict[str, Any] | None) -> list[float] | None:
+    """The three framing points (6 numbers) that reproduce an automatic framing, for editing:
+    the two eyes and the mouth centre of the detector's five points."""
+    if not event or not event.get("points"):
+        return None
+    p = event["points"]
+    if len(p) == 5:
+        m = ((p[3][0] + p[4][0]) / 2, (p[3][1] + p[4][1]) / 2)
+        return [p[0][0], p[0][1], p[1][0], p[1][1], m[0], m[1]]
+    if len(p) == 3:
+        return [v for xy in p for v in xy]
+    return None

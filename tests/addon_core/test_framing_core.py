@@ -1,0 +1,52 @@
+"""bpy-free framing helpers of the add-on: coordinates, point order, engine options, summaries."""
+from __future__ import annotations
+
+import pytest
+
+from joyvasa_blender.core import framing
+
+
+def test_view_and_pixel_coordinates_round_trip() -> None:
+    assert framing.view_to_pixel(0.0, 1.0, 640, 480) == (0.0, 0.0)          # top-left corner
+    assert framing.view_to_pixel(1.0, 0.0, 640, 480) == (640.0, 480.0)      # bottom-right
+    x, y = framing.view_to_pixel(0.25, 0.75, 640, 480)
+    assert (x, y) == (160.0, 120.0) and framing.pixel_to_view(x, y, 640, 480) == (0.25, 0.75)
+
+
+def test_order_points_and_validation() -> None:
+    assert framing.order_points([(30, 10), (10, 11), (20, 30)]) == [(10, 11), (30, 10), (20, 30)]
+    with pytest.raises(ValueError, match="eye"):
+        framing.order_points([(10, 10), (10.5, 10), (20, 30)])
+    with pytest.raises(ValueError, match="mouth"):
+        framing.order_points([(10, 10), (30, 10), (20, 10)])
+    with pytest.raises(ValueError):
+        framing.order_points([(1, 2), (3, 4)])
+
+
+def test_framing_args_match_the_engine_cli() -> None:
+    assert framing.framing_args("AUTO") == ["--crop", "auto"]
+    assert framing.framing_args("AUTO", face_index=2, scale=2.0) == ["--crop", "auto", "--scale", "2", "--face-index", "2"]
+    assert framing.framing_args("NONE", face_index=2) == ["--crop", "none"]
+    assert framing.framing_args("BOX", box=(1, 2, 30.5, 40)) == ["--crop", "1,2,30.5,40"]
+    pts = (10.25, 12, 30, 12, 20, 24.5)
+    assert framing.framing_args("POINTS", points=pts, vy=0.0) == ["--crop", "points:10.25,12,30,12,20,24.5", "--vy", "0"]
+    with pytest.raises(ValueError, match="Frame Face"):
+        framing.framing_args("POINTS", points=(0,) * 6)
+    with pytest.raises(ValueError, match="width"):
+        framing.framing_args("BOX", box=(0, 0, 0, 10))
+
+
+def test_engine_parses_what_the_addon_sends() -> None:
+    """The add-on's --crop strings are accepted by the engine's parser (both sides of the contract)."""
+    engine_frame = pytest.importorskip("engine.framing.frame")
+    assert engine_frame.parse_crop_arg(framing.crop_value("POINTS", points=(10.25, 12, 30, 12, 20, 24.5))) == \
+        ("points", (10.25, 12.0, 30.0, 12.0, 20.0, 24.5))
+    assert engine_frame.parse_crop_arg(framing.crop_value("BOX", box=(1, 2, 3, 4))) == (1, 2, 3, 4)
+
+
+def test_summary_and_points_from_event() -> None:
+    ev = {"method": "mtcnn", "faces": 2, "face_index": 1, "angle_deg": -12.4,
+          "points": [[1, 2], [5, 2], [3, 4], [2, 6], [4, 6]]}
+    assert framing.framing_summary(ev) == "mtcnn, face 2 of 2, tilt -12°"
+    assert framing.points_from_event(ev) == [1, 2, 5, 2, 3, 6]
+    assert framing.framing_summary(None) == "" and framing.points_from_event({"points": None}) is None
