@@ -13,7 +13,9 @@ jobs.json is a list of jobs (or {"jobs": [...], "defaults": {...}}); each job is
     generate     generate + apply motion (default: true when rig/mesh/channels are given)
     render       render the portrait video and add strips (default false)
     seed, sampler, steps, cfg_scale, smooth, region, head_strength, expression_strength,
-    lip_strength, eye_strength, crop, output_dir          (scene.joyvasa settings)
+    lip_strength, eye_strength, output_dir, crop_scale, crop_vx, crop_vy, face_index
+                                                      (scene.joyvasa settings)
+    crop         the engine's --crop text: auto | none | X,Y,W,H | points:LX,LY,RX,RY,MX,MY
 
 Farm sharding: ``--shard I/N`` runs every N-th job starting at job I (0 <= I < N), so a farm
 manager (Flamenco, Deadline, SLURM arrays) splits one job list over N machines, each running the
@@ -38,7 +40,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = ("seed", "sampler", "steps", "cfg_scale", "smooth", "region", "head_strength", "expression_strength",
-            "lip_strength", "eye_strength", "crop", "output_dir", "head_bone", "pose_reference", "axis_mode")
+            "lip_strength", "eye_strength", "output_dir", "head_bone", "pose_reference", "axis_mode",
+            "crop_scale", "crop_vx", "crop_vy", "face_index")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -134,6 +137,10 @@ def run_job(bpy, pkg, job: dict, base: Path, log) -> bool:
     for key in SETTINGS:
         if key in job:
             setattr(st, key, _abs(base, job[key]) if key == "output_dir" else job[key])
+    if "crop" in job:  # the engine's --crop text (auto|none|X,Y,W,H|points:...) -> the scene's framing
+        framing = sys.modules[pkg.__name__ + ".core.framing"]
+        for key, value in framing.settings_from_crop_value(str(job["crop"])).items():
+            setattr(st, key, value)
     st.audio_source, st.audio_path = "FILE", _abs(base, job.get("audio"))
     st.start_frame = int(job.get("start_frame", 1))
     if job.get("portrait"):

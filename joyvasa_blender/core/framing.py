@@ -64,6 +64,28 @@ def crop_value(mode: str, box: Sequence[float] = (), points: Sequence[float] = (
     raise ValueError(f"unknown framing mode {mode!r}")
 
 
+def settings_from_crop_value(text: str) -> dict[str, Any]:
+    """The engine's ``--crop`` text → the scene's framing settings (batch job files use the CLI form)."""
+    v = (text or "auto").strip().lower()
+    if v in ("auto", "none"):
+        return {"crop_mode": v.upper()}
+    try:
+        if v.startswith("points:"):
+            nums = [float(x) for x in v[len("points:"):].split(",")]
+            if len(nums) == 6:
+                crop_value("POINTS", points=nums)  # validates
+                return {"crop_mode": "POINTS", "face_points": nums}
+        else:
+            nums = [float(x) for x in v.split(",")]
+            if len(nums) == 4:
+                crop_value("BOX", box=nums)
+                return {"crop_mode": "BOX", "crop_box": nums}
+    except ValueError as exc:
+        if "could not convert" not in str(exc):
+            raise
+    raise ValueError(f"crop must be auto, none, X,Y,W,H or points:LX,LY,RX,RY,MX,MY, got {text!r}")
+
+
 def _num(v: float) -> str:
     return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
 

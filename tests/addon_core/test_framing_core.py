@@ -50,3 +50,17 @@ def test_summary_and_points_from_event() -> None:
     assert framing.framing_summary(ev) == "mtcnn, face 2 of 2, tilt -12°"
     assert framing.points_from_event(ev) == [1, 2, 5, 2, 3, 6]
     assert framing.framing_summary(None) == "" and framing.points_from_event({"points": None}) is None
+
+
+def test_settings_from_the_engine_crop_text() -> None:
+    """Batch job files give the CLI's --crop text; it round-trips through the scene settings."""
+    assert framing.settings_from_crop_value("auto") == {"crop_mode": "AUTO"}
+    assert framing.settings_from_crop_value("NONE") == {"crop_mode": "NONE"}
+    box = framing.settings_from_crop_value("4,5,20,22")
+    assert box == {"crop_mode": "BOX", "crop_box": [4, 5, 20, 22]}
+    assert framing.crop_value("BOX", box=box["crop_box"]) == "4,5,20,22"
+    pts = framing.settings_from_crop_value("points:10,12,30,12,20,24")
+    assert framing.crop_value("POINTS", points=pts["face_points"]) == "points:10,12,30,12,20,24"
+    for bad in ("face", "1,2,3", "points:1,2", "0,0,0,0"):
+        with pytest.raises(ValueError):
+            framing.settings_from_crop_value(bad)

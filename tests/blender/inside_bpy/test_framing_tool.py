@@ -120,3 +120,26 @@ def test_framing_panels_draw_in_every_mode(scene):
             if mode == "POINTS":
                 # the click tool is offered where it works: in the Image Editor's panel
                 assert ("joyvasa.frame_face" in ops) == (cls is bpy.types.JOYVASA_PT_image)
+
+
+def test_batch_job_crop_text_reaches_the_engine(scene, fake_python, tmp_path):
+    """tools/batch.py: a job's "crop" (the CLI text) and crop_scale set the scene's framing."""
+    from conftest import write_wav
+    from test_batch import run_batch
+
+    blend = tmp_path / "shot.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    write_wav(tmp_path / "line.wav", seconds=1.0)
+    img = bpy.data.images.new("P", 40, 30)
+    img.filepath_raw, img.file_format = str(tmp_path / "p.png"), 'PNG'
+    img.save()
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"name": "r", "audio": "line.wav", "portrait": "p.png", "render": True,
+                                 "generate": False, "output_dir": "out",
+                                 "crop": "points:10,12,30,12,20,24", "crop_scale": 2.8}]))
+    log = tmp_path / "argv.jsonl"
+    cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python, "JOYVASA_FAKE_ARGV_LOG": str(log)})
+    assert cp.returncode == 0, (cp.stdout + cp.stderr)[-4000:]
+    argv = _argv(log)
+    assert argv[0] == "animate" and argv[argv.index("--crop") + 1] == "points:10,12,30,12,20,24"
+    assert argv[argv.index("--scale") + 1] == "2.8"
