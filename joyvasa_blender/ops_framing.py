@@ -58,7 +58,10 @@ class JOYVASA_OT_preview_crop(EngineRunMixin, bpy.types.Operator):
         st = context.scene.joyvasa
         image = apply_media.resolve_portrait(context)
         out = apply_media.output_dir(context) / "crop_preview.png"
-        return ["--image", image, "--out", str(out)] + framing_args_for(st), {"out": str(out)}
+        args = ["--image", image, "--out", str(out)] + framing_args_for(st)
+        if st.animal:
+            args.append("--animal")
+        return args, {"out": str(out)}
 
     def apply(self, context, job, params):
         st = context.scene.joyvasa
