@@ -24,6 +24,8 @@ def _dtype(text: str) -> str:
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``animate`` and ``bench animate``."""
+    from engine.commands.crop import add_framing_arguments
+
     g = p.add_argument_group("animation")
     g.add_argument("--region", choices=REGIONS, default="all",
                    help="which part of the generated motion drives the portrait (default all)")
@@ -44,8 +46,7 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--upstream-cli", action="store_true",
                    help="upstream inference.py defaults: --absolute --no-stitching --driving-multiplier 1.1 --crop none")
     c = p.add_argument_group("framing")
-    c.add_argument("--crop", default="auto", metavar="auto|none|X,Y,W,H",
-                   help="face crop: auto-detect (default), none (whole image), or a manual face box")
+    add_framing_arguments(c)   # --crop --scale --vx --vy --face-index, exactly as `engine crop`
     pb = c.add_mutually_exclusive_group()
     pb.add_argument("--pasteback", dest="pasteback", action="store_true", default=True,
                     help="blend the animated face back into the full portrait (default when cropping)")
@@ -97,7 +98,8 @@ def render_config_from_args(args: argparse.Namespace):  # -> RenderConfig
     return RenderConfig(region=args.region, pose_strength=args.pose_strength, exp_strength=args.exp_strength,
                         relative=args.relative, stitching=args.stitching,
                         driving_multiplier=args.driving_multiplier, animal=args.animal,
-                        upstream_cli=args.upstream_cli, crop=args.crop, pasteback=args.pasteback, fps=args.fps,
+                        upstream_cli=args.upstream_cli, crop=args.crop, scale=args.scale, vx=args.vx, vy=args.vy,
+                        face_index=args.face_index, pasteback=args.pasteback, fps=args.fps,
                         upstream_timing=args.upstream_timing, batch=args.batch,
                         max_frames=getattr(args, "max_frames", None))
 

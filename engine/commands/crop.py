@@ -23,10 +23,9 @@ from engine.errors import BadRequest, EngineError, OutputError
 from engine.runner import Reporter, run_protocol_command
 
 
-def add_framing_options(p: argparse.ArgumentParser, *, crop_default: str = "auto") -> None:
-    """The framing options shared by ``crop`` and ``animate``."""
-    c = p.add_argument_group("framing")
-    c.add_argument("--crop", default=crop_default, metavar="auto|none|X,Y,W,H|points:LX,LY,RX,RY,MX,MY",
+def add_framing_arguments(c: Any) -> None:
+    """The framing options shared by ``crop`` and ``animate`` (into a parser or an argument group)."""
+    c.add_argument("--crop", default="auto", metavar="auto|none|X,Y,W,H|points:LX,LY,RX,RY,MX,MY",
                    help="auto: detect the face (default); none: the whole picture; X,Y,W,H: a face box; "
                         "points: image-left eye, image-right eye, mouth centre (pixels of the picture)")
     c.add_argument("--scale", type=float, default=2.3,
@@ -36,6 +35,10 @@ def add_framing_options(p: argparse.ArgumentParser, *, crop_default: str = "auto
                    help="shift the crop along the face's down axis (upstream -0.125: more forehead)")
     c.add_argument("--face-index", type=int, default=None, metavar="N",
                    help="with several faces: 0 = the largest (default), 1 = the next, ...")
+
+
+def add_framing_options(p: argparse.ArgumentParser) -> None:
+    add_framing_arguments(p.add_argument_group("framing"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

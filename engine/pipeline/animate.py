@@ -108,7 +108,9 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         from engine.device import auto_batch_size, describe_device, device_peak_mb, select_device, select_precision
         from engine.motion.npz import MotionFileError, load_motion, save_motion
         from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving
-        from engine.render.crop import crop_portrait, load_image_rgb, parse_crop_arg, resize_to_limit
+        from engine.commands.crop import report_framing
+        from engine.framing.frame import frame_portrait
+        from engine.render.crop import load_image_rgb, paste_canvas
         from engine.render.pasteback import PasteBack
         from engine.render.renderer import render_frames
         from engine.render.timeline import plan_frames
@@ -131,9 +133,10 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
 
     preflight.check_animate_request(job.cli_view())
     opts = compose_options(render)
-    crop_mode = parse_crop_arg(render.crop_mode)
+    crop_mode = render.framing_options().crop
     out, frames_dir = _check_outputs(job)
-    image = resize_to_limit(load_image_rgb(job.image))
+    original = load_image_rgb(job.image)          # the file at full resolution: framing reports its pixels
+    image, canvas_fx, canvas_fy = paste_canvas(original)   # ≤1280 px paste-back canvas (upstream)
     wave, audio_duration = None, None
     if job.audio:
         from engine.audio import SAMPLE_RATE, load_audio
@@ -163,8 +166,8 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     # 3. framing (NoFaceError before loading any network)
     rep.stage_begin("load")
     rep.progress("load", 0, 2, "file")
-    crop = crop_portrait(image, crop_mode, weights_root=layout.root)
-    rep.log(f"crop: {crop.method} box={crop.box}")
+    crop = frame_portrait(original, render.framing_options(layout.root))
+    report_framing(rep, crop)                       # the `framing` event: the same object as `engine crop`
     # 4. networks in the job's precision
     s1 = stage_one(ctx, layout, device, precision, render.animal)
     # 5. source portrait
@@ -212,7 +215,8 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         rep.log(f"preview: every {stride}th frame ({len(range(0, int(x_d.shape[0]), stride))} of {x_d.shape[0]})")
         x_d = x_d[::stride]
     out_fps = plan.fps / stride
-    paste = PasteBack(image, crop.M_c2o) if (render.pasteback and crop.method != "none") else None
+    paste = (PasteBack(image, crop.M_c2o_scaled(canvas_fx, canvas_fy))
+             if (render.pasteback and crop.method != "none") else None)
     width, height = paste.size if paste is not None else (512, 512)
     writers: list[Any] = []
     if out is not None:

@@ -118,7 +118,11 @@ class RenderConfig(ConfigBase):
     driving_multiplier: float = 1.0
     animal: bool = False
     upstream_cli: bool = False
-    crop: str = "auto"            # auto | none | "X,Y,W,H"
+    crop: str = "auto"            # auto | none | "X,Y,W,H" | "points:LX,LY,RX,RY,MX,MY"
+    scale: float = 2.3            # framing (engine/framing): crop side / face size
+    vx: float = 0.0
+    vy: float = -0.125
+    face_index: int | None = None  # None: the largest face
     pasteback: bool = True
     fps: float | None = None       # output frame rate (None = the motion's)
     upstream_timing: bool = False
@@ -135,6 +139,15 @@ class RenderConfig(ConfigBase):
             preflight.check_number("--" + name.replace("_", "-"), getattr(self, name), 0.0, preflight.STRENGTH_MAX)
         if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
             raise BadRequest("--max-frames must be >= 1")
+        self.framing_options()  # --crop/--scale/--vx/--vy/--face-index: the framing's own checks
+
+    def framing_options(self, weights_root: Any = None) -> Any:
+        """engine.framing FramingOptions for this render (the same object ``engine crop`` builds)."""
+        from engine.framing.frame import FramingOptions, parse_crop_arg
+
+        return FramingOptions(crop=parse_crop_arg(self.crop_mode), scale=self.scale, vx=self.vx, vy=self.vy,
+                              face_index=self.face_index, animal=self.animal,
+                              weights_root=weights_root).validated()
 
     @property
     def crop_mode(self) -> str:
