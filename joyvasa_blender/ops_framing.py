@@ -38,9 +38,11 @@ def portrait_datablock(context) -> bpy.types.Image:
     return bpy.data.images.load(path, check_existing=True)
 
 
-def store_points(st, view_points, width: int, height: int) -> list[tuple[float, float]]:
-    """Three Image Editor points (normalised view coordinates) → scene face points in pixels."""
-    px = [framing.view_to_pixel(u, v, width, height) for u, v in view_points]
+def store_points(st, view_points, width: int, height: int, orientation: int = 1) -> list[tuple[float, float]]:
+    """Three Image Editor points (normalised view coordinates) → scene face points in pixels of the
+    upright picture (``orientation``: the file's EXIF orientation, which Blender does not apply)."""
+    px = [framing.stored_to_upright(*framing.view_to_pixel(u, v, width, height), width, height, orientation)
+          for u, v in view_points]
     pts = framing.order_points(px)
     st.face_points = [c for p in pts for c in p]
     st.crop_mode = "POINTS"
@@ -118,8 +120,9 @@ class JOYVASA_OT_frame_face(bpy.types.Operator):
             w, h = img.size
             if not w or not h:
                 raise ValueError(f"image {img.name} has no pixels")
-            pts = store_points(context.scene.joyvasa, view_points, w, h)
-        except ValueError as exc:
+            orientation = framing.exif_orientation(apply_media.resolve_portrait(context))
+            pts = store_points(context.scene.joyvasa, view_points, w, h, orientation)
+        except (ValueError, OSError) as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}
         self.report({'INFO'}, "Face points: " + ", ".join(f"({x:.0f}, {y:.0f})" for x, y in pts))

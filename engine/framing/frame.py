@@ -103,6 +103,19 @@ class Framing:
 
 # -- picture ------------------------------------------------------------------------------------
 
+def _decode(data: np.ndarray) -> np.ndarray | None:
+    """Decode once, keeping what matters: EXIF orientation (phone JPEGs are stored sideways; only
+    IMREAD_COLOR applies it) and alpha (only IMREAD_UNCHANGED keeps it)."""
+    head = data[:8].tobytes()
+    if head[:2] == b"\xff\xd8":                       # JPEG: no alpha, often an EXIF orientation
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if raw is None or head == b"\x89PNG\r\n\x1a\n" or (raw.ndim == 3 and raw.shape[2] in (2, 4)):
+        return raw                                     # PNG (no EXIF in practice) or a picture with alpha
+    oriented = cv2.imdecode(data, cv2.IMREAD_COLOR)    # TIFF, WebP, ... without alpha: orientation applies
+    return oriented if oriented is not None else raw
+
+
 def load_picture(path: str | Path) -> np.ndarray:
     """The file as RGB uint8 at full resolution: alpha composited on grey, 16-bit and grey handled."""
     p = Path(path)
@@ -111,7 +124,7 @@ def load_picture(path: str | Path) -> np.ndarray:
     if not p.is_file():
         raise ImageError(f"portrait image {p} does not exist")
     data = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    img = _decode(data) if data.size else None
     if img is None or img.size == 0:
         raise ImageError(f"cannot read {p} as an image (corrupt or unsupported format; use PNG or JPEG)")
     if img.dtype != np.uint8:

@@ -28,6 +28,56 @@ def pixel_to_view(x: float, y: float, width: int, height: int) -> tuple[float, f
     return (x / width, 1.0 - y / height)
 
 
+def exif_orientation(path: str) -> int:
+    """EXIF orientation (1-8) of a JPEG file, 1 when absent or not a JPEG.
+
+    Why: the engine reads pictures upright (EXIF applied, like every image viewer) and takes
+    points in those pixels; Blender's Image Editor shows the stored pixels, ignoring EXIF, so
+    clicks on a phone photo must be turned the same way (:func:`stored_to_upright`).
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(256 * 1024)
+    except OSError:
+        return 1
+    if data[:2] != b"\xff\xd8":
+        return 1
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker in (0xD9, 0xDA):          # end of image / start of scan: no more metadata
+            break
+        size = struct.unpack(">H", data[i + 2:i + 4])[0]
+        seg = data[i + 4:i + 2 + size]
+        if marker == 0xE1 and seg[:6] == b"Exif\x00\x00":
+            tiff = seg[6:]
+            end = "<" if tiff[:2] == b"II" else ">"
+            try:
+                ifd = struct.unpack(end + "I", tiff[4:8])[0]
+                (count,) = struct.unpack(end + "H", tiff[ifd:ifd + 2])
+                for k in range(count):
+                    e = ifd + 2 + 12 * k
+                    tag, typ = struct.unpack(end + "HH", tiff[e:e + 4])
+                    if tag == 0x0112 and typ == 3:
+                        value = struct.unpack(end + "H", tiff[e + 8:e + 10])[0]
+                        return value if 1 <= value <= 8 else 1
+            except struct.error:
+                return 1
+            return 1
+        i += 2 + size
+    return 1
+
+
+def stored_to_upright(x: float, y: float, width: int, height: int, orientation: int) -> tuple[float, float]:
+    """A point in the stored pixels (what Blender shows; ``width``×``height`` stored) → the upright
+    picture the engine reads (EXIF orientation applied). Pixel-edge coordinates, origin top-left."""
+    w, h = float(width), float(height)
+    return {1: (x, y), 2: (w - x, y), 3: (w - x, h - y), 4: (x, h - y),
+            5: (y, x), 6: (h - y, x), 7: (h - y, w - x), 8: (y, w - x)}.get(orientation, (x, y))
+
+
 def order_points(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
     """Three clicked points (eyes in any order, then the mouth) → image-left eye, image-right eye, mouth."""
     if len(points) != 3:

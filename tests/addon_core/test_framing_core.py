@@ -64,3 +64,32 @@ def test_settings_from_the_engine_crop_text() -> None:
     for bad in ("face", "1,2,3", "points:1,2", "0,0,0,0"):
         with pytest.raises(ValueError):
             framing.settings_from_crop_value(bad)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_the_engine(tmp_path, orientation: int) -> None:
+    """A marker clicked in the stored pixels (what Blender shows) lands where the engine, which
+    applies EXIF orientation, sees it: both sides of the points: contract agree for all 8 values."""
+    cv2 = pytest.importorskip("cv2")
+    np = pytest.importorskip("numpy")
+    engine_frame = pytest.importorskip("engine.framing.frame")
+    from tests.engine.test_framing import _with_exif_orientation
+
+    w, h = 96, 64
+    img = np.zeros((h, w, 3), np.uint8)
+    img[8:16, 20:28] = 255                                  # marker: centre (24, 12) in stored pixels
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    path = tmp_path / "o.jpg"
+    path.write_bytes(_with_exif_orientation(buf.tobytes(), orientation) if orientation != 1 else buf.tobytes())
+    assert framing.exif_orientation(str(path)) == orientation
+    upright = engine_frame.load_picture(path)
+    ys, xs = np.nonzero(upright[..., 0] > 128)
+    seen = (xs.mean() + 0.5, ys.mean() + 0.5)               # pixel centres -> edge coordinates
+    x, y = framing.stored_to_upright(24.0, 12.0, w, h, orientation)
+    assert abs(x - seen[0]) < 1.0 and abs(y - seen[1]) < 1.0
+
+
+def test_exif_orientation_of_other_files(tmp_path) -> None:
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    assert framing.exif_orientation(str(tmp_path / "a.png")) == 1
+    assert framing.exif_orientation(str(tmp_path / "missing.jpg")) == 1

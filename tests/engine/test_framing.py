@@ -133,6 +133,28 @@ def test_transparent_pixels_on_grey(tmp_path: Path) -> None:
     assert g.shape == (64, 64, 3) and g.dtype == np.uint8 and g[-1, -1, 0] == 255
 
 
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Insert an APP1 Exif segment (one IFD entry: Orientation) right after the JPEG's SOI."""
+    import struct
+
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + \
+        struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A phone photo stored sideways with EXIF orientation 6 is read upright (as animate used to)."""
+    img = np.zeros((60, 100, 3), np.uint8)
+    img[:, :50] = (0, 0, 255)                                   # left half red (BGR)
+    ok, buf = cv2.imencode(".jpg", img)
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(_with_exif_orientation(buf.tobytes(), 6))   # 6 = rotate 90 deg clockwise to view
+    pic = load_picture(path)
+    assert pic.shape[:2] == (100, 60)                           # width and height swapped
+    assert pic[5, 30, 0] > 200 and pic[95, 30, 0] < 60          # the red half is now on top
+
+
 def test_downscaled_copy_is_bounded_and_cheap() -> None:
     big = np.zeros((4000, 6000, 3), np.uint8)
     small, f = downscaled(big)

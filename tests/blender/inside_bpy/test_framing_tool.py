@@ -143,3 +143,25 @@ def test_batch_job_crop_text_reaches_the_engine(scene, fake_python, tmp_path):
     argv = _argv(log)
     assert argv[0] == "animate" and argv[argv.index("--crop") + 1] == "points:10,12,30,12,20,24"
     assert argv[argv.index("--scale") + 1] == "2.8"
+
+
+def test_frame_face_on_a_sideways_phone_photo(scene, tmp_path):
+    """Blender shows a JPEG's stored pixels (EXIF orientation ignored); the engine reads it upright.
+    Clicks are turned by the file's orientation, so the points are in the engine's pixels."""
+    import struct
+
+    img = bpy.data.images.new("stored", 100, 60)               # stored 100 wide, 60 high
+    img.filepath_raw, img.file_format = str(tmp_path / "s.jpg"), 'JPEG'
+    img.save()
+    data = (tmp_path / "s.jpg").read_bytes()
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) \
+        + struct.pack("<I", 0)
+    body = b"Exif\x00\x00" + tiff
+    (tmp_path / "phone.jpg").write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + data[2:])
+    st = scene.joyvasa
+    st.portrait_source, st.portrait_path = "FILE", str(tmp_path / "phone.jpg")
+    # stored pixels: eyes at (30, 20) and (30, 40), mouth at (60, 30) (the face lies on its side)
+    clicks = (0.3, 1 - 20 / 60, 0.3, 1 - 40 / 60, 0.6, 0.5)
+    assert bpy.ops.joyvasa.frame_face(view_points=clicks) == {"FINISHED"}
+    # upright (orientation 6 = turn 90 deg clockwise): (x, y) -> (60 - y, x): an upright face
+    assert tuple(round(v, 3) for v in st.face_points) == (20.0, 30.0, 40.0, 30.0, 30.0, 60.0)
