@@ -28,6 +28,9 @@ from engine.framing.frame import (DETECT_SIDE, NO_FACE_HINT, POINTS_HINT, Framin
 MIN_SCORE = 0.9
 #: second, finer look when nothing was found on the DETECT_SIDE copy (faces down to ~1.3 %)
 SECOND_LOOK_SIDE = 1600
+#: turned copies tried after a miss (MTCNN itself copes with rolls up to ~45 deg): a head tilted
+#: further, or a picture lying on its side or upside down (no EXIF to say so)
+TURNS = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)
 #: animal faces fill most animal portraits; the numpy Haar evaluator costs ∝ pixels
 ANIMAL_DETECT_SIDE = 320
 
@@ -57,6 +60,46 @@ def insightface_files(weights_root: Path | None) -> tuple[Path, Path | None] | N
     return det, (lmk if lmk.is_file() else None)
 
 
+def _roll_deg(points: np.ndarray) -> float:
+    """How far the eye-centre → mouth-centre axis is from straight down (degrees, absolute)."""
+    axis = (points[3] + points[4]) / 2 - (points[0] + points[1]) / 2
+    return abs(float(np.degrees(np.arctan2(axis[0], axis[1]))))
+
+
+def _detect_turned(small: np.ndarray) -> list[mtcnn.Face]:
+    """MTCNN on copies of ``small`` turned by each of TURNS degrees. The copy with the most confident
+    face wins, the most upright one among equals (MTCNN's points are best on an upright face); the
+    points come back in ``small``'s pixels and the upstream formula undoes the turn like any roll."""
+    import cv2
+
+    h, w = small.shape[:2]
+    best: tuple[tuple[float, float], list[mtcnn.Face]] = ((1.0, 1e9), [])
+    for deg in TURNS:
+        R = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
+        c, s_ = abs(R[0, 0]), abs(R[0, 1])
+        nw, nh = int(round(w * c + h * s_)), int(round(w * s_ + h * c))
+        R[:, 2] += ((nw - w) / 2, (nh - h) / 2)
+        turned = cv2.warpAffine(small, R, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=(128, 128, 128))
+        found = [fc for fc in mtcnn.detect(turned) if fc.score >= MIN_SCORE]
+        if not found:
+            continue
+        # the most confident face wins (false faces in turned copies score lower), then the most upright
+        rank = min((-round(fc.score, 2), _roll_deg(fc.points)) for fc in found)
+        if rank >= best[0]:
+            continue
+        back = cv2.invertAffineTransform(R)
+        out = []
+        for fc in found:
+            x, y, bw, bh = fc.box
+            corners = np.array([[x, y], [x + bw, y], [x, y + bh], [x + bw, y + bh]]) @ back[:, :2].T + back[:, 2]
+            (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+            out.append(mtcnn.Face((float(x0), float(y0), float(x1 - x0), float(y1 - y0)), fc.score,
+                                  fc.points @ back[:, :2].T + back[:, 2]))
+        best = (rank, out)
+    return best[1]
+
+
 def frame_human(img: np.ndarray, opts: FramingOptions) -> Framing:
     small, f = downscaled(img)
     files = insightface_files(opts.weights_root)
@@ -73,6 +116,10 @@ def frame_human(img: np.ndarray, opts: FramingOptions) -> Framing:
                 # a small face in a large picture: look once more at higher resolution (only on a miss)
                 small, f = downscaled(img, SECOND_LOOK_SIDE)
                 faces = [fc for fc in mtcnn.detect(small) if fc.score >= MIN_SCORE]
+            if not faces:
+                # a head tilted past ~45 deg, or a picture lying on its side: look at turned copies
+                faces = _detect_turned(downscaled(img)[0])
+                small, f = downscaled(img)
         if not faces:
             raise NoFaceError(f"no face found in the portrait; {NO_FACE_HINT}")
         face, idx = _pick(faces, opts, lambda fc: fc.box[2] * fc.box[3])

@@ -205,6 +205,25 @@ def test_tilted_real_face_comes_out_upright(portrait: np.ndarray, reference, deg
 
 
 @needs_mtcnn
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_picture_on_its_side_or_upside_down(portrait: np.ndarray, reference, k: int) -> None:
+    """No EXIF to fix it: after a miss the detector looks at turned copies; the face comes out upright."""
+    turned = np.ascontiguousarray(np.rot90(portrait, k))         # k x 90 deg counter-clockwise
+    fr = frame_portrait(turned)
+    assert fr.method == "mtcnn"
+    want = (reference.angle_deg - 90 * k + 180) % 360 - 180
+    assert abs((fr.angle_deg - want + 180) % 360 - 180) < 6
+    # the reference landmarks, carried into the turned picture, land where they land upright
+    h, w = portrait.shape[:2]
+    p = np.array(reference.points)
+    moved = {1: np.stack([p[:, 1], w - p[:, 0]], 1), 2: np.stack([w - p[:, 0], h - p[:, 1]], 1),
+             3: np.stack([h - p[:, 1], p[:, 0]], 1)}[k]
+    got = geo.to_crop(fr.M_c2o, moved) / 512
+    want_c = geo.to_crop(reference.M_c2o, reference.points) / 512
+    assert np.abs(got - want_c).max() < 0.04
+
+
+@needs_mtcnn
 def test_small_face_in_a_large_picture_maps_to_the_file(portrait: np.ndarray, reference) -> None:
     """Detection runs on a 640 px copy; box, points and M_c2o are in the 6000x4000 file's pixels."""
     big = np.full((4000, 6000, 3), 40, np.uint8)
