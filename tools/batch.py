@@ -26,6 +26,15 @@ Relative paths are relative to jobs.json. A job whose ``<name>.done.json`` marke
 same job content is skipped when re-run. The .blend is saved after every successful job
 (``--save-as`` to write elsewhere). Exit code: 0 all jobs ok (or skipped), 1 any job failed,
 2 bad arguments.
+
+Checks first: before any job runs, every job to run is checked: its scene, its target objects
+(rig of type armature, head bone, mesh), its audio (when it generates or renders), its motion file,
+and, when it renders, its portrait and the portrait's framing (``engine crop --json``, the same
+framing the render uses). One failed check fails the batch before anything is run or saved; each
+failed job's log says why, with the engine's own message. A job that fails while running leaves
+nothing in the saved scene: the last saved .blend is reopened before the next job. Settings a job
+does not give are the panel's values in the .blend as the batch found them (not the previous
+job's). Job logs hold the engine's warnings, and on failure the tail of its stderr.
 """
 from __future__ import annotations
 
@@ -126,7 +135,97 @@ def _abs(base: Path, p: str | None) -> str:
     return str(p if os.path.isabs(p) else (base / p).resolve())
 
 
-def run_job(bpy, pkg, job: dict, base: Path, log) -> bool:
+def wants_motion(job: dict) -> bool:
+    return bool(job.get("generate", bool(job.get("rig") or job.get("mesh") or job.get("channels"))))
+
+
+def job_framing_args(pkg, st, job: dict) -> list[str]:
+    """The framing options the job's render will use: the scene's framing, the job's ``crop`` on top
+    (the same core.framing code as the panel; ValueError with a user message if incomplete)."""
+    fr = sys.modules[pkg.__name__ + ".core.framing"]
+    settings = {"crop_mode": st.crop_mode, "crop_box": tuple(st.crop_box), "face_points": tuple(st.face_points)}
+    if job.get("crop"):
+        settings.update(fr.settings_from_crop_value(str(job["crop"])))
+    return fr.framing_args(settings["crop_mode"], box=tuple(settings["crop_box"]),
+                           points=tuple(settings["face_points"]), scale=st.crop_scale, vx=st.crop_vx,
+                           vy=st.crop_vy, face_index=st.face_index)
+
+
+def frame_portrait(pkg, image: str, framing_args: list[str], animal: bool) -> str | None:
+    """None if the engine can frame ``image`` the way the render will, else the engine's message."""
+    import subprocess
+
+    prefs = sys.modules[pkg.__name__ + ".prefs"]
+    ec = sys.modules[pkg.__name__ + ".core.engine_client"]
+    cfg = prefs.engine_config()
+    if cfg["error"]:
+        return cfg["error"]
+    args = ["--image", image, *framing_args, "--json"] + (["--animal"] if animal else [])
+    argv = ec.engine_argv(cfg["python"], "crop", args, weights=cfg["weights"], progress=False)
+    try:
+        cp = subprocess.run(argv, cwd=str(cfg["engine_src"]), env=prefs.engine_env(cfg), capture_output=True,
+                            text=True, timeout=300, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"engine crop could not run: {exc}"
+    try:
+        answer = json.loads(cp.stdout.strip().splitlines()[-1]) if cp.stdout.strip() else {}
+    except ValueError:
+        answer = {}
+    if cp.returncode == 0 and "error" not in answer:
+        return None
+    if answer.get("error"):
+        return f"engine crop [{answer['error']}]: {answer.get('message', '')}"
+    tail = [ln for ln in (cp.stderr or "").splitlines() if ln.strip()][-5:]
+    return f"engine crop failed (exit {cp.returncode}): " + " | ".join(tail)
+
+
+def check_job(bpy, pkg, job: dict, base: Path) -> list[str]:
+    """Every problem that would make ``job`` fail, found without running it."""
+    problems: list[str] = []
+    scene = bpy.data.scenes.get(job["scene"]) if job.get("scene") else bpy.context.scene
+    if scene is None:
+        problems.append(f"scene {job['scene']!r} not found in the .blend")
+    for key, kind in (("rig", "ARMATURE"), ("mesh", "MESH")):
+        if job.get(key):
+            obj = bpy.data.objects.get(job[key])
+            if obj is None or obj.type != kind:
+                problems.append(f"{key} object {job[key]!r} not found in the .blend (or not a {kind.lower()})")
+            elif key == "rig" and job.get("head_bone") and job["head_bone"] not in obj.data.bones:
+                problems.append(f"head bone {job['head_bone']!r} not found in rig {job[key]!r}")
+    if job.get("motion"):
+        if not os.path.isfile(_abs(base, job["motion"])):
+            problems.append(f"motion file not found: {_abs(base, job['motion'])}")
+    elif wants_motion(job) or job.get("render"):
+        audio = _abs(base, job.get("audio"))
+        if not audio or not os.path.isfile(audio):
+            problems.append(f"audio file not found: {audio or '(none given)'}")
+    if job.get("render"):
+        portrait = _abs(base, job.get("portrait"))
+        if not portrait or not os.path.isfile(portrait):
+            problems.append(f"portrait file not found: {portrait or '(none given)'}")
+        elif scene is not None:
+            try:
+                framing = job_framing_args(pkg, scene.joyvasa, job)
+            except ValueError as exc:
+                problems.append(f"framing: {exc}")
+            else:
+                msg = frame_portrait(pkg, portrait, framing, bool(job.get("animal", scene.joyvasa.animal)))
+                if msg:
+                    problems.append(f"portrait {portrait} cannot be framed: {msg}")
+    return problems
+
+
+def panel_snapshot(bpy) -> dict[str, dict]:
+    """The panel's values of every scene as the batch found them: each job starts from these."""
+    keys = [p.identifier for p in bpy.types.Scene.bl_rna.properties["joyvasa"].fixed_type.properties
+            if p.identifier != "rna_type" and not p.is_readonly and p.type != 'POINTER']
+    def plain(v):  # arrays of the scene would go stale when a failed job reopens the .blend
+        return v if isinstance(v, (str, int, float, bool)) else tuple(v)
+
+    return {sc.name: {k: plain(getattr(sc.joyvasa, k)) for k in keys} for sc in bpy.data.scenes}
+
+
+def run_job(bpy, pkg, job: dict, base: Path, log, defaults: dict[str, dict] | None = None) -> bool:
     runtime = sys.modules[pkg.__name__ + ".runtime"]
     scene = bpy.data.scenes.get(job["scene"]) if job.get("scene") else bpy.context.scene
     if scene is None:
@@ -134,6 +233,8 @@ def run_job(bpy, pkg, job: dict, base: Path, log) -> bool:
     if bpy.context.window is not None and bpy.context.window.scene != scene:
         bpy.context.window.scene = scene
     st = scene.joyvasa
+    for key, value in (defaults or {}).get(scene.name, {}).items():
+        setattr(st, key, value)
     for key in SETTINGS:
         if key in job:
             setattr(st, key, _abs(base, job[key]) if key == "output_dir" else job[key])
@@ -141,6 +242,8 @@ def run_job(bpy, pkg, job: dict, base: Path, log) -> bool:
         framing = sys.modules[pkg.__name__ + ".core.framing"]
         for key, value in framing.settings_from_crop_value(str(job["crop"])).items():
             setattr(st, key, value)
+    if "animal" in job:
+        st.animal = bool(job["animal"])
     st.audio_source, st.audio_path = "FILE", _abs(base, job.get("audio"))
     st.start_frame = int(job.get("start_frame", 1))
     if job.get("portrait"):
@@ -150,24 +253,38 @@ def run_job(bpy, pkg, job: dict, base: Path, log) -> bool:
     for key in ("rig", "mesh"):
         if job.get(key) and getattr(st, key) is None:
             raise ValueError(f"{key} object {job[key]!r} not found (or of the wrong type)")
-    st.channels_target = job.get("channels", "EMPTY" if not (job.get("rig") or job.get("mesh")) else "NONE")
-    st.make_empties = bool(job.get("empties", False))
+    if "channels" in job:   # otherwise the panel's value (its default: a 'JoyVASA Motion' empty)
+        st.channels_target = job["channels"]
+    if "empties" in job:
+        st.make_empties = bool(job["empties"])
     ok = True
-    wants_motion = job.get("generate", bool(job.get("rig") or job.get("mesh") or job.get("channels")))
+
+    def call(op: str) -> bool:
+        """Run an engine operator; log its result, the engine's warnings and (failed) its stderr tail."""
+        runtime.LAST = None
+        try:
+            res = getattr(bpy.ops.joyvasa, op)()
+        except RuntimeError as exc:   # background mode: an ERROR report raises
+            res = {"CANCELLED"}
+            log(f"{op}: {str(exc).strip()}")
+        last = runtime.LAST
+        log(f"{op}: {res}: {last.report_text(20) if last else ''}")
+        for w in (last.warnings if last else []):
+            log(f"{op}: engine warning: {w}")
+        if last is not None and res != {"FINISHED"} and last.state != "failed" and last.stderr_tail:
+            log(f"{op}: engine log (last lines):\n" + "\n".join(last.stderr_tail[-20:]))
+        return res == {"FINISHED"}
+
     with bpy.context.temp_override(scene=scene):
         if job.get("motion"):
             res = bpy.ops.joyvasa.apply_motion(filepath=_abs(base, job["motion"]), start_frame=st.start_frame)
             log(f"apply_motion {job['motion']}: {res}")
             ok = ok and res == {"FINISHED"}
-        elif wants_motion:
-            res = bpy.ops.joyvasa.generate_motion()
-            log(f"generate_motion: {res}: {runtime.LAST.report_text(20) if runtime.LAST else ''}")
-            ok = ok and res == {"FINISHED"}
+        elif wants_motion(job):
+            ok = call("generate_motion")
         if ok and job.get("render"):
             st.render_use_motion = bool(st.motion_path) and bool(job.get("render_use_motion", True))
-            res = bpy.ops.joyvasa.render_portrait()
-            log(f"render_portrait: {res}: {runtime.LAST.report_text(20) if runtime.LAST else ''}")
-            ok = ok and res == {"FINISHED"}
+            ok = call("render_portrait")
     if ok:
         log(f"take={st.last_take} motion={st.motion_path} video={st.last_video}")
     return ok
@@ -201,13 +318,35 @@ def main() -> int:
     log_dir = args.log_dir or base / f"{args.jobs.stem}_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     failed, done, skipped = [], [], []
+    todo = []
     for job in jobs:
+        marker = log_dir / f"{job['name']}.done.json"
+        if not args.force and marker.exists() and json.loads(marker.read_text()).get("hash") == job_hash(job):
+            skipped.append(job["name"])
+            print(f"[batch] {job['name']}: already done, skipped")
+        else:
+            todo.append(job)
+    # checks first: nothing runs (and nothing is saved) unless every job to run can run
+    for job in todo:
+        print(f"[batch] {job['name']}: checking inputs", flush=True)
+        problems = check_job(bpy, pkg, job, base)
+        if problems:
+            failed.append(job["name"])
+            (log_dir / f"{job['name']}.log").write_text(
+                "".join(f"{time.strftime('%H:%M:%S')} check failed: {p}\n" for p in problems)
+                + "no job was run: fix the inputs and run the batch again\n")
+            (log_dir / f"{job['name']}.done.json").unlink(missing_ok=True)
+            for p_ in problems:
+                print(f"[batch] {job['name']}: check failed: {p_}", flush=True)
+    if failed:
+        print(f"[batch] checks failed: no job was run, nothing was saved. {len(done)} done, {len(skipped)} skipped, "
+              f"{len(failed)} failed: {', '.join(failed)}")
+        return 1
+    defaults = panel_snapshot(bpy)
+    saved = str(args.blend or bpy.data.filepath or "")
+    for job in todo:
         name, h = job["name"], job_hash(job)
         marker = log_dir / f"{name}.done.json"
-        if not args.force and marker.exists() and json.loads(marker.read_text()).get("hash") == h:
-            skipped.append(name)
-            print(f"[batch] {name}: already done, skipped")
-            continue
         lines: list[str] = []
 
         def log(msg: str) -> None:
@@ -217,21 +356,27 @@ def main() -> int:
 
         t0 = time.monotonic()
         try:
-            ok = run_job(bpy, pkg, job, base, log)
+            ok = run_job(bpy, pkg, job, base, log, defaults)
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the batch
             ok = False
             log(f"error: {exc}\n{traceback.format_exc()}")
         log(f"{'ok' if ok else 'FAILED'} in {time.monotonic() - t0:.1f}s")
-        (log_dir / f"{name}.log").write_text("\n".join(lines) + "\n")
         if ok:
             target = str(args.save_as or args.blend or bpy.data.filepath)
             if target:
                 bpy.ops.wm.save_as_mainfile(filepath=target)
+                saved = target
             marker.write_text(json.dumps({"hash": h, "finished": time.time()}))
             done.append(name)
         else:
             marker.unlink(missing_ok=True)
             failed.append(name)
+            if saved and os.path.isfile(saved):  # drop the failed job's partial take before the next job
+                bpy.ops.wm.open_mainfile(filepath=saved)
+                log(f"reopened {saved}: nothing of this job is kept")
+            else:
+                log("WARNING: no saved .blend to return to; this job's partial results stay in memory")
+        (log_dir / f"{name}.log").write_text("\n".join(lines) + "\n")
     print(f"[batch] {len(done)} done, {len(skipped)} skipped, {len(failed)} failed"
           + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

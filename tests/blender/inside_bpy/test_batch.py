@@ -60,3 +60,63 @@ def test_batch_bad_arguments_exit_2(scene, tmp_path):
     cp = subprocess.run([sys.executable, str(REPO / "tools" / "batch.py"), "--jobs"], capture_output=True, text=True,
                         timeout=120, env={k: v for k, v in os.environ.items() if k != "JOYVASA_INSIDE_BPY"})
     assert cp.returncode == 2
+
+
+def test_batch_checks_every_job_before_running_any(scene, fake_python, tmp_path):
+    """Job 2's portrait cannot be framed: the batch fails before job 1's work is saved, job 2's log
+    has the engine's message; after a fix the batch runs, and a job that fails while running keeps
+    nothing in the saved .blend. Jobs without 'channels' get the panel's value."""
+    import shutil
+
+    blend = tmp_path / "shot.blend"
+    bpy.context.scene.joyvasa.channels_target = "EMPTY"      # the panel's default
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    write_wav(tmp_path / "line.wav", seconds=1.0)
+    shutil.copy(REPO / "examples" / "portrait.jpg", tmp_path / "face.jpg")
+    shutil.copy(REPO / "examples" / "portrait.jpg", tmp_path / "noface.jpg")
+    jobs = tmp_path / "jobs.json"
+    first = {"name": "first", "audio": "line.wav", "rig": "Rig", "start_frame": 1}
+    second = {"name": "second", "audio": "line.wav", "portrait": "noface.jpg", "render": True, "output_dir": "out"}
+    jobs.write_text(json.dumps([first, second]))
+    env = {"JOYVASA_ENGINE_PYTHON": fake_python}
+    cp = run_batch(blend, jobs, env)
+    assert cp.returncode == 1, (cp.stdout + cp.stderr)[-3000:]
+    assert "checks failed: no job was run" in cp.stdout
+    log2 = (tmp_path / "jobs_logs" / "second.log").read_text()
+    assert "cannot be framed" in log2 and "no_face" in log2 and "no face found" in log2
+    assert not (tmp_path / "jobs_logs" / "first.log").exists()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    assert not [a for a in bpy.data.actions if a.get("joyvasa_take")]          # job 1 never ran
+    # fixed portrait; job 2 now fails while running (its video is truncated, so the render is refused
+    # after its motion was keyed at frame 50): that take must not reach the saved .blend
+    second.update(portrait="face.jpg", rig="Rig", start_frame=50)
+    jobs.write_text(json.dumps([first, second]))
+    cp = run_batch(blend, jobs, {**env, "JOYVASA_FAKE_VIDEO_SECONDS": "0.2"})
+    assert cp.returncode == 1 and "1 done, 0 skipped, 1 failed: second" in cp.stdout, (cp.stdout + cp.stderr)[-3000:]
+    log2 = (tmp_path / "jobs_logs" / "second.log").read_text()
+    assert "render_portrait: {'CANCELLED'}" in log2 and "was not added" in log2 and "reopened" in log2, log2
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    takes = {a.get("joyvasa_start_frame") for a in bpy.data.actions if a.get("joyvasa_take")}
+    assert takes == {1}, takes                                     # job 1's take only
+    # job 1 gave a rig but no 'channels': the panel's value (EMPTY) applies, as in the panel
+    assert bpy.data.objects.get("JoyVASA Motion") is not None
+
+
+def test_batch_log_has_engine_warnings_and_stderr_tail(scene, fake_python, tmp_path):
+    blend = tmp_path / "shot.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    write_wav(tmp_path / "line.wav", seconds=1.0)
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"name": "warned", "audio": "line.wav", "rig": "Rig"}]))
+    transcript = tmp_path / "warn_then_crash.jsonl"
+    transcript.write_text("\n".join(json.dumps(e) for e in [
+        {"type": "hello", "engine_version": "fake", "protocol": [1, 0], "device": "cpu", "dtype": "float32",
+         "command": "motion"},
+        {"type": "warning", "code": "synthetic_weights", "message": "synthetic weights: random numbers, not a face"},
+        {"_fake": "stderr", "text": "Traceback: the engine's own last words"},
+        {"_fake": "exit", "code": 1}]) + "\n")
+    cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python, "JOYVASA_FAKE_TRANSCRIPT": str(transcript)})
+    assert cp.returncode == 1, (cp.stdout + cp.stderr)[-3000:]
+    log = (tmp_path / "jobs_logs" / "warned.log").read_text()
+    assert "engine warning" in log and "random numbers, not a face" in log, log
+    assert "the engine's own last words" in log, log

@@ -18,7 +18,7 @@ def test_two_shards_cover_the_list(scene, fake_python, tmp_path):
     blend = tmp_path / "shot.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     jobs = tmp_path / "jobs.json"
-    jobs.write_text(json.dumps({"defaults": {"rig": "Rig", "motion": str(GOLDEN)},
+    jobs.write_text(json.dumps({"defaults": {"rig": "Rig", "channels": "NONE", "motion": str(GOLDEN)},
                                 "jobs": [{"start_frame": 1 + 100 * k} for k in range(5)]}))
     env = {k: v for k, v in os.environ.items() if k != "JOYVASA_INSIDE_BPY"}
     env["JOYVASA_ENGINE_PYTHON"] = fake_python
