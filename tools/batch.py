@@ -147,8 +147,9 @@ def job_framing_args(pkg, st, job: dict) -> list[str]:
     if job.get("crop"):
         settings.update(fr.settings_from_crop_value(str(job["crop"])))
     return fr.framing_args(settings["crop_mode"], box=tuple(settings["crop_box"]),
-                           points=tuple(settings["face_points"]), scale=st.crop_scale, vx=st.crop_vx,
-                           vy=st.crop_vy, face_index=st.face_index)
+                           points=tuple(settings["face_points"]), scale=float(job.get("crop_scale", st.crop_scale)),
+                           vx=float(job.get("crop_vx", st.crop_vx)), vy=float(job.get("crop_vy", st.crop_vy)),
+                           face_index=int(job.get("face_index", st.face_index)))
 
 
 def frame_portrait(pkg, image: str, framing_args: list[str], animal: bool) -> str | None:

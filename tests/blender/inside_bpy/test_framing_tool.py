@@ -140,9 +140,10 @@ def test_batch_job_crop_text_reaches_the_engine(scene, fake_python, tmp_path):
     log = tmp_path / "argv.jsonl"
     cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python, "JOYVASA_FAKE_ARGV_LOG": str(log)})
     assert cp.returncode == 0, (cp.stdout + cp.stderr)[-4000:]
-    argv = _argv(log)
-    assert argv[0] == "animate" and argv[argv.index("--crop") + 1] == "points:10,12,30,12,20,24"
-    assert argv[argv.index("--scale") + 1] == "2.8"
+    check, argv = _argv(log, 0), _argv(log, -1)   # batch checks the framing first (engine crop), then renders
+    for a in (check, argv):
+        assert a[a.index("--crop") + 1] == "points:10,12,30,12,20,24" and a[a.index("--scale") + 1] == "2.8"
+    assert check[0] == "crop" and argv[0] == "animate"
 
 
 def test_frame_face_on_a_sideways_phone_photo(scene, tmp_path):
