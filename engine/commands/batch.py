@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.batch.jobs import load_jobs, state_dir
     from engine.batch.schedule import BatchRun, run_local
-    from engine.errors import BadRequest, EngineError
+    from engine.errors import BadRequest, EngineError, MissingDependency
     from engine import __version__
     from engine.protocol import EXIT_CANCELLED, EXIT_ERROR, PROTOCOL_MAJOR, PROTOCOL_MINOR, EventWriter
 
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 from engine.batch.ray_pool import run_ray
             except ImportError:
-                raise BadRequest("--ray needs Ray: pip install -e '.[ray]'") from None
+                raise MissingDependency("--ray needs Ray, the engine's optional extra: pip install -e '.[ray]' "
+                                        "(or pip install 'ray>=2.40')", package="ray") from None
             run_ray(batch, todo, address=args.ray, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                     max_retries=args.max_retries)
         else:

@@ -137,3 +137,18 @@ def test_bad_job_files(tmp_path: Path, content: str, needle: str, capsys) -> Non
     code, events = run_in_process(capsys, jobs)
     assert code == 1 and events[-1]["type"] == "error" and events[-1]["code"] == "bad_request"
     assert needle in events[-1]["message"]
+
+
+def test_ray_missing_is_a_clear_error(tmp_path: Path) -> None:
+    """Without the extra, --ray says how to install it (ray made unimportable in the child)."""
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"command": "motion", "out": "a.npz", "audio": "a.wav"}]))
+    code = ("import sys; sys.modules['ray'] = None; from engine.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    cp = subprocess.run([sys.executable, "-c", code, "batch", str(jobs), "--ray", "auto", "--progress", "json"],
+                        capture_output=True, text=True, timeout=120, cwd=REPO,
+                        env={**os.environ, "PYTHONPATH": str(REPO)})
+    events = [json.loads(line) for line in cp.stdout.splitlines() if line.strip()]
+    assert cp.returncode == 1 and events[-1]["type"] == "error" and events[-1]["code"] == "missing_dependency"
+    assert "pip install -e '.[ray]'" in events[-1]["message"]
+    assert not (tmp_path / "a.npz").exists()
