@@ -21,7 +21,7 @@ def _classes():
 
 def _on_load_pre(*_args):
     from . import runtime
-    runtime.cancel_all()
+    runtime.cancel_all(stop_engine=False)
 
 
 def register() -> None:
@@ -44,9 +44,10 @@ def unregister() -> None:
 
     from . import props, runtime
     runtime.cancel_all()
-    from .prefs import _poll_installer
-    if bpy.app.timers.is_registered(_poll_installer):
-        bpy.app.timers.unregister(_poll_installer)
+    from .prefs import _idle_check, _poll_installer
+    for timer in (_poll_installer, _idle_check):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
     from . import ops_export

@@ -16,7 +16,8 @@ import bpy
 from . import runtime
 from .core.engine_client import EngineProcess, engine_argv
 from .core.jobs import JobState
-from .prefs import engine_config, engine_env
+from .core.worker import WARM_COMMANDS, argv_to_args
+from .prefs import engine_config, engine_env, worker
 
 
 def _redraw(context: Any) -> None:
@@ -55,9 +56,11 @@ class EngineRunMixin:
                            device=cfg["device"] if models else "", dtype=cfg["dtype"])
         job = JobState(kind=self.kind)
         job.start()
-        proc = EngineProcess(argv, cwd=cfg["engine_src"], env=engine_env(cfg))
         try:
-            proc.start()
+            if cfg["keep_warm"] and self.kind in WARM_COMMANDS:  # same options, one request to the warm engine
+                proc = worker(cfg).submit(self.kind, argv_to_args(argv[4:]))
+            else:
+                proc = EngineProcess(argv, cwd=cfg["engine_src"], env=engine_env(cfg)).start()
         except OSError as exc:
             self.report({'ERROR'}, f"could not start the engine ({cfg['python']}): {exc}")
             return None

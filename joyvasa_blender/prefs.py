@@ -1,7 +1,10 @@
-"""Add-on preferences: the engine's interpreter, weights, device, precision; engine checks.
+"""Add-on preferences: the engine's interpreter, weights, device, precision; engine checks;
+the warm engine (Start / Stop / Release Memory, idle timeout).
 
 The engine runs in its own Python (a virtual environment with torch); this is never
-Blender's Python. "Create Engine Environment" makes one in the add-on's user folder.
+Blender's Python. "Create Engine Environment" makes one in the add-on's user folder. With
+"Keep Engine Warm" (default) one ``python -m engine serve`` process serves every Generate
+Motion, Render and Check Engine, so the networks load once per session (core/worker.py).
 """
 
 import json
@@ -10,9 +13,10 @@ import subprocess
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .core import engine_client as ec
+from .core.worker import EngineWorker, worker_for
 from . import runtime
 
 DEVICES = [("auto", "Auto", "CUDA, then Apple MPS, then CPU"), ("cuda", "CUDA", "NVIDIA GPU"),
@@ -52,7 +56,8 @@ def engine_config(context=None) -> dict:
         err = "engine sources not found (reinstall the extension, or set Preferences > Engine Sources)"
     return {"python": python, "why": why, "engine_src": src, "weights": weights,
             "device": p.device if p else "auto", "dtype": p.dtype if p else "auto", "error": err,
-            "watchdog_s": ec.watchdog_seconds(p.watchdog_s if p else None)}
+            "watchdog_s": ec.watchdog_seconds(p.watchdog_s if p else None),
+            "keep_warm": bool(p.keep_warm) if p else True}
 
 
 def engine_env(cfg: dict) -> dict:
@@ -60,6 +65,79 @@ def engine_env(cfg: dict) -> dict:
     if cfg["weights"]:
         env["JOYVASA_WEIGHTS"] = cfg["weights"]
     return ec.clean_env(env)
+
+
+def worker(cfg: dict) -> EngineWorker:
+    """The warm engine for this configuration (a preference change restarts it); started on first use."""
+    runtime.WORKER = worker_for(runtime.WORKER, cfg["python"], cfg["engine_src"], engine_env(cfg))
+    if not bpy.app.timers.is_registered(_idle_check):
+        bpy.app.timers.register(_idle_check, first_interval=30.0, persistent=True)
+    return runtime.WORKER
+
+
+def _idle_check():
+    """Stop the warm engine after the idle timeout (frees its memory); runs every 30 s while it exists."""
+    w = runtime.WORKER
+    if w is None or not w.alive():
+        return None
+    p = get_prefs()
+    if p is not None and runtime.CURRENT is None:
+        w.stop_if_idle(60.0 * p.idle_minutes)
+    return 30.0
+
+
+def engine_state_text() -> str:
+    w = runtime.WORKER
+    return w.describe() if w is not None else "Engine stopped (starts on first use)"
+
+
+class JOYVASA_OT_engine_start(bpy.types.Operator):
+    """Start the warm engine now (it also starts by itself on first use)"""
+    bl_idname = "joyvasa.engine_start"
+    bl_label = "Start Engine"
+
+    def execute(self, context):
+        cfg = engine_config(context)
+        if cfg["error"]:
+            self.report({'ERROR'}, cfg["error"])
+            return {'CANCELLED'}
+        try:
+            worker(cfg).start()
+        except OSError as exc:
+            self.report({'ERROR'}, f"could not start the engine ({cfg['python']}): {exc}")
+            return {'CANCELLED'}
+        self.report({'INFO'}, engine_state_text())
+        return {'FINISHED'}
+
+
+class JOYVASA_OT_engine_stop(bpy.types.Operator):
+    """Stop the warm engine (frees all its memory; the next request starts it again)"""
+    bl_idname = "joyvasa.engine_stop"
+    bl_label = "Stop Engine"
+
+    @classmethod
+    def poll(cls, context):
+        return runtime.WORKER is not None and runtime.WORKER.alive() and runtime.CURRENT is None
+
+    def execute(self, context):
+        runtime.stop_worker()
+        self.report({'INFO'}, "Engine stopped")
+        return {'FINISHED'}
+
+
+class JOYVASA_OT_engine_release(bpy.types.Operator):
+    """Free the engine's loaded networks and GPU memory (e.g. before rendering with Cycles); the engine stays running"""
+    bl_idname = "joyvasa.engine_release"
+    bl_label = "Release Memory"
+
+    @classmethod
+    def poll(cls, context):
+        return runtime.WORKER is not None and runtime.WORKER.alive()
+
+    def execute(self, context):
+        ok = runtime.WORKER.release()
+        self.report({'INFO'} if ok else {'WARNING'}, "Engine memory released" if ok else "The engine is not running")
+        return {'FINISHED'}
 
 
 class JOYVASA_OT_check_engine(bpy.types.Operator):
@@ -73,6 +151,8 @@ class JOYVASA_OT_check_engine(bpy.types.Operator):
             runtime.DOCTOR = {"ok": False, "text": [cfg["error"]]}
             self.report({'ERROR'}, cfg["error"])
             return {'CANCELLED'}
+        if cfg["keep_warm"]:
+            return self._check_warm(cfg)
         argv = ec.engine_argv(cfg["python"], "doctor", ["--json"], weights=cfg["weights"])
         try:
             cp = subprocess.run(argv, cwd=str(cfg["engine_src"]), env=engine_env(cfg), capture_output=True,
@@ -81,17 +161,45 @@ class JOYVASA_OT_check_engine(bpy.types.Operator):
             runtime.DOCTOR = {"ok": False, "text": [f"engine doctor could not run: {exc}"]}
             self.report({'ERROR'}, runtime.DOCTOR["text"][0])
             return {'CANCELLED'}
-        lines = [f"Python: {cfg['python']} ({cfg['why']})"]
-        synthetic = False
         try:
-            report = json.loads(cp.stdout)
-            ok = bool(report.get("ok", cp.returncode == 0))
+            report, failure = json.loads(cp.stdout), []
+        except json.JSONDecodeError:
+            report = None
+            failure = ["engine doctor did not answer JSON (exit %d):" % cp.returncode]
+            failure += [ln for ln in (cp.stdout + cp.stderr).splitlines() if ln.strip()][-8:]
+        return self._show(cfg, report, failure, cp.returncode == 0)
+
+    def _check_warm(self, cfg):
+        """``doctor`` as a request to the warm engine (starting it): the check also warms it up."""
+        events = []
+        try:
+            rc = worker(cfg).submit("doctor", {"weights": cfg["weights"]} if cfg["weights"] else {}).run_sync(
+                events.append, timeout=300)
+        except OSError as exc:
+            runtime.DOCTOR = {"ok": False, "text": [f"the engine could not start: {exc}"]}
+            self.report({'ERROR'}, runtime.DOCTOR["text"][0])
+            return {'CANCELLED'}
+        done = next((e for e in events if e.get("type") == "done"), None)
+        report = done.get("report") if done is not None and isinstance(done.get("report"), dict) else None
+        failure = []
+        if report is None:
+            err = next((e for e in events if e.get("type") == "error"), None)
+            failure = [f"engine doctor failed (exit {rc}): " + (err["message"] if err else "no answer")]
+            failure += [ln for ln in runtime.WORKER.stderr_tail(8) if ln.strip()]
+        return self._show(cfg, report, failure, rc == 0, warm=True)
+
+    def _show(self, cfg, report, failure, rc_ok, warm=False):
+        """The same answer whether the one-shot doctor or the warm engine ran it."""
+        lines = [f"Python: {cfg['python']} ({cfg['why']})"]
+        if report is not None:
+            ok = bool(report.get("ok", rc_ok))
             synthetic = bool(report.get("synthetic"))
             lines += ec.summarize_doctor(report)
-        except json.JSONDecodeError:
-            ok = False
-            lines += ["engine doctor did not answer JSON (exit %d):" % cp.returncode]
-            lines += [ln for ln in (cp.stdout + cp.stderr).splitlines() if ln.strip()][-8:]
+        else:
+            ok, synthetic = False, False
+            lines += failure
+        if warm:
+            lines.append(engine_state_text())
         runtime.DOCTOR = {"ok": ok, "text": lines, "synthetic": synthetic}
         if ok and synthetic:
             self.report({'WARNING'}, f"Engine OK, but {ec.SYNTHETIC_NOTE}: videos will show noise")
@@ -189,6 +297,11 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
                                description="Motion files and videos ('//' = next to the saved .blend)")
     unsaved_output_dir: StringProperty(name="Unsaved Files", subtype='DIR_PATH', default="",
                                        description="Where outputs of a never-saved .blend go (empty: ~/JoyVASA)")
+    keep_warm: BoolProperty(name="Keep Engine Warm", default=True,
+                            description="One engine process serves every request and keeps the networks loaded "
+                                        "(re-takes in seconds); off: a fresh engine per request")
+    idle_minutes: IntProperty(name="Stop When Idle (min)", default=15, min=0, soft_max=120,
+                              description="Stop the warm engine after this many idle minutes (0: never)")
 
     def draw(self, context):
         layout = self.layout
@@ -204,6 +317,7 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.prop(self, "output_dir")
         row.prop(self, "unsaved_output_dir")
+        draw_engine_state(layout, self)
         row = layout.row()
         row.operator(JOYVASA_OT_check_engine.bl_idname, icon='CHECKMARK')
         inst = runtime.INSTALLER
@@ -226,5 +340,26 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
                 box.label(text=line[:140])
 
 
+def draw_engine_state(layout, prefs=None) -> None:
+    """Warm-engine box (preferences and sidebar): state, Start / Stop, Release Memory, last crash."""
+    box = layout.box()
+    if prefs is not None:
+        row = box.row()
+        row.prop(prefs, "keep_warm")
+        row.prop(prefs, "idle_minutes")
+    w = runtime.WORKER
+    box.label(text=engine_state_text(), icon='CHECKMARK' if w is not None and w.alive() else 'PAUSE')
+    row = box.row(align=True)
+    if w is not None and w.alive():
+        row.operator(JOYVASA_OT_engine_stop.bl_idname, icon='X')
+    else:
+        row.operator(JOYVASA_OT_engine_start.bl_idname, icon='PLAY')
+    row.operator(JOYVASA_OT_engine_release.bl_idname, icon='TRASH')
+    if w is not None and w.last_crash:
+        for line in [ln for ln in w.last_crash if ln.strip()][-4:]:
+            box.label(text=line[:140], icon='ERROR')
+
+
 CLASSES = (JOYVASA_OT_check_engine, JOYVASA_OT_detect_python, JOYVASA_OT_install_engine,
-           JOYVASA_OT_cancel_install, JoyVASAPreferences)
+           JOYVASA_OT_cancel_install, JOYVASA_OT_engine_start, JOYVASA_OT_engine_stop, JOYVASA_OT_engine_release,
+           JoyVASAPreferences)

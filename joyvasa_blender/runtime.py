@@ -1,5 +1,6 @@
-"""Process-wide state that must not be saved in the .blend: the running engine job, the
-environment installer, the last "Check engine" answer. Only the UI thread touches it."""
+"""Process-wide state that must not be saved in the .blend: the running engine job, the warm
+engine worker, the environment installer, the last "Check engine" answer. Only the UI thread
+touches it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,12 +8,13 @@ from typing import Any
 
 from .core.engine_client import EngineProcess, StepRunner
 from .core.jobs import JobState
+from .core.worker import EngineWorker, WorkerJob
 
 
 @dataclass
 class Running:
     job: JobState
-    proc: EngineProcess
+    proc: EngineProcess | WorkerJob
     kind: str                       # motion | animate
     params: dict[str, Any] = field(default_factory=dict)
     cancel: bool = False
@@ -22,14 +24,23 @@ CURRENT: Running | None = None       # at most one engine run at a time
 LAST: JobState | None = None         # the last finished run (panel shows its message / error)
 INSTALLER: StepRunner | None = None
 DOCTOR: dict[str, Any] = {}          # {"ok": bool, "text": [...lines]}
+WORKER: EngineWorker | None = None   # the warm engine (python -m engine serve), started on first use
 
 
-def cancel_all() -> None:
-    """Stop everything (unregister, file load): kill the engine and the installer."""
+def stop_worker() -> None:
+    if WORKER is not None:
+        WORKER.stop(timeout=5.0)
+
+
+def cancel_all(stop_engine: bool = True) -> None:
+    """Cancel the running job and the installer; stop the warm engine too unless ``stop_engine``
+    is False (opening another .blend keeps the loaded networks: they belong to no scene)."""
     global CURRENT
     if CURRENT is not None:
         CURRENT.cancel = True
         CURRENT.proc.cancel(grace=3.0)
         CURRENT = None
+    if stop_engine:
+        stop_worker()
     if INSTALLER is not None and not INSTALLER.done:
         INSTALLER.cancel()

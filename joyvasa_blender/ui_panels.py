@@ -132,6 +132,8 @@ def draw_actions(layout, context) -> None:
     if busy:
         col.label(text="The engine is busy: cancel it or wait", icon='INFO')
     draw_outputs(layout, st)
+    from .prefs import draw_engine_state
+    draw_engine_state(layout)
 
 
 def draw_outputs(layout, st) -> None:

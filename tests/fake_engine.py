@@ -17,6 +17,12 @@ or directives:
 
 Strings may contain ``$OUT`` (the --out path). A cancel emits ``cancelled`` and exits 130.
 ``-c CODE`` runs CODE (so interpreter checks work); ``doctor --json`` prints a JSON report.
+
+``-m engine serve`` is the warm worker: a ``hello`` with command "serve", then per ``run``
+request the transcript of its command (every event stamped with the request's ``job``; a
+``hang`` ends in ``cancelled`` and the worker keeps serving; ``exit`` kills the whole worker, as
+a crash would); ``release`` answers ``done``; end of stdin exits 0. With
+``$JOYVASA_FAKE_ARGV_LOG`` every process start and every request is logged.
 """
 from __future__ import annotations
 
@@ -134,46 +140,36 @@ def _stdin_reader() -> None:
             return
 
 
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["-c"]:
-        exec(compile(argv[1], "<fake -c>", "exec"), {"__name__": "__main__"})
-        return 0
-    if argv[:2] != ["-m", "engine"] or len(argv) < 3:
-        print(f"fake engine: unexpected arguments {argv}", file=sys.stderr)
-        return 2
-    command, args = argv[2], argv[3:]
-    log = os.environ.get("JOYVASA_FAKE_ARGV_LOG")
-    if log:
-        with open(log, "a") as fh:
-            fh.write(json.dumps([command] + args) + "\n")
-    if command == "doctor":
-        print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                          "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
-                          "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
-                          "ok": True, "next": ["Ready (fake engine)"],
-                          "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))
-        return 0
-    if command == "crop" and "--json" in args:   # the framing check: 'noface' in the file name = no face
-        if "noface" in Path(option(args, "--image", "") or "").name:
-            print(json.dumps({"error": "no_face", "message": "no face found in the portrait; pass --crop points:..."}))
-            return 1
-        print(json.dumps({"method": "fake", "box": [0, 0, 10, 10]}))
-        return 0
-    signal.signal(signal.SIGINT, lambda *_: _cancel.set())
-    threading.Thread(target=_stdin_reader, daemon=True).start()
-    name = os.environ.get("JOYVASA_FAKE_TRANSCRIPT") or f"{command}_ok"
-    path = Path(name) if name.endswith(".jsonl") and os.path.sep in name else CONTRACT / f"{Path(name).stem}.jsonl"
+def _args_to_argv(args: dict) -> list[str]:
+    out: list[str] = []
+    for k, v in args.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif v not in (None, False):
+            out += [flag, str(v)]
+    return out
+
+
+def play(path: Path, args: list[str], job: str | None = None) -> int | None:
+    """Replay one transcript. Returns an exit code when the process must end (``exit``), else None."""
     out = option(args, "--out", "") or ""
     fps = float(option(args, "--fps", "25") or 25)
+    stamp = {"job": job} if job is not None else {}
+    ended = False  # a done/error/cancelled was sent: a following `exit` is the one-shot's normal end
     for raw in path.read_text().splitlines():
         if not raw.strip():
             continue
         if _cancel.is_set():
-            cancelled()
+            if job is None:
+                cancelled()
+            emit({"type": "cancelled", "at": {"stage": "motion", "done": 0}, **stamp})
+            return None
         item = subst(json.loads(raw), out)
         directive = item.get("_fake")
         if directive is None:
-            emit(item)
+            emit({**item, **stamp})
+            ended = ended or item.get("type") in ("done", "error", "cancelled")
         elif directive == "sleep":
             _cancel.wait(float(item.get("s", 0.1)))
         elif directive == "write_motion":
@@ -196,13 +192,109 @@ def main(argv: list[str]) -> int:
         elif directive == "hang":
             while not _cancel.wait(0.05):
                 pass
-            cancelled(item.get("stage", "motion"))
+            if job is None:
+                cancelled(item.get("stage", "motion"))
+            emit({"type": "cancelled", "at": {"stage": item.get("stage", "motion"), "done": 0}, **stamp})
+            return None
         elif directive == "exit":
             sys.stdout.flush()
-            return int(item.get("code", 0))
+            code = int(item.get("code", 0))
+            if job is not None and (code == 0 or ended):  # a one-shot's normal end: keep serving
+                return None
+            return code
     if _cancel.is_set():
-        cancelled()
-    return 0
+        if job is None:
+            cancelled()
+        emit({"type": "cancelled", "at": {"stage": "motion", "done": 0}, **stamp})
+    return None
+
+
+def transcript_for(command: str) -> Path:
+    name = os.environ.get("JOYVASA_FAKE_TRANSCRIPT") or f"{command}_ok"
+    return Path(name) if name.endswith(".jsonl") and os.path.sep in name else CONTRACT / f"{Path(name).stem}.jsonl"
+
+
+def serve() -> int:
+    """The fake warm worker (see the module docstring)."""
+    import queue as _queue
+
+    log = os.environ.get("JOYVASA_FAKE_ARGV_LOG")
+    requests: "_queue.Queue[dict | None]" = _queue.Queue()
+    current: dict = {"job": None}
+
+    def reader() -> None:
+        for line in sys.stdin:
+            try:
+                req = json.loads(line)
+            except ValueError:
+                emit({"type": "error", "code": "bad_request", "message": "not JSON", "fatal": False})
+                continue
+            if req.get("type") == "cancel":
+                if req.get("job") in (None, current["job"]):
+                    _cancel.set()
+                continue
+            requests.put(req)
+        requests.put(None)
+
+    emit({"type": "hello", "engine_version": "fake", "protocol": [1, 2], "python": sys.version.split()[0],
+          "torch": None, "device": "unknown", "dtype": "unknown", "command": "serve",
+          "capabilities": {"commands": ["motion", "animate", "doctor"], "requests": ["run", "cancel", "release"]}})
+    threading.Thread(target=reader, daemon=True).start()
+    while True:
+        req = requests.get()
+        if req is None:
+            return 0
+        if log:
+            with open(log, "a") as fh:
+                fh.write(json.dumps(["serve-request", req.get("type"), req.get("command"), req.get("args")]) + "\n")
+        job = req.get("job")
+        if req.get("type") == "release":
+            emit({"type": "done", "outputs": {}, "released": 1, **({"job": job} if job else {})})
+            continue
+        command = req.get("command")
+        if command == "doctor":
+            emit({"type": "hello", "job": job, "engine_version": "fake", "protocol": [1, 2], "python": "3",
+                  "torch": None, "device": "cpu", "dtype": "float32", "command": "doctor"})
+            emit({"type": "done", "job": job, "outputs": {}, "ok": True,
+                  "report": {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
+                             "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
+                             "ok": True, "next": ["Ready (fake worker)"],
+                             "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1",
+                             "weights": {"root": (req.get("args") or {}).get("weights"), "files": {}, "groups": {}}}})
+            continue
+        current["job"] = job
+        _cancel.value = False
+        code = play(transcript_for(command), _args_to_argv(req.get("args") or {}), job=job)
+        current["job"] = None
+        if code is not None:
+            return code
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["-c"]:
+        exec(compile(argv[1], "<fake -c>", "exec"), {"__name__": "__main__"})
+        return 0
+    if argv[:2] != ["-m", "engine"] or len(argv) < 3:
+        print(f"fake engine: unexpected arguments {argv}", file=sys.stderr)
+        return 2
+    command, args = argv[2], argv[3:]
+    log = os.environ.get("JOYVASA_FAKE_ARGV_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(json.dumps([command] + args) + "\n")
+    if command == "serve":
+        return serve()
+    if command == "doctor":
+        print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
+                          "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
+                          "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
+                          "ok": True, "next": ["Ready (fake engine)"],
+                          "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))
+        return 0
+    signal.signal(signal.SIGINT, lambda *_: _cancel.set())
+    threading.Thread(target=_stdin_reader, daemon=True).start()
+    code = play(transcript_for(command), args)
+    return 0 if code is None else code
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ manager (Flamenco, Deadline, SLURM arrays) splits one job list over N machines, 
 same command with its own I; together the shards run every job exactly once. Give each shard its
 own .blend with ``--save-as 'shot_{shard}.blend'`` (``{shard}`` is replaced by I).
 
+All jobs of a run are served by one warm engine (``python -m engine serve``, see the add-on's
+"Keep Engine Warm"), so the networks load once per batch, not once per job.
+
 Relative paths are relative to jobs.json. A job whose ``<name>.done.json`` marker exists with the
 same job content is skipped when re-run. The .blend is saved after every successful job
 (``--save-as`` to write elsewhere). Exit code: 0 all jobs ok (or skipped), 1 any job failed,
@@ -378,6 +381,11 @@ def main() -> int:
             else:
                 log("WARNING: no saved .blend to return to; this job's partial results stay in memory")
         (log_dir / f"{name}.log").write_text("\n".join(lines) + "\n")
+    runtime = sys.modules[pkg.__name__ + ".runtime"]
+    if runtime.WORKER is not None:  # one warm engine served every job of this run
+        w = runtime.WORKER
+        print(f"[batch] engine: {w.requests} request(s), {w.starts} engine start(s) (warm worker)", flush=True)
+        runtime.stop_worker()
     print(f"[batch] {len(done)} done, {len(skipped)} skipped, {len(failed)} failed"
           + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

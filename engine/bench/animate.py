@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cap rendered frames per run (official size on CPU: use e.g. 8)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="OMP/torch threads of the child runs (default: all)")
+    p.add_argument("--whole", action="store_true",
+                   help="cold one-shot animate process vs warm takes through `engine serve` (first --dtype, "
+                        "--speed-seconds clip, --crop none --no-pasteback), with the engine's time breakdown")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
 
@@ -83,6 +86,25 @@ def _run_animate(weights: Path, audio: Path, out: Path, *, dtype: str, batch: in
     return {"wall_s": wall, "frames": frames, "timings": done["timings"], "host_mb": done["peak_mem"]["host_mb"]}
 
 
+def run_whole(args: argparse.Namespace, weights: Path, tmp: Path) -> int:
+    from engine.bench.takes import run_takes
+
+    audio = _audio(tmp / "clip.wav", args.speed_seconds)
+    dtype, batch = args.dtype[0], args.batch[0]
+    common = {"image": str(REPO / "examples" / "portrait.jpg"), "weights": str(weights), "crop": "none",
+              "pasteback": False, "device": args.device, "dtype": dtype, "batch": batch}
+    if args.max_frames:
+        common["max_frames"] = args.max_frames
+    cli = ["--image", common["image"], "--audio", str(audio), "--out", str(tmp / "cold.mp4"), "--weights", str(weights),
+           "--crop", "none", "--no-pasteback", "--device", args.device, "--dtype", dtype, "--batch", str(batch)]
+    if args.max_frames:
+        cli += ["--max-frames", str(args.max_frames)]
+    takes = [("warm take 1 (loads)", {**common, "audio": str(audio), "out": str(tmp / "w1.mp4"), "seed": 1}),
+             ("warm re-take new seed", {**common, "audio": str(audio), "out": str(tmp / "w2.mp4"), "seed": 2})]
+    print(f"clip {args.speed_seconds:g} s, {dtype}, batch {batch}, 512x512 (crop none, no paste-back)", flush=True)
+    return run_takes("animate", cli, takes, args.threads)
+
+
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="jv-bench-animate-") as tmp_name:
         tmp = Path(tmp_name)
@@ -94,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
             weights = tmp / "weights"
             print(f"writing synthetic {args.config} weights (random: timings real, pictures noise)", flush=True)
             make_synthetic_weights.main(["--config", args.config, "--out", str(weights)])
+        if args.whole:
+            return run_whole(args, weights, tmp)
         fps = 25.0
         print(f"load average: {os.getloadavg()[0]:.2f} (shared machine: contention inflates times)", flush=True)
         if not args.skip_speed:

@@ -31,6 +31,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu|cuda|mps|auto")
     p.add_argument("--repeat", type=int, default=2, help="runs per config; the fastest is reported (shared CPUs)")
     p.add_argument("--no-plain", action="store_true", help="skip the upstream-equivalent plain-attention run")
+    w = p.add_argument_group("whole process (--whole): cold one-shot process vs warm takes through `engine serve`")
+    w.add_argument("--whole", action="store_true", help="measure whole processes and warm takes instead")
+    w.add_argument("--audio", default=None, help="speech for --whole (default: examples/speech.wav tiled to --seconds)")
+    w.add_argument("--seconds", type=float, default=20.0, help="speech length for --whole (default 20, as upstream's figure)")
+    w.add_argument("--sampler", default=None, help="--whole: sampler (default: the engine's default)")
+    w.add_argument("--steps", type=int, default=None, help="--whole: steps (default: the sampler's)")
+
+
+#: upstream JoyVASA's whole motion process for 20 s of speech on this machine class (issue #8)
+UPSTREAM_MOTION_PROCESS_S = (16.5, 17.6)
+
+
+def _speech(path: Path, seconds: float, reverse: bool = False) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    wave, sr = sf.read(str(Path(__file__).resolve().parents[2] / "examples" / "speech.wav"), dtype="float32")
+    if reverse:  # different audio content of the same length: a "new line" for the warm worker
+        wave = wave[::-1].copy()
+    n = int(seconds * sr)
+    sf.write(str(path), np.tile(wave, int(np.ceil(n / len(wave))))[:n], sr)
+    return path
+
+
+def run_whole(args: argparse.Namespace) -> int:
+    from engine.bench.takes import run_takes
+
+    root = _weights(args)
+    with tempfile.TemporaryDirectory(prefix="jv-bench-takes-") as tmp_name:
+        tmp = Path(tmp_name)
+        audio = Path(args.audio) if args.audio else _speech(tmp / "line.wav", args.seconds)
+        other = _speech(tmp / "other.wav", args.seconds, reverse=True)
+        opts: dict = {}
+        if args.sampler:
+            opts["sampler"] = args.sampler
+        if args.steps:
+            opts["steps"] = args.steps
+        cli = [x for k, v in opts.items() for x in (f"--{k}", str(v))]
+        base = {"weights": str(root), "device": args.device}
+        takes = [("warm take 1 (loads)", {**base, **opts, "audio": str(audio), "out": str(tmp / "w1.npz"), "seed": 1}),
+                 ("warm re-take new seed", {**base, **opts, "audio": str(audio), "out": str(tmp / "w2.npz"), "seed": 2}),
+                 ("warm take new audio", {**base, **opts, "audio": str(other), "out": str(tmp / "w3.npz"), "seed": 3})]
+        print(f"speech: {args.seconds:g} s; sampler {args.sampler or 'default'} steps {args.steps or 'default'}; "
+              f"weights {root}", flush=True)
+        return run_takes("motion", ["--audio", str(audio), "--out", str(tmp / "cold.npz"), "--weights", str(root),
+                                    "--device", args.device, *cli],
+                         takes, args.threads or 0, UPSTREAM_MOTION_PROCESS_S, repeat=args.repeat)
 
 
 def _weights(args: argparse.Namespace) -> Path:
@@ -48,6 +95,8 @@ def _weights(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.whole:
+        return run_whole(args)
     import numpy as np
     import torch
 

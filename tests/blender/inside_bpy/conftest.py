@@ -124,9 +124,40 @@ def scene(installed, fake_python, monkeypatch):
     monkeypatch.delenv("JOYVASA_FAKE_TRANSCRIPT", raising=False)
     sc, rig, face = build_scene()
     runtime = sys.modules[MODULE + ".runtime"]
+    runtime.stop_worker()          # each test starts with a cold engine (and its own fake transcript)
+    runtime.WORKER = None
     runtime.LAST = None
     runtime.CURRENT = None
     return sc
+
+
+def logged_commands(log: Path) -> list[list[str]]:
+    """The engine command lines in a fake-engine argv log, whether each ran as a one-shot process
+    (``["motion", "--seed", "11", ...]``) or as a request to the warm worker (its args as options)."""
+    import json
+
+    out = []
+    for line in log.read_text().splitlines():
+        item = json.loads(line)
+        if item[0] == "serve":
+            continue
+        if item[0] == "serve-request":
+            if item[1] != "run":
+                continue
+            argv = [item[2]]
+            for key, value in (item[3] or {}).items():
+                argv += ["--" + key.replace("_", "-")] + ([] if value is True else [str(value)])
+            out.append(argv)
+        else:
+            out.append(item)
+    return out
+
+
+def engine_processes(log: Path) -> int:
+    """How many engine processes were started (one-shot runs and warm workers)."""
+    import json
+
+    return sum(1 for line in log.read_text().splitlines() if json.loads(line)[0] != "serve-request")
 
 
 def addon(name: str):

@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 import pytest
 
-from conftest import HAS_SOUND, MODULE, TESTS, addon, scene_fingerprint
+from conftest import HAS_SOUND, MODULE, TESTS, addon, engine_processes, logged_commands, scene_fingerprint
 
 GOLDEN = TESTS / "contract" / "motion_v1.npz"
 
@@ -167,18 +167,30 @@ def test_bad_motion_file_changes_nothing(scene, tmp_path):
     assert scene_fingerprint() == before
 
 
-def test_generate_motion_with_fake_engine(scene, speech_wav, tmp_path, monkeypatch):
+@pytest.mark.parametrize("warm", [True, False])
+def test_generate_motion_with_fake_engine(scene, speech_wav, tmp_path, monkeypatch, warm):
     log = tmp_path / "argv.jsonl"
     monkeypatch.setenv("JOYVASA_FAKE_ARGV_LOG", str(log))
+    bpy.context.preferences.addons[MODULE].preferences.keep_warm = warm
     st = scene.joyvasa
     st.audio_path, st.start_frame, st.seed, st.sampler, st.steps = str(speech_wav), 3, 11, "dpmpp_2m", 12
     st.output_dir = str(tmp_path / "out")
     assert bpy.ops.joyvasa.generate_motion() == {"FINISHED"}
     runtime = addon("runtime")
     assert runtime.LAST.state == "done" and runtime.CURRENT is None
-    argv = __import__("json").loads(log.read_text().splitlines()[0])
+    argv = logged_commands(log)[0]
     assert argv[0] == "motion" and argv[argv.index("--seed") + 1] == "11"
-    assert argv[argv.index("--sampler") + 1] == "dpmpp_2m" and argv[argv.index("--progress") + 1] == "json"
+    assert argv[argv.index("--sampler") + 1] == "dpmpp_2m"
+    if not warm:
+        assert argv[argv.index("--progress") + 1] == "json"
+    else:  # a second take is a request to the same warm engine process
+        st.seed = 12
+        assert bpy.ops.joyvasa.generate_motion() == {"FINISHED"}
+        assert engine_processes(log) == 1 and len(logged_commands(log)) == 2
+        assert runtime.WORKER is not None and runtime.WORKER.alive()
+        assert bpy.ops.joyvasa.engine_release() == {"FINISHED"}
+        assert bpy.ops.joyvasa.engine_stop() == {"FINISHED"} and not runtime.WORKER.alive()
+    bpy.context.preferences.addons[MODULE].preferences.keep_warm = True
     assert Path(st.motion_path).exists() and st.motion_path.startswith(str(tmp_path / "out"))
     rig = bpy.data.objects["Rig"]
     assert len(curve(rig, 'pose.bones["head"].rotation_quaternion')) == 48
@@ -273,7 +285,7 @@ def test_render_adds_strips_at_start_frame(scene, speech_wav, tmp_path, monkeypa
     log = tmp_path / "argv.jsonl"
     monkeypatch.setenv("JOYVASA_FAKE_ARGV_LOG", str(log))
     assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}, addon("runtime").LAST.report_text()
-    argv = __import__("json").loads(log.read_text().splitlines()[0])
+    argv = logged_commands(log)[0]
     assert argv[0] == "animate" and float(argv[argv.index("--fps") + 1]) == 24.0
     assert Path(argv[argv.index("--image") + 1]).exists()
     assert "--animal" not in argv and "--preview" not in argv
@@ -426,7 +438,7 @@ def test_animal_and_preview_are_passed_to_the_engine(scene, speech_wav, tmp_path
     log = tmp_path / "argv.jsonl"
     monkeypatch.setenv("JOYVASA_FAKE_ARGV_LOG", str(log))
     assert bpy.ops.joyvasa.render_preview() == {"FINISHED"}, addon("runtime").LAST.report_text()
-    argv = __import__("json").loads(log.read_text().splitlines()[0])
+    argv = logged_commands(log)[0]
     assert argv[0] == "animate" and "--animal" in argv and "--preview" in argv
     assert Path(argv[argv.index("--out") + 1]).name.startswith("preview_")
     assert st.sequencer_scene is None and not _strips(scene)       # a preview adds no strips

@@ -120,3 +120,21 @@ def test_batch_log_has_engine_warnings_and_stderr_tail(scene, fake_python, tmp_p
     log = (tmp_path / "jobs_logs" / "warned.log").read_text()
     assert "engine warning" in log and "random numbers, not a face" in log, log
     assert "the engine's own last words" in log, log
+
+
+def test_batch_jobs_share_one_warm_engine(scene, fake_python, tmp_path):
+    """Two generated jobs: one engine process (the warm worker), two requests."""
+    from conftest import engine_processes, logged_commands
+
+    blend = tmp_path / "shot.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    write_wav(tmp_path / "line.wav", seconds=1.0)
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"defaults": {"rig": "Rig", "output_dir": "out"},
+                                "jobs": [{"name": "a", "audio": "line.wav", "start_frame": 1, "seed": 1},
+                                         {"name": "b", "audio": "line.wav", "start_frame": 60, "seed": 2}]}))
+    log = tmp_path / "argv.jsonl"
+    cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python, "JOYVASA_FAKE_ARGV_LOG": str(log)})
+    assert cp.returncode == 0, (cp.stdout + cp.stderr)[-4000:]
+    assert engine_processes(log) == 1 and [c[0] for c in logged_commands(log)] == ["motion", "motion"]
+    assert "2 request(s), 1 engine start(s)" in cp.stdout

@@ -159,3 +159,54 @@ def test_cancel_real_engine_changes_nothing(real, tmp_path):
     assert last.returncode == 130, last.returncode      # honoured by the engine, not killed
     assert scene_fingerprint() == before
     assert not any(tmp_path.joinpath("out").glob("*.npz")) if tmp_path.joinpath("out").exists() else True
+
+
+def test_second_take_reuses_the_warm_real_engine(real, tmp_path):
+    """Keep Engine Warm (default): the second Generate Motion is a request to the same worker and
+    loads no network (its timings have no 'load' stage)."""
+    wav = write_wav(tmp_path / "speech.wav", seconds=1.0)
+    st = real.joyvasa
+    st.audio_path, st.sampler, st.steps = str(wav), "ddim", 2
+    runtime = addon("runtime")
+    timings = []
+    for seed in (1, 2):
+        st.seed = seed
+        assert bpy.ops.joyvasa.generate_motion() == {"FINISHED"}, runtime.LAST.report_text()
+        timings.append(dict(runtime.LAST.timings))
+    assert "load" in timings[0] and "load" not in timings[1], timings
+    assert runtime.WORKER.starts == 1 and runtime.WORKER.requests == 2
+
+
+def test_killed_real_worker_is_reported_and_replaced(real, tmp_path):
+    import signal
+    import threading
+    import time
+
+    wav = write_wav(tmp_path / "speech.wav", seconds=6.0)
+    st = real.joyvasa
+    st.audio_path, st.sampler, st.steps = str(wav), "ancestral", 0
+    runtime = addon("runtime")
+    before = scene_fingerprint()
+
+    def kill_when_sampling():
+        for _ in range(3000):
+            run = runtime.CURRENT
+            if run is not None and run.job.stage == "motion":
+                os.kill(runtime.WORKER.proc.pid, signal.SIGKILL)
+                return
+            time.sleep(0.02)
+
+    th = threading.Thread(target=kill_when_sampling)
+    th.start()
+    try:
+        res = bpy.ops.joyvasa.generate_motion()
+    except RuntimeError as exc:   # background mode turns the ERROR report into an exception
+        res, msg = {"CANCELLED"}, str(exc)
+    th.join()
+    last = runtime.LAST
+    assert res == {"CANCELLED"} and last.state == "failed" and last.error_code == "crash", last.report_text()
+    assert "code -9" in msg and "Engine log" in msg          # reported with the worker's stderr tail
+    assert scene_fingerprint() == before
+    st.audio_path, st.sampler, st.steps = str(write_wav(tmp_path / "short.wav", seconds=1.0)), "ddim", 2
+    assert bpy.ops.joyvasa.generate_motion() == {"FINISHED"}, runtime.LAST.report_text()
+    assert runtime.WORKER.starts == 2
