@@ -20,7 +20,10 @@ def _portrait(scene, w=40, h=30):
 
 
 def _argv(log: Path, i: int = 0) -> list[str]:
-    return json.loads(log.read_text().splitlines()[i])
+    """The i-th engine command line, whether it ran one-shot or as a warm-engine request."""
+    from conftest import logged_commands
+
+    return logged_commands(log)[i]
 
 
 def test_frame_face_stores_points_and_render_passes_them(scene, speech_wav, tmp_path, monkeypatch):
