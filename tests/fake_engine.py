@@ -291,6 +291,12 @@ def main(argv: list[str]) -> int:
                           "ok": True, "next": ["Ready (fake engine)"],
                           "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))
         return 0
+    if command == "crop" and "--json" in args:   # the framing check: 'noface' in the file name = no face
+        if "noface" in Path(option(args, "--image", "") or "").name:
+            print(json.dumps({"error": "no_face", "message": "no face found in the portrait; pass --crop points:..."}))
+            return 1
+        print(json.dumps({"method": "fake", "box": [0, 0, 10, 10]}))
+        return 0
     signal.signal(signal.SIGINT, lambda *_: _cancel.set())
     threading.Thread(target=_stdin_reader, daemon=True).start()
     code = play(transcript_for(command), args)
