@@ -1,4 +1,4 @@
-"""The motion file: ``.npz`` schema ``joyvasa.motion`` version 1 (the engine <-> add-on contract).
+"""The motion file: ``.npz`` schema ``joyvasa.motion`` version 1.1 (the engine <-> add-on contract).
 
 Readable with ``np.load(path, allow_pickle=False)``: no object arrays; strings are 0-d unicode
 arrays. Frame ``i`` is at time ``i / fps`` seconds of the input audio (upstream convention: the
@@ -9,6 +9,7 @@ key                    dtype, shape       meaning
 =====================  =================  ===================================================
 schema                 <U, ()             "joyvasa.motion"
 schema_version         int32, ()          1 (readers accept the same major, ignore unknown keys)
+schema_minor           int32, ()          1 (absent in 1.0 files)
 fps                    float32, ()        frames per second of every per-frame array (25 upstream)
 n_frames               int32, ()          N
 exp                    float32 (N,21,3)   expression offsets of the 21 implicit keypoints
@@ -30,7 +31,20 @@ cfg_scale              float32, ()        classifier-free guidance scale
 cfg_mode               <U, ()             "incremental" | "independent"
 seed                   int64, ()          seed of the torch generator
 engine_version         <U, ()             engine version that wrote the file
+---------------------  -----------------  --- added in 1.1 (all optional) -------------------
+vad_db                 float32 (N,)       voice level per frame, dB below the clip's loud
+                                          level (engine/motion/edit.py voice_level_db)
+raw_exp, raw_pitch,    as exp, pitch,     the motion as sampled, before the controls; present
+raw_yaw, raw_roll,     yaw, roll, t,      only when controls changed something (a file without
+raw_t, raw_scale,      scale, R           them is its own raw motion). ``engine edit``
+raw_R                                     re-applies new controls to these
+controls               <U, ()             the controls used, canonical JSON (engine/motion/
+                                          controls.py); absent = none
 =====================  =================  ===================================================
+
+The edited arrays (exp ... R) are what every consumer reads. Relative consumers (the
+renderer, the add-on's "First Frame" neutral) measure motion against the *raw* frame 0
+(``raw_*[0]``, = frame 0 when there are no raw arrays), so constant offsets stay visible.
 
 Invariants (``validate``): N >= 1 and the same everywhere, finite values within
 :data:`PLAUSIBLE_ABS_MAX`, 1 <= fps <= 120, R orthonormal to 1e-4.
@@ -46,7 +60,9 @@ import numpy as np
 
 SCHEMA = "joyvasa.motion"
 SCHEMA_VERSION = 1
+SCHEMA_MINOR = 1
 N_KP = 21
+RAW_KEYS = ("exp", "pitch", "yaw", "roll", "t", "scale", "R")
 
 PER_FRAME_KEYS = ("exp", "scale", "t", "pitch", "yaw", "roll", "R", "coef")
 
@@ -76,10 +92,23 @@ class MotionData:
     coef: np.ndarray     # (N,C)
     smoothed: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, np.ndarray] | None = None    # RAW_KEYS before the controls (None: these arrays are raw)
+    vad_db: np.ndarray | None = None            # (N,) voice level per frame
+    controls: str = ""                          # canonical JSON of the controls used ("" = none)
 
     @property
     def n_frames(self) -> int:
         return int(self.exp.shape[0])
+
+    def raw_view(self) -> "MotionData":
+        """The motion before the controls (itself when it has no raw arrays)."""
+        if self.raw is None:
+            return self
+        from dataclasses import replace
+
+        r = self.raw
+        return replace(self, exp=r["exp"], pitch=r["pitch"], yaw=r["yaw"], roll=r["roll"], t=r["t"],
+                       scale=r["scale"], R=r["R"], raw=None, controls="")
 
 
 _META_DEFAULTS: dict[str, Any] = {
@@ -124,6 +153,15 @@ def validate(m: MotionData) -> None:
         eye = np.einsum("nij,nkj->nik", m.R.astype(np.float64), m.R.astype(np.float64))
         if np.max(np.abs(eye - np.eye(3))) > 1e-4:
             raise MotionFileError("R is not orthonormal")
+    if m.raw is not None:
+        for key, shape in shapes.items():
+            arr = m.raw.get(key)
+            if arr is None or np.shape(arr) != shape:
+                raise MotionFileError(f"raw_{key} has shape {np.shape(arr)}, expected {shape}")
+            if not np.all(np.isfinite(arr)):
+                raise MotionFileError(f"raw_{key} contains NaN or infinite values")
+    if m.vad_db is not None and (np.shape(m.vad_db) != (n,) or not np.all(np.isfinite(m.vad_db))):
+        raise MotionFileError(f"vad_db must be {n} finite numbers, got shape {np.shape(m.vad_db)}")
 
 
 def save_motion(path: str | os.PathLike[str], m: MotionData) -> Path:
@@ -145,7 +183,15 @@ def save_motion(path: str | os.PathLike[str], m: MotionData) -> Path:
         "R": m.R.astype(np.float32),
         "coef": m.coef.astype(np.float32),
         "smoothed": np.array(bool(m.smoothed)),
+        "schema_minor": np.array(SCHEMA_MINOR, dtype=np.int32),
     }
+    if m.vad_db is not None:
+        arrays["vad_db"] = np.asarray(m.vad_db, np.float32).reshape(-1)
+    if m.raw is not None:
+        for key in RAW_KEYS:
+            arrays[f"raw_{key}"] = np.asarray(m.raw[key], np.float32).reshape(arrays[key].shape)
+    if m.controls:
+        arrays["controls"] = np.array(m.controls)
     for key, default in _META_DEFAULTS.items():
         value = m.meta.get(key, default)
         arrays[key] = np.array(str(value)) if isinstance(default, str) else np.array(value, dtype=np.asarray(default).dtype)
@@ -183,6 +229,14 @@ def load_motion(path: str | os.PathLike[str]) -> MotionData:
         )
     except KeyError as exc:
         raise MotionFileError(f"{path} lacks the key {exc.args[0]!r}") from None
+    if all(f"raw_{k}" in data for k in RAW_KEYS):
+        m.raw = {k: data[f"raw_{k}"] for k in RAW_KEYS}
+    elif any(f"raw_{k}" in data for k in RAW_KEYS):
+        raise MotionFileError(f"{path} has some raw_* arrays but not all of {', '.join('raw_' + k for k in RAW_KEYS)}")
+    if "vad_db" in data:
+        m.vad_db = data["vad_db"]
+    if "controls" in data:
+        m.controls = str(data["controls"])
     if int(data.get("n_frames", m.n_frames)) != m.n_frames:
         raise MotionFileError(f"{path}: n_frames does not match the arrays")
     try:
