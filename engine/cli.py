@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("batch", "many motion/animate jobs from a JSON file, locally or on a Ray cluster"),
     "export": ("export", "motion .npz -> Live Link Face CSV, LivePortrait template .pkl, BVH"),
     "serve": ("serve", "warm worker: JSON requests on stdin, networks stay loaded between takes"),
+    "edit": ("edit", "re-apply art-direction controls to a motion .npz (no sampling, no torch)"),
 }
 
 

@@ -395,3 +395,21 @@ def apply_controls(m, controls: Controls, vad_db: np.ndarray | None = None):  # 
                   "scale": raw.scale, "R": base.R}
     return replace(base, **edited, raw=raw_arrays, vad_db=vad,
                    controls=json.dumps(controls.to_dict(), sort_keys=True, separators=(",", ":")))
+
+
+def vad_for_motion(m, wave: np.ndarray) -> np.ndarray:  # (MotionData, 16 kHz mono) -> (N,)
+    """:func:`voice_level_db` at every frame of ``m`` (frame i at i / fps + audio_offset_s)."""
+    from engine.audio import SAMPLE_RATE
+
+    times = np.arange(m.n_frames) / float(m.fps) + float(m.meta.get("audio_offset_s", 0.0) or 0.0)
+    return voice_level_db(wave, SAMPLE_RATE, times).astype(np.float32)
+
+
+def controls_for_run(path: str | None, *, pose_strength: float = 1.0, exp_strength: float = 1.0,
+                     region: str = "all") -> Controls:
+    """The controls of a ``motion``/``animate`` run: ``--controls FILE`` (if any) with the
+    ``--pose-strength``/``--exp-strength``/``--region`` shorthands multiplied in."""
+    from engine.motion.controls import load_controls, shorthand_controls
+
+    base = load_controls(path) if path else None
+    return shorthand_controls(pose_strength=pose_strength, exp_strength=exp_strength, region=region, base=base)
