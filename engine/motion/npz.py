@@ -47,7 +47,10 @@ renderer, the add-on's "First Frame" neutral) measure motion against the *raw* f
 (``raw_*[0]``, = frame 0 when there are no raw arrays), so constant offsets stay visible.
 
 Invariants (``validate``): N >= 1 and the same everywhere, finite values within
-:data:`PLAUSIBLE_ABS_MAX`, 1 <= fps <= 120, R orthonormal to 1e-4.
+:data:`PLAUSIBLE_ABS_MAX`, 1 <= fps <= 120, R orthonormal to 1e-4, coef (M, >= 70); 1.1 keys,
+when present: every raw_* with the shape of its edited key, vad_db (N,).
+joyvasa_blender/core/motion_core.py is a deliberate copy of these rules
+(tests/engine/test_motion_contract.py runs both readers on the same good and broken files).
 """
 from __future__ import annotations
 

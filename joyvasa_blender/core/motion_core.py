@@ -1,7 +1,9 @@
 """Motion file reading, rotation maths and resampling (bpy-free, numpy only).
 
 Why here and not in the engine: the add-on must read the engine's ``.npz`` (schema
-``joyvasa.motion`` v1, see engine/motion/npz.py) without importing engine code. Everything
+``joyvasa.motion`` v1.x, see engine/motion/npz.py) without importing engine code. ``load_motion``
+and ``validate`` are a DELIBERATE COPY of the engine reader's rules (same accepted files, same
+checks); tests/engine/test_motion_contract.py feeds both readers the same good and broken files. Everything
 that turns a motion into per-frame numbers for keyframes lives here so it is unit-tested
 without Blender.
 
@@ -25,6 +27,7 @@ import numpy as np
 SCHEMA = "joyvasa.motion"
 SCHEMA_VERSION = 1
 N_KP = 21
+RAW_KEYS = ("exp", "pitch", "yaw", "roll", "t", "scale", "R")
 LIP_ROWS = (6, 12, 14, 17, 19, 20)
 EYE_ROWS = (11, 13, 15, 16, 18)
 CAM_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -52,10 +55,22 @@ class Motion:
     yaw: np.ndarray      # (N,)
     roll: np.ndarray     # (N,)
     meta: dict[str, Any] = field(default_factory=dict)
+    R: np.ndarray | None = None                # (N, 3, 3) as in the file (validated, not used for keys)
+    coef: np.ndarray | None = None             # (M, C) raw model output (validated only)
+    raw: dict[str, np.ndarray] | None = None   # schema 1.1: the motion before the controls
+    vad_db: np.ndarray | None = None           # schema 1.1: voice level per frame
+    controls: str = ""                         # schema 1.1: the controls used (JSON), "" = none
+    schema_minor: int = 0
 
     @property
     def n_frames(self) -> int:
         return int(self.exp.shape[0])
+
+    def reference_pose(self) -> tuple[float, float, float]:
+        """Pitch, yaw, roll of the neutral that relative motion is measured against: the raw
+        frame 0 (as the renderer), so constant head offsets of the controls stay visible."""
+        src = self.raw if self.raw is not None else {"pitch": self.pitch, "yaw": self.yaw, "roll": self.roll}
+        return tuple(float(np.asarray(src[k]).reshape(-1)[0]) for k in ("pitch", "yaw", "roll"))  # type: ignore[return-value]
 
     @property
     def duration_s(self) -> float:
@@ -87,12 +102,23 @@ def load_motion(path: str | Path) -> Motion:
         m = Motion(fps=float(data["fps"]), exp=data["exp"].astype(np.float64),
                    scale=data["scale"].astype(np.float64).reshape(-1), t=data["t"].astype(np.float64),
                    pitch=data["pitch"].astype(np.float64).reshape(-1), yaw=data["yaw"].astype(np.float64).reshape(-1),
-                   roll=data["roll"].astype(np.float64).reshape(-1))
+                   roll=data["roll"].astype(np.float64).reshape(-1), R=data["R"], coef=data["coef"])
     except KeyError as exc:
         raise MotionFileError(f"{path} lacks the key {exc.args[0]!r}") from None
     for key in ("smoothed", "audio_offset_s", "audio_duration_s", "steps", "cfg_scale", "seed") + _META_STR:
         if key in data:
             m.meta[key] = str(data[key]) if data[key].dtype.kind == "U" else data[key].item()
+    m.schema_minor = int(data["schema_minor"]) if "schema_minor" in data else 0
+    if all(f"raw_{k}" in data for k in RAW_KEYS):
+        m.raw = {k: data[f"raw_{k}"] for k in RAW_KEYS}
+    elif any(f"raw_{k}" in data for k in RAW_KEYS):
+        raise MotionFileError(f"{path} has some raw_* arrays but not all of {', '.join('raw_' + k for k in RAW_KEYS)}")
+    if "vad_db" in data:
+        m.vad_db = data["vad_db"]
+    if "controls" in data:
+        m.controls = str(data["controls"])
+    if "n_frames" in data and int(data["n_frames"]) != m.n_frames:
+        raise MotionFileError(f"{path}: n_frames does not match the arrays")
     try:
         validate(m)
     except MotionFileError as exc:
@@ -106,18 +132,34 @@ def validate(m: Motion) -> None:
         raise MotionFileError(f"fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, got {m.fps}")
     if n < 1:
         raise MotionFileError("the motion has no frames")
-    shapes = {"exp": (n, N_KP, 3), "scale": (n,), "t": (n, 3), "pitch": (n,), "yaw": (n,), "roll": (n,)}
+    shapes = {"exp": (n, N_KP, 3), "scale": (n,), "t": (n, 3), "pitch": (n,), "yaw": (n,), "roll": (n,),
+              "R": (n, 3, 3)}
     for key, shape in shapes.items():
         arr = getattr(m, key)
-        if arr.shape != shape:
-            raise MotionFileError(f"{key} has shape {arr.shape}, expected {shape}")
-        if not np.all(np.isfinite(arr)):
+        if arr is None or arr.shape != shape:
+            raise MotionFileError(f"{key} has shape {None if arr is None else arr.shape}, expected {shape}")
+    if m.coef is None or m.coef.ndim != 2 or m.coef.shape[1] < 70:
+        raise MotionFileError(f"coef has shape {None if m.coef is None else m.coef.shape}, expected (M, >=70)")
+    for key in ("exp", "scale", "t", "pitch", "yaw", "roll", "R", "coef"):
+        if not np.all(np.isfinite(getattr(m, key))):
             raise MotionFileError(f"{key} contains NaN or infinite values")
     for key, limit in PLAUSIBLE_ABS_MAX.items():
         peak = float(np.max(np.abs(getattr(m, key))))
         if peak > limit:
             raise MotionFileError(f"{key} reaches {peak:.3g}, far outside the plausible range (|{key}| <= {limit:g}): "
                                   "the file is damaged or was edited by hand")
+    R64 = m.R.astype(np.float64)
+    if np.max(np.abs(np.einsum("nij,nkj->nik", R64, R64) - np.eye(3))) > 1e-4:
+        raise MotionFileError("R is not orthonormal")
+    if m.raw is not None:
+        for key, shape in shapes.items():
+            arr = m.raw.get(key)
+            if arr is None or np.shape(arr) != shape:
+                raise MotionFileError(f"raw_{key} has shape {np.shape(arr)}, expected {shape}")
+            if not np.all(np.isfinite(arr)):
+                raise MotionFileError(f"raw_{key} contains NaN or infinite values")
+    if m.vad_db is not None and (np.shape(m.vad_db) != (n,) or not np.all(np.isfinite(m.vad_db))):
+        raise MotionFileError(f"vad_db must be {n} finite numbers, got shape {np.shape(m.vad_db)}")
 
 
 # -- rotations --------------------------------------------------------------------------------
