@@ -31,12 +31,14 @@ Event types and their fields (optional fields in brackets)
               capabilities {samplers, regions, ...}, command
     progress  stage (load|audio|motion|render|encode|export|batch), done, total, unit
               (window|step|frame|file|job), eta_s (null if unknown), rate (units/s)
-    artifact  kind (motion_npz|video|frames_dir|motion_export|crop_image|contact_sheet), path
+    artifact  kind (motion_npz|video|frames_dir|motion_export|crop_image|contact_sheet|
+              driving_keypoints), path
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
     framing   method, box, points, angle_deg, M_c2o (2x3: crop pixel -> pixel of the image file),
               crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1)
-    done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?}, timings {stage: s},
+    done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?,
+              driving_keypoints?}, timings {stage: s},
               peak_mem {host_mb, [device_mb]}, [rtf], [breakdown {part: s}] (1.2: where the
               job's wall time went: startup, import, construct, load, audio, encode, sample,
               render, write), [breakdown_cpu {part: s}] (the same parts in process CPU

@@ -22,9 +22,6 @@ import numpy as np
 from . import compat
 from .core import motion_core as mc, semantic
 
-STRENGTHS = ("head_strength", "expression_strength", "lip_strength", "eye_strength")
-
-
 def guess_head_bone(rig: Any) -> str:
     """First bone named like head / Head / DEF-head (exact names first)."""
     names = [b.name for b in rig.data.bones]
@@ -37,13 +34,31 @@ def guess_head_bone(rig: Any) -> str:
     return ""
 
 
-def strength_values(scene: Any, prop: str, frames: np.ndarray) -> np.ndarray:
-    """The strength at each frame: its F-curve on the scene evaluated there, else the value."""
-    settings = scene.joyvasa
-    fc = compat.find_fcurve(scene, f"joyvasa.{prop}")
-    if fc is None:
-        return np.full(len(frames), float(getattr(settings, prop)))
-    return np.array([fc.evaluate(float(f)) for f in frames])
+def _take_action(owner: Any) -> Any:
+    for o in (owner, getattr(getattr(owner, "data", None), "shape_keys", None)):
+        ad = getattr(o, "animation_data", None) if o is not None else None
+        action = getattr(ad, "action", None) if ad is not None else None
+        if action is not None and action.get("joyvasa_take") and action.get("joyvasa_motion"):
+            return action
+    return None
+
+
+def active_take(context: Any) -> tuple[str, str, int] | None:
+    """(take name, motion file, start frame) of the active take: the JoyVASA take on the active
+    object (its action or its shape keys' action), else on the rig, the channels empty or the
+    face mesh, else the last motion keyed in this scene; None when there is none. Used by
+    Re-apply Controls and Export Motion."""
+    st = context.scene.joyvasa
+    owners = [getattr(context, "active_object", None), st.rig, bpy.data.objects.get("JoyVASA Motion"), st.mesh]
+    for owner in owners:
+        action = _take_action(owner) if owner is not None else None
+        if action is not None:
+            return (action.name, bpy.path.abspath(str(action["joyvasa_motion"])),
+                    int(action.get("joyvasa_start_frame", st.start_frame)))
+    if st.motion_path:
+        from pathlib import Path
+        return st.last_take or Path(st.motion_path).stem, bpy.path.abspath(st.motion_path), int(st.start_frame)
+    return None
 
 
 def take_name(meta: dict, settings: Any) -> str:
@@ -62,9 +77,9 @@ def _tag_action(action: Any, meta: dict, settings: Any, motion_path: str, start:
         if key in meta:
             v = meta[key]
             action[f"joyvasa_{key}"] = v if isinstance(v, (int, float, str)) else str(v)
-    action["joyvasa_settings"] = {p: float(getattr(settings, p)) for p in STRENGTHS} | {
-        "pose_reference": settings.pose_reference, "axis_mode": settings.axis_mode,
-        "reference_mode": settings.reference_mode, "region": settings.region}
+    action["joyvasa_settings"] = {"pose_reference": settings.pose_reference, "axis_mode": settings.axis_mode,
+                                  "reference_mode": settings.reference_mode, "region": settings.region}
+    action["joyvasa_controls"] = meta.get("controls", "")     # the controls the engine applied ("" = none)
 
 
 def apply_motion(context: Any, motion_path: str, start_frame: int | None = None) -> dict:
@@ -78,8 +93,6 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     s = mc.resample(motion, fps)
     n = s.n_frames
     start = int(st.start_frame if start_frame is None else start_frame)
-    frames = start + np.arange(n)
-    gains = {p: strength_values(scene, p, frames) for p in STRENGTHS}
     name_map = semantic.parse_name_map(st.name_map) if st.apply_shape_keys and st.mesh else {}
     warnings: list[str] = []
     rig = st.rig
@@ -91,26 +104,25 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     if st.channels_target == "RIG" and rig is None:
         raise ValueError("Channels target is the rig, but no rig is chosen")
     name = take_name(motion.meta, st)
+    meta = dict(motion.meta, controls=motion.controls)
     summary: dict[str, Any] = {"take": name, "frames": n, "start": start, "actions": [], "warnings": warnings}
 
     # semantic channels (used by shape keys and channel props)
     groups = ["mouth", "eyes", "brows"] + (["gaze"] if st.include_gaze else [])
     proj = semantic.project(s.exp, reference_mode=st.reference_mode, groups=groups)
-    group_gain = {"mouth": gains["expression_strength"] * gains["lip_strength"],
-                  "eyes": gains["expression_strength"] * gains["eye_strength"],
-                  "brows": gains["expression_strength"], "gaze": gains["expression_strength"] * gains["eye_strength"]}
 
     # -- head bone --------------------------------------------------------------------------
     rig_fcurves = None
     if rig is not None and (bone_name or st.channels_target == "RIG"):
         action, rig_fcurves = compat.assign_new_action(rig, name)
-        _tag_action(action, motion.meta, st, motion_path, start, fps)
+        _tag_action(action, meta, st, motion_path, start, fps)
         summary["actions"].append(action.name)
     if bone_name:
         pb = rig.pose.bones[bone_name]
-        M_rel = mc.relative_rotation(s.quat, st.pose_reference)                  # (n, 3, 3) camera
-        q = mc.quat_power(mc.quat_from_matrix(M_rel), gains["head_strength"])     # strength by slerp
-        M_scaled = mc.matrix_from_quat(q)
+        # the engine already applied the controls; FIRST measures against the raw frame 0 when the
+        # file was edited (as the renderer does), so constant head offsets stay visible
+        ref = (mc.rotation_from_pyr(*([a] for a in motion.reference_pose()))[0] if motion.raw is not None else None)
+        M_scaled = mc.relative_rotation(s.quat, st.pose_reference, reference=ref)   # (n, 3, 3) camera
         if st.axis_mode == "AUTO":
             bone_world = np.array(rig.matrix_world.to_3x3().normalized() @ pb.bone.matrix_local.to_3x3())
             M_local = mc.bone_local_rotation(M_scaled, bone_world)
@@ -124,7 +136,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
             compat.key_array(rig_fcurves, path, i, mc.keyframe_co(vals, start), n)
         if st.head_location:
             bone_world = np.array(rig.matrix_world.to_3x3().normalized() @ pb.bone.matrix_local.to_3x3())
-            loc = mc.bone_local_location(s.t, bone_world, st.location_scale) * gains["head_strength"][:, None]
+            loc = mc.bone_local_location(s.t, bone_world, st.location_scale)
             for i in range(3):
                 compat.key_array(rig_fcurves, f"{base}.location", i, mc.keyframe_co(loc[:, i], start), n)
 
@@ -141,20 +153,13 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
             elif ctrl.name not in scene.objects:
                 scene.collection.objects.link(ctrl)
             action, fcurves = compat.assign_new_action(ctrl, name)
-            _tag_action(action, motion.meta, st, motion_path, start, fps)
+            _tag_action(action, meta, st, motion_path, start, fps)
             summary["actions"].append(action.name)
         summary["channels_object"] = ctrl.name
         chans = s.channels()
-        head = gains["head_strength"]
-        chans["pitch"], chans["yaw"], chans["roll"] = (chans[k] * head for k in ("pitch", "yaw", "roll"))
-        gain = mc.region_gain(gains["expression_strength"], gains["lip_strength"], gains["eye_strength"], n)
-        flat = s.exp.reshape(n, 63) * gain
-        for i in range(63):
-            chans[f"exp_{i:02d}"] = flat[:, i]
         for cname, vals in proj.as_dict().items():
             if not cname.startswith("_"):
-                g = group_gain.get(next(c.group for c in semantic.load_basis().channels if c.name == cname), 1.0)
-                chans[cname] = np.clip(vals * g, 0.0, 1.0)
+                chans[cname] = np.clip(vals, 0.0, 1.0)
         for key, vals in chans.items():
             ctrl[key] = float(vals[0])
             compat.key_array(fcurves, f'["{key}"]', 0, mc.keyframe_co(vals, start), n)
@@ -167,7 +172,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
         if key is None:
             warnings.append(f"{mesh.name} has no shape keys: shape keys skipped")
         else:
-            curves = semantic.shape_key_curves(proj, name_map, mirrored_source=st.mirrored_source, group_gain=group_gain)
+            curves = semantic.shape_key_curves(proj, name_map, mirrored_source=st.mirrored_source)
             present = {kb.name for kb in key.key_blocks}
             missing = sorted(k for k in curves if k not in present)
             if missing:
@@ -175,7 +180,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
             wanted = {k: v for k, v in curves.items() if k in present}
             if wanted:
                 action, fcurves = compat.assign_new_action(key, name)
-                _tag_action(action, motion.meta, st, motion_path, start, fps)
+                _tag_action(action, meta, st, motion_path, start, fps)
                 summary["actions"].append(action.name)
                 for kname, vals in wanted.items():
                     compat.key_array(fcurves, f'key_blocks["{bpy.utils.escape_identifier(kname)}"].value', 0,
@@ -213,7 +218,7 @@ def _key_empties(scene: Any, s: mc.Sampled, name: str, start: int, motion: mc.Mo
             scene.collection.objects.link(ob)
             ob.parent = parent
         action, fcurves = compat.assign_new_action(ob, f"{name}_kp{k:02d}")
-        _tag_action(action, motion.meta, st, motion_path, start, fps)
+        _tag_action(action, dict(motion.meta, controls=motion.controls), st, motion_path, start, fps)
         for i in range(3):
             compat.key_array(fcurves, "location", i, mc.keyframe_co(pts[:, k, i], start), s.n_frames)
     return mc.N_KP

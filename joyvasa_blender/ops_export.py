@@ -13,7 +13,7 @@ from pathlib import Path
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import apply_media
+from . import apply_media, apply_motion
 from .ops_engine_run import EngineRunMixin
 
 FORMATS = (
@@ -24,25 +24,12 @@ FORMATS = (
 SUFFIX = {f[0]: f[3] for f in FORMATS}
 
 
-def _take_action(obj):
-    for owner in (obj, getattr(getattr(obj, "data", None), "shape_keys", None)):
-        ad = getattr(owner, "animation_data", None) if owner is not None else None
-        action = getattr(ad, "action", None) if ad is not None else None
-        if action is not None and action.get("joyvasa_take") and action.get("joyvasa_motion"):
-            return action
-    return None
-
-
 def active_take(context) -> tuple[str, str]:
     """(take name, motion file) of the active take; ValueError when there is none."""
-    obj = getattr(context, "active_object", None)
-    action = _take_action(obj) if obj is not None else None
-    if action is not None:
-        return action.name, bpy.path.abspath(str(action["joyvasa_motion"]))
-    st = context.scene.joyvasa
-    if st.motion_path:
-        return st.last_take or Path(st.motion_path).stem, bpy.path.abspath(st.motion_path)
-    raise ValueError("no JoyVASA take to export: generate or apply motion first")
+    take = apply_motion.active_take(context)
+    if take is None:
+        raise ValueError("no JoyVASA take to export: generate or apply motion first")
+    return take[0], take[1]
 
 
 class JOYVASA_OT_export_motion(EngineRunMixin, bpy.types.Operator):

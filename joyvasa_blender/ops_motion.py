@@ -1,14 +1,54 @@
-"""Generate Motion (engine ``motion``), Apply Motion File, Cancel."""
+"""Generate Motion (engine ``motion``), Apply Motion File, Re-apply Controls (engine ``edit``), Cancel."""
 
 import time
+from pathlib import Path
 
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from . import apply_media, apply_motion, runtime
-from .core.engine_client import motion_args
+from . import apply_media, apply_motion, controls_scene, runtime
+from .core import controls as cc
+from .core import motion_core as mc
+from .core.engine_client import EngineProcess, edit_args, engine_argv, motion_args
+from .core.jobs import JobState
 from .core.motion_core import MotionFileError
 from .ops_engine_run import EngineRunMixin
+from .prefs import engine_config, engine_env
+
+
+def _stamp() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}_{int(time.time() * 1000) % 1000:03d}"
+
+
+def edit_paths(context, motion_path: str) -> tuple[Path, Path]:
+    """Where an edit of ``motion_path`` goes: a new motion file + its controls file."""
+    stem = Path(motion_path).stem.split("_edit")[0]
+    out = apply_media.output_dir(context) / f"{stem}_edit{_stamp()}.npz"
+    return out, out.with_suffix(".controls.json")
+
+
+def edit_sync(context, motion_path: str, start: int) -> str:
+    """The motion to key for the scene's controls: ``motion_path`` itself when the controls are
+    neutral and the file is unedited, else the result of ``engine edit`` (sub-second, run
+    synchronously). Raises ValueError with the engine's report on failure."""
+    m = mc.load_motion(motion_path)
+    d = controls_scene.scene_controls(context.scene, start)
+    if cc.is_neutral(d) and m.raw is None:
+        return motion_path
+    cfg = engine_config(context)
+    if cfg["error"]:
+        raise ValueError(cfg["error"])
+    out, cpath = edit_paths(context, motion_path)
+    cc.write_controls(cpath, d)
+    argv = engine_argv(cfg["python"], "edit", edit_args(motion=motion_path, controls=str(cpath), out=str(out)))  # no models
+    job = JobState(kind="edit")
+    job.start()
+    proc = EngineProcess(argv, cwd=cfg["engine_src"], env=engine_env(cfg))
+    rc = proc.run_sync(job.feed, timeout=120)
+    job.finish(rc, proc.stderr_tail(40))
+    if job.state != "done":
+        raise ValueError(job.report_text())
+    return str(out)
 
 
 def _summary_text(summary: dict) -> str:
@@ -30,9 +70,11 @@ class JOYVASA_OT_generate_motion(EngineRunMixin, bpy.types.Operator):
     def build(self, context):
         st = context.scene.joyvasa
         audio, start = apply_media.resolve_audio(context)
-        out = apply_media.output_dir(context) / f"motion_seed{st.seed}_{time.strftime('%Y%m%d-%H%M%S')}_{int(time.time() * 1000) % 1000:03d}.npz"
+        out = apply_media.output_dir(context) / f"motion_seed{st.seed}_{_stamp()}.npz"
         args = motion_args(audio=audio, out=str(out), seed=st.seed, sampler=st.sampler, steps=st.steps,
                            cfg_scale=round(st.cfg_scale, 4), smooth=st.smooth)
+        cpath, _ = controls_scene.write_scene_controls(context.scene, out.with_suffix(".controls.json"), start)
+        args += ["--controls", str(cpath)]
         return args, {"out": str(out), "start": start, "audio": audio}
 
     def apply(self, context, job, params):
@@ -57,14 +99,45 @@ class JOYVASA_OT_apply_motion(bpy.types.Operator):
         path = bpy.path.abspath(self.filepath or st.motion_path)
         start = None if self.start_frame == -(2 ** 30) else self.start_frame
         try:
-            summary = apply_motion.apply_motion(context, path, start_frame=start)
-        except (MotionFileError, ValueError) as exc:
+            keyed = edit_sync(context, path, st.start_frame if start is None else start)
+            summary = apply_motion.apply_motion(context, keyed, start_frame=start)
+        except (MotionFileError, ValueError, OSError) as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}
         for w in summary["warnings"]:
             self.report({'WARNING'}, w)
         self.report({'INFO'}, _summary_text(summary))
         return {'FINISHED'}
+
+
+class JOYVASA_OT_reapply_controls(EngineRunMixin, bpy.types.Operator):
+    """Re-key the active take with the current controls through the engine's edit (no sampling: seconds, not minutes); the result is a new take"""
+    bl_idname = "joyvasa.reapply_controls"
+    bl_label = "Re-apply Controls"
+    bl_options = {'REGISTER', 'UNDO'}
+    kind = "edit"
+    uses_models = False
+
+    @classmethod
+    def poll(cls, context):
+        return runtime.CURRENT is None and apply_motion.active_take(context) is not None
+
+    def build(self, context):
+        take = apply_motion.active_take(context)
+        if take is None:
+            raise ValueError("no JoyVASA take: generate or apply motion first")
+        _name, motion, start = take
+        if not Path(motion).is_file():
+            raise ValueError(f"the take's motion file {motion} is gone: apply a motion file again")
+        out, cpath = edit_paths(context, motion)
+        controls_scene.write_scene_controls(context.scene, cpath, start)
+        return edit_args(motion=motion, controls=str(cpath), out=str(out)), {"out": str(out), "start": start}
+
+    def apply(self, context, job, params):
+        path = job.outputs.get("motion_npz") or job.artifacts.get("motion_npz") or params["out"]
+        summary = apply_motion.apply_motion(context, path, start_frame=params["start"])
+        job.warnings += summary["warnings"]
+        return "Re-applied controls: " + _summary_text(summary)
 
 
 class JOYVASA_OT_cancel(bpy.types.Operator):
@@ -100,4 +173,5 @@ class JOYVASA_OT_use_strip(bpy.types.Operator):
         return {'FINISHED'}
 
 
-CLASSES = (JOYVASA_OT_generate_motion, JOYVASA_OT_apply_motion, JOYVASA_OT_cancel, JOYVASA_OT_use_strip)
+CLASSES = (JOYVASA_OT_generate_motion, JOYVASA_OT_apply_motion, JOYVASA_OT_reapply_controls, JOYVASA_OT_cancel,
+           JOYVASA_OT_use_strip)

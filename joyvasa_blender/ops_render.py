@@ -6,7 +6,7 @@ import time
 
 import bpy
 
-from . import apply_media, apply_motion
+from . import apply_media, controls_scene
 from .core.engine_client import motion_args
 from .core.media_check import MediaError, verify_render
 from .core.framing import framing_summary
@@ -34,17 +34,16 @@ class _AnimateOperator(EngineRunMixin):
                                                 fps=round(fps, 6))
         if st.render_use_motion and st.motion_path:
             args += ["--motion", bpy.path.abspath(st.motion_path)]
-        # the engine takes one value per run: the strengths at the start frame
-        frames = [start]
-        pose = float(apply_motion.strength_values(scene, "head_strength", frames)[0])
-        exp = float(apply_motion.strength_values(scene, "expression_strength", frames)[0])
-        args += ["--region", st.region, "--pose-strength", f"{pose:.4g}", "--exp-strength", f"{exp:.4g}"]
+        # every control sampled at every frame: the video shows the same curves as the rig keys
+        cpath, _ = controls_scene.write_scene_controls(scene, out.with_suffix(".controls.json"), start)
+        driving = out.with_suffix(".driving.npy")
+        args += ["--controls", str(cpath), "--save-driving", str(driving), "--region", st.region]
         args += framing_args_for(st)          # the same framing as Preview Crop (Frame Face points too)
         if st.animal:
             args.append("--animal")
         if self.preview:
             args.append("--preview")
-        return args, {"out": str(out), "start": start, "audio": audio, "fps": fps}
+        return args, {"out": str(out), "start": start, "audio": audio, "fps": fps, "driving": str(driving)}
 
     def apply(self, context, job, params):
         video = job.outputs.get("video") or job.artifacts.get("video") or params["out"]

@@ -1,16 +1,17 @@
-"""Scene settings (``scene.joyvasa``): inputs, generation options, targets, strengths.
+"""Scene settings (``scene.joyvasa``): inputs, generation options, targets, art-direction controls.
 
-The four strengths are ordinary animatable FloatProperties: key them like any property
-(hover + I). They are applied **at key time**: when a motion is applied, each strength's
-F-curve on the scene is evaluated at every keyed frame and multiplies that frame's values
-(head: rotation angle and location; expression/lips/eyes: exp channels and shape keys).
-Changing a strength later means applying the motion again (a new take).
+The controls (core/controls.py CONTROLS: Head, Expression, Eyes & Blinks, Silence, Gaze) are
+ordinary animatable properties: key them like any property (hover + I). Before Generate,
+Apply, Render and Re-apply Controls the add-on samples each one's F-curve at every frame and
+hands the engine a controls file; the engine edits the motion once, so the rig keys and the
+rendered video show the same curve. Changing a control later: Re-apply Controls (a new take).
 """
 
 import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
                        PointerProperty, StringProperty)
 
+from .core import controls as cc
 from .core import semantic
 
 SAMPLERS = [("ancestral", "Ancestral (exact)", "Upstream DDPM ancestral sampling: slowest, reference quality"),
@@ -59,15 +60,7 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     cfg_scale: FloatProperty(name="CFG Scale", default=2.0, min=0.0, max=10.0)
     smooth: BoolProperty(name="Smoothing", default=True, description="EMA smoothing of pose, scale and translation")
     region: EnumProperty(name="Region", items=REGIONS, default="all", description="Which part of the motion drives the rendered portrait")
-    # -- strengths (animatable, applied at key time) ---------------------------------------
-    head_strength: FloatProperty(name="Head Pose", default=1.0, min=0.0, soft_max=2.0, max=5.0,
-                                 description="Scales head rotation and translation (animatable; evaluated at each keyed frame)")
-    expression_strength: FloatProperty(name="Expression", default=1.0, min=0.0, soft_max=2.0, max=5.0,
-                                       description="Scales all expression channels and shape keys (animatable)")
-    lip_strength: FloatProperty(name="Lips", default=1.0, min=0.0, soft_max=2.0, max=5.0,
-                                description="Extra scale for mouth channels (animatable)")
-    eye_strength: FloatProperty(name="Eyes", default=1.0, min=0.0, soft_max=2.0, max=5.0,
-                                description="Extra scale for eye channels (animatable)")
+    # -- art-direction controls: generated from core/controls.py CONTROLS below --------------
     # -- targets --------------------------------------------------------------------------
     rig: PointerProperty(name="Rig", type=bpy.types.Object, poll=_is_armature)
     head_bone: StringProperty(name="Head Bone", description="Bone that receives the head rotation (empty: first bone named like head)")
@@ -134,6 +127,20 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     last_video: StringProperty(name="Last Video", subtype='FILE_PATH')
     last_preview: StringProperty(name="Last Preview", subtype='FILE_PATH', description="Contact sheet of the last preview")
 
+
+def _control_property(c: cc.Control):  # type: ignore[no-untyped-def]
+    """One bpy property per control (animatable: the add-on samples its F-curve)."""
+    desc = c.description + ("" if c.track else " (read at the start frame)")
+    if c.kind == "bool":
+        return BoolProperty(name=c.label, default=bool(c.default), description=desc)
+    if c.kind == "int":
+        return IntProperty(name=c.label, default=int(c.default), min=int(c.lo), max=int(c.hi), description=desc)
+    return FloatProperty(name=c.label, default=float(c.default), min=c.lo, max=c.hi,
+                         soft_min=max(c.lo, -c.soft_hi), soft_max=c.soft_hi, description=desc)
+
+
+for _c in cc.CONTROLS:
+    JOYVASA_PG_settings.__annotations__[_c.prop] = _control_property(_c)
 
 CLASSES = (JOYVASA_PG_settings,)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bpy
 
 from . import compat, runtime
-from .ops_motion import (JOYVASA_OT_apply_motion, JOYVASA_OT_cancel, JOYVASA_OT_generate_motion,
+from .ops_motion import (JOYVASA_OT_apply_motion, JOYVASA_OT_reapply_controls, JOYVASA_OT_cancel, JOYVASA_OT_generate_motion,
                          JOYVASA_OT_use_strip)
 from .ops_framing import PREVIEW_IMAGE as CROP_PREVIEW_IMAGE
 from .ops_framing import JOYVASA_OT_frame_face, JOYVASA_OT_preview_crop, JOYVASA_OT_use_detected_points
@@ -61,11 +61,24 @@ def draw_generation(layout, st) -> None:
     layout.prop(st, "region")
 
 
-def draw_strengths(layout, st) -> None:
-    col = layout.column(align=True)
-    col.label(text="Strengths (keyable, applied at key time)")
-    for p in ("head_strength", "expression_strength", "lip_strength", "eye_strength"):
-        col.prop(st, p, slider=True)
+def draw_controls(layout, st) -> None:
+    """Art direction: every control, grouped; all keyable, they reach the rig and the video."""
+    from .core.controls import CONTROLS, GROUPS
+
+    layout.label(text="Art Direction (keyable)", icon='DRIVER')
+    for group in GROUPS:
+        box = layout.box()
+        box.label(text=group)
+        col = box.column(align=True)
+        for c in CONTROLS:
+            if c.group != group:
+                continue
+            if c.prop in ("blink_rate", "blink_duration", "blink_seed") and not st.blink:
+                continue
+            if c.prop.startswith("silence_") and c.prop not in ("silence_relax", "silence_calm_head") \
+                    and not (st.silence_relax or st.silence_calm_head > 0):
+                continue
+            col.prop(st, c.prop, slider=c.kind == "float" and c.lo >= 0 and c.hi <= 5)
 
 
 def draw_targets(layout, st) -> None:
@@ -110,9 +123,10 @@ def draw_actions(layout, context) -> None:
     row.enabled = not busy
     row.scale_y = 1.4
     row.operator(JOYVASA_OT_generate_motion.bl_idname, icon='ARMATURE_DATA')
-    row = col.row()
+    row = col.row(align=True)
     row.enabled = not busy
     row.operator(JOYVASA_OT_apply_motion.bl_idname, icon='IMPORT')
+    row.operator(JOYVASA_OT_reapply_controls.bl_idname, icon='FILE_REFRESH')
     if st.motion_path:
         col.label(text=f"Motion: {bpy.path.basename(st.motion_path)}", icon='FILE')
         row = col.row()
@@ -193,7 +207,7 @@ class _JoyVASAPanel:
         draw_job(layout)
         draw_inputs(layout, context)
         draw_generation(layout, st)
-        draw_strengths(layout, st)
+        draw_controls(layout, st)
         draw_targets(layout, st)
         draw_framing(layout, context)
         draw_actions(layout, context)

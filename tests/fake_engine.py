@@ -16,7 +16,9 @@ or directives:
     {"_fake": "exit", "code": 1}          exit now with that code
 
 Strings may contain ``$OUT`` (the --out path). A cancel emits ``cancelled`` and exits 130.
-``-c CODE`` runs CODE (so interpreter checks work); ``doctor --json`` prints a JSON report.
+``-c CODE`` runs CODE (so interpreter checks work); ``doctor --json`` prints a JSON report;
+``edit`` runs the REAL ``engine edit`` (pure numpy, no weights, no sampling), so controls
+reach the keyed motion exactly as with the real engine.
 
 ``-m engine serve`` is the warm worker: a ``hello`` with command "serve", then per ``run``
 request the transcript of its command (every event stamped with the request's ``job``; a
@@ -297,6 +299,10 @@ def main(argv: list[str]) -> int:
             return 1
         print(json.dumps({"method": "fake", "box": [0, 0, 10, 10]}))
         return 0
+    if command == "edit" and not os.environ.get("JOYVASA_FAKE_TRANSCRIPT"):
+        sys.path.insert(0, str(HERE.parent))
+        from engine.cli import main as engine_main
+        return engine_main(["edit", *args])
     signal.signal(signal.SIGINT, lambda *_: _cancel.set())
     threading.Thread(target=_stdin_reader, daemon=True).start()
     code = play(transcript_for(command), args)

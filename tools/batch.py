@@ -16,6 +16,9 @@ jobs.json is a list of jobs (or {"jobs": [...], "defaults": {...}}); each job is
     lip_strength, eye_strength, output_dir, crop_scale, crop_vx, crop_vy, face_index
                                                       (scene.joyvasa settings)
     crop         the engine's --crop text: auto | none | X,Y,W,H | points:LX,LY,RX,RY,MX,MY
+    any other art-direction control by its property name (smile, blink, blink_rate, gaze_x,
+    silence_relax, ...: joyvasa_blender/core/controls.py); like the strengths they reach the
+    engine as the controls file, the same way as from the panel
 
 Farm sharding: ``--shard I/N`` runs every N-th job starting at job I (0 <= I < N), so a farm
 manager (Flamenco, Deadline, SLURM arrays) splits one job list over N machines, each running the
@@ -239,7 +242,8 @@ def run_job(bpy, pkg, job: dict, base: Path, log, defaults: dict[str, dict] | No
     st = scene.joyvasa
     for key, value in (defaults or {}).get(scene.name, {}).items():
         setattr(st, key, value)
-    for key in SETTINGS:
+    controls = sys.modules[pkg.__name__ + ".core.controls"]
+    for key in SETTINGS + tuple(c.prop for c in controls.CONTROLS if c.prop not in SETTINGS):
         if key in job:
             setattr(st, key, _abs(base, job[key]) if key == "output_dir" else job[key])
     if "crop" in job:  # the engine's --crop text (auto|none|X,Y,W,H|points:...) -> the scene's framing

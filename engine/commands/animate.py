@@ -27,10 +27,14 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     from engine.commands.crop import add_framing_arguments
 
     g = p.add_argument_group("animation")
+    g.add_argument("--controls", default=None,
+                   help="art-direction controls .json applied to the motion (README 'Art direction')")
     g.add_argument("--region", choices=REGIONS, default="all",
-                   help="which part of the generated motion drives the portrait (default all)")
-    g.add_argument("--pose-strength", type=float, default=1.0, help="head-motion strength (1.0 = upstream)")
-    g.add_argument("--exp-strength", type=float, default=1.0, help="expression strength (1.0 = upstream)")
+                   help="shorthand for controls: which part of the motion drives the portrait (default all)")
+    g.add_argument("--pose-strength", type=float, default=1.0,
+                   help="shorthand for controls: head-motion gain (1.0 = upstream)")
+    g.add_argument("--exp-strength", type=float, default=1.0,
+                   help="shorthand for controls: expression gain (1.0 = upstream)")
     rel = g.add_mutually_exclusive_group()
     rel.add_argument("--relative", dest="relative", action="store_true", default=True,
                      help="relative motion + expression-friendly multiplier (default, like gradio)")
@@ -77,6 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "files are ever replaced or removed there)")
     p.add_argument("--motion", default=None, help="use this motion .npz instead of generating one")
     p.add_argument("--save-motion", default=None, help="also save the generated motion .npz here")
+    p.add_argument("--save-driving", default=None,
+                   help="also save the driving keypoints of every rendered frame here (.npy, float32 N x 21 x 3)")
     p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--preview", action="store_true",
                    help="cheap look first: every 8th frame (at most 24 frames) as a short clip over the full "
@@ -111,6 +117,7 @@ def job_from_args(args: argparse.Namespace):  # -> AnimateJob
     return AnimateJob(image=args.image, audio=args.audio, out=args.out, frames_dir=args.frames_dir,
                       overwrite=bool(getattr(args, "overwrite", False)), motion_file=args.motion,
                       save_motion=args.save_motion, weights=args.weights,
+                      controls=getattr(args, "controls", None), save_driving=getattr(args, "save_driving", None),
                       preview=bool(getattr(args, "preview", False)),
                       render=render_config_from_args(args), motion=motion_config_from_args(args),
                       runtime=RuntimeConfig(device=args.device, dtype=args.dtype))

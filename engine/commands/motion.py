@@ -63,6 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", dest="motion_fps", type=float, default=None,
                    help="resample to this frame rate (default: the model's 25 fps)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu)")
+    p.add_argument("--controls", default=None,
+                   help="art-direction controls .json applied to the sampled motion (README 'Art direction')")
     p.add_argument("--progress", choices=("text", "json"), default="text",
                    help="json: protocol-v1 events on stdout (for the Blender add-on)")
 
@@ -71,7 +73,7 @@ def job_from_args(args: argparse.Namespace):  # -> MotionJob
     from engine.pipeline.config import MotionJob, RuntimeConfig
 
     return MotionJob(audio=args.audio, out=args.out, weights=args.weights, motion=motion_config_from_args(args),
-                     runtime=RuntimeConfig(device=args.device))
+                     runtime=RuntimeConfig(device=args.device), controls=getattr(args, "controls", None))
 
 
 def execute(args: argparse.Namespace, ctx) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -406,10 +406,34 @@ def vad_for_motion(m, wave: np.ndarray) -> np.ndarray:  # (MotionData, 16 kHz mo
 
 
 def controls_for_run(path: str | None, *, pose_strength: float = 1.0, exp_strength: float = 1.0,
-                     region: str = "all") -> Controls:
-    """The controls of a ``motion``/``animate`` run: ``--controls FILE`` (if any) with the
-    ``--pose-strength``/``--exp-strength``/``--region`` shorthands multiplied in."""
-    from engine.motion.controls import load_controls, shorthand_controls
+                     region: str = "all", recorded: str = "") -> Controls:
+    """The controls of a ``motion``/``animate`` run: ``--controls FILE`` if given, else the
+    controls ``recorded`` in a given motion file (so ``animate --motion edited.npz`` renders it
+    as edited), with the ``--pose-strength``/``--exp-strength``/``--region`` shorthands
+    multiplied in."""
+    import json
 
-    base = load_controls(path) if path else None
+    from engine.motion.controls import load_controls, parse_controls, shorthand_controls
+
+    base = load_controls(path) if path else (parse_controls(json.loads(recorded)) if recorded else None)
     return shorthand_controls(pose_strength=pose_strength, exp_strength=exp_strength, region=region, base=base)
+
+
+def direct_motion(m, controls: Controls, wave: np.ndarray | None = None):  # -> MotionData
+    """What ``motion``/``animate`` do after sampling (or loading) a motion: record the voice
+    level of ``wave`` (when given) and apply the controls. Raises ControlsError."""
+    vad = vad_for_motion(m, wave) if wave is not None else None
+    return apply_controls(m, controls, vad_db=vad)
+
+
+def load_run_controls(args, recorded: str = "") -> Controls:  # (argparse.Namespace) -> Controls
+    """``--controls`` (else ``recorded``) + the strength/region shorthands of a parsed command
+    line; BadRequest on errors."""
+    from engine.errors import BadRequest
+
+    try:
+        return controls_for_run(getattr(args, "controls", None), pose_strength=getattr(args, "pose_strength", 1.0),
+                                exp_strength=getattr(args, "exp_strength", 1.0), region=getattr(args, "region", "all"),
+                                recorded=recorded)
+    except (ControlsError, ValueError) as exc:
+        raise BadRequest(f"controls: {exc}") from None

@@ -19,7 +19,7 @@ PREFIXES = ("ANIM_",)
 def _options(cfg: dict):
     from engine.render.compose import ComposeOptions
 
-    return ComposeOptions(region="all", relative=bool(cfg.get("flag_relative_motion", False)),
+    return ComposeOptions(relative=bool(cfg.get("flag_relative_motion", False)),
                           expression_friendly=cfg.get("driving_option", "expression-friendly") == "expression-friendly",
                           stitching=bool(cfg.get("flag_stitching", False)),
                           driving_multiplier=float(cfg.get("driving_multiplier", 1.0)),

@@ -7,6 +7,7 @@ Used by ``engine animate``, ``serve`` and ``bench animate``. Steps of :func:`run
   4. networks: stage one in the job's precision, from the model cache;
   5. source: F and M on the cropped portrait;
   6. motion: generated from the audio (motion pipeline steps 3-6) or read from ``motion_file``;
+  6b. direct: the art-direction controls (engine/motion/edit.py; region/strengths are shorthands);
   7. timeline: which motion frame drives which output frame;
   8. driving keypoints for every frame (engine/render/compose.py);
   9. render: batched W+G streamed to the writers, pasted back into the full portrait.
@@ -31,18 +32,13 @@ from engine.protocol import REGIONS, SAMPLERS
 
 def compose_options(render: RenderConfig) -> Any:
     """RenderConfig → ComposeOptions (``upstream_cli`` = upstream inference.py's defaults)."""
-    from dataclasses import replace
-
     from engine.render.compose import ComposeOptions
 
-    try:
+    try:  # region and strengths are not here: they are controls, applied to the motion (step 6b)
         if render.upstream_cli:
-            return replace(ComposeOptions.upstream_cli(animal=render.animal), region=render.region,
-                           pose_strength=render.pose_strength, exp_strength=render.exp_strength)
-        return ComposeOptions(region=render.region, relative=render.relative, expression_friendly=True,
-                              stitching=render.stitching, driving_multiplier=render.driving_multiplier,
-                              pose_strength=render.pose_strength, exp_strength=render.exp_strength,
-                              animal=render.animal)
+            return ComposeOptions.upstream_cli(animal=render.animal)
+        return ComposeOptions(relative=render.relative, expression_friendly=True, stitching=render.stitching,
+                              driving_multiplier=render.driving_multiplier, animal=render.animal)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
@@ -133,6 +129,14 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
 
     preflight.check_animate_request(job.cli_view())
     opts = compose_options(render)
+    from types import SimpleNamespace
+
+    from engine.motion.controls import ControlsError
+    from engine.motion.edit import direct_motion, load_run_controls
+
+    run_args = SimpleNamespace(controls=job.controls, pose_strength=render.pose_strength,
+                               exp_strength=render.exp_strength, region=render.region)
+    controls = load_run_controls(run_args)         # --controls + the region/strength shorthands
     crop_mode = render.framing_options().crop
     out, frames_dir = _check_outputs(job)
     original = load_image_rgb(job.image)          # the file at full resolution: framing reports its pixels
@@ -184,6 +188,7 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         model = motion_model(ctx, layout, device)
         motion = generate_motion(layout, wave, job.motion, reporter=rep, device=str(device), model=model,
                                  features=audio_features(ctx, model, wave))
+        motion = direct_motion(motion, controls, wave)                                  # 6b
         if job.save_motion:
             path = save_motion(job.save_motion, motion)
             rep.artifact("motion_npz", str(path))
@@ -192,6 +197,13 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         if motion.meta["audio_sha256"] != audio_sha256(wave):
             rep.warning("motion_audio_mismatch", f"{job.motion_file} was generated from different audio than "
                                                  f"{job.audio}; lips will not match the soundtrack")
+    if job.motion_file:                            # 6b: a given file's controls apply to its raw motion
+        if not job.controls and motion.controls:   # no --controls: keep the file's own edits
+            controls = load_run_controls(run_args, recorded=motion.controls)
+        try:
+            motion = direct_motion(motion, controls, wave)
+        except ControlsError as exc:
+            raise BadRequest(f"{job.motion_file}: {exc}") from None
     if audio_duration is None:
         audio_duration = float(motion.meta.get("audio_duration_s", 0.0) or 0.0) or None
     # 7. timeline
@@ -246,6 +258,14 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     if stride > 1:
         outputs["contact_sheet"] = str(writers[-1].path)
         rep.artifact("contact_sheet", str(writers[-1].path))
+    if job.save_driving:                           # what the renderer drove the portrait with, frame by frame
+        import numpy as np
+
+        from engine.fileio import atomic_path
+        with atomic_path(Path(job.save_driving)) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, x_d.detach().float().cpu().numpy())
+        outputs["driving_keypoints"] = str(job.save_driving)
+        rep.artifact("driving_keypoints", str(job.save_driving))
     if job.save_motion and job.motion_file is None:
         outputs["motion_npz"] = str(job.save_motion)
     total = time.monotonic() - t_start

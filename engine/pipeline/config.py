@@ -164,6 +164,7 @@ class MotionJob(ConfigBase):
     weights: str | None = None
     motion: MotionConfig = field(default_factory=MotionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    controls: str | None = None    # art-direction controls file (engine/motion/controls.py)
 
     def __post_init__(self) -> None:
         if not str(self.out).lower().endswith(".npz"):
@@ -192,6 +193,12 @@ class AnimateJob(ConfigBase):
     render: RenderConfig = field(default_factory=RenderConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    controls: str | None = None    # art-direction controls file; region/strengths are shorthands for it
+    save_driving: str | None = None  # also write the driving keypoints (.npy, N x 21 x 3)
+
+    def __post_init__(self) -> None:
+        if self.save_driving and not str(self.save_driving).lower().endswith(".npy"):
+            raise BadRequest(f"--save-driving must end in .npy, got {self.save_driving}")
 
     def cli_view(self) -> SimpleNamespace:
         """The job under the CLI's option names (``--motion`` = ``motion_file``...), for engine/preflight.py."""

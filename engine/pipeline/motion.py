@@ -7,6 +7,7 @@ Steps (each one line of :func:`run_motion`; the ``done`` event's ``breakdown`` t
   4. audio: decode to 16 kHz mono;
   5. audio features: the audio encoder over all windows, cached by the audio's content hash;
   6. sample: the DiT sampler window by window (seeded; the heavy part of a warm take);
+  6b. direct: the voice level per frame + the art-direction controls (engine/motion/edit.py);
   7. write the motion .npz atomically.
 """
 from __future__ import annotations
@@ -90,6 +91,11 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
     layout.require(layout.motion_template)
     out = Path(job.out)
     check_output_file(out)
+    from types import SimpleNamespace
+
+    from engine.motion.edit import direct_motion, load_run_controls
+
+    controls = load_run_controls(SimpleNamespace(controls=job.controls))  # a bad file fails before any work
     model = motion_model(ctx, layout, device)                                          # 3
     rep.stage_begin("audio")                                                           # 4
     rep.progress("audio", 0, 1, "file")
@@ -100,6 +106,7 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
     features = audio_features(ctx, model, wave)                                        # 5
     motion = generate_motion(layout, wave, opts, reporter=rep, device=str(device),     # 6
                              model=model, features=features)
+    motion = direct_motion(motion, controls, wave)                                     # 6b
     with rep.breakdown.part("write"):                                                  # 7
         path = save_motion(out, motion)
     rep.artifact("motion_npz", str(path))

@@ -6,7 +6,10 @@ precision (spec §3). Upstream loops frame by frame; every term except the conve
 multiplier (which needs frame 0 only) is independent per frame, so we compute all frames in
 one batched expression. Row-vector convention: ``x · R``.
 
-Recipe (human pipeline, region 'all', strengths 1.0 = upstream):
+Recipe (human pipeline, upstream's region 'all'). Gains, regions and every other art-direction
+control are NOT applied here: they edit the motion before it arrives (engine/motion/edit.py),
+so the rig and the video read the same edited motion. The reference frame (``reference``) is
+the raw motion's frame 0, so constant offsets of the controls stay visible.
   1. R_new = (R_di · R_d0ᵀ) · R_s
   2. δ_new = exp_s + (exp_di − exp_d0); lip rows {6,12,14,17,19,20} = exp_di (absolute)
   3. scale_new = scale_s · scale_di / scale_d0      (animal: scale_s)
@@ -21,18 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-Region = Literal["all", "exp", "pose", "lip", "eyes"]
-from engine.protocol import REGIONS  # noqa: E402  (the one list; re-exported)
-
-#: keypoints whose generated expression is used absolutely (upstream human pipeline)
-LIP_ROWS: tuple[int, ...] = (6, 12, 14, 17, 19, 20)
-#: eye keypoints of the human pipeline (shared/spec/semantic_basis.md §5)
-EYE_ROWS: tuple[int, ...] = (11, 13, 15, 16, 18)
+#: lip keypoints (used absolutely, upstream human pipeline) and eye keypoints: one definition,
+#: in the motion-edit layer (shared/spec/semantic_basis.md §5)
+from engine.motion.edit import EYE_ROWS, LIP_ROWS  # noqa: E402,F401
 
 StitchFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -41,22 +40,16 @@ StitchFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class ComposeOptions:
     """How generated motion drives the portrait. Defaults = upstream gradio (see README)."""
 
-    region: Region = "all"
     relative: bool = True               # upstream flag_relative_motion (gates the hull multiplier)
     expression_friendly: bool = True    # driving_option 'expression-friendly' (else 'pose-friendly')
     stitching: bool = True
     driving_multiplier: float = 1.0
-    pose_strength: float = 1.0          # 1.0 = upstream; scales head rotation/translation/scale change
-    exp_strength: float = 1.0           # 1.0 = upstream; scales expression change
     animal: bool = False                # animal pipeline variant
 
     def __post_init__(self) -> None:
-        if self.region not in REGIONS:
-            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
-        for name in ("driving_multiplier", "pose_strength", "exp_strength"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        value = self.driving_multiplier
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"driving_multiplier must be a finite number >= 0, got {value}")
 
     @classmethod
     def upstream_cli(cls, animal: bool = False) -> "ComposeOptions":
@@ -125,29 +118,6 @@ def motion_multiplier(x_s: torch.Tensor, x_d0: torch.Tensor) -> float:
     return float(np.sqrt(hull_volume(src)) / np.sqrt(hull_volume(drv)))
 
 
-def _scaled_rotation(R_rel: torch.Tensor, strength: float) -> torch.Tensor:
-    """R_rel^strength (row-vector rotations) via axis-angle; identity path for strength 1."""
-    if strength == 1.0:
-        return R_rel
-    R64 = R_rel.double()
-    cos = (R64.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2  # (N,)
-    # skew part of a row-vector rotation is the transpose of the column-vector one
-    axis = torch.stack([R64[:, 1, 2] - R64[:, 2, 1], R64[:, 2, 0] - R64[:, 0, 2],
-                        R64[:, 0, 1] - R64[:, 1, 0]], dim=-1)  # (N,3)
-    norm = axis.norm(dim=-1, keepdim=True)
-    angle = torch.atan2(norm[:, 0] / 2, cos)  # accurate for small angles, unlike acos
-    axis = torch.where(norm > 1e-12, axis / norm.clamp_min(1e-12), torch.zeros_like(axis))
-    a = (angle * strength)[:, None, None]
-    k = axis
-    K = torch.zeros(R64.shape, dtype=R64.dtype, device=R64.device)
-    K[:, 0, 1], K[:, 0, 2] = -k[:, 2], k[:, 1]
-    K[:, 1, 0], K[:, 1, 2] = k[:, 2], -k[:, 0]
-    K[:, 2, 0], K[:, 2, 1] = -k[:, 1], k[:, 0]
-    eye = torch.eye(3, dtype=R64.dtype, device=R64.device).expand_as(R64)
-    R_col = eye + torch.sin(a) * K + (1 - torch.cos(a)) * (K @ K)  # column-vector rotation
-    return R_col.transpose(1, 2).to(R_rel.dtype)
-
-
 def concat_motion(a: DrivingMotion, b: DrivingMotion) -> DrivingMotion:
     return DrivingMotion(exp=torch.cat([a.exp, b.exp]), scale=torch.cat([a.scale, b.scale]),
                          t=torch.cat([a.t, b.t]), R=torch.cat([a.R, b.R]))
@@ -171,44 +141,20 @@ def compose_driving(src: SourceKeypoints, motion: DrivingMotion, opts: ComposeOp
     exp_d0 = motion.exp[:1]                            # (1,21,3)
 
     # 1. rotation
-    if opts.region in ("all", "pose"):
-        R_rel = _scaled_rotation(motion.R @ R_d0.permute(0, 2, 1), opts.pose_strength)  # (N,3,3)
-        R_new = R_rel @ src.R                          # (N,3,3)
-    else:
-        R_new = src.R.expand(n, 3, 3)
+    R_new = (motion.R @ R_d0.permute(0, 2, 1)) @ src.R  # (N,3,3)
 
-    # 2. expression
-    d_exp = motion.exp - exp_d0                        # (N,21,3)
-    if opts.exp_strength != 1.0:
-        d_exp = d_exp * opts.exp_strength
-    if opts.region == "pose":
-        delta = src.exp.expand(n, 21, 3).clone()
-    elif opts.region in ("lip", "eyes"):
-        rows = list(LIP_ROWS if opts.region == "lip" else EYE_ROWS)
-        delta = src.exp.expand(n, 21, 3).clone()
-        delta[:, rows] = src.exp[:, rows] + d_exp[:, rows]
-    else:  # all, exp
-        delta = src.exp + d_exp                        # (N,21,3)
-        if not opts.animal:
-            rows = list(LIP_ROWS)
-            if opts.exp_strength == 1.0:
-                delta[:, rows] = motion.exp[:, rows]
-            else:
-                delta[:, rows] = src.exp[:, rows] + opts.exp_strength * (motion.exp[:, rows] - src.exp[:, rows])
+    # 2. expression (human: lip rows absolute, as upstream)
+    delta = src.exp + (motion.exp - exp_d0)            # (N,21,3)
+    if not opts.animal:
+        rows = list(LIP_ROWS)
+        delta[:, rows] = motion.exp[:, rows]
 
     # 3. scale, 4. translation (t_z dropped)
     if opts.animal:
         scale_new = src.scale.expand(n, 1)             # (N,1)
     else:
-        ratio = motion.scale / motion.scale[:1]
-        if opts.pose_strength != 1.0:
-            ratio = ratio.sign() * ratio.abs().pow(opts.pose_strength)
-        scale_new = src.scale * ratio                  # (N,1)
-    d_t = motion.t - motion.t[:1]
-    if opts.pose_strength != 1.0:
-        d_t = d_t * opts.pose_strength
-    t_new = src.t + d_t                                # (N,3)
-    t_new = t_new.clone()
+        scale_new = src.scale * (motion.scale / motion.scale[:1])   # (N,1)
+    t_new = (src.t + (motion.t - motion.t[:1])).clone()  # (N,3)
     t_new[..., 2] = 0
 
     # 5. driving keypoints

@@ -23,7 +23,7 @@ from engine.motion.npz import MotionData
 
 @dataclass(frozen=True)
 class FramePlan:
-    reference: MotionData   # 1 frame: the generated frame 0 (relative-motion reference)
+    reference: MotionData   # 1 frame: the generated frame 0 of the RAW motion (relative-motion reference)
     frames: MotionData      # the frames to render, frame k at audio time k / fps (sync mode)
     fps: float
     dropped_lead: int       # frames dropped at the start (native fps)
@@ -42,7 +42,7 @@ def plan_frames(m: MotionData, *, audio_duration_s: float | None, fps: float | N
                 upstream_timing: bool = False, max_frames: int | None = None) -> FramePlan:
     """Frames to render for motion ``m`` (see module doc)."""
     notes: list[str] = []
-    reference = slice_motion(m, 0, 1)
+    reference = slice_motion(m.raw_view(), 0, 1)   # raw: constant control offsets must stay visible
     target_fps = float(fps or m.fps)
     offset = float(m.meta.get("audio_offset_s", 0.0) or 0.0)
     lead = 0

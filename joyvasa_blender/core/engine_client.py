@@ -173,6 +173,11 @@ def engine_argv(python: str, command: str, args: Sequence[str], *, weights: str 
     return argv
 
 
+def edit_args(*, motion: str, controls: str, out: str) -> list[str]:
+    """``engine edit``: re-apply a controls file to a motion's raw arrays (no sampling)."""
+    return ["--motion", motion, "--controls", controls, "--out", out]
+
+
 # -- the process ------------------------------------------------------------------------------
 class EngineProcess:
     """One engine run. Threads read stdout (events -> queue) and stderr (tail); never touch bpy."""

@@ -355,14 +355,15 @@ def resample(m: Motion, dst_fps: float, n_out: int | None = None) -> Sampled:
 AXES = {"X": (0, 1.0), "Y": (1, 1.0), "Z": (2, 1.0), "-X": (0, -1.0), "-Y": (1, -1.0), "-Z": (2, -1.0)}
 
 
-def relative_rotation(quat: np.ndarray, mode: str) -> np.ndarray:
-    """Camera-frame rotations relative to a neutral: ``ABSOLUTE`` as is, ``FIRST`` frame 0,
-    ``MEAN`` the normalised mean quaternion. (N, 4) -> (N, 3, 3)."""
+def relative_rotation(quat: np.ndarray, mode: str, reference: np.ndarray | None = None) -> np.ndarray:
+    """Camera-frame rotations relative to a neutral: ``ABSOLUTE`` as is, ``FIRST`` frame 0 (or
+    ``reference``, a (3, 3) camera rotation: the raw frame 0 of an edited motion), ``MEAN`` the
+    normalised mean quaternion. (N, 4) -> (N, 3, 3)."""
     M = matrix_from_quat(quat)
     if mode == "ABSOLUTE":
         return M
     if mode == "FIRST":
-        ref = M[0]
+        ref = M[0] if reference is None else np.asarray(reference, np.float64)
     elif mode == "MEAN":
         qc = quat_continuous(quat)
         mean = qc.mean(axis=0)
@@ -441,16 +442,6 @@ def keyframe_co(values: np.ndarray, start_frame: float) -> np.ndarray:
     co[:, 0] = start_frame + np.arange(len(values))
     co[:, 1] = values
     return co.reshape(-1)
-
-
-def region_gain(expression: np.ndarray | float, lips: np.ndarray | float, eyes: np.ndarray | float,
-                n: int) -> np.ndarray:
-    """Per-frame, per-exp-component gain (N, 63): expression strength everywhere, times the lip
-    strength on lip rows and the eye strength on eye rows."""
-    g = np.ones((n, 21)) * np.asarray(expression, np.float64).reshape(-1, 1)
-    g[:, list(LIP_ROWS)] *= np.asarray(lips, np.float64).reshape(-1, 1)
-    g[:, list(EYE_ROWS)] *= np.asarray(eyes, np.float64).reshape(-1, 1)
-    return np.repeat(g, 3, axis=1)
 
 
 # -- 3-D keypoints for the empties -------------------------------------------------------------

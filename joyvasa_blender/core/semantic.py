@@ -210,20 +210,15 @@ _MIRROR = {"eyeBlinkLeft": "eyeBlinkRight", "eyeBlinkRight": "eyeBlinkLeft",
 
 
 def shape_key_curves(proj: Projection, name_map: dict[str, list[tuple[str, float]]], *,
-                     mirrored_source: bool = False, group_gain: dict[str, np.ndarray | float] | None = None,
-                     basis: Basis | None = None) -> dict[str, np.ndarray]:
-    """Shape-key name -> (N,) weight in [0, 1]. ``group_gain`` scales channels by group (strengths,
-    scalar or per-frame array); a key fed by several channels takes the largest value."""
-    basis = basis or load_basis()
-    groups = {c.name: c.group for c in basis.channels}
+                     mirrored_source: bool = False, basis: Basis | None = None) -> dict[str, np.ndarray]:
+    """Shape-key name -> (N,) weight in [0, 1]; a key fed by several channels takes the largest
+    value. (Strengths are not applied here: the engine edits the motion, see core/controls.py.)"""
     out: dict[str, np.ndarray] = {}
     for chan, targets in name_map.items():
         src = _MIRROR.get(chan, chan) if mirrored_source else chan
         if src not in proj.names:
             continue
         vals = proj.channel(src)
-        if group_gain and groups.get(src) in group_gain:
-            vals = vals * np.asarray(group_gain[groups[src]], dtype=np.float64)
         for key, gain in targets:
             v = np.clip(vals * gain, 0.0, 1.0)
             out[key] = np.maximum(out[key], v) if key in out else v

@@ -161,12 +161,17 @@ def test_relative_and_manual_axis():
     assert np.allclose(R[0], mc.matrix_from_euler(np.radians([[-10.0, 0, 0]]), "XYZ")[0])
 
 
-def test_keyframe_co_and_region_gain():
+def test_keyframe_co():
     co = mc.keyframe_co(np.array([1.0, 2.0, 3.0]), 10)
     assert co.tolist() == [10, 1, 11, 2, 12, 3]
-    g = mc.region_gain(np.array([1.0, 0.5]), 2.0, 0.0, 2)
-    assert g.shape == (2, 63)
-    assert g[1, 19 * 3] == 1.0 and g[0, 11 * 3 + 1] == 0.0 and g[1, 0] == 0.5
+
+
+def test_first_frame_neutral_can_be_the_raw_frame_0():
+    q = mc.quat_from_matrix(mc.rotation_from_pyr([5.0, 7.0], [10.0, 12.0], [0.0, 1.0]))
+    ref = mc.rotation_from_pyr([5.0], [4.0], [0.0])[0]
+    rel = mc.relative_rotation(q, "FIRST", reference=ref)
+    assert not np.allclose(rel[0], np.eye(3), atol=1e-3)        # a 6 deg yaw offset stays visible
+    assert np.allclose(mc.relative_rotation(q, "FIRST")[0], np.eye(3), atol=1e-9)
 
 
 def test_driven_keypoints_shape():

@@ -60,3 +60,14 @@ def test_real_engine_in_bpy(version, tiny_weights):
     cp = run_inside(version, "tests/blender/inside_bpy/test_real_engine.py", {"JOYVASA_TEST_WEIGHTS": str(tiny_weights)})
     _check(cp, version)
     assert "skipped" not in cp.stdout.splitlines()[-1], cp.stdout[-3000:]
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["4.5", "5.0"])
+def test_controls_real_engine_in_bpy(version, tiny_weights):
+    """A keyed head-strength curve: still head bone AND still driving keypoints in the video's first half."""
+    cp = run_inside(version, "tests/blender/inside_bpy/test_controls_real.py", {"JOYVASA_TEST_WEIGHTS": str(tiny_weights)})
+    _check(cp, version)
+    assert "skipped" not in cp.stdout.splitlines()[-1], cp.stdout[-3000:]
+

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.render.compose import (EYE_ROWS, LIP_ROWS, ComposeOptions, DrivingMotion, SourceKeypoints,
-                                   compose_driving, hull_volume)
+from engine.render.compose import ComposeOptions, DrivingMotion, SourceKeypoints, compose_driving, hull_volume
 
 @pytest.fixture(scope="module")
 def ref(tiny_reference):
@@ -70,50 +69,46 @@ def test_stage_one_stitch_matches_reference(ref, tiny_reference):
     np.testing.assert_allclose(x_d.detach().numpy(), ref["ANIM_B_kp_driving"], rtol=0, atol=1e-4)
 
 
-def test_regions_and_strengths(ref):
-    src, mot = _source(ref), _motion(ref)
-    base = dict(stitching=False, relative=False, driving_multiplier=1.0)
-    x_all = compose_driving(src, mot, ComposeOptions(**base))
-    # strength 1.0 is exactly upstream
-    x_s1 = compose_driving(src, mot, ComposeOptions(pose_strength=1.0, exp_strength=1.0, **base))
-    assert torch.equal(x_all, x_s1)
-    # pose strength 0 + exp strength 0: rotation/translation/expression deltas vanish, lips absolute -> source
-    x_frozen = compose_driving(src, mot, ComposeOptions(pose_strength=0.0, exp_strength=0.0, **base))
-    n = mot.n_frames
-    expected = src.scale * (src.x_c @ src.R + src.exp)
-    t = src.t.clone()
-    t[..., 2] = 0
-    expected = expected + t[:, None, :]
-    np.testing.assert_allclose(x_frozen.numpy(), expected.expand(n, 21, 3).numpy(), atol=1e-5)
-    # region 'pose' keeps source expression; 'exp' keeps source rotation
-    x_pose = compose_driving(src, mot, ComposeOptions(region="pose", **base))
-    x_exp = compose_driving(src, mot, ComposeOptions(region="exp", **base))
-    assert not torch.allclose(x_pose, x_exp)
-    # region 'eyes': only eye rows move relative to region 'pose' computed with R_s (no rotation)
-    x_eyes = compose_driving(src, mot, ComposeOptions(region="eyes", pose_strength=1.0, **base))
-    x_none = compose_driving(src, mot, ComposeOptions(region="eyes", exp_strength=0.0, **base))
-    moved = (x_eyes - x_none).abs().amax(dim=(0, 2))
-    others = [k for k in range(21) if k not in EYE_ROWS]
-    assert float(moved[others].max()) == 0.0 and float(moved[list(EYE_ROWS)].max()) > 0
-    x_lip = compose_driving(src, mot, ComposeOptions(region="lip", **base))
-    x_lip0 = compose_driving(src, mot, ComposeOptions(region="lip", exp_strength=0.0, **base))
-    moved = (x_lip - x_lip0).abs().amax(dim=(0, 2))
-    assert float(moved[[k for k in range(21) if k not in LIP_ROWS]].max()) == 0.0
+def _edited(z, controls: dict) -> tuple[DrivingMotion, DrivingMotion]:
+    """(edited motion, raw frame 0) of the reference motion under ``controls`` (engine/motion/edit.py)."""
+    from engine.motion.controls import parse_controls
+    from engine.motion.edit import RawMotion, edit_motion
+    from engine.motion.resample import angles_from_R
+
+    p, y, r = angles_from_R(z["MG_final_R"])
+    raw = RawMotion(25.0, z["MG_final_exp"].reshape(-1, 21, 3), p, y, r, z["MG_final_t"].reshape(-1, 3),
+                    z["MG_final_scale"].reshape(-1), z["MG_final_R"], audio_offset_s=0.0)
+    e = edit_motion(raw, parse_controls(controls))
+    ref0 = DrivingMotion.from_arrays(raw.exp[:1], raw.scale[:1], raw.t[:1], raw.R[:1])
+    return DrivingMotion.from_arrays(e["exp"], e["scale"], e["t"], e["R"]), ref0
 
 
-def test_half_pose_strength_halves_angle(ref):
-    mot = _motion(ref)
-    from engine.render.compose import _scaled_rotation
-    R_rel = mot.R @ mot.R[:1].permute(0, 2, 1)
-    half = _scaled_rotation(R_rel, 0.5)
-    np.testing.assert_allclose((half @ half).numpy(), R_rel.numpy(), atol=1e-5)
+def test_gains_reach_the_renderer_through_the_edited_motion(ref):
+    """No gain maths in the renderer: a gain track 0 then 1 in the controls gives still driving
+    keypoints, then exactly upstream's, because the renderer reads the edited motion."""
+    src = _source(ref)
+    base = ComposeOptions(stitching=False, relative=False, driving_multiplier=1.0)
+    n = _motion(ref).n_frames
+    x_up = compose_driving(src, _motion(ref), base)
+    half = n // 2
+    track = [0.0] * half + [1.0] * (n - half)
+    still = {"head_gain": track, "expression_gain": track}
+    mot, ref0 = _edited(ref, still)
+    x = compose_driving(src, mot, base, reference=ref0)
+    first = x[: half - 1]
+    # lips are absolute: with gain 0 they sit at the closed-lip neutral, every frame the same
+    assert float((first - first[:1]).abs().max()) < 1e-6
+    np.testing.assert_allclose(x[half:].numpy(), x_up[half:].numpy(), atol=1e-5)
+    assert float((x_up[:half] - x_up[:1]).abs().max()) > 1e-3       # the raw motion does move there
+    # a constant head offset survives the renderer's relative driving (reference = raw frame 0)
+    mot, ref0 = _edited(ref, {"head_offset_deg": {"yaw": 10}})
+    x_off = compose_driving(src, mot, base, reference=ref0)
+    assert float((x_off - x_up).abs().max()) > 1e-2
 
 
 def test_options_validate():
     with pytest.raises(ValueError):
-        ComposeOptions(region="nose")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        ComposeOptions(pose_strength=-1)
+        ComposeOptions(driving_multiplier=-1)
     cube = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 2)], dtype=np.float32)
     assert abs(hull_volume(cube) - 2.0) < 1e-9
 

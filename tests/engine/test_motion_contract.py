@@ -112,6 +112,8 @@ def _mutations(tmp_path: Path):
     yield "raw_exp wrong shape", {**e, "raw_exp": e["raw_exp"][:-1]}, False
     yield "vad_db wrong length", {**e, "vad_db": e["vad_db"][:-1]}, False
     yield "fps zero", {**g, "fps": np.array(0.0, np.float32)}, False
+    yield "fps 500", {**g, "fps": np.array(500.0, np.float32)}, False
+    yield "yaw far outside the plausible range", {**g, "yaw": (g["yaw"] + 1000).astype(np.float32)}, False
     yield "not a motion file", {**g, "schema": np.array("something.else")}, False
 
 

@@ -133,22 +133,80 @@ def test_euler_bone_and_manual_axes(scene):
     assert "pitch" in rig.keys() and len(curve(rig, '["yaw"]')) == s.n_frames
 
 
-def test_keyed_strength_is_applied_per_frame(scene):
+def _key_split(scene, prop, first, second, frame):
+    """Key ``prop`` to ``first`` up to frame-1 and ``second`` from ``frame`` (constant steps)."""
     st = scene.joyvasa
-    st.expression_strength = 0.0
-    scene.keyframe_insert(data_path="joyvasa.expression_strength", frame=1)
-    st.expression_strength = 1.0
-    scene.keyframe_insert(data_path="joyvasa.expression_strength", frame=48)
-    for kp in addon("compat").find_fcurve(scene, "joyvasa.expression_strength").keyframe_points:
-        kp.interpolation = 'LINEAR'
+    setattr(st, prop, first)
+    scene.keyframe_insert(data_path=f"joyvasa.{prop}", frame=1)
+    setattr(st, prop, second)
+    scene.keyframe_insert(data_path=f"joyvasa.{prop}", frame=frame)
+    for kp in addon("compat").find_fcurve(scene, f"joyvasa.{prop}").keyframe_points:
+        kp.interpolation = 'CONSTANT'
+
+
+def _head_quats(rig):
+    return np.stack([curve(rig, 'pose.bones["head"].rotation_quaternion', i)[:, 1] for i in range(4)], 1)
+
+
+def test_keyed_head_strength_reaches_the_keys_through_engine_edit(scene, tmp_path):
+    """The add-on samples the keyed control, the engine edits the motion (engine edit), the rig
+    keys it: head still while the strength is 0, the unedited motion once it is 1."""
+    st = scene.joyvasa
+    st.output_dir = str(tmp_path / "out")
+    st.channels_target = "EMPTY"
     assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN), start_frame=1) == {"FINISHED"}
-    ctrl = bpy.data.objects["JoyVASA Motion"]
-    e = curve(ctrl, '["exp_58"]')[:, 1]
-    mc = addon("core.motion_core")
-    s = mc.resample(mc.load_motion(GOLDEN), 24.0)
-    raw = s.exp.reshape(-1, 63)[:, 58]
-    ramp = np.linspace(0, 1, 48)
-    assert abs(e[0]) < 1e-9 and np.allclose(e, raw * ramp, atol=1e-5)
+    rig = bpy.data.objects["Rig"]
+    q_plain = _head_quats(rig)
+    assert not list((tmp_path / "out").glob("*.npz"))          # neutral controls: no edit, no file
+    _key_split(scene, "head_strength", 0.0, 1.0, 25)
+    assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN), start_frame=1) == {"FINISHED"}
+    q = _head_quats(rig)
+    assert len(q) == len(q_plain) == 48
+    assert np.abs(np.abs(q[:22, 0]) - 1).max() < 1e-6          # frames 1-22: identity, a still head
+    assert np.abs(np.abs(q_plain[:22, 0]) - 1).max() > 1e-4    # (the motion itself does turn there)
+    np.testing.assert_allclose(q[25:], q_plain[25:], atol=1e-5)
+    edited = sorted((tmp_path / "out").glob("*_edit*.npz"))
+    assert len(edited) == 1 and edited[0].with_suffix(".controls.json").exists()
+    assert rig.animation_data.action["joyvasa_motion"] == str(edited[0])
+    assert '"head_gain"' in rig.animation_data.action["joyvasa_controls"]
+
+
+def test_reapply_controls_makes_a_new_take_without_sampling(scene, tmp_path, monkeypatch):
+    log = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("JOYVASA_FAKE_ARGV_LOG", str(log))
+    st = scene.joyvasa
+    st.output_dir = str(tmp_path / "out")
+    assert bpy.ops.joyvasa.apply_motion(filepath=str(GOLDEN), start_frame=1) == {"FINISHED"}
+    rig = bpy.data.objects["Rig"]
+    first = rig.animation_data.action
+    q_plain = _head_quats(rig)
+    st.head_strength = 0.0
+    st.blink, st.blink_rate = True, 30.0
+    assert bpy.ops.joyvasa.reapply_controls() == {"FINISHED"}, addon("runtime").LAST.report_text()
+    last = addon("runtime").LAST
+    assert last.kind == "edit" and last.state == "done"
+    commands = [__import__("json").loads(x)[0] for x in log.read_text().splitlines()]
+    assert commands == ["edit"]                                  # the engine ran edit only: no sampling
+    take = rig.animation_data.action
+    assert take != first and take.get("joyvasa_take") and first.name in bpy.data.actions
+    assert np.abs(np.abs(_head_quats(rig)[:, 0]) - 1).max() < 1e-6 and np.abs(np.abs(q_plain[:, 0]) - 1).max() > 1e-4
+    controls = __import__("json").loads(take["joyvasa_controls"])
+    assert controls["blink"]["rate_per_min"] == 30.0 and controls["head_gain"]["yaw"] == 0.0
+    # again from the edited take: edits never stack (the engine starts from the raw motion)
+    st.head_strength = 1.0
+    st.blink = False
+    assert bpy.ops.joyvasa.reapply_controls() == {"FINISHED"}
+    np.testing.assert_allclose(_head_quats(rig), q_plain, atol=1e-5)
+
+
+def test_controls_file_of_the_scene(scene):
+    st = scene.joyvasa
+    _key_split(scene, "gaze_x", 0.0, 0.5, 10)
+    st.smile, st.silence_relax = 0.3, True
+    d = addon("controls_scene").scene_controls(scene, 1, 20)
+    assert d["gaze"]["x"] == [0.0] * 9 + [0.5] * 11 and d["expression_offset"]["smile"] == pytest.approx(0.3)
+    assert d["silence"]["relax"] is True and d["blink"] is None and d["fps"] == 24.0
+    assert not addon("core.controls").is_neutral(d)
 
 
 def test_keypoint_empties(scene):
