@@ -174,7 +174,8 @@ def test_ray_batch_equals_serial_skips_and_reports_bad_job(tmp_path, ray_head, s
 
 
 def test_killed_worker_is_retried(tmp_path, ray_head, synthetic_tiny_joyvasa) -> None:
-    jobs = jobs_file(tmp_path, FOUR[:2], synthetic_tiny_joyvasa)
+    jobs = jobs_file(tmp_path, [dict(FOUR[0], audio="long.wav"), FOUR[1]], synthetic_tiny_joyvasa)
+    write_wav(tmp_path / "long.wav", seconds=30.0)          # s1 runs long enough to be killed inside
     proc = subprocess.Popen([sys.executable, "-m", "engine", "batch", str(jobs), "--ray", ray_head, "--workers", "1",
                              "--progress", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env(), cwd=REPO)
@@ -186,14 +187,15 @@ def test_killed_worker_is_retried(tmp_path, ray_head, synthetic_tiny_joyvasa) ->
             err_lines.append(line)
             if not killed and "s1: motion started on worker pid" in line:
                 pid = int(line.split("worker pid ")[1].split()[0])
-                time.sleep(1.5)                       # the actor is now inside the job (imports, loading)
+                time.sleep(0.5)                       # the actor is now inside the job
                 os.kill(pid, signal.SIGKILL)          # the actor's process, mid-job
                 killed.append(pid)
 
     watcher = threading.Thread(target=watch_stderr, daemon=True)
     watcher.start()
     try:
-        out, _ = proc.communicate(timeout=300)
+        out = proc.stdout.read()
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -205,13 +207,13 @@ def test_killed_worker_is_retried(tmp_path, ray_head, synthetic_tiny_joyvasa) ->
     events = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert proc.returncode == 0, err[-4000:]
     summary = events[-1]["summary"]
-    assert sorted(summary["ok"]) == ["s1", "s2"] and summary["retries"] == 1 and not summary["failed"]
+    assert sorted(summary["ok"]) == ["s1", "s2"] and summary["retries"] == 1 and not summary["failed"], err[-3000:]
     retried = [e for e in events if e["type"] == "warning" and e["code"] == "job_retried"]
     assert [e["job"] for e in retried] == ["s1"] and str(killed[0]) in retried[0]["message"]
     second = [line for line in err.splitlines() if "s1: motion started" in line][-1]
     assert str(killed[0]) not in second and "attempt 2" in second       # retried on a fresh worker
     from engine.motion.npz import load_motion
 
-    for job in FOUR[:2]:
-        assert load_motion(tmp_path / job["out"]).n_frames > 0
+    assert load_motion(tmp_path / "out" / "s1.npz").n_frames > 25 * 29   # the whole 30 s line
+    assert load_motion(tmp_path / "out" / "s2.npz").n_frames > 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s1.npz", "s2.npz"]   # no partial left behind
