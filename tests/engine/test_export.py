@@ -166,3 +166,33 @@ def test_bad_requests_write_nothing(tmp_path: Path, motion_file: Path, capsys) -
         assert events[-1]["type"] == "error" and events[-1]["code"] == "bad_request", events[-1]
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.npz"]     # no temp files left
+
+
+def test_exports_use_the_edited_motion_not_the_raw(tmp_path: Path, capsys) -> None:
+    """A motion with controls keeps the sampled motion in raw_* and the edited one in the usual
+    keys: every export reads the edited keys (what the add-on keys and animate renders)."""
+    import dataclasses
+
+    from bvh import Bvh
+
+    m = load_motion(GOLDEN)
+    raw = {"exp": m.exp.copy(), "pitch": m.pitch.copy(), "yaw": m.yaw.copy(), "roll": m.roll.copy(),
+           "t": m.t.copy(), "scale": m.scale.copy(), "R": m.R.copy()}
+    zero = np.zeros_like(m.yaw)
+    edited = dataclasses.replace(m, pitch=zero, yaw=zero, roll=zero,                  # head pose strength 0
+                                 R=np.repeat(np.eye(3, dtype=np.float32)[None], m.n_frames, 0),
+                                 raw=raw, controls='{"v": 1}')
+    path = save_motion(tmp_path / "edited.npz", edited)
+    assert load_motion(path).raw is not None
+    assert export(capsys, path, "livelinkface-csv", tmp_path / "e.csv")[0] == 0
+    with open(tmp_path / "e.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert not any(float(r[rows[0].index("HeadYaw")]) for r in rows[1:])
+    assert export(capsys, path, "bvh", tmp_path / "e.bvh")[0] == 0
+    doc = Bvh((tmp_path / "e.bvh").read_text())
+    assert not any(any(doc.frame_joint_channels(k, "Head", ["Zrotation", "Yrotation", "Xrotation"]))
+                   for k in range(doc.nframes))
+    assert export(capsys, path, "lp-pkl", tmp_path / "e.pkl")[0] == 0
+    d = ArraysOnly(io.BytesIO((tmp_path / "e.pkl").read_bytes())).load()
+    assert all(np.allclose(item["R"][0], np.eye(3)) for item in d["motion"])
+    assert max(abs(float(y)) for y in m.yaw) > 5          # the raw take did turn the head
