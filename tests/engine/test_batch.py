@@ -68,10 +68,12 @@ def run_in_process(capsys, jobs_file: Path, *extra: str) -> tuple[int, list[dict
 
 def test_local_batch(tmp_path: Path, tiny_weights: Path, capsys) -> None:
     write_wav(tmp_path / "line.wav")
+    (tmp_path / "still_head.json").write_text(json.dumps({"version": 1, "head_gain": 0}))
     jobs = tmp_path / "jobs.json"
     jobs.write_text(json.dumps({"defaults": {"command": "motion", "audio": "line.wav"}, "jobs": [
         {"id": "a", "out": "out/a.npz", "seed": 1},
         {"id": "b", "out": "out/b.npz", "seed": 2, "sampler": "ddim", "smooth": False},
+        {"id": "ctl", "out": "out/ctl.npz", "seed": 1, "controls": "still_head.json"},   # art direction file
         {"id": "bad", "out": "out/bad.npz", "audio": "missing.wav"},
         {"id": "video", "command": "animate", "image": str(PORTRAIT), "motion": "out/a.npz", "out": "out/v.mp4",
          "frames_dir": "out/frames", "crop": "none"},          # uses job a's output: jobs run in file order
@@ -80,16 +82,19 @@ def test_local_batch(tmp_path: Path, tiny_weights: Path, capsys) -> None:
     assert code == 1, err[-3000:]                                  # one job failed
     summary = events[-1]["summary"]
     assert events[0]["type"] == "hello" and events[0]["command"] == "batch"
-    assert summary["ok"] == ["a", "b", "video"] and [f["id"] for f in summary["failed"]] == ["bad"]
+    assert summary["ok"] == ["a", "b", "ctl", "video"] and [f["id"] for f in summary["failed"]] == ["bad"]
     assert summary["failed"][0]["code"] == "audio_invalid"
     (worker,) = summary["workers"].values()                         # one warm worker ...
-    assert worker["jobs"] == 4 and worker["model_loads"]
+    assert worker["jobs"] == 5 and worker["model_loads"]
     assert all(n == 1 for n in worker["model_loads"].values()), worker   # ... loaded each network once
     failed = [e for e in events if e["type"] == "error"]
     assert len(failed) == 1 and failed[0]["job"] == "bad" and failed[0]["fatal"] is False
-    assert {e["job"] for e in events if e["type"] == "artifact"} == {"a", "b", "video"}
+    assert {e["job"] for e in events if e["type"] == "artifact"} == {"a", "b", "ctl", "video"}
     prog = [e for e in events if e["type"] == "progress" and e["stage"] == "batch"]
-    assert prog[-1]["done"] == prog[-1]["total"] == 4 and prog[-1]["eta_s"] == 0
+    assert prog[-1]["done"] == prog[-1]["total"] == 5 and prog[-1]["eta_s"] == 0
+    with np.load(tmp_path / "out" / "ctl.npz") as c, np.load(tmp_path / "out" / "a.npz") as a:
+        assert "controls" in c.files                                # same seed as a, head held still
+        assert np.ptp(c["yaw"]) < 1e-3 and np.ptp(c["pitch"]) < 1e-3 and np.ptp(a["yaw"]) > 0.1   # no head motion
     assert (tmp_path / "out" / "v.mp4").stat().st_size > 0
     with np.load(tmp_path / "out" / "a.npz") as a:        # the video has the motion's frames (audio timeline)
         assert len(list((tmp_path / "out" / "frames").glob("*.png"))) == round(float(a["audio_duration_s"]) * 25)
@@ -111,16 +116,16 @@ def test_local_batch(tmp_path: Path, tiny_weights: Path, capsys) -> None:
     mtime = (tmp_path / "out" / "a.npz").stat().st_mtime_ns
     code, events = run_in_process(capsys, jobs, "--weights", str(tiny_weights))
     summary = events[-1]["summary"]
-    assert code == 1 and summary["skipped"] == ["a", "b", "video"] and summary["ok"] == []
+    assert code == 1 and summary["skipped"] == ["a", "b", "ctl", "video"] and summary["ok"] == []
     assert (tmp_path / "out" / "a.npz").stat().st_mtime_ns == mtime
     # a changed job is not "finished"
     data = json.loads(jobs.read_text())
     data["jobs"][0]["seed"] = 5
-    del data["jobs"][2]
+    del data["jobs"][3]
     jobs.write_text(json.dumps(data))
     code, events = run_in_process(capsys, jobs, "--weights", str(tiny_weights))
     summary = events[-1]["summary"]
-    assert code == 0 and summary["ok"] == ["a"] and summary["skipped"] == ["b", "video"]
+    assert code == 0 and summary["ok"] == ["a"] and summary["skipped"] == ["b", "ctl", "video"]
 
 
 @pytest.mark.parametrize("content, needle", [
