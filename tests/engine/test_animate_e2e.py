@@ -277,4 +277,6 @@ def test_preview_renders_every_nth_frame_over_the_full_soundtrack(tiny_weights: 
     frame0 = cv2.imread(str(tmp_path / "f" / "frame_00000.png"))
     assert sheet.shape[1] == 2 * 256 and sheet.shape[0] == 2 * round(frame0.shape[0] * 256 / frame0.shape[1])
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [f"frame_0000{i}.png" for i in range(3)]
-    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+    from engine.fileio import PART_PREFIX
+
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(PART_PREFIX)]
