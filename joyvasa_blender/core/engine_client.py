@@ -301,17 +301,7 @@ class EngineProcess:
             self.kill()
 
     def kill(self) -> None:
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        try:
-            if sys.platform == "win32":
-                p.kill()
-            else:
-                os.killpg(p.pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            p.kill()
-        p.wait()
+        kill_process(self.proc)
 
     def join(self, timeout: float = 5.0) -> None:
         for t in self._threads:
@@ -325,28 +315,7 @@ class EngineProcess:
         that long is reported (a ``_watchdog`` event) and cancelled. Returns the exit code."""
         if self.proc is None:
             self.start()
-        t0 = time.monotonic()
-        dog = Watchdog(idle_timeout or 0)
-        dog.start()
-        while True:
-            try:
-                ev = self.events.get(timeout=poll_s)
-            except queue.Empty:
-                ev = None
-            if ev is not None:
-                dog.feed()
-            if ev is not None and ev.get("type") != "_eof" and on_event:
-                on_event(ev)
-            if ev is not None and ev.get("type") == "_eof":
-                break
-            if dog.expired() and not self.cancel_requested:
-                self.watchdog_fired = True
-                if on_event:
-                    on_event({"type": "_watchdog", "message": dog.message()})
-                self.request_cancel()
-            if (should_cancel and should_cancel()) or (timeout and time.monotonic() - t0 > timeout):
-                self.request_cancel()
-            self.enforce_cancel()
+        pump_events(self, on_event, should_cancel, timeout, poll_s, idle_timeout)
         assert self.proc is not None
         rc = self.proc.wait()
         self.join()
@@ -354,6 +323,53 @@ class EngineProcess:
             if ev.get("type") != "_eof" and on_event:
                 on_event(ev)
         return rc
+
+
+def kill_process(p: "subprocess.Popen[str] | None") -> None:
+    """Kill an engine and everything it started (its process group on POSIX), then reap it."""
+    if p is None or p.poll() is not None:
+        return
+    try:
+        if sys.platform == "win32":
+            p.kill()
+        else:
+            os.killpg(p.pid, signal.SIGKILL)
+    except (OSError, ProcessLookupError):
+        p.kill()
+    p.wait()
+
+
+def pump_events(handle: Any, on_event: Callable[[dict[str, Any]], None] | None,
+                should_cancel: Callable[[], bool] | None, timeout: float | None, poll_s: float,
+                idle_timeout: float | None, tick: Callable[[], Any] | None = None) -> None:
+    """The one blocking event loop behind every ``run_sync`` (a one-shot :class:`EngineProcess` and
+    a warm worker's request alike): forwards events until ``_eof``, feeds the :class:`Watchdog`
+    (silence for ``idle_timeout`` s = hung: reported as a ``_watchdog`` event, then cancelled),
+    and cancels on ``should_cancel()`` or after ``timeout`` s. ``tick`` runs once per poll."""
+    t0 = time.monotonic()
+    dog = Watchdog(idle_timeout or 0)
+    dog.start()
+    while True:
+        try:
+            ev = handle.events.get(timeout=poll_s)
+        except queue.Empty:
+            ev = None
+        if ev is not None:
+            dog.feed()
+            if ev.get("type") == "_eof":
+                break
+            if on_event:
+                on_event(ev)
+        if dog.expired() and not handle.cancel_requested:
+            handle.watchdog_fired = True
+            if on_event:
+                on_event({"type": "_watchdog", "message": dog.message()})
+            handle.request_cancel()
+        if (should_cancel and should_cancel()) or (timeout and time.monotonic() - t0 > timeout):
+            handle.request_cancel()
+        handle.enforce_cancel()
+        if tick is not None:
+            tick()
 
 
 class Watchdog:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, Watchdog
+from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, kill_process, pump_events
 from .protocol import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, ProtocolError, hello_problem, make_request, parse_event
 
 START_TIMEOUT_S = 120.0   # interpreter + engine imports; torch alone takes seconds on a cold disk
@@ -149,29 +149,8 @@ class WorkerJob:
                  poll_s: float = 0.05, idle_timeout: float | None = None) -> int:
         """Blocking wait for this request (background mode, batches, tests); ``idle_timeout`` is the
         watchdog of :class:`~.engine_client.EngineProcess`: silence that long = hung, cancelled."""
-        t0 = time.monotonic()
-        dog = Watchdog(idle_timeout or 0)
-        dog.start()
-        while True:
-            try:
-                ev = self.events.get(timeout=poll_s)
-            except queue.Empty:
-                ev = None
-            if ev is not None:
-                dog.feed()
-            if ev is not None and ev.get("type") == "_eof":
-                break
-            if ev is not None and on_event:
-                on_event(ev)
-            if dog.expired() and not self.cancel_requested:
-                self.watchdog_fired = True
-                if on_event:
-                    on_event({"type": "_watchdog", "message": dog.message()})
-                self.request_cancel()
-            if (should_cancel and should_cancel()) or (timeout and time.monotonic() - t0 > timeout):
-                self.request_cancel()
-            self.enforce_cancel()
-            self.finished()  # notices a dead worker
+        pump_events(self, on_event, should_cancel, timeout, poll_s, idle_timeout,
+                    tick=self.finished)  # finished() notices a dead worker
         for ev in self.drain():
             if ev.get("type") != "_eof" and on_event:
                 on_event(ev)
@@ -369,19 +348,9 @@ class EngineWorker:
         return p.returncode
 
     def kill(self) -> None:
-        p = self.proc
-        if p is None or p.poll() is not None:
+        if self.proc is None or self.proc.poll() is not None:
             return
-        try:
-            if sys.platform == "win32":
-                p.kill()
-            else:
-                import signal
-
-                os.killpg(p.pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            p.kill()
-        p.wait()
+        kill_process(self.proc)
         self._reap()
 
     def idle_for(self) -> float:
