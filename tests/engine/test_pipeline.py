@@ -3,7 +3,6 @@ the model cache loads each network set once, CLI arguments and configs agree."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +14,6 @@ from engine.pipeline.config import AnimateJob, MotionConfig, MotionJob, RenderCo
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO / "examples" / "speech.wav"
 PORTRAIT = REPO / "examples" / "portrait.jpg"
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import make_synthetic_weights
-    finally:
-        sys.path.pop(0)
-    root = tmp_path_factory.mktemp("pipeline_tiny")
-    assert make_synthetic_weights.main(["--config", "tiny", "--out", str(root)]) == 0
-    return root
 
 
 def _clip(tmp: Path, seconds: float, name: str = "clip.wav") -> Path:

@@ -20,18 +20,6 @@ SPEECH = REPO / "examples" / "speech.wav"
 PORTRAIT = REPO / "examples" / "portrait.jpg"
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import make_synthetic_weights
-    finally:
-        sys.path.pop(0)
-    root = tmp_path_factory.mktemp("serve_tiny")
-    assert make_synthetic_weights.main(["--config", "tiny", "--out", str(root)]) == 0
-    return root
-
-
 def _clip(tmp: Path, seconds: float, name: str = "clip.wav") -> Path:
     import soundfile as sf
 
