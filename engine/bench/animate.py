@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", choices=("official", "tiny"), default="official",
                    help="size of the synthetic weights when --weights is not given (default official)")
     p.add_argument("--dtype", type=_csv(str), default=["float32", "bfloat16"], help="comma list (default float32,bfloat16)")
-    p.add_argument("--batch", type=_csv(int), default=[1, 4], help="comma list of batch sizes (default 1,4)")
+    p.add_argument("--batch", type=_csv(int), default=[1, 4],
+                   help="comma list of batch sizes (default 1,4; 0 = the engine's choice: from free GPU memory)")
     p.add_argument("--speed-seconds", type=float, default=2.0, help="clip length of the speed runs (default 2)")
     p.add_argument("--seconds", type=_csv(float), default=[10.0, 60.0], help="clip lengths of the memory runs")
     p.add_argument("--max-frames", type=int, default=None,
@@ -63,6 +64,11 @@ def _audio(path: Path, seconds: float) -> Path:
     return path
 
 
+def _batch_args(batch: int) -> list[str]:
+    """``--batch N``; 0 or less leaves the batch to the engine (auto_batch_size)."""
+    return ["--batch", str(batch)] if batch > 0 else []
+
+
 def _run_animate(weights: Path, audio: Path, out: Path, *, dtype: str, batch: int, device: str,
                  max_frames: int | None, threads: int) -> dict:
     env = dict(os.environ)
@@ -71,7 +77,7 @@ def _run_animate(weights: Path, audio: Path, out: Path, *, dtype: str, batch: in
         env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "engine", "animate", "--image", str(REPO / "examples" / "portrait.jpg"),
            "--audio", str(audio), "--weights", str(weights), "--out", str(out), "--no-pasteback",
-           "--dtype", dtype, "--batch", str(batch), "--device", device, "--progress", "json"]
+           "--dtype", dtype, "--device", device, "--progress", "json", *_batch_args(batch)]
     if max_frames:
         cmd += ["--max-frames", str(max_frames)]
     t0 = time.monotonic()
@@ -86,22 +92,39 @@ def _run_animate(weights: Path, audio: Path, out: Path, *, dtype: str, batch: in
     return {"wall_s": wall, "frames": frames, "timings": done["timings"], "host_mb": done["peak_mem"]["host_mb"]}
 
 
+def _gflops_line(dtype: str, per_frame_s: float, device: str, peaks: dict[str, float]) -> str:
+    """W+G GFLOP/s (1,233.6 GFLOP per frame, spec §7) beside this device's fastest matmul in ``dtype``.
+
+    Render time includes paste-back/encoding hand-off, so this is a lower bound on W+G's own rate."""
+    from engine.device import select_device
+    from engine.profiling import GFLOP, matmul_peak_gflops
+    from engine.protocol import canonical_dtype
+
+    dt = canonical_dtype(dtype)
+    if dt not in peaks:
+        peaks[dt] = matmul_peak_gflops(select_device(device), dt)
+    achieved = GFLOP["WG"] / per_frame_s if per_frame_s > 0 else float("nan")
+    return f"{achieved:.0f} GFLOP/s W+G, {100 * achieved / peaks[dt]:.0f}% of the fastest {dt} matmul ({peaks[dt]:.0f})"
+
+
 def run_whole(args: argparse.Namespace, weights: Path, tmp: Path) -> int:
     from engine.bench.takes import run_takes
 
     audio = _audio(tmp / "clip.wav", args.speed_seconds)
     dtype, batch = args.dtype[0], args.batch[0]
     common = {"image": str(REPO / "examples" / "portrait.jpg"), "weights": str(weights), "crop": "none",
-              "pasteback": False, "device": args.device, "dtype": dtype, "batch": batch}
+              "pasteback": False, "device": args.device, "dtype": dtype}
+    if batch > 0:
+        common["batch"] = batch
     if args.max_frames:
         common["max_frames"] = args.max_frames
     cli = ["--image", common["image"], "--audio", str(audio), "--out", str(tmp / "cold.mp4"), "--weights", str(weights),
-           "--crop", "none", "--no-pasteback", "--device", args.device, "--dtype", dtype, "--batch", str(batch)]
+           "--crop", "none", "--no-pasteback", "--device", args.device, "--dtype", dtype, *_batch_args(batch)]
     if args.max_frames:
         cli += ["--max-frames", str(args.max_frames)]
     takes = [("warm take 1 (loads)", {**common, "audio": str(audio), "out": str(tmp / "w1.mp4"), "seed": 1}),
              ("warm re-take new seed", {**common, "audio": str(audio), "out": str(tmp / "w2.mp4"), "seed": 2})]
-    print(f"clip {args.speed_seconds:g} s, {dtype}, batch {batch}, 512x512 (crop none, no paste-back)", flush=True)
+    print(f"clip {args.speed_seconds:g} s, {dtype}, batch {batch if batch > 0 else 'auto'}, 512x512 (crop none, no paste-back)", flush=True)
     return run_takes("animate", cli, takes, args.threads)
 
 
@@ -123,15 +146,18 @@ def run(args: argparse.Namespace) -> int:
         if not args.skip_speed:
             audio = _audio(tmp / "speed.wav", args.speed_seconds)
             print(f"speed: {args.speed_seconds:g} s clip, 512x512 output, device {args.device}", flush=True)
+            peaks: dict[str, float] = {}
             for dtype in args.dtype:
                 for batch in args.batch:
                     r = _run_animate(weights, audio, tmp / "s.mp4", dtype=dtype, batch=batch, device=args.device,
                                      max_frames=args.max_frames, threads=args.threads)
                     video_s = r["frames"] / fps
                     render = r["timings"].get("render", float("nan"))
+                    per_frame = render / max(r["frames"], 1)
                     print(f"  {dtype:9s} batch {batch:2d}: {r['frames']} frames, wall {r['wall_s']:.1f} s = "
                           f"{r['wall_s'] / video_s:.2f} s per s of video (render {render / video_s:.2f} s/s, "
-                          f"{render / max(r['frames'], 1):.3f} s/frame), peak RSS {r['host_mb']:.0f} MiB", flush=True)
+                          f"{per_frame:.3f} s/frame = {_gflops_line(dtype, per_frame, args.device, peaks)}), "
+                          f"peak RSS {r['host_mb']:.0f} MiB", flush=True)
         if not args.skip_memory:
             dtype, batch = args.dtype[0], args.batch[0]
             cap = f", rendering at most {args.max_frames} frames" if args.max_frames else ""

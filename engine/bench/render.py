@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="upstream op order: no BatchNorm folding, no channel padding / fused SPADE")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu|cuda|mps|auto (default cpu; on a GPU the batch list may "
+                   "include 0 = sized from free memory, as animate does)")
 
 
 def _log(msg: str) -> None:
@@ -43,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from engine.models.stage_one import StageOne
+    from engine.device import select_device
     from engine.profiling import GFLOP, UPSTREAM_SECONDS, load_average, peak_rss_mb
     from engine.weights import WeightsLayout
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.device = select_device(args.device)
     tmp = None
     if args.weights is None:
         from engine.models.synthetic_lp import write_liveportrait_weights
@@ -70,11 +74,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, peak_rss_mb) -> int:
-    _log(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+    from engine.device import auto_batch_size, describe_device, device_peak_mb
+    from engine.profiling import matmul_peak_gflops
+
+    device = args.device
+    _log(f"torch {torch.__version__}, device {describe_device(device)}, threads {torch.get_num_threads()}, "
          f"mkldnn {torch.backends.mkldnn.is_available()}, load average {load_average()}")
+    peaks = {}
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     def load(dtype: str):
         t0 = time.perf_counter()
-        s1 = StageOne.load(layout, "cpu", dtype=dtype, fold_bn=not args.exact, fast=not args.exact)
+        s1 = StageOne.load(layout, device, dtype=dtype, fold_bn=not args.exact, fast=not args.exact)
         _log(f"load ({dtype}): {time.perf_counter() - t0:.2f} s ({'exact upstream op order' if args.exact else 'BatchNorm folded, padded channels, fused SPADE'}; "
              f"spectral norm folded)")
         return s1
@@ -84,11 +98,16 @@ def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, pea
     img = (rng.random((256, 256, 3)) * 255).astype(np.uint8)
     x = s1.preprocess(img)
     with torch.no_grad():
+        if device.type == "cuda":  # first-call kernel selection is not F's or M's cost
+            s1.F(x), s1.M.kp_info(x)
+        sync()
         t0 = time.perf_counter()
         f_s = s1.F(x)
+        sync()
         t_f = time.perf_counter() - t0
         t0 = time.perf_counter()
         s1.M.kp_info(x)
+        sync()
         t_m = time.perf_counter() - t0
     src = s1.extract(img)
     _log(f"F (once): {t_f:.3f} s ({GFLOP['F'] / t_f:.1f} GFLOP/s; upstream {UPSTREAM['F']:.2f} s)   "
@@ -98,7 +117,9 @@ def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, pea
     n_kp = src.x_s.shape[1]
     gen = torch.Generator().manual_seed(args.seed)
     # one distinct driving keypoint set per frame; the same sets for every (batch, dtype)
-    drive = src.x_s + 0.03 * torch.randn(max(args.frames, max_batch), n_kp, 3, generator=gen)
+    batches = [auto_batch_size(device, b or None) for b in args.batch]
+    max_batch = max(batches)
+    drive = src.x_s + 0.03 * torch.randn(max(args.frames, max_batch), n_kp, 3, generator=gen).to(device)
     reference: dict[int, torch.Tensor] = {}  # fp32 frames, for PSNR of other dtypes
     results = []
     loaded = "float32"
@@ -107,10 +128,14 @@ def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, pea
         if dtype != loaded:
             s1 = None  # free the previous copy before loading the next one
             s1, loaded = load(dtype), dtype
-        for batch in args.batch:
+        if dtype not in peaks:
+            peaks[dtype] = matmul_peak_gflops(device, dtype)
+            _log(f"fastest large matmul in {dtype} on this device: {peaks[dtype]:.0f} GFLOP/s")
+        for batch in batches:
             calls = max(1, math.ceil(args.frames / batch))
             for _ in range(args.warmup):
                 s1.warp_decode(src.f_s, src.x_s, drive[:batch])
+            sync()
             t_w = t_g = 0.0
             frames = []
             cpu0 = time.process_time()
@@ -118,8 +143,10 @@ def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, pea
                 idx = [(c * batch + j) % drive.shape[0] for j in range(batch)]
                 t0 = time.perf_counter()
                 w = s1.warp(src.f_s, src.x_s, drive[idx])["out"]
+                sync()
                 t1 = time.perf_counter()
                 out = s1.decode(w)
+                sync()
                 t2 = time.perf_counter()
                 t_w += t1 - t0
                 t_g += t2 - t1
@@ -140,8 +167,10 @@ def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, pea
                     mse = sum(errs) / len(errs)
                     psnr = f"  PSNR vs float32 {10 * math.log10(1.0 / max(mse, 1e-20)):.1f} dB"
             line = (f"W+G {dtype:8s} batch {batch}: {per:.3f} s/frame (W {per_w:.3f} + G {per_g:.3f}), "
-                    f"{1 / per:.2f} fps, {GFLOP['WG'] / per:.0f} GFLOP/s, "
-                    f"{UPSTREAM['WG'] / per:.2f}x upstream, CPU {cpu:.2f} s/frame, peak RSS {peak_rss_mb():.0f} MiB{psnr}")
+                    f"{1 / per:.2f} fps, {GFLOP['WG'] / per:.0f} GFLOP/s "
+                    f"({100 * GFLOP['WG'] / per / peaks[dtype]:.0f}% of the fastest matmul), "
+                    f"{UPSTREAM['WG'] / per:.2f}x upstream, CPU {cpu:.2f} s/frame, peak RSS {peak_rss_mb():.0f} MiB"
+                    + (f", peak GPU {device_peak_mb(device):.0f} MiB" if device.type == "cuda" else "") + psnr)
             _log(line)
             results.append((dtype, batch, per))
     _log(f"upstream (spec §7, fp32, 2 threads): {UPSTREAM['WG']:.2f} s/frame "
