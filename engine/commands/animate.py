@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.protocol import DTYPES, REGIONS, canonical_dtype
-
-
-def _dtype(text: str) -> str:
-    try:
-        return canonical_dtype(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from engine.commands.motion import dtype_arg
+from engine.protocol import DTYPES, REGIONS
 
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
@@ -62,7 +56,7 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
                         "and runs ~120 ms longer); default: in sync and as long as the audio")
     r = p.add_argument_group("runtime")
     r.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu)")
-    r.add_argument("--dtype", default="auto", type=_dtype, metavar="|".join(DTYPES),
+    r.add_argument("--dtype", default="auto", type=dtype_arg, metavar="|".join(DTYPES),
                    help="precision of the rendering networks (bf16, fp16, fp32 also accepted; auto: float32 "
                         "on CPU, bfloat16/float16 on GPU); bfloat16 loads bf16-resident weights")
     r.add_argument("--batch", type=int, default=None, help="frames per W+G batch (auto: 1 on CPU, from free memory on GPU)")

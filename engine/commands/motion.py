@@ -25,6 +25,16 @@ from __future__ import annotations
 import argparse
 
 
+def dtype_arg(text: str) -> str:
+    """argparse type of ``--dtype`` (motion and animate): any spelling users type → canonical."""
+    from engine.protocol import canonical_dtype
+
+    try:
+        return canonical_dtype(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_motion_options(p: argparse.ArgumentParser) -> None:
     """Sampling options shared with ``animate`` (not --fps/--device/--weights: those are per command)."""
     from engine.protocol import DEFAULT_SAMPLER, DEFAULT_STEPS, PE_VARIANTS, SAMPLERS
@@ -63,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", dest="motion_fps", type=float, default=None,
                    help="resample to this frame rate (default: the model's 25 fps)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu)")
+    p.add_argument("--dtype", default="auto", type=dtype_arg, metavar="auto|fp32|bf16|fp16",
+                   help="audio-encoder precision (default auto: bfloat16 on CPUs with native bf16 for the "
+                        "fast samplers, float32 for --sampler ancestral and elsewhere; fp32 = upstream's numbers)")
     p.add_argument("--controls", default=None,
                    help="art-direction controls .json applied to the sampled motion (README 'Art direction')")
     p.add_argument("--progress", choices=("text", "json"), default="text",
@@ -73,7 +86,7 @@ def job_from_args(args: argparse.Namespace):  # -> MotionJob
     from engine.pipeline.config import MotionJob, RuntimeConfig
 
     return MotionJob(audio=args.audio, out=args.out, weights=args.weights, motion=motion_config_from_args(args),
-                     runtime=RuntimeConfig(device=args.device), controls=getattr(args, "controls", None))
+                     runtime=RuntimeConfig(device=args.device, dtype=args.dtype), controls=getattr(args, "controls", None))
 
 
 def execute(args: argparse.Namespace, ctx) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ exactly as upstream and ``audio_offset_s = -0.08`` records the shift.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,12 +163,20 @@ class MotionModel:
 
     # audio ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, window_audio: torch.Tensor) -> torch.Tensor:
-        """(B, 640·L) window samples -> (B, L, F); windows are independent of each other."""
-        return self.audio_encoder(window_audio.to(self.device))
+    def encode(self, window_audio: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, 640·L) window samples -> (B, L, F) float32; windows are independent of each other.
+
+        ``dtype`` bfloat16/float16: autocast (weights stay float32, so one loaded model serves every
+        precision; engine.device.select_motion_precision decides which)."""
+        audio = window_audio.to(self.device)
+        if dtype == torch.float32:
+            return self.audio_encoder(audio)
+        with torch.autocast(device_type=self.device.type, dtype=dtype):
+            return self.audio_encoder(audio).float()
 
     def encode_wave(self, wave: np.ndarray, *, chunk: int = ENCODE_CHUNK,
-                    on_chunk: Callable[[int, int], None] | None = None) -> list[torch.Tensor]:
+                    on_chunk: Callable[[int, int], None] | None = None,
+                    dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
         """Every window of ``wave`` through the audio encoder, ``chunk`` windows per call.
 
         Why batched: the encoder does not depend on the motion, so all windows can run before
@@ -181,7 +190,7 @@ class MotionModel:
             on_chunk(0, plan.n_windows)
         for lo in range(0, len(audio), max(1, chunk)):
             batch = torch.from_numpy(np.stack(audio[lo:lo + chunk]))               # (b,640L)
-            out = self.encode(batch)                                              # (b,L,F)
+            out = self.encode(batch, dtype)                                       # (b,L,F)
             feats.extend(out[i:i + 1] for i in range(out.shape[0]))
             if on_chunk:
                 on_chunk(len(feats), plan.n_windows)
@@ -193,21 +202,28 @@ class MotionModel:
     def sample_window(self, audio_feat: torch.Tensor, m_prev: torch.Tensor, a_prev: torch.Tensor,
                       x_T: torch.Tensor, sampler: Any, cfg_scale: float, cfg_mode: str, pe_variant: str,
                       noise_fn: Callable[[int, int], torch.Tensor] | None,
-                      on_step: Callable[[int, int], None] | None = None, hoist: bool = True) -> torch.Tensor:
+                      on_step: Callable[[int, int], None] | None = None, hoist: bool = True,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """One window through the sampler. ``dtype`` bfloat16/float16: the DiT runs under autocast;
+        its x0 prediction comes back float32, so the sampler's arithmetic stays float32."""
         L = self.config.n_motions
+        autocast = (torch.autocast(device_type=self.device.type, dtype=dtype) if dtype != torch.float32
+                    else contextlib.nullcontext())
         null = self.null_audio.expand(1, L, -1)                                   # (1,L,F)
         audio2 = torch.cat([null, audio_feat], 0)                                 # (2,L,F) [uncond, cond]
         m_prev2 = m_prev.expand(2, -1, -1)                                        # (2,P,D)
         a_prev2 = a_prev.expand(2, -1, -1)                                        # (2,P,F)
         cross = None
         if hoist and self.dit.can_hoist:                                          # 3d: once per window
-            cross = self.dit.precompute_memory(self.dit.memory(audio2, a_prev2))  # n_layers x (2,S,F)
+            with autocast:
+                cross = self.dit.precompute_memory(self.dit.memory(audio2, a_prev2))  # n_layers x (2,S,F)
 
         def x0_fn(x: torch.Tensor, t: int) -> torch.Tensor:
             steps = torch.full((2,), t, dtype=torch.long, device=x.device)
-            out = self.dit(x.expand(2, -1, -1), steps, audio2, m_prev2, a_prev2, pe_variant=pe_variant,
-                           cross=cross, hoist=hoist)                               # (2,S,D)
-            return combine(out[:, -L:], [cfg_scale], cfg_mode)                     # (1,L,D)
+            with autocast:
+                out = self.dit(x.expand(2, -1, -1), steps, audio2, m_prev2, a_prev2, pe_variant=pe_variant,
+                               cross=cross, hoist=hoist)                           # (2,S,D)
+            return combine(out[:, -L:].float(), [cfg_scale], cfg_mode)             # (1,L,D)
 
         return run_sampler(sampler, x0_fn, x_T, noise_fn, on_step)
 
@@ -218,11 +234,12 @@ def generate_coef(model: MotionModel, wave: np.ndarray, options: MotionOptions, 
                   check_cancel: Callable[[int], None] | None = None,
                   record: dict[str, list[np.ndarray]] | None = None, hoist: bool = True,
                   features: list[torch.Tensor] | None = None,
-                  breakdown: Breakdown | None = None) -> np.ndarray:
+                  breakdown: Breakdown | None = None, dtype: torch.dtype = torch.float32) -> np.ndarray:
     """Steps 2-4 of the recipe: waveform -> trimmed coef (n, D) in normalised space.
 
     ``features``: the audio encoder's output per window (:meth:`MotionModel.encode_wave`), e.g.
     from a cache; computed here (batched) when absent. ``breakdown`` gets 'encode'/'sample'.
+    ``dtype``: the motion networks' compute precision (engine.device.select_motion_precision).
     """
     cfg = model.config
     bd = breakdown or Breakdown()
@@ -230,7 +247,8 @@ def generate_coef(model: MotionModel, wave: np.ndarray, options: MotionOptions, 
     plan = plan_windows(len(wave), L, cfg.fps)
     if features is None:
         with bd.part("encode"):
-            features = model.encode_wave(wave, on_chunk=(lambda done, total: check_cancel(0)) if check_cancel else None)
+            features = model.encode_wave(wave, on_chunk=(lambda done, total: check_cancel(0)) if check_cancel else None,
+                                         dtype=dtype)
     if len(features) != plan.n_windows:
         raise ValueError(f"{len(features)} feature windows for a {plan.n_windows}-window plan")
     noise = noise if noise is not None else TorchNoise(options.seed, model.device)
@@ -257,7 +275,7 @@ def generate_coef(model: MotionModel, wave: np.ndarray, options: MotionOptions, 
                     check_cancel(_w)
 
             x0 = model.sample_window(a, m_prev, a_prev, x_T, sampler, options.cfg_scale, options.cfg_mode,
-                                     options.pe_variant, noise_fn, on_step, hoist=hoist)  # 3e (1,L,D)
+                                     options.pe_variant, noise_fn, on_step, hoist=hoist, dtype=dtype)  # 3e
             m_prev, a_prev = x0[:, -P:], a[:, -P:]                                # 3f
             x0_np = x0.float().cpu().numpy()
             if windows is not None and record is not None:
@@ -290,11 +308,13 @@ def effective_steps(options: MotionOptions, N: int) -> int:
 
 def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike[str] | np.ndarray,
                     options: MotionOptions, reporter: Any | None = None, device: str = "cpu",
-                    model: MotionModel | None = None, features: list[torch.Tensor] | None = None) -> MotionData:
+                    model: MotionModel | None = None, features: list[torch.Tensor] | None = None,
+                    dtype: torch.dtype = torch.float32) -> MotionData:
     """Public API: audio (path or 16 kHz mono samples) -> :class:`MotionData` (see module docstring).
 
     ``model``/``features``: already loaded network and already encoded audio (the pipeline's
-    cache); loaded/encoded here when absent.
+    cache); loaded/encoded here when absent. ``dtype``: the motion networks' precision (audio
+    encoder and DiT; the features' when they are given), recorded in the file's ``motion_dtype``.
     """
     bd = reporter.breakdown if reporter is not None and hasattr(reporter, "breakdown") else Breakdown()
     if not isinstance(audio_path_or_wave, np.ndarray) and not Path(audio_path_or_wave).is_file():
@@ -333,7 +353,7 @@ def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike
     if reporter is not None:
         reporter.stage_begin("motion")
     coef = generate_coef(model, wave, options, on_window=on_window, check_cancel=check_cancel,
-                         features=features, breakdown=bd)
+                         features=features, breakdown=bd, dtype=dtype)
     motion = coef_to_motion(coef, model.template, options.smooth)
     if reporter is not None:
         reporter.stage_end("motion")
@@ -350,6 +370,7 @@ def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike
         "cfg_mode": options.cfg_mode,
         "seed": np.int64(options.seed),
         "engine_version": __version__,
+        "motion_dtype": str(dtype).replace("torch.", ""),
     }
     data = MotionData(fps=float(model.config.fps), exp=motion["exp"].reshape(n, 21, 3),
                       scale=motion["scale"].reshape(n), t=motion["t"].reshape(n, 3),

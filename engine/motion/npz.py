@@ -126,6 +126,7 @@ _META_DEFAULTS: dict[str, Any] = {
     "cfg_mode": "incremental",
     "seed": np.int64(0),
     "engine_version": "",
+    "motion_dtype": "float32",  # audio encoder + DiT; bfloat16: engine.device.select_motion_precision's fast path
 }
 _META_TYPES = {k: (np.str_ if isinstance(v, str) else type(v)) for k, v in _META_DEFAULTS.items()}
 

@@ -185,9 +185,12 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         from engine.motion.generate import generate_motion
         from engine.pipeline.motion import audio_features, motion_model
 
+        from engine.device import select_motion_precision
+
         model = motion_model(ctx, layout, device)
+        mp = select_motion_precision(device, job.runtime.dtype, job.motion.sampler)
         motion = generate_motion(layout, wave, job.motion, reporter=rep, device=str(device), model=model,
-                                 features=audio_features(ctx, model, wave))
+                                 features=audio_features(ctx, model, wave, mp), dtype=mp.compute)
         motion = direct_motion(motion, controls, wave)                                  # 6b
         if job.save_motion:
             path = save_motion(job.save_motion, motion)

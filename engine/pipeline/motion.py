@@ -5,7 +5,9 @@ Steps (each one line of :func:`run_motion`; the ``done`` event's ``breakdown`` t
   2. validate cheap things first: audio file, weights folder and files, output path;
   3. networks: the motion generator from the model cache (loaded once per worker);
   4. audio: decode to 16 kHz mono;
-  5. audio features: the audio encoder over all windows, cached by the audio's content hash;
+  5. audio features: the audio encoder over all windows in the job's motion precision
+     (engine.device.select_motion_precision: bf16 autocast on native-bf16 CPUs for the fast
+     samplers, float32 for the exact one or ``--dtype fp32``), cached by the audio's content hash;
   6. sample: the DiT sampler window by window (seeded; the heavy part of a warm take);
   6b. direct: the voice level per frame + the art-direction controls (engine/motion/edit.py);
   7. write the motion .npz atomically.
@@ -46,17 +48,19 @@ def motion_model(ctx: Context, layout: Any, device: Any) -> Any:
     return ctx.models.get(key, files, load)
 
 
-def audio_features(ctx: Context, model: Any, wave: Any) -> Any:
-    """Step 5: per-window audio features, cached by (model, audio content hash)."""
+def audio_features(ctx: Context, model: Any, wave: Any, precision: Any) -> Any:
+    """Step 5: per-window audio features in ``precision`` (engine.device.select_motion_precision),
+    cached by (model, precision, audio content hash)."""
     from engine.audio import audio_sha256
 
     rep = ctx.reporter
-    key = ("features", str(model.checkpoint_path), str(model.device), audio_sha256(wave))
+    key = ("features", str(model.checkpoint_path), str(model.device), precision.name, audio_sha256(wave))
 
     def compute() -> Any:
         with rep.breakdown.part("encode"):
             rep.stage_begin("audio")
-            feats = model.encode_wave(wave, on_chunk=lambda d, n: rep.progress("audio", d, n, "window"))
+            feats = model.encode_wave(wave, on_chunk=lambda d, n: rep.progress("audio", d, n, "window"),
+                                      dtype=precision.compute)
             rep.stage_end("audio")
         return feats
 
@@ -68,7 +72,7 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
     rep = ctx.reporter
     import_heavy(ctx)
     from engine.audio import as_wave
-    from engine.device import describe_device, select_device
+    from engine.device import describe_device, select_device, select_motion_precision
     from engine.fileio import check_output_file
     from engine.motion.generate import generate_motion
     from engine.motion.npz import save_motion
@@ -77,7 +81,8 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
 
     opts = job.motion
     device = select_device(job.runtime.device)                                         # 1
-    rep.hello("motion", device=describe_device(device), dtype="float32", sampler=opts.sampler,
+    precision = select_motion_precision(device, job.runtime.dtype, opts.sampler)
+    rep.hello("motion", device=describe_device(device), dtype=precision.name, sampler=opts.sampler,
               steps=opts.steps if opts.steps is not None else DEFAULT_STEPS.get(opts.sampler),
               cfg_scale=opts.cfg_scale, pe_variant=opts.pe_variant, seed=opts.seed,
               capabilities={"samplers": list(SAMPLERS), "pe_variants": list(PE_VARIANTS)})
@@ -103,9 +108,9 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
         wave = as_wave(job.audio)
     rep.progress("audio", 1, 1, "file")
     rep.stage_end("audio")
-    features = audio_features(ctx, model, wave)                                        # 5
+    features = audio_features(ctx, model, wave, precision)                             # 5
     motion = generate_motion(layout, wave, opts, reporter=rep, device=str(device),     # 6
-                             model=model, features=features)
+                             model=model, features=features, dtype=precision.compute)
     motion = direct_motion(motion, controls, wave)                                     # 6b
     with rep.breakdown.part("write"):                                                  # 7
         path = save_motion(out, motion)
