@@ -4,9 +4,9 @@ Parse arguments → :class:`engine.pipeline.config.AnimateJob` → :func:`engine
 (whose docstring lists the numbered steps). Outputs appear atomically; cancel removes them.
 
 Defaults follow upstream's gradio app (what users of JoyVASA/LivePortrait see): relative
-motion on, expression-friendly hull multiplier, stitching on, driving multiplier 1.0, face
-crop on with paste-back. ``--upstream-cli`` switches to ``inference.py``'s defaults
-(relative off, stitching off, multiplier 1.10, no crop).
+motion on, expression-friendly hull multiplier, stitching on, lip normalisation on, driving
+multiplier 1.0, face crop on with paste-back. ``--upstream-cli`` switches to ``inference.py``'s defaults
+(relative off, stitching off, no lip normalisation, multiplier 1.10, no crop).
 """
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
                     help="stitching MLP keeps the shoulders still (default)")
     st.add_argument("--no-stitching", dest="stitching", action="store_false")
     g.add_argument("--driving-multiplier", type=float, default=1.0, help="scales the motion (gradio 1.0, CLI 1.1)")
+    lip = g.add_mutually_exclusive_group()
+    lip.add_argument("--normalize-lip", dest="normalize_lip", action="store_true", default=True,
+                     help="close a source mouth photographed open before animating (upstream's lip "
+                          "normalisation, gradio default; needs the face mesh's lip-open ratio >= 0.03)")
+    lip.add_argument("--no-normalize-lip", dest="normalize_lip", action="store_false")
     g.add_argument("--animal", action="store_true",
                    help="animal pipeline (weights from liveportrait_animals/ if present)")
     g.add_argument("--upstream-cli", action="store_true",
@@ -97,7 +102,8 @@ def render_config_from_args(args: argparse.Namespace):  # -> RenderConfig
 
     return RenderConfig(region=args.region, pose_strength=args.pose_strength, exp_strength=args.exp_strength,
                         relative=args.relative, stitching=args.stitching,
-                        driving_multiplier=args.driving_multiplier, animal=args.animal,
+                        driving_multiplier=args.driving_multiplier, normalize_lip=args.normalize_lip,
+                        animal=args.animal,
                         upstream_cli=args.upstream_cli, crop=args.crop, scale=args.scale, vx=args.vx, vy=args.vy,
                         face_index=args.face_index, pasteback=args.pasteback, fps=args.fps,
                         upstream_timing=args.upstream_timing, batch=args.batch,

@@ -38,7 +38,8 @@ def compose_options(render: RenderConfig) -> Any:
         if render.upstream_cli:
             return ComposeOptions.upstream_cli(animal=render.animal)
         return ComposeOptions(relative=render.relative, expression_friendly=True, stitching=render.stitching,
-                              driving_multiplier=render.driving_multiplier, animal=render.animal)
+                              driving_multiplier=render.driving_multiplier, animal=render.animal,
+                              normalize_lip=render.normalize_lip)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
@@ -103,7 +104,7 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
 
         from engine.device import auto_batch_size, describe_device, device_peak_mb, select_device, select_precision
         from engine.motion.npz import MotionFileError, load_motion, save_motion
-        from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving
+        from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving, lip_normalization
         from engine.commands.crop import report_framing
         from engine.framing.frame import frame_portrait
         from engine.render.crop import load_image_rgb, paste_canvas
@@ -218,9 +219,12 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     # 8. driving keypoints for every frame (small: N x 21 x 3)
     src = SourceKeypoints.from_info(info)
     with torch.inference_mode():
+        lip_delta, lip_note = lip_normalization(opts, crop.lip_open, s1.S["lip"], src.x_s)
+        rep.log(lip_note)
         x_d = compose_driving(src, DrivingMotion.from_motion(plan.frames, device=src.x_s.device), opts,
                               stitch=s1.stitch if opts.stitching else None,
-                              reference=DrivingMotion.from_motion(plan.reference, device=src.x_s.device))
+                              reference=DrivingMotion.from_motion(plan.reference, device=src.x_s.device),
+                              lip_delta=lip_delta)
 
     # 9. render, streaming to the writers (preview: a sparse subset of the same plan, engine/render/preview.py)
     stride = 1

@@ -116,6 +116,7 @@ class RenderConfig(ConfigBase):
     relative: bool = True
     stitching: bool = True
     driving_multiplier: float = 1.0
+    normalize_lip: bool = True    # upstream's lip normalisation (needs the face mesh's lip-open ratio)
     animal: bool = False
     upstream_cli: bool = False
     crop: str = "auto"            # auto | none | "X,Y,W,H" | "points:LX,LY,RX,RY,MX,MY"

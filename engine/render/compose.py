@@ -18,6 +18,8 @@ the raw motion's frame 0, so constant offsets of the controls stay visible.
   6. relative + expression-friendly (animal: always): x_d = (x_d − x_d0)·m + x_s,
      m = sqrt(V(x_s)) / sqrt(V(x_d0)), V = 3-D convex-hull volume (float64, Qhull)
   7. stitching: x_d = S(x_s, x_d)
+  7b. lip normalisation (human, relative, source lip-open ratio c ≥ 0.03 from the face mesh):
+     x_d += lip_MLP([x_s, c, 0]) — upstream's ``lip_delta_before_animation`` (spec §3 step 2)
   8. x_d = x_s + (x_d − x_s) · driving_multiplier
 """
 from __future__ import annotations
@@ -45,6 +47,7 @@ class ComposeOptions:
     stitching: bool = True
     driving_multiplier: float = 1.0
     animal: bool = False                # animal pipeline variant
+    normalize_lip: bool = True          # upstream flag_normalize_lip (gradio: on; needs the lip-open ratio)
 
     def __post_init__(self) -> None:
         value = self.driving_multiplier
@@ -54,7 +57,7 @@ class ComposeOptions:
     @classmethod
     def upstream_cli(cls, animal: bool = False) -> "ComposeOptions":
         """``inference.py`` defaults: relative off, stitching off, multiplier 1.10."""
-        return cls(relative=False, stitching=False, driving_multiplier=1.10, animal=animal)
+        return cls(relative=False, stitching=False, driving_multiplier=1.10, animal=animal, normalize_lip=False)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -123,16 +126,46 @@ def concat_motion(a: DrivingMotion, b: DrivingMotion) -> DrivingMotion:
                          t=torch.cat([a.t, b.t]), R=torch.cat([a.R, b.R]))
 
 
+#: upstream ``lip_normalize_threshold``: below this source lip-open ratio no normalisation
+LIP_NORMALIZE_THRESHOLD = 0.03
+
+
+def lip_normalization(opts: ComposeOptions, lip_open: float | None, lip_net: Callable[[torch.Tensor], torch.Tensor],
+                      x_s: torch.Tensor) -> tuple[torch.Tensor | None, str]:
+    """Upstream's ``lip_delta_before_animation`` (1,21,3), or None, with the reason in words.
+
+    Why: a source photographed with the mouth open would otherwise keep that opening as the rest
+    pose; upstream closes it once (lip MLP with target ratio 0) when ``flag_normalize_lip`` and
+    relative motion are on and the source lip-open ratio is at least 0.03. Human pipeline only.
+    """
+    if opts.animal:
+        return None, "lip normalisation: off (animal pipeline)"
+    if not opts.normalize_lip:
+        return None, "lip normalisation: off (--no-normalize-lip)"
+    if not opts.relative:
+        return None, "lip normalisation: off (needs relative motion)"
+    if lip_open is None:
+        return None, "lip normalisation: off (no lip-open ratio: the framing has no face-mesh landmarks)"
+    if lip_open < LIP_NORMALIZE_THRESHOLD:
+        return None, f"lip normalisation: not needed (source lip-open ratio {lip_open:.3f} < {LIP_NORMALIZE_THRESHOLD})"
+    b = x_s.shape[0]
+    ratio = torch.tensor([[float(lip_open), 0.0]], dtype=x_s.dtype, device=x_s.device).expand(b, 2)
+    delta = lip_net(torch.cat([x_s.reshape(b, -1), ratio], dim=1)).reshape(b, -1, 3)
+    return delta, f"lip normalisation: on (source lip-open ratio {lip_open:.3f})"
+
+
 def compose_driving(src: SourceKeypoints, motion: DrivingMotion, opts: ComposeOptions,
-                    stitch: StitchFn | None = None, reference: DrivingMotion | None = None) -> torch.Tensor:
+                    stitch: StitchFn | None = None, reference: DrivingMotion | None = None,
+                    lip_delta: torch.Tensor | None = None) -> torch.Tensor:
     """Driving keypoints ``x_d`` (N,21,3) for every frame, exactly as upstream's loop.
 
     ``reference`` (1 frame): the frame relative motion is measured against when ``motion`` is a
     window of the generated sequence that no longer starts at generated frame 0 (e.g. after
     dropping the lead-in silence frames); default: ``motion``'s own frame 0 (upstream).
+    ``lip_delta`` (1,21,3): from :func:`lip_normalization`, added after stitching (step 7b).
     """
     if reference is not None:
-        return compose_driving(src, concat_motion(reference, motion), opts, stitch)[1:]
+        return compose_driving(src, concat_motion(reference, motion), opts, stitch, lip_delta=lip_delta)[1:]
     if opts.stitching and stitch is None:
         raise ValueError("stitching is on but no stitch function was given")
     n = motion.n_frames
@@ -169,6 +202,10 @@ def compose_driving(src: SourceKeypoints, motion: DrivingMotion, opts: ComposeOp
     # 7. stitching
     if opts.stitching:
         x_d = stitch(x_s.expand(n, 21, 3), x_d)
+
+    # 7b. lip normalisation (upstream adds it with or without stitching, before the multiplier)
+    if lip_delta is not None:
+        x_d = x_d + lip_delta
 
     # 8. driving multiplier
     return x_s + (x_d - x_s) * opts.driving_multiplier

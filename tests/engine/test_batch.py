@@ -72,7 +72,7 @@ def test_local_batch(tmp_path: Path, tiny_weights: Path, capsys) -> None:
     jobs = tmp_path / "jobs.json"
     jobs.write_text(json.dumps({"defaults": {"command": "motion", "audio": "line.wav"}, "jobs": [
         {"id": "a", "out": "out/a.npz", "seed": 1},
-        {"id": "b", "out": "out/b.npz", "seed": 2, "sampler": "ddim", "smooth": False},
+        {"id": "b", "out": "out/b.npz", "seed": 2, "sampler": "ddim", "smooth": False, "dtype": "fp32"},
         {"id": "ctl", "out": "out/ctl.npz", "seed": 1, "controls": "still_head.json"},   # art direction file
         {"id": "bad", "out": "out/bad.npz", "audio": "missing.wav"},
         {"id": "video", "command": "animate", "image": str(PORTRAIT), "motion": "out/a.npz", "out": "out/v.mp4",
@@ -106,11 +106,11 @@ def test_local_batch(tmp_path: Path, tiny_weights: Path, capsys) -> None:
 
     ref = tmp_path / "ref.npz"
     assert main(["motion", "--audio", str(tmp_path / "line.wav"), "--out", str(ref), "--seed", "2", "--sampler",
-                 "ddim", "--no-smooth", "--weights", str(tiny_weights)]) == 0
+                 "ddim", "--no-smooth", "--dtype", "fp32", "--weights", str(tiny_weights)]) == 0
     with np.load(ref) as r, np.load(tmp_path / "out" / "b.npz") as b:
         for key in ("exp", "pitch", "yaw", "roll", "t", "scale"):   # other thread count here: rounding only
             np.testing.assert_allclose(r[key], b[key], rtol=1e-5, atol=1e-5)
-        assert str(b["sampler"]) == "ddim" and not bool(b["smoothed"])
+        assert str(b["sampler"]) == "ddim" and not bool(b["smoothed"]) and str(b["motion_dtype"]) == "float32"
 
     # re-run: finished jobs are skipped, the bad one is tried again
     mtime = (tmp_path / "out" / "a.npz").stat().st_mtime_ns
