@@ -42,11 +42,15 @@ def versions() -> dict[str, Any]:
 
 
 def devices() -> dict[str, Any]:
-    from engine.device import available_devices, describe_device, select_device, select_precision
+    from engine.device import (available_devices, cpu_has_native_bf16, describe_device, select_device,
+                               select_motion_precision, select_precision)
+    from engine.protocol import DEFAULT_SAMPLER
 
     dev = select_device("auto")
     info: dict[str, Any] = {"available": available_devices(), "auto": describe_device(dev),
-                            "auto_dtype": select_precision(dev, "auto").name}
+                            "auto_dtype": select_precision(dev, "auto").name,
+                            "auto_motion_dtype": select_motion_precision(dev, "auto", DEFAULT_SAMPLER).name,
+                            "cpu_native_bf16": cpu_has_native_bf16()}
     try:
         from engine.render.writers import pick_video_codec
         info["video_codec"] = pick_video_codec()
@@ -174,7 +178,8 @@ def print_text(report: dict[str, Any], out=None) -> None:
     v = report["versions"]
     print("versions: " + ", ".join(f"{k} {val or 'MISSING'}" for k, val in v.items()), file=out)
     d = report["devices"]
-    print(f"devices: {', '.join(d['available'])}; auto -> {d['auto']} ({d['auto_dtype']}); "
+    print(f"devices: {', '.join(d['available'])}; auto -> {d['auto']} (rendering {d['auto_dtype']}, motion "
+          f"{d.get('auto_motion_dtype', '?')}; CPU bf16 instructions: {'yes' if d.get('cpu_native_bf16') else 'no'}); "
           f"video codec: {d.get('video_codec') or 'NONE'}", file=out)
     w = report["weights"]
     print(f"weights: {w['root'] or '(none)'}" + ("   [SYNTHETIC: random numbers, not a face]" if report.get("synthetic")
