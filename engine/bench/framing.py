@@ -8,7 +8,10 @@ window is x ≈ 0.50, y ≈ 0.52–0.56, 0.19–0.22), and the framing time (dec
 and CPU seconds, CPU being robust on a shared machine; the decode time of the variant written
 as JPEG is printed beside it). The reference landmarks of a
 variant are the original picture's detected landmarks carried through the known transform, so
-the numbers measure the detector's consistency, not its agreement with itself.
+the numbers measure the detector's consistency, not its agreement with itself. For human faces
+it also prints ``lip_open`` (the face mesh's source lip-open ratio, engine/framing/face_mesh.py)
+and ``mesh_ms``, the face mesh's own share of the framing time (both passes, fastest of
+``--repeat``, CPU time).
 """
 from __future__ import annotations
 
@@ -77,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
     opts = FramingOptions(animal=args.animal)
     frame_portrait(load_picture(images[0]), opts) if not args.animal else None  # load the detector once
     print(f"{'picture':<28} {'variant':<10} {'found':<6} {'method':<9} {'eye_x':>6} {'eye_y':>6} "
-          f"{'eye-mouth':>9} {'frame_ms':>9} {'cpu_ms':>7} {'decode_ms':>9}")
+          f"{'eye-mouth':>9} {'frame_ms':>9} {'cpu_ms':>7} {'decode_ms':>9} {'lip_open':>8} {'mesh_ms':>7}")
     found = total = in_window = 0
     times: list[float] = []
     cpus: list[float] = []
+    mesh_cpus: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in images:
             img = load_picture(path)
@@ -118,9 +122,32 @@ def run(args: argparse.Namespace) -> int:
                     in_window += ok and abs(ex - 0.5) <= 0.03 and 0.51 <= ey <= 0.57 and 0.18 <= em <= 0.23
                     metrics = f"{ex:6.3f} {ey:6.3f} {em:9.3f}"
                 method = fr.method if fr is not None else err
+                lip, mesh_ms = "       -", "      -"
+                if fr is not None and fr.lip_open is not None:
+                    lip = f"{fr.lip_open:8.3f}"
+                if fr is not None and fr.method == "mtcnn":
+                    mesh_ms = f"{_mesh_cpu(pic, np.array(fr.points), args.repeat) * 1000:7.1f}"
+                    mesh_cpus.append(float(mesh_ms))
                 print(f"{path.name[:28]:<28} {name:<10} {str(ok):<6} {method:<9} {metrics} "
-                      f"{best * 1000:9.1f} {best_cpu * 1000:7.1f} {decode * 1000:9.1f}", flush=True)
+                      f"{best * 1000:9.1f} {best_cpu * 1000:7.1f} {decode * 1000:9.1f} {lip} {mesh_ms}", flush=True)
     print(f"found {found}/{total}; landmarks in upstream's window (x 0.47-0.53, y 0.51-0.57, eye-mouth "
           f"0.18-0.23) {in_window}/{total}; framing wall median {np.median(times) * 1000:.0f} ms, "
           f"max {max(times) * 1000:.0f} ms; CPU median {np.median(cpus) * 1000:.0f} ms, max {max(cpus) * 1000:.0f} ms")
+    if mesh_cpus:
+        print(f"face mesh (lip_open) per face: CPU median {np.median(mesh_cpus):.1f} ms, max {max(mesh_cpus):.1f} ms "
+              f"(2 passes, included in the framing times above)")
     return 0
+
+
+def _mesh_cpu(pic: np.ndarray, five: np.ndarray, repeat: int) -> float:
+    """CPU seconds of the face mesh alone on the chosen face (fastest of ``repeat``, one thread as in detect)."""
+    from engine.framing import face_mesh
+    from engine.framing.detect import _single_thread
+
+    best = 1e9
+    with _single_thread():
+        for _ in range(max(1, repeat)):
+            c0 = time.process_time()
+            face_mesh.run(pic, five[0], five[1], (five[3] + five[4]) / 2)
+            best = min(best, time.process_time() - c0)
+    return best

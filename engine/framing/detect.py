@@ -9,7 +9,10 @@ Animals: OpenCV's cat-face Haar cascades (BSD data bundled in engine/framing/dat
 centred square and a warning that names ``--crop points:`` and the Blender Frame Face tool.
 
 All detection runs on the downscaled copy (:func:`engine.framing.frame.downscaled`); results
-are mapped back to the original file's pixels before framing.
+are mapped back to the original file's pixels before framing. The chosen human face then gets
+its source lip-open ratio from MediaPipe's face mesh (engine/framing/face_mesh.py; crops taken
+from the full-resolution picture around the face only); a failed or unsure mesh leaves
+``lip_open`` None with a warning, and never changes the crop.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from engine.errors import NoFaceError
-from engine.framing import mtcnn
+from engine.framing import face_mesh, mtcnn
 from engine.framing.frame import (DETECT_SIDE, NO_FACE_HINT, POINTS_HINT, Framing, FramingOptions, _pick, downscaled,
                                   frame_box, frame_three)
 
@@ -126,8 +129,10 @@ def frame_human(img: np.ndarray, opts: FramingOptions) -> Framing:
         pts = face.points / f
         three = np.stack([pts[0], pts[1], (pts[3] + pts[4]) / 2])
         box = tuple(float(v) / f for v in face.box)
-        return frame_three(img, three, opts, "mtcnn", box=box, points=pts.tolist(), faces=len(faces),
-                           face_index=idx)
+        out = frame_three(img, three, opts, "mtcnn", box=box, points=pts.tolist(), faces=len(faces),
+                          face_index=idx)
+        with _single_thread():  # the source lip-open ratio from the face mesh; the crop stays as framed
+            return face_mesh.attach_lip_open(img, out, *three)
     from engine.render.crop import detect_faces_haar
 
     boxes = detect_faces_haar(small)

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.framing import face_mesh
 from engine.framing import geometry as geo
 from engine.framing.frame import Framing, FramingOptions, _pick, _result
 
@@ -123,6 +124,10 @@ def frame(img: np.ndarray, small: np.ndarray, f: float, files: tuple[Path, Path 
     if pts106 is not None:
         pts = pts106 / f
         fr = geo.frame_from_landmarks(pts, e0, e1, opts.scale, opts.vx, opts.vy)
-        return _result(img, fr, "insightface", box=obox, points=pts.tolist(), faces=len(faces), face_index=idx)
-    fr = geo.frame_from_points(kps[0], kps[1], e1, opts.scale, opts.vx, opts.vy)
-    return _result(img, fr, "insightface", box=obox, points=kps.tolist(), faces=len(faces), face_index=idx)
+        out = _result(img, fr, "insightface", box=obox, points=pts.tolist(), faces=len(faces), face_index=idx)
+    else:
+        fr = geo.frame_from_points(kps[0], kps[1], e1, opts.scale, opts.vx, opts.vy)
+        out = _result(img, fr, "insightface", box=obox, points=kps.tolist(), faces=len(faces), face_index=idx)
+    # lip_open from the same face mesh as the default path (one definition of the ratio, whatever
+    # detector framed the face), placed from SCRFD's eyes and mouth corners
+    return face_mesh.attach_lip_open(img, out, kps[0], kps[1], e1)

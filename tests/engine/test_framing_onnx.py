@@ -119,3 +119,25 @@ def test_face_index_and_threshold_with_onnx(tmp_path: Path) -> None:
 
     with pytest.raises(BadRequest):
         frame_portrait(img, FramingOptions(weights_root=weights, face_index=1))
+
+
+def test_insightface_path_measures_lip_open_with_the_face_mesh(tmp_path: Path) -> None:
+    """lip_open has one definition whatever detector framed the face: the face mesh, placed from
+    SCRFD's eyes and mouth. The astronaut is pasted where the exported detector 'sees' a face."""
+    import cv2
+
+    from engine.framing.frame import load_picture
+
+    weights = _export(tmp_path, with_landmarks=True)
+    grey = frame_portrait(np.full((480, 640, 3), 100, np.uint8), FramingOptions(weights_root=weights))
+    assert grey.lip_open is None and [c for c, _ in grey.warnings] == ["lip_open_unavailable"]  # no face there
+    portrait = load_picture(Path(__file__).resolve().parents[2] / "examples" / "portrait.jpg")
+    ref = frame_portrait(portrait)                                   # MTCNN path
+    p = np.array(ref.points)
+    kps = np.array([CX, CY]) * STRIDE + KPS * STRIDE
+    s = np.hypot(*(kps[1] - kps[0])) / np.hypot(*(p[1] - p[0]))
+    t = (kps[0] + kps[1]) / 2 - s * (p[0] + p[1]) / 2
+    img = cv2.warpAffine(portrait, np.array([[s, 0, t[0]], [0, s, t[1]]]), (640, 480), borderMode=cv2.BORDER_REFLECT)
+    fr = frame_portrait(img, FramingOptions(weights_root=weights))
+    assert fr.method == "insightface" and fr.lip_open is not None
+    assert abs(fr.lip_open - ref.lip_open) < 0.02
