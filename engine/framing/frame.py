@@ -275,7 +275,14 @@ def frame_portrait(img: np.ndarray, opts: FramingOptions | None = None) -> Frami
         if not ((-W <= pts[:, 0]).all() and (pts[:, 0] <= 2 * W).all() and (-H <= pts[:, 1]).all()
                 and (pts[:, 1] <= 2 * H).all()):
             raise BadRequest(f"--crop points lie far outside the {W}x{H} picture (pixels of the original file)")
-        return frame_three(img, pts, opts, "points", points=pts.tolist())
+        framing = frame_three(img, pts, opts, "points", points=pts.tolist())
+        if opts.animal:
+            return framing
+        # clicked eyes + mouth (the Blender Frame Face tool) seed the face mesh as the detector's do,
+        # so a corrected framing keeps lip normalisation; the crop stays the points' own
+        from engine.framing import face_mesh
+
+        return face_mesh.attach_lip_open(img, framing, pts[0], pts[1], pts[2])
     if isinstance(spec, tuple):
         x, y, w, h = spec
         if x >= W or y >= H or x + w <= 0 or y + h <= 0:

@@ -215,11 +215,16 @@ def test_lip_open_in_a_6000x4000_picture(astronaut) -> None:
 
 
 @needs_mtcnn
-def test_only_the_automatic_human_path_measures_lips(astronaut) -> None:
+def test_detector_and_clicked_points_measure_lips_boxes_and_animals_do_not(astronaut) -> None:
+    """Automatic framing and ``points:`` (Frame Face: eyes + mouth clicked) seed the mesh; a bare
+    box, an animal and ``none`` carry no landmarks to seed it."""
     img, fr = astronaut
     p = np.array(fr.points)
     three = (*p[0], *p[1], *((p[3] + p[4]) / 2))
-    assert frame_portrait(img, FramingOptions(crop=("points", three))).lip_open is None
+    clicked = frame_portrait(img, FramingOptions(crop=("points", three)))
+    assert clicked.lip_open is not None and abs(clicked.lip_open - fr.lip_open) < 0.01
+    np.testing.assert_allclose(clicked.M_c2o, fr.M_c2o, atol=1e-6)       # the crop is the points' own
+    assert frame_portrait(img, FramingOptions(crop=("points", three), animal=True)).lip_open is None
     assert frame_portrait(img, FramingOptions(crop=(100.0, 50.0, 120.0, 130.0))).lip_open is None
     assert frame_portrait(img, FramingOptions(animal=True)).lip_open is None
 
