@@ -156,6 +156,11 @@ def framing_args(mode: str, *, box: Sequence[float] = (), points: Sequence[float
     return args
 
 
+#: the engine's threshold for lip normalisation (engine/render/compose.py LIP_NORMALIZE_THRESHOLD;
+#: deliberate copy: the add-on never imports the engine; tests/addon_core/test_framing_core.py checks)
+LIP_NORMALIZE_THRESHOLD = 0.03
+
+
 def framing_summary(event: dict[str, Any] | None) -> str:
     """One line for the panel from a ``framing`` event (or ``engine crop --json`` object)."""
     if not event:
@@ -167,6 +172,9 @@ def framing_summary(event: dict[str, Any] | None) -> str:
     angle = event.get("angle_deg")
     if isinstance(angle, (int, float)) and abs(angle) >= 0.5:
         parts.append(f"tilt {angle:+.0f}°")
+    lip = event.get("lip_open")
+    if isinstance(lip, (int, float)):  # the engine closes lips parted by >= 0.03 (lip normalisation)
+        parts.append(f"lips open {lip:.2f}" + (" → closed first" if lip >= LIP_NORMALIZE_THRESHOLD else ""))
     return ", ".join(parts)
 
 

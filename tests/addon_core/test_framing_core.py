@@ -50,6 +50,13 @@ def test_summary_and_points_from_event() -> None:
     assert framing.framing_summary(ev) == "mtcnn, face 2 of 2, tilt -12°"
     assert framing.points_from_event(ev) == [1, 2, 5, 2, 3, 6]
     assert framing.framing_summary(None) == "" and framing.points_from_event({"points": None}) is None
+    assert framing.framing_summary({**ev, "lip_open": 0.163}).endswith("lips open 0.16 → closed first")
+    assert framing.framing_summary({**ev, "lip_open": 0.01}).endswith("lips open 0.01")
+
+
+def test_lip_threshold_copy_matches_the_engine() -> None:
+    compose = pytest.importorskip("engine.render.compose")
+    assert framing.LIP_NORMALIZE_THRESHOLD == compose.LIP_NORMALIZE_THRESHOLD
 
 
 def test_settings_from_the_engine_crop_text() -> None:
