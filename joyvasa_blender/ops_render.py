@@ -41,6 +41,8 @@ class _AnimateOperator(EngineRunMixin):
         args += framing_args_for(st)          # the same framing as Preview Crop (Frame Face points too)
         if st.animal:
             args.append("--animal")
+        elif not st.normalize_lip:
+            args.append("--no-normalize-lip")
         if self.preview:
             args.append("--preview")
         return args, {"out": str(out), "start": start, "audio": audio, "fps": fps, "driving": str(driving)}

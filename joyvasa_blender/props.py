@@ -113,6 +113,10 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     crop_preview: StringProperty(name="Crop Preview", subtype='FILE_PATH',
                                  description="The last crop preview written by the engine")
     crop_summary: StringProperty(name="Framing", description="How the last preview was framed")
+    normalize_lip: BoolProperty(name="Close Open Lips", default=True,
+                                description="A portrait photographed with parted lips starts from a closed mouth "
+                                            "(upstream's lip normalisation, when the framing measured a lip-open "
+                                            "ratio of at least 0.03); off passes --no-normalize-lip")
     render_use_motion: BoolProperty(name="Use Generated Motion", default=True,
                                     description="Render with the last generated motion file, so the video matches the keyed take")
     add_strips: BoolProperty(name="Add Strips", default=True,

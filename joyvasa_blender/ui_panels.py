@@ -191,6 +191,8 @@ def draw_framing(layout, context, in_image_editor: bool = False) -> None:
         row.operator(JOYVASA_OT_use_detected_points.bl_idname, text="", icon='GREASEPENCIL')
     if st.crop_summary:
         box.label(text=st.crop_summary, icon='CHECKMARK')
+    if not st.animal:
+        box.prop(st, "normalize_lip")
     img = bpy.data.images.get(CROP_PREVIEW_IMAGE)
     preview = getattr(img, "preview", None) if img is not None else None
     if preview is not None and preview.icon_id:

@@ -347,6 +347,7 @@ def test_render_adds_strips_at_start_frame(scene, speech_wav, tmp_path, monkeypa
     assert argv[0] == "animate" and float(argv[argv.index("--fps") + 1]) == 24.0
     assert Path(argv[argv.index("--image") + 1]).exists()
     assert "--animal" not in argv and "--preview" not in argv
+    assert "--no-normalize-lip" not in argv                      # upstream's app default: on
     edit = bpy.data.scenes[scene.name + " JoyVASA Edit"]          # strips go to the sequencer scene
     assert scene.joyvasa.sequencer_scene == edit and not _strips(scene)
     se = edit.sequence_editor
@@ -499,4 +500,8 @@ def test_animal_and_preview_are_passed_to_the_engine(scene, speech_wav, tmp_path
     argv = logged_commands(log)[0]
     assert argv[0] == "animate" and "--animal" in argv and "--preview" in argv
     assert Path(argv[argv.index("--out") + 1]).name.startswith("preview_")
+    st.animal, st.normalize_lip = False, False                    # Close Open Lips off
+    assert bpy.ops.joyvasa.render_preview() == {"FINISHED"}, addon("runtime").LAST.report_text()
+    argv = logged_commands(log)[-1]
+    assert "--no-normalize-lip" in argv and "--animal" not in argv
     assert st.sequencer_scene is None and not _strips(scene)       # a preview adds no strips
