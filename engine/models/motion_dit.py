@@ -55,9 +55,24 @@ class DecoderLayer(nn.Module):
         b_v = self.multihead_attn.in_proj_bias[2 * d:]
         return self.multihead_attn.out_proj(F.linear(mem, w_v, b_v))      # (B,S,d)
 
+    def self_attention(self, z: torch.Tensor) -> torch.Tensor:
+        """``self_attn(z, z, z)`` (no mask, eval) as one packed projection + SDPA + out_proj.
+
+        Why: the same maths as ``nn.MultiheadAttention``'s fast path with less per-call overhead
+        on these small (2·110 × 256) matrices: 6 % less DiT time on 2 CPU cores, differences at
+        float32 rounding (~1e-6; tests/engine/test_dit_hoisting.py and the parity tests bound it).
+        """
+        mha = self.self_attn
+        b, s, d = z.shape
+        h = mha.num_heads
+        qkv = F.linear(z, mha.in_proj_weight, mha.in_proj_bias).view(b, s, 3, h, d // h)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)                              # 3 x (B,h,S,d/h)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, s, d)
+        return F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
+
     def forward(self, z: torch.Tensor, mem: torch.Tensor | None, mask: torch.Tensor | None,
                 cross: torch.Tensor | None = None) -> torch.Tensor:
-        z = self.norm1(z + self.self_attn(z, z, z, need_weights=False)[0])
+        z = self.norm1(z + self.self_attention(z))
         if cross is None:
             cross = self.multihead_attn(z, mem, mem, attn_mask=mask, need_weights=False)[0]
         z = self.norm2(z + cross)
