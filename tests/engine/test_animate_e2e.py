@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,32 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_testkit import engine_env, speech_clip
 
 REPO = Path(__file__).resolve().parents[2]
 PORTRAIT = REPO / "examples" / "portrait.jpg"
 SPEECH = REPO / "examples" / "speech.wav"
 
 
-def _clip(tmp: Path, seconds: float, name: str = "clip.wav") -> Path:
-    import soundfile as sf
-
-    wave, sr = sf.read(str(SPEECH), dtype="float32")
-    path = tmp / name
-    sf.write(str(path), wave[: int(seconds * sr)], sr)
-    return path
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("JOYVASA_WEIGHTS", None)
-    return env
-
-
 def _animate(*args: str, timeout: float = 300) -> tuple[int, list[dict], str]:
     proc = subprocess.run([sys.executable, "-m", "engine", "animate", *args, "--progress", "json"],
-                          capture_output=True, text=True, timeout=timeout, env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=engine_env(), cwd=REPO,
                           stdin=subprocess.DEVNULL)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return proc.returncode, events, proc.stderr
@@ -49,7 +32,7 @@ def _leftovers(folder: Path) -> list[str]:
 def test_mp4_and_png_sequence_in_sync(tiny_weights: Path, tmp_path: Path) -> None:
     from engine.render.writers import probe_video
 
-    audio = _clip(tmp_path, 0.36)
+    audio = speech_clip(tmp_path, 0.36)
     out, frames = tmp_path / "out" / "demo.mp4", tmp_path / "out" / "frames"
     rc, events, err = _animate("--image", str(PORTRAIT), "--audio", str(audio), "--weights", str(tiny_weights),
                                "--out", str(out), "--frames-dir", str(frames), "--batch", "4")
@@ -74,7 +57,7 @@ def test_other_frame_rates(tiny_weights: Path, tmp_path: Path, fps: int) -> None
     from engine.render.writers import probe_video
 
     seconds = 0.3
-    audio = _clip(tmp_path, seconds)
+    audio = speech_clip(tmp_path, seconds)
     out = tmp_path / f"v{fps}.mp4"
     # also exercise the animation options' plumbing: animal pipeline (no animal weights -> warning),
     # region / strengths
@@ -97,14 +80,14 @@ def test_other_frame_rates(tiny_weights: Path, tmp_path: Path, fps: int) -> None
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["stdin", "sigint"])
 def test_cancel_mid_render_leaves_nothing(tiny_weights: Path, tmp_path: Path, how: str) -> None:
-    audio = _clip(tmp_path, 2.0)
+    audio = speech_clip(tmp_path, 2.0)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     cmd = [sys.executable, "-m", "engine", "animate", "--image", str(PORTRAIT), "--audio", str(audio),
            "--weights", str(tiny_weights), "--out", str(out_dir / "c.mp4"), "--frames-dir", str(out_dir / "fr"),
            "--batch", "1", "--progress", "json"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=_env(), cwd=REPO)
+                            text=True, env=engine_env(), cwd=REPO)
     events = []
     try:
         assert proc.stdout is not None and proc.stdin is not None
@@ -152,7 +135,7 @@ def _one_error(events: list[dict]) -> dict:
 
 @pytest.fixture()
 def good_args(tiny_weights: Path, tmp_path: Path) -> dict[str, str]:
-    return {"--image": str(PORTRAIT), "--audio": str(_clip(tmp_path, 0.3)), "--weights": str(tiny_weights),
+    return {"--image": str(PORTRAIT), "--audio": str(speech_clip(tmp_path, 0.3)), "--weights": str(tiny_weights),
             "--out": str(tmp_path / "o" / "x.mp4")}
 
 
@@ -223,7 +206,7 @@ def test_reuse_motion_and_upstream_timing(tiny_weights: Path, tmp_path: Path) ->
     from engine.render.writers import probe_video
 
     seconds = 0.3
-    audio = _clip(tmp_path, seconds)
+    audio = speech_clip(tmp_path, seconds)
     motion = tmp_path / "m.npz"
     rc, events, err = _animate("--image", str(PORTRAIT), "--audio", str(audio), "--weights", str(tiny_weights),
                                "--frames-dir", str(tmp_path / "f1"), "--save-motion", str(motion),
@@ -261,7 +244,7 @@ def test_preview_renders_every_nth_frame_over_the_full_soundtrack(tiny_weights: 
     from engine.render.writers import probe_video
 
     seconds = 0.8                                                        # 20 frames -> frames 0, 8, 16
-    audio = _clip(tmp_path, seconds)
+    audio = speech_clip(tmp_path, seconds)
     out = tmp_path / "prev.mp4"
     rc, events, err = _animate("--image", str(PORTRAIT), "--audio", str(audio), "--weights", str(tiny_weights),
                                "--out", str(out), "--frames-dir", str(tmp_path / "f"), "--preview", "--dtype", "bfloat16")

@@ -4,11 +4,9 @@ others finish, and no ``import ray`` anywhere on this path."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +14,10 @@ import pytest
 
 from engine.batch.execute import parse
 from engine.errors import BadRequest
+from engine_testkit import write_wav
 
 REPO = Path(__file__).resolve().parents[2]
 PORTRAIT = REPO / "examples" / "portrait.jpg"
-
-
-def write_wav(path: Path, seconds: float = 1.0, sr: int = 16000) -> Path:
-    t = np.arange(int(seconds * sr)) / sr
-    sig = 0.3 * 0.5 * (1 + np.sin(2 * math.pi * 3 * t)) * np.sin(2 * math.pi * 150 * t)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes((sig * 32767).astype("<i2").tobytes())
-    return path
 
 
 def test_args_become_the_commands_own_options() -> None:

@@ -8,7 +8,6 @@ of audio, one worker thread each, so a Ray run and a serial local run compute th
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
@@ -18,11 +17,11 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_testkit import write_wav
 
 if os.environ.get("CI") != "true":     # CI installs the extra (.ci/run): there a missing Ray fails
     pytest.importorskip("ray", reason="Ray is the optional extra: pip install -e '.[ray]'")
@@ -30,17 +29,6 @@ if os.environ.get("CI") != "true":     # CI installs the extra (.ci/run): there 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = ("exp", "pitch", "yaw", "roll", "t", "scale", "R")
 pytestmark = pytest.mark.slow
-
-
-def write_wav(path: Path, seconds: float = 1.0, sr: int = 16000) -> Path:
-    t = np.arange(int(seconds * sr)) / sr
-    sig = 0.3 * 0.5 * (1 + np.sin(2 * math.pi * 3 * t)) * np.sin(2 * math.pi * 150 * t)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes((sig * 32767).astype("<i2").tobytes())
-    return path
 
 
 def free_port() -> int:

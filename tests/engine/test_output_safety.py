@@ -18,6 +18,7 @@ import pytest
 from engine.errors import Cancelled, OutputError
 from engine.fileio import PART_PREFIX, FramesOutput, atomic_path, clean_stale_partials
 from engine.render.writers import PngSequenceWriter
+from engine_testkit import engine_env, speech_clip
 
 FRAME = np.zeros((8, 8, 3), np.uint8)
 
@@ -177,36 +178,19 @@ PORTRAIT = Path(__file__).resolve().parents[2] / "examples" / "portrait.jpg"
 SPEECH = Path(__file__).resolve().parents[2] / "examples" / "speech.wav"
 
 
-def _env() -> dict[str, str]:
-    repo = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("JOYVASA_WEIGHTS", None)
-    return env
-
-
-def _clip(tmp: Path, seconds: float) -> Path:
-    import soundfile as sf
-
-    wave, sr = sf.read(str(SPEECH), dtype="float32")
-    path = tmp / "clip.wav"
-    sf.write(str(path), wave[: int(seconds * sr)], sr)
-    return path
-
-
 def _animate(*args: str) -> tuple[int, list[dict]]:
     import json
 
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-m", "engine", "animate", *args, "--progress", "json"],
-                          capture_output=True, text=True, timeout=300, env=_env(), cwd=repo,
+                          capture_output=True, text=True, timeout=300, env=engine_env(), cwd=repo,
                           stdin=subprocess.DEVNULL)
     return proc.returncode, [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
 
 
 def test_animate_frames_dir_never_deletes_user_files(tiny_weights: Path, tmp_path: Path) -> None:
     """Defect 1 repro: ``mkdir p; touch p/keep.blend; animate --frames-dir p`` deleted keep.blend."""
-    audio = _clip(tmp_path, 0.2)
+    audio = speech_clip(tmp_path, 0.2)
     p = tmp_path / "p"
     p.mkdir()
     (p / "keep.blend").write_bytes(b"hours of work")
@@ -230,14 +214,14 @@ def test_sighup_cancels_like_sigterm_and_leaves_nothing(tiny_weights: Path, tmp_
     import signal
 
     repo = Path(__file__).resolve().parents[2]
-    audio = _clip(tmp_path, 2.0)
+    audio = speech_clip(tmp_path, 2.0)
     out = tmp_path / "out"
     out.mkdir()
     cmd = [sys.executable, "-m", "engine", "animate", "--image", str(PORTRAIT), "--audio", str(audio),
            "--weights", str(tiny_weights), "--out", str(out / "c.mp4"), "--frames-dir", str(out / "fr"),
            "--batch", "1", "--crop", "none", "--progress", "json"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=_env(), cwd=repo)
+                            text=True, env=engine_env(), cwd=repo)
     events = []
     assert proc.stdout is not None
     for line in proc.stdout:

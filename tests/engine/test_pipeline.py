@@ -10,19 +10,11 @@ import pytest
 
 from engine.errors import BadRequest
 from engine.pipeline.config import AnimateJob, MotionConfig, MotionJob, RenderConfig, RuntimeConfig
+from engine_testkit import speech_clip
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO / "examples" / "speech.wav"
 PORTRAIT = REPO / "examples" / "portrait.jpg"
-
-
-def _clip(tmp: Path, seconds: float, name: str = "clip.wav") -> Path:
-    import soundfile as sf
-
-    wave, sr = sf.read(str(SPEECH), dtype="float32")
-    path = tmp / name
-    sf.write(str(path), wave[: int(seconds * sr)], sr)
-    return path
 
 
 def test_configs_round_trip_through_json() -> None:
@@ -99,7 +91,7 @@ def test_bf16_animate_runs_on_bf16_resident_weights(tiny_weights: Path, tmp_path
 
     from engine.pipeline.animate import run_animate
 
-    audio = _clip(tmp_path, 0.2)
+    audio = speech_clip(tmp_path, 0.2)
     loaded = {}
     for dtype in ("bf16", "fp32"):
         ctx = _ctx()
@@ -123,7 +115,7 @@ def test_one_context_loads_the_motion_model_once_and_reuses_audio_features(tiny_
     from engine.pipeline.motion import run_motion
 
     ctx = _ctx()
-    audio = _clip(tmp_path, 1.0)
+    audio = speech_clip(tmp_path, 1.0)
     outs = []
     for seed in (1, 2):
         job = MotionJob(audio=str(audio), out=str(tmp_path / f"m{seed}.npz"), weights=str(tiny_weights),

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from engine_testkit import engine_env
 
 REPO = Path(__file__).resolve().parents[2]
 PORTRAIT = REPO / "examples" / "portrait.jpg"
@@ -386,13 +387,6 @@ def test_every_error_code_is_in_the_readme_table() -> None:
 
 # -- faults -----------------------------------------------------------------------------------------
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("JOYVASA_WEIGHTS", None)
-    return env
-
-
 def _animate_argv(weights: Path, audio: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "engine", "animate", "--image", str(PORTRAIT), "--audio", str(audio),
             "--weights", str(weights), "--out", str(out / "o.mp4"), "--frames-dir", str(out / "frames"),
@@ -432,7 +426,7 @@ def test_fault_signal_mid_render_keeps_old_output(sig: str, tiny_weights: Path, 
     out = tmp_path / "out"
     keep = _user_files(out)
     proc = subprocess.Popen(_animate_argv(tiny_weights, long_clip, out, "--batch", "1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=_env(), cwd=REPO)
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=engine_env(), cwd=REPO)
     events = _until_render(proc)
     proc.send_signal(getattr(signal, sig))
     events += [json.loads(x) for x in proc.stdout if x.strip()]  # type: ignore[union-attr]
@@ -447,14 +441,14 @@ def test_fault_sigkill_then_rerun_cleans_partials(tiny_weights: Path, long_clip:
     out = tmp_path / "out"
     keep = _user_files(out)
     proc = subprocess.Popen(_animate_argv(tiny_weights, long_clip, out, "--batch", "1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=_env(), cwd=REPO)
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=engine_env(), cwd=REPO)
     _until_render(proc)
     proc.kill()
     proc.wait(timeout=60)
     left = [p.name for p in out.iterdir() if p.name not in keep]
     assert left and all(n.startswith(PART_PREFIX) for n in left), left  # SIGKILL cannot be caught...
     rerun = subprocess.run(_animate_argv(tiny_weights, clip, out, "--batch", "4"), capture_output=True, text=True,
-                           env=_env(), cwd=REPO, stdin=subprocess.DEVNULL, timeout=300)
+                           env=engine_env(), cwd=REPO, stdin=subprocess.DEVNULL, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     names = sorted(p.name for p in out.iterdir())  # ...but the next run of the same outputs removes them
     assert names == ["frames", "notes.txt", "o.mp4"], names
@@ -476,7 +470,7 @@ def test_fault_disk_fills_while_writing(target: str, tiny_weights: Path, long_cl
     if target == "png":  # frames only, no mp4
         i = argv.index("--out")
         del argv[i:i + 2]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=_env(), cwd=REPO, stdin=subprocess.DEVNULL,
+    proc = subprocess.run(argv, capture_output=True, text=True, env=engine_env(), cwd=REPO, stdin=subprocess.DEVNULL,
                           timeout=300, preexec_fn=_limit_file_size)
     events = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -543,7 +537,7 @@ def test_fault_torch_missing_still_starts_with_hello(tmp_path: Path) -> None:
             "sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "motion", "--audio", str(SPEECH), "--out",
                            str(tmp_path / "m.npz"), "--progress", "json"], capture_output=True, text=True,
-                          env=_env(), cwd=REPO, timeout=120)
+                          env=engine_env(), cwd=REPO, timeout=120)
     events = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
     assert proc.returncode == 1
     assert [e["type"] for e in events] == ["hello", "error"]
@@ -572,7 +566,7 @@ def test_fault_sigterm_during_motion_generation(tiny_weights: Path, long_clip: P
     proc = subprocess.Popen([sys.executable, "-m", "engine", "motion", "--audio", str(long_clip), "--out",
                              str(out / "m.npz"), "--weights", str(tiny_weights), "--sampler", "ancestral",
                              "--progress", "json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, text=True, env=_env(), cwd=REPO)
+                            stdin=subprocess.DEVNULL, text=True, env=engine_env(), cwd=REPO)
     assert proc.stdout is not None
     for line in proc.stdout:
         if json.loads(line)["type"] == "progress" and json.loads(line)["stage"] in ("audio", "motion"):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -14,27 +13,11 @@ import pytest
 
 from engine.errors import BadRequest
 from engine.protocol import PROTOCOL_MINOR, make_request
+from engine_testkit import engine_env, speech_clip
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO / "examples" / "speech.wav"
 PORTRAIT = REPO / "examples" / "portrait.jpg"
-
-
-def _clip(tmp: Path, seconds: float, name: str = "clip.wav") -> Path:
-    import soundfile as sf
-
-    wave, sr = sf.read(str(SPEECH), dtype="float32")
-    path = tmp / name
-    sf.write(str(path), wave[: int(seconds * sr)], sr)
-    return path
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("JOYVASA_WEIGHTS", None)
-    return env
 
 
 class Worker:
@@ -42,7 +25,7 @@ class Worker:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=engine_env(),
                                      cwd=REPO)
         self.events: list[dict[str, Any]] = []
         self._cond = threading.Condition()
@@ -89,7 +72,7 @@ def test_worker_loads_once_cancels_releases_and_exits_on_eof(tiny_weights: Path,
         hello = w.wait_for(lambda e: e["type"] == "hello" and e.get("command") == "serve")
         assert hello["protocol"] == [1, PROTOCOL_MINOR] and {"motion", "animate", "doctor"} <= set(
             hello["capabilities"]["commands"])
-        short = _clip(tmp_path, 1.0)
+        short = speech_clip(tmp_path, 1.0)
         # 1. first take loads the networks; every event of the request carries its job id
         w.send(make_request("run", "a", command="motion",
                             args=_motion_args(tiny_weights, short, tmp_path / "a.npz", seed=1, sampler="ddim", steps=2)))
@@ -114,7 +97,7 @@ def test_worker_loads_once_cancels_releases_and_exits_on_eof(tiny_weights: Path,
         from engine.motion.npz import load_motion
         assert load_motion(tmp_path / "b.npz").smoothed is False
         # 4. cancel a long take at its first window: cancelled event, no output left behind
-        long_audio = _clip(tmp_path, 8.0, "long.wav")
+        long_audio = speech_clip(tmp_path, 8.0, "long.wav")
         w.send(make_request("run", "c", command="motion",
                             args=_motion_args(tiny_weights, long_audio, tmp_path / "c.npz", sampler="ancestral")))
         w.wait_for(lambda e: e.get("job") == "c" and e["type"] == "progress" and e["stage"] == "motion")
@@ -140,7 +123,7 @@ def test_two_animate_requests_load_stage_one_once(tiny_weights: Path, tmp_path: 
     """In-process worker over a finished stdin: two renders, one stage-one load, one motion load."""
     from engine.serve import Worker as ServeWorker
 
-    audio = _clip(tmp_path, 0.2)
+    audio = speech_clip(tmp_path, 0.2)
     lines = "".join(make_request("run", f"r{i}", command="animate",
                                  args={"image": str(PORTRAIT), "audio": str(audio), "weights": str(tiny_weights),
                                        "frames_dir": str(tmp_path / f"f{i}"), "crop": "none", "pasteback": False,
