@@ -242,12 +242,7 @@ class EngineProcess:
             return list(self.stderr_lines[-n:])
 
     def drain(self) -> list[dict[str, Any]]:
-        out = []
-        while True:
-            try:
-                out.append(self.events.get_nowait())
-            except queue.Empty:
-                return out
+        return drain_queue(self.events)
 
     def poll(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -323,6 +318,16 @@ class EngineProcess:
             if ev.get("type") != "_eof" and on_event:
                 on_event(ev)
         return rc
+
+
+def drain_queue(events: "queue.Queue[dict[str, Any]]") -> list[dict[str, Any]]:
+    """Every event queued so far, without waiting (the one-shot engine and the warm worker)."""
+    out = []
+    while True:
+        try:
+            out.append(events.get_nowait())
+        except queue.Empty:
+            return out
 
 
 def kill_process(p: "subprocess.Popen[str] | None") -> None:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, kill_process, pump_events
+from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, drain_queue, kill_process, pump_events
 from .protocol import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, ProtocolError, hello_problem, make_request, parse_event
 
 START_TIMEOUT_S = 120.0   # interpreter + engine imports; torch alone takes seconds on a cold disk
@@ -87,12 +87,7 @@ class WorkerJob:
 
     # -- the EngineProcess surface ----------------------------------------------------------
     def drain(self) -> list[dict[str, Any]]:
-        out = []
-        while True:
-            try:
-                out.append(self.events.get_nowait())
-            except queue.Empty:
-                return out
+        return drain_queue(self.events)
 
     def finished(self) -> bool:
         if self._end is None and not self.worker.alive():
