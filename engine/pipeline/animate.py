@@ -102,7 +102,8 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     with rep.breakdown.part("import"):
         import torch
 
-        from engine.device import auto_batch_size, describe_device, device_peak_mb, select_device, select_precision
+        from engine.device import (auto_batch_size, describe_device, device_peak_mb, select_device,
+                                   select_motion_precision, select_precision)
         from engine.motion.npz import MotionFileError, load_motion, save_motion
         from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving, lip_normalization
         from engine.commands.crop import report_framing
@@ -185,8 +186,6 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     if motion is None:
         from engine.motion.generate import generate_motion
         from engine.pipeline.motion import audio_features, motion_model
-
-        from engine.device import select_motion_precision
 
         model = motion_model(ctx, layout, device)
         mp = select_motion_precision(device, job.runtime.dtype, job.motion.sampler)
