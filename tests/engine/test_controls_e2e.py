@@ -10,20 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_animate_e2e import PORTRAIT, _clip, _env  # tiny_weights: tests/engine/conftest.py
+from engine_testkit import PORTRAIT, engine_env, speech_clip  # tiny_weights: tests/engine/conftest.py
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _engine(*args: str, timeout: float = 300) -> tuple[int, list[dict], str]:
     proc = subprocess.run([sys.executable, "-m", "engine", *args, "--progress", "json"], capture_output=True,
-                          text=True, timeout=timeout, env=_env(), cwd=REPO, stdin=subprocess.DEVNULL)
+                          text=True, timeout=timeout, env=engine_env(), cwd=REPO, stdin=subprocess.DEVNULL)
     return proc.returncode, [json.loads(x) for x in proc.stdout.splitlines() if x.strip()], proc.stderr
 
 
 @pytest.mark.slow
 def test_motion_with_controls_equals_motion_then_edit(tiny_weights: Path, tmp_path: Path) -> None:
-    audio = _clip(tmp_path, 1.2)
+    audio = speech_clip(tmp_path, 1.2)
     controls = tmp_path / "c.json"
     controls.write_text(json.dumps({"version": 1, "head_gain": [0.0] * 15 + [1.0] * 15,
                                     "blink": {"rate_per_min": 30, "seed": 4}, "silence": {"calm_head": True},
@@ -47,7 +47,7 @@ def test_motion_with_controls_equals_motion_then_edit(tiny_weights: Path, tmp_pa
 
 @pytest.mark.slow
 def test_keyed_gain_track_reaches_the_driving_keypoints(tiny_weights: Path, tmp_path: Path) -> None:
-    audio = _clip(tmp_path, 1.2)                        # 30 rendered frames at 25 fps
+    audio = speech_clip(tmp_path, 1.2)                        # 30 rendered frames at 25 fps
     rc, _, err = _engine("motion", "--audio", str(audio), "--weights", str(tiny_weights), "--sampler", "ddim",
                          "--steps", "2", "--out", str(tmp_path / "m.npz"))
     assert rc == 0, err
