@@ -8,6 +8,7 @@ from typing import Any
 
 from .core.engine_client import EngineProcess, StepRunner
 from .core.jobs import JobState
+from .core.torch_build import Machine, probe_machine
 from .core.worker import EngineWorker, WorkerJob
 
 
@@ -25,6 +26,15 @@ LAST: JobState | None = None         # the last finished run (panel shows its me
 INSTALLER: StepRunner | None = None
 DOCTOR: dict[str, Any] = {}          # {"ok": bool, "text": [...lines]}
 WORKER: EngineWorker | None = None   # the warm engine (python -m engine serve), started on first use
+MACHINE: Machine | None = None       # platform + GPU probe for Create Engine Environment (once per session)
+
+
+def machine() -> Machine:
+    """This machine's platform and GPUs (nvidia-smi / ROCm probes run once; tests set MACHINE)."""
+    global MACHINE
+    if MACHINE is None:
+        MACHINE = probe_machine()
+    return MACHINE
 
 
 def stop_worker() -> None:
