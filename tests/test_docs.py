@@ -16,6 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+#: the package notes the pages link to: their links must hold too
+NOTES = [*sorted(REPO.glob("engine/*/README.md")), REPO / "joyvasa_blender" / "README.md",
+         REPO / "examples" / "README.md", REPO / "tests" / "fixtures" / "README.md"]
 
 FENCE = re.compile(r"^(```|~~~)")
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -139,7 +142,7 @@ def test_pages_exist() -> None:
     assert {"README.md", "index.md", "engine-cli.md", "blender.md", "contract.md", "benchmarks.md"} <= names
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("page", PAGES + NOTES, ids=lambda p: str(p.relative_to(REPO)))
 def test_relative_links_resolve(page: Path) -> None:
     bad = []
     for target in links(page):
@@ -155,7 +158,7 @@ def test_relative_links_resolve(page: Path) -> None:
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("page", PAGES + NOTES, ids=lambda p: str(p.relative_to(REPO)))
 def test_quoted_engine_commands_and_options_exist(page: Path) -> None:
     parsers = engine_parsers()
     bad = []
@@ -168,7 +171,7 @@ def test_quoted_engine_commands_and_options_exist(page: Path) -> None:
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("page", PAGES + NOTES, ids=lambda p: str(p.relative_to(REPO)))
 def test_quoted_tool_scripts_and_options_exist(page: Path) -> None:
     """``tools/x.py --flag``: the script exists and defines that option (a literal in its source)."""
     bad = []
