@@ -80,11 +80,8 @@ def anchors(page: Path) -> frozenset[str]:
 
 def links(page: Path) -> list[str]:
     prose, _ = split_page(page.read_text(encoding="utf-8"))
-    found = []
-    for line in prose:
-        for m in LINK.finditer(INLINE_CODE.sub("", line)):
-            found.append(m.group(1))
-    return found
+    text = "\n".join(INLINE_CODE.sub("", line) for line in prose)   # link text may wrap over lines
+    return [m.group(1) for m in LINK.finditer(text)]
 
 
 def quoted_commands(page: Path) -> list[str]:
@@ -204,6 +201,7 @@ def test_the_checker_catches_a_bad_option(tmp_path: Path) -> None:
 
 
 def test_the_checker_catches_a_dead_link(tmp_path: Path) -> None:
-    (tmp_path / "a.md").write_text("# Title here\n\n[x](b.md) [y](a.md#title-here) [z](a.md#nope)\n", encoding="utf-8")
-    assert links(tmp_path / "a.md") == ["b.md", "a.md#title-here", "a.md#nope"]
+    (tmp_path / "a.md").write_text("# Title here\n\n[x](b.md) [y](a.md#title-here) [z](a.md#nope) [wrapped\ntext](c.md)\n"
+                                   "`[not](code.md)`\n```\n[not](block.md)\n```\n", encoding="utf-8")
+    assert links(tmp_path / "a.md") == ["b.md", "a.md#title-here", "a.md#nope", "c.md"]
     assert anchors(tmp_path / "a.md") == frozenset({"title-here"})
