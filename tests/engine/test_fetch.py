@@ -280,3 +280,25 @@ def test_advice_names_the_fetcher_the_zip_has(tmp_path: Path) -> None:
     assert "Download Weights" in OFFICIAL_WEIGHTS_HINT
     for path in [*(REPO / "engine").rglob("*.py"), *(REPO / "joyvasa_blender").rglob("*.py")]:
         assert "fetch_weights" not in path.read_text(encoding="utf-8"), path
+
+
+def test_addon_cancel_through_its_engine_process(hub_files, out: Path) -> None:
+    """The add-on's own machinery (EngineProcess + FetchProgress, as ops_weights runs it): Cancel in
+    the middle of a file ends with ``cancelled``, the file is not in DIR, and its bytes wait in staging."""
+    from joyvasa_blender.core.engine_client import EngineProcess
+    from joyvasa_blender.core.weights_fetch import FetchProgress, fetch_argv
+
+    with HubServer(hub_files, bytes_per_s=2e6) as hub:
+        progress = FetchProgress(str(out))
+        proc = EngineProcess(fetch_argv(sys.executable, str(out)), cwd=REPO,
+                             env=_env(home=str(out.parent), HF_ENDPOINT=hub.url))
+
+        def on_event(event: dict) -> None:
+            progress.apply(event)
+
+        def mid_spade() -> bool:
+            return progress.file == SPADE_DEST and 0 < progress.done_bytes < progress.total_bytes
+
+        rc = proc.run_sync(on_event, should_cancel=mid_spade, timeout=120)
+    assert rc == 130 and progress.state == "cancelled", progress.lines()
+    assert not (out / SPADE_DEST).exists() and list(staging(out).rglob("spade_generator.pth.*.part"))
