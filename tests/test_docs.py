@@ -16,6 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+#: the package notes the pages link to: their links must hold too
+NOTES = [*sorted(REPO.glob("engine/*/README.md")), REPO / "joyvasa_blender" / "README.md",
+         REPO / "examples" / "README.md", REPO / "tests" / "fixtures" / "README.md"]
 
 FENCE = re.compile(r"^(```|~~~)")
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -77,11 +80,8 @@ def anchors(page: Path) -> frozenset[str]:
 
 def links(page: Path) -> list[str]:
     prose, _ = split_page(page.read_text(encoding="utf-8"))
-    found = []
-    for line in prose:
-        for m in LINK.finditer(INLINE_CODE.sub("", line)):
-            found.append(m.group(1))
-    return found
+    text = "\n".join(INLINE_CODE.sub("", line) for line in prose)   # link text may wrap over lines
+    return [m.group(1) for m in LINK.finditer(text)]
 
 
 def quoted_commands(page: Path) -> list[str]:
@@ -139,7 +139,7 @@ def test_pages_exist() -> None:
     assert {"README.md", "index.md", "engine-cli.md", "blender.md", "contract.md", "benchmarks.md"} <= names
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("page", PAGES + NOTES, ids=lambda p: str(p.relative_to(REPO)))
 def test_relative_links_resolve(page: Path) -> None:
     bad = []
     for target in links(page):
@@ -155,7 +155,7 @@ def test_relative_links_resolve(page: Path) -> None:
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("page", PAGES + NOTES, ids=lambda p: str(p.relative_to(REPO)))
 def test_quoted_engine_commands_and_options_exist(page: Path) -> None:
     parsers = engine_parsers()
     bad = []
@@ -168,7 +168,7 @@ def test_quoted_engine_commands_and_options_exist(page: Path) -> None:
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("page", PAGES + NOTES, ids=lambda p: str(p.relative_to(REPO)))
 def test_quoted_tool_scripts_and_options_exist(page: Path) -> None:
     """``tools/x.py --flag``: the script exists and defines that option (a literal in its source)."""
     bad = []
@@ -201,6 +201,7 @@ def test_the_checker_catches_a_bad_option(tmp_path: Path) -> None:
 
 
 def test_the_checker_catches_a_dead_link(tmp_path: Path) -> None:
-    (tmp_path / "a.md").write_text("# Title here\n\n[x](b.md) [y](a.md#title-here) [z](a.md#nope)\n", encoding="utf-8")
-    assert links(tmp_path / "a.md") == ["b.md", "a.md#title-here", "a.md#nope"]
+    (tmp_path / "a.md").write_text("# Title here\n\n[x](b.md) [y](a.md#title-here) [z](a.md#nope) [wrapped\ntext](c.md)\n"
+                                   "`[not](code.md)`\n```\n[not](block.md)\n```\n", encoding="utf-8")
+    assert links(tmp_path / "a.md") == ["b.md", "a.md#title-here", "a.md#nope", "c.md"]
     assert anchors(tmp_path / "a.md") == frozenset({"title-here"})

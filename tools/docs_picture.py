@@ -9,7 +9,9 @@ Inputs are the freely licensed examples (examples/README.md: NASA portrait, CC0 
 2. ``tools/make_synthetic_weights.py --config tiny`` writes *random* weights (no real weights can
    be downloaded where this runs);
 3. ``engine motion`` and ``engine animate --preview`` run the real pipeline on those weights;
-4. matplotlib lays out: the framing, the 512x512 crop, three preview frames and the motion curves.
+4. ``tools/docs_keys_bpy.py`` keys that motion onto a small rig with the installed extension inside
+   a bpy wheel (``--bpy``, default: the newest ``.venvs/bpy-*``) and reads the F-curves back;
+5. matplotlib lays out: the framing, the 512x512 crop, a preview frame and the keyed curves.
 
 Panels 3 and 4 come from random weights: the caption printed on them says so. The voice level
 (``vad_db``) is measured from the audio and is real.
@@ -29,6 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 PORTRAIT = REPO / "examples" / "portrait.jpg"
 SPEECH = REPO / "examples" / "speech.wav"
+#: saturated and far apart, so the 256-colour palette keeps them apart
+LINE_COLOURS = ("#0050e0", "#ff8c00", "#d00000")
 SYNTHETIC_NOTE = "tiny SYNTHETIC weights (random numbers): shows the pipeline runs, not what real weights give"
 
 
@@ -41,8 +45,19 @@ def run(*argv: str) -> str:
     return proc.stdout
 
 
-def make_inputs(work: Path) -> dict[str, Path | dict]:
-    """Steps 1-3: framing, synthetic weights, motion, preview (each skipped if already there)."""
+def find_bpy_python(arg: Path | None) -> Path:
+    """The bpy wheel's interpreter that keys the take (step 4)."""
+    if arg is not None:
+        return arg
+    found = sorted((REPO / ".venvs").glob("bpy-*/bin/python"),
+                   key=lambda p: tuple(int(x) for x in p.parent.parent.name[4:].split(".")))
+    if not found:
+        raise SystemExit("no bpy venv under .venvs/: run tools/setup_bpy_envs.sh or pass --bpy PYTHON")
+    return found[-1]
+
+
+def make_inputs(work: Path, bpy_python: Path) -> dict[str, Path | dict]:
+    """Steps 1-4: framing, synthetic weights, motion, preview, keys (each skipped if already there)."""
     crop_png, crop_json = work / "crop.png", work / "crop.json"
     if not crop_json.is_file():
         out = run("-m", "engine", "crop", "--image", str(PORTRAIT), "--out", str(crop_png), "--json")
@@ -58,8 +73,14 @@ def make_inputs(work: Path) -> dict[str, Path | dict]:
     if not video.is_file():
         run("-m", "engine", "animate", "--image", str(PORTRAIT), "--audio", str(SPEECH), "--weights", str(weights),
             "--motion", str(motion), "--out", str(video), "--preview")
+    keys = work / "keys.json"
+    if not keys.is_file():
+        proc = subprocess.run([str(bpy_python), "tools/docs_keys_bpy.py", "--motion", str(motion), "--out", str(keys)],
+                              cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"keying in bpy failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return {"crop_png": crop_png, "framing": json.loads(crop_json.read_text()), "motion": motion,
-            "video": video}
+            "video": video, "keys": json.loads(keys.read_text())}
 
 
 def preview_frames(video: Path, picks: tuple[int, ...]) -> list[np.ndarray]:
@@ -89,8 +110,8 @@ def compose(inputs: dict, out: Path) -> None:
     corners = np.array([[0, 0, 1], [side, 0, 1], [side, side, 1], [0, side, 1], [0, 0, 1]], dtype=float) @ m.T
     pts = np.asarray(framing["points"], dtype=float)
 
-    fig = plt.figure(figsize=(12.0, 3.6), dpi=100)
-    grid = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 1.7])
+    fig = plt.figure(figsize=(12.0, 4.0), dpi=100)
+    grid = fig.add_gridspec(3, 4, width_ratios=[1, 1, 1, 1.7])
 
     ax = fig.add_subplot(grid[:, 0])
     ax.imshow(portrait)
@@ -113,20 +134,28 @@ def compose(inputs: dict, out: Path) -> None:
     ax.set_title("3  animate --preview, pasted back\n(synthetic weights: a grey face)", fontsize=8)
     ax.axis("off")
 
-    motion = np.load(inputs["motion"], allow_pickle=False)
-    fps = float(motion["fps"])
-    t = np.arange(int(motion["n_frames"])) / fps + float(motion["audio_offset_s"])
+    keys = inputs["keys"]
+    t = (np.asarray(keys["frames"]) - keys["frames"][0]) / float(keys["fps"])
+    euler = np.asarray(keys["head_euler_deg"])
     ax = fig.add_subplot(grid[0, 3])
-    for name in ("pitch", "yaw", "roll"):
-        series = motion[name]
-        ax.plot(t, series - series[0], lw=0.8, label=name)
-    ax.set_ylabel("deg from frame 0", fontsize=7)
-    ax.legend(fontsize=6, ncol=3, loc="upper right")
-    ax.set_title("4  engine motion: head curves the add-on keys\n(synthetic weights: random motion)", fontsize=8)
-    ax.tick_params(labelsize=6)
+    for i, name in enumerate(("head X", "head Y", "head Z")):
+        ax.plot(t, euler[:, i], lw=0.8, label=name, color=LINE_COLOURS[i])
+    ax.set_ylabel("bone, deg", fontsize=7)
+    ax.legend(fontsize=6, ncol=3, loc="upper left")
+    ax.set_title(f"4  keyed in Blender {keys['blender']} by the add-on, read back\n"
+                 "(synthetic weights: random motion)", fontsize=8)
+    ax.tick_params(labelsize=6, labelbottom=False)
     ax = fig.add_subplot(grid[1, 3], sharex=ax)
-    ax.plot(t, np.maximum(motion["vad_db"], -60), lw=0.8, color="#444")
-    ax.set_ylabel("voice dB (real)", fontsize=7)
+    for i, name in enumerate(("jawOpen", "mouthSmileLeft", "eyeBlinkLeft")):
+        ax.plot(t, keys["shape_keys"][name], lw=0.8, label=name, color=LINE_COLOURS[i])
+    ax.set_ylabel("shape key", fontsize=7)
+    ax.legend(fontsize=6, ncol=3, loc="upper left")
+    ax.tick_params(labelsize=6, labelbottom=False)
+    motion = np.load(inputs["motion"], allow_pickle=False)
+    tm = np.arange(int(motion["n_frames"])) / float(motion["fps"]) + float(motion["audio_offset_s"])
+    ax = fig.add_subplot(grid[2, 3], sharex=ax)
+    ax.plot(tm, np.maximum(motion["vad_db"], -60), lw=0.8, color="#444")
+    ax.set_ylabel("voice dB\n(real)", fontsize=7)
     ax.set_xlabel("audio time, s (examples/speech.wav)", fontsize=7)
     ax.tick_params(labelsize=6)
 
@@ -147,13 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "img" / "overview.png")
     ap.add_argument("--work", type=Path, default=None, help="keep the intermediate files here (default: a temp dir)")
+    ap.add_argument("--bpy", type=Path, default=None, help="a bpy wheel's Python (default: the newest .venvs/bpy-*)")
     args = ap.parse_args(argv)
+    bpy_python = find_bpy_python(args.bpy)
     if args.work is not None:
         args.work.mkdir(parents=True, exist_ok=True)
-        compose(make_inputs(args.work), args.out)
+        compose(make_inputs(args.work, bpy_python), args.out)
     else:
         with tempfile.TemporaryDirectory(prefix="joyvasa-docs-") as tmp:
-            compose(make_inputs(Path(tmp)), args.out)
+            compose(make_inputs(Path(tmp), bpy_python), args.out)
     print(f"wrote {args.out}")
     return 0
 
