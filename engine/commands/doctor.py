@@ -184,12 +184,10 @@ def xpose_loader() -> Any:
     """The engine's strict X-Pose checkpoint loader, once the engine has one (None before)."""
     import importlib
 
-    for module, name in (("engine.framing.xpose", "load_checkpoint"), ("engine.framing.xpose_model", "load_checkpoint")):
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-    return None
+    try:
+        return getattr(importlib.import_module("engine.framing.xpose"), "load_model")
+    except (ImportError, AttributeError):
+        return None
 
 
 def next_steps(report: dict[str, Any]) -> list[str]:
