@@ -5,7 +5,8 @@ Python, through the same :class:`EngineProcess` every engine run uses; a timer f
 ``runtime.FETCH`` (core/weights_fetch.py) and redraws the preferences, so Blender stays usable. Cancel
 asks the engine to stop: finished files stay, the one in flight stays in the staging folder beside the
 weights folder, nothing half-written is ever in it, and the next Download resumes. When Blender's
-*Allow Online Access* is off nothing is started and the manual route is shown instead.
+*Allow Online Access* is off nothing is downloaded: the engine runs with ``HF_HUB_OFFLINE=1`` only to
+list the files and where they go (the manual route), and the preferences show that list.
 """
 
 from pathlib import Path
@@ -86,28 +87,31 @@ class JOYVASA_OT_download_weights(bpy.types.Operator):
         if runtime.FETCH is not None and not runtime.FETCH.progress.finished:
             self.report({'WARNING'}, "A download is already running")
             return {'CANCELLED'}
-        if not online_access_allowed():
-            runtime.FETCH = runtime.Fetch(None, FetchProgress("", self.plan_only))
-            runtime.FETCH.progress.apply({"type": "error", "code": "online_access_off", "message": OFFLINE_ACCESS_TEXT})
-            self.report({'ERROR'}, OFFLINE_ACCESS_TEXT)
-            return {'CANCELLED'}
+        online = online_access_allowed()
         cfg = engine_config(context)
         if cfg["error"]:
-            self.report({'ERROR'}, cfg["error"] + " (Create Engine Environment first)")
+            if not online:
+                runtime.FETCH = runtime.Fetch(None, FetchProgress("", online_access_off=True))
+                runtime.FETCH.progress.ended(None, [])
+                self.report({'ERROR'}, OFFLINE_ACCESS_TEXT)
+            else:
+                self.report({'ERROR'}, cfg["error"] + " (Create Engine Environment first)")
             return {'CANCELLED'}
         prefs = get_prefs(context)
         dest = download_dir(prefs)
         argv = fetch_argv(cfg["python"], dest, animals=prefs.fetch_animals, xpose=prefs.fetch_xpose,
-                          detector=prefs.fetch_detector, plan_only=self.plan_only)
+                          detector=prefs.fetch_detector, plan_only=self.plan_only or not online)
         env = engine_env(cfg)
         env.pop("JOYVASA_WEIGHTS", None)
+        if not online:   # the engine touches no network then; it only answers with the manual route
+            env["HF_HUB_OFFLINE"] = "1"
         proc = ec.EngineProcess(argv, cwd=str(cfg["engine_src"]), env=env)
         try:
             proc.start()
         except OSError as exc:
             self.report({'ERROR'}, f"could not start the engine ({cfg['python']}): {exc}")
             return {'CANCELLED'}
-        runtime.FETCH = runtime.Fetch(proc, FetchProgress(dest, self.plan_only))
+        runtime.FETCH = runtime.Fetch(proc, FetchProgress(dest, self.plan_only or not online, online_access_off=not online))
         if bpy.app.background:   # scripts and tests: no event loop, run to the end here
             proc.run_sync(runtime.FETCH.progress.apply, idle_timeout=cfg["watchdog_s"])
             _take_events()
@@ -120,6 +124,9 @@ class JOYVASA_OT_download_weights(bpy.types.Operator):
             self.report({'INFO'}, state.message)
             return {'FINISHED'}
         bpy.app.timers.register(_poll_fetch, first_interval=POLL_S)
+        if not online:
+            self.report({'ERROR'}, OFFLINE_ACCESS_TEXT)
+            return {'CANCELLED'}
         return {'FINISHED'}
 
 
@@ -153,7 +160,7 @@ def draw_download(layout, prefs) -> None:
         row.label(text=note, icon='ERROR' if "NON-COMMERCIAL" in note else 'NONE')
     job = runtime.FETCH
     running = job is not None and job.proc is not None and not job.progress.finished
-    if not online_access_allowed():
+    if not online_access_allowed() and (job is None or job.progress.code != "online_access_off"):
         for line in OFFLINE_ACCESS_TEXT.split(". "):
             box.label(text=line.rstrip(".") + ".", icon='INFO')
     row = box.row()

@@ -43,12 +43,14 @@ def _mib(n: int) -> str:
 def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str, Any]:
     """Ask the host about every file; what is already in DIR, what must come, licences, free space."""
     from engine.fetch import hub, transfer
-    from engine.preflight import _existing_ancestor, check_free_space
     import shutil
+
+    from engine.preflight import _existing_ancestor, check_free_space, require_packages
 
     files = [f for part in parts for f in part.files]
     try:
         hub.probe(host)
+        require_packages(["huggingface_hub"])   # after the probe: the manual route needs no package
         remotes = [(part.name, hub.describe(f, host)) for part in parts for f in part.files]
     except Exception as exc:
         if getattr(exc, "code", "") == "offline":
@@ -145,7 +147,6 @@ def verify(reporter: Reporter, out: Path, parts: list[Any]) -> dict[str, Any]:
 
 def body(args: argparse.Namespace, reporter: Reporter) -> tuple[dict[str, str], dict[str, Any]]:
     from engine.fetch import hub
-    from engine.preflight import require_packages
     from engine.weights import fetch_parts
 
     host = hub.endpoint()
@@ -156,7 +157,6 @@ def body(args: argparse.Namespace, reporter: Reporter) -> tuple[dict[str, str], 
     parts = fetch_parts(animals=args.animals, xpose=args.xpose, detector=args.detector)
     downloaded = 0
     if not args.verify_only:
-        require_packages(["huggingface_hub"])
         info = plan(reporter, out, parts, host)
         if args.plan_only:
             return {}, {"plan": {k: v for k, v in info.items() if not k.startswith("_")}}

@@ -49,14 +49,21 @@ def hub():
         yield server
 
 
-def test_refused_when_online_access_is_off(prefs, tmp_path):
+def test_refused_when_online_access_is_off_with_the_manual_route(prefs, tmp_path, monkeypatch):
+    """Nothing is downloaded (the engine runs with HF_HUB_OFFLINE=1, pointed at an address that would
+    fail anyway); the preferences list every file and where it goes."""
+    monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", ENGINE_PY)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     bpy.context.preferences.system.use_online_access = False
     assert bpy.app.online_access is False
     prefs.download_dir = str(tmp_path / "w")
     res, msg = run_op(bpy.ops.joyvasa.download_weights)
     assert res == {"CANCELLED"} and "Allow Online Access" in msg and "by hand" in msg
     job = addon("runtime").FETCH
-    assert job.proc is None and job.progress.code == "online_access_off"     # no engine was started
+    assert job.progress.code == "online_access_off" and job.proc.returncode == 1
+    lines = job.progress.lines()
+    assert any("Manual route" in ln for ln in lines)
+    assert any("motion_generator_hubert_chinese.pt  ->  DIR/JoyVASA/motion_generator/" in ln for ln in lines)
     assert not (tmp_path / "w").exists() and prefs.weights_dir == ""
 
 
