@@ -63,6 +63,10 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     # -- art-direction controls: generated from core/controls.py CONTROLS below --------------
     # -- targets --------------------------------------------------------------------------
     rig: PointerProperty(name="Rig", type=bpy.types.Object, poll=_is_armature)
+    rig_preset: StringProperty(name="Rig Preset", default="",
+                               description="Retarget preset: a shipped or user preset by name, or the path of a "
+                                           "preset .json file; empty = Auto (the preset whose names match the rig "
+                                           "and face mesh best)")
     head_bone: StringProperty(name="Head Bone", description="Bone that receives the head rotation (empty: first bone named like head)")
     apply_head: BoolProperty(name="Head Rotation", default=True)
     head_location: BoolProperty(name="Head Location", default=False, description="Also key the bone location from the motion's translation")
@@ -85,7 +89,8 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     mesh: PointerProperty(name="Face Mesh", type=bpy.types.Object, poll=_is_mesh)
     apply_shape_keys: BoolProperty(name="Shape Keys", default=True)
     name_map: StringProperty(name="Name Map", default=semantic.default_name_map(),
-                             description="channel=ShapeKey1,ShapeKey2*gain; ... (ARKit-52 names by default)")
+                             description="The ARKit 52 preset's shape-key table: channel=ShapeKey1,ShapeKey2*gain; ... "
+                                         "(ARKit-52 names by default)")
     reference_mode: EnumProperty(name="Neutral", default="auto", items=[
         ("auto", "Auto", "Lip rows from LivePortrait's closed-lip reference, other rows from the clip median"),
         ("median", "Median", "Clip median"), ("first", "First Frame", "Frame 0"),
