@@ -34,20 +34,33 @@ def target_names(rig: Any, mesh: Any) -> tuple[set[str], set[str]]:
 
 def resolve(st: Any) -> tuple[retarget.Preset, retarget.Coverage, bool]:
     """(preset, its coverage on the scene's targets, auto-picked?) for ``scene.joyvasa``:
-    the Rig Preset by name or path, or with Auto ("") the best match. The ARKit preset takes the
-    panel's Name Map as its shape-key table. Raises PresetError (a ValueError) for a bad preset."""
+    the edited mapping table when Use Edited Mapping is on, else the Rig Preset by name or path,
+    or with Auto ("") the best match. The ARKit preset takes the panel's Name Map as its shape-key
+    table. Raises PresetError (a ValueError) for a bad preset or table."""
     bones, keys = target_names(st.rig, st.mesh)
-    choice = (st.rig_preset or "").strip()
-    if choice:
-        preset = retarget.find_preset(choice, user_dir())
-        auto = False
-    else:
-        presets, _errors = retarget.list_presets(user_dir())
-        preset, _ranked = retarget.detect(presets, bones, keys)
-        auto = True
+    if st.use_rig_mapping and len(st.rig_mapping):
+        base = _base_preset(st, bones, keys)[0]
+        preset = retarget.preset_from_rows(f"{st.rig_mapping_from or base.name} (edited)", table_rows(st), base.head)
+        return preset, retarget.coverage(preset, bones, keys), False
+    preset, auto = _base_preset(st, bones, keys)
     if preset.name == retarget.ARKIT:
         preset = retarget.with_name_map(preset, st.name_map)
     return preset, retarget.coverage(preset, bones, keys), auto
+
+
+def table_rows(st: Any) -> list[dict[str, Any]]:
+    """The mapping table as core rows."""
+    return [{k: getattr(r, k) for k in ("channel", "kind", "target", "bone", "axis", "full", "rest", "gain",
+                                        "offset", "lo", "hi")} for r in st.rig_mapping]
+
+
+def _base_preset(st: Any, bones: set[str], keys: set[str]) -> tuple[retarget.Preset, bool]:
+    """The chosen preset file (by name or path), or Auto's best match; (preset, auto-picked?)."""
+    choice = (st.rig_preset or "").strip()
+    if choice:
+        return retarget.find_preset(choice, user_dir()), False
+    presets, _errors = retarget.list_presets(user_dir())
+    return retarget.detect(presets, bones, keys)[0], True
 
 
 def describe(st: Any) -> tuple[str, list[str], str]:

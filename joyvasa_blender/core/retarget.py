@@ -30,6 +30,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -281,8 +282,19 @@ def _check_consistent(p: Preset) -> None:
 
 
 def load_preset_file(path: str | Path) -> Preset:
-    """Read and validate one preset file."""
+    """Read and validate one preset file (cached while the file's size and time stay the same:
+    the panel lists presets on every redraw)."""
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise PresetError(f"rig preset {path}: cannot be read ({exc.strerror or exc})") from None
+    return _load_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=128)
+def _load_cached(path_text: str, _mtime_ns: int, _size: int) -> Preset:
+    path = Path(path_text)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -486,3 +498,55 @@ def split_head_rotation(M: np.ndarray, neck_share: float, inherit: float = 1.0) 
     neck = mc.matrix_from_quat(mc.quat_power(q, neck_share))
     head = mc.matrix_from_quat(mc.quat_power(q, 1.0 - neck_share * inherit))
     return neck, head
+
+
+# -- the panel's mapping table ------------------------------------------------------------------
+ROW_KINDS = ("shape_key", "bone_rotation", "bone_location", "property")
+
+
+def rows_from_preset(preset: Preset) -> list[dict[str, Any]]:
+    """One flat row per target (what the panel's mapping table shows and edits)."""
+    rows = []
+    for ch, t in preset.targets():
+        kind = t.kind if t.kind != "bone" else f"bone_{t.transform}"
+        rows.append({"channel": ch, "kind": kind, "target": t.name if t.kind != "bone" else t.bone,
+                     "bone": t.bone if t.kind == "property" else "", "axis": "XYZ"[t.axis], "full": t.full,
+                     "rest": t.rest, "gain": t.gain, "offset": t.offset, "lo": t.lo, "hi": t.hi})
+    return rows
+
+
+def preset_from_rows(name: str, rows: Iterable[Mapping[str, Any]], head: Head = Head(), description: str = "") -> Preset:
+    """Build (and validate, as a file would be) a preset from mapping-table rows; the error names
+    the row: ``row 3 (jawOpen): ...``."""
+    channels: dict[str, list[dict[str, Any]]] = {}
+    where: dict[tuple[str, int], int] = {}
+    for i, r in enumerate(rows, 1):
+        kind = r.get("kind")
+        if kind not in ROW_KINDS:
+            raise PresetError(f"rig preset {name}: row {i}: kind must be one of {', '.join(ROW_KINDS)}, got {kind!r}")
+        d: dict[str, Any] = {"gain": r.get("gain", 1.0), "offset": r.get("offset", 0.0),
+                             "clamp": [r.get("lo", 0.0), r.get("hi", 1.0)]}
+        if kind == "shape_key":
+            d["shape_key"] = r.get("target", "")
+        elif kind == "property":
+            d.update(property=r.get("target", ""), full=r.get("full", 1.0), rest=r.get("rest", 0.0))
+            if r.get("bone"):
+                d["bone"] = r["bone"]
+        else:
+            d.update({"bone": r.get("target", ""), kind.split("_")[1]: r.get("axis", "X"), "full": r.get("full", 1.0),
+                      "rest": r.get("rest", 0.0)})
+        ch = str(r.get("channel", ""))
+        where[(ch, len(channels.get(ch, [])))] = i
+        channels.setdefault(ch, []).append(d)
+    data: dict[str, Any] = {"schema": SCHEMA, "version": VERSION, "name": name, "channels": channels,
+                            "head": {"bone": head.bone, "neck": head.neck, "neck_share": head.neck_share}}
+    if description:
+        data["description"] = description
+    try:
+        return _parse(data)
+    except PresetError as exc:
+        msg = str(exc)
+        m = re.match(r"channels\.([^\[.:]+)(?:\[(\d+)\])?", msg)
+        if m and (m.group(1), int(m.group(2) or 0)) in where:
+            msg = f"row {where[(m.group(1), int(m.group(2) or 0))]} ({m.group(1)}): {msg}"
+        raise PresetError(f"rig preset {name}: {msg}") from None

@@ -260,3 +260,21 @@ def test_user_preset_folder_save_list_find(tmp_path):
     found = retarget.find_preset("test RIG", tmp_path)
     assert found.channels == p.channels and found.source == str(path)
     assert retarget.find_preset(str(path)).name == "Test rig"                    # by path
+
+
+# -- the mapping table ------------------------------------------------------------------------------
+def test_mapping_rows_round_trip_every_shipped_preset():
+    presets, _ = retarget.list_presets()
+    for p in presets:
+        back = retarget.preset_from_rows(p.name, retarget.rows_from_preset(p), p.head, p.description)
+        assert back.channels == p.channels and back.head == p.head, p.name
+
+
+def test_mapping_row_error_names_the_row():
+    rows = retarget.rows_from_preset(retarget.find_preset("Rigify face"))
+    rows[2]["gain"] = float("nan")
+    with pytest.raises(retarget.PresetError, match=r"row 3 \(mouthSmile\): channels.mouthSmile\[1\].gain: must be a finite"):
+        retarget.preset_from_rows("Mine", rows)
+    rows[2]["gain"], rows[0]["kind"] = 1.0, "bone_scale"
+    with pytest.raises(retarget.PresetError, match="row 1: kind must be one of"):
+        retarget.preset_from_rows("Mine", rows)
