@@ -362,3 +362,41 @@ def test_preset_ui_draws_and_the_mapping_table_saves_a_user_preset(scene, motion
         assert bpy.ops.joyvasa.pick_rig_preset(preset="__AUTO__") == {"FINISHED"} and st.rig_preset == ""
     finally:
         (addon("rig_presets").user_dir() / "Half_Jaw.json").unlink(missing_ok=True)
+
+
+def test_generate_with_a_bad_preset_fails_before_the_engine_runs(scene, speech_wav, tmp_path, monkeypatch):
+    log = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("JOYVASA_FAKE_ARGV_LOG", str(log))
+    st = scene.joyvasa
+    st.audio_path, st.output_dir, st.rig_preset = str(speech_wav), str(tmp_path / "out"), "No Such Rig"
+    with pytest.raises(RuntimeError, match="rig preset 'No Such Rig' not found"):
+        bpy.ops.joyvasa.generate_motion()
+    assert not log.exists() or not log.read_text().strip()
+
+
+def test_batch_jobs_take_a_preset_or_auto(scene, fake_python, motion, tmp_path):
+    """tools/batch.py: "preset" by name or path; without it Auto finds the VRoid mesh; a bad
+    preset fails the checks before anything runs."""
+    from test_batch import run_batch
+
+    avatar = face_mesh(VROID)
+    blend = tmp_path / "avatar.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    custom = tmp_path / "mine.json"
+    custom.write_text(json.dumps({"schema": "joyvasa.retarget", "version": 1, "name": "Mine",
+                                  "channels": {"eyeBlinkLeft": [{"shape_key": "Fcl_EYE_Close", "gain": 0.5}]}}))
+    jobs = tmp_path / "jobs.json"
+    base = {"motion": motion, "mesh": avatar.name, "channels": "NONE", "start_frame": 1}
+    jobs.write_text(json.dumps([dict(base, name="auto"), dict(base, name="file", preset="mine.json", start_frame=100)]))
+    cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python})
+    assert cp.returncode == 0, (cp.stdout + cp.stderr)[-4000:]
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    takes = {a["joyvasa_start_frame"]: a for a in bpy.data.actions if a.get("joyvasa_take")}
+    assert takes[1]["joyvasa_preset"] == "VRoid (VRM 0.x)" and takes[100]["joyvasa_preset"] == "Mine"
+    key = bpy.data.objects[base["mesh"]].data.shape_keys
+    close = fcurve_values(key, 'key_blocks["Fcl_EYE_Close"].value')          # the last take: Mine
+    assert close[WINK] == pytest.approx(0.5 * readout(motion, False)["eyeBlinkLeft"][WINK], abs=1e-5) and close[WINK] > 0.4
+    jobs.write_text(json.dumps([dict(base, name="bad", preset="Nope")]))
+    cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python})
+    assert cp.returncode == 1
+    assert "rig preset 'Nope' not found" in (tmp_path / "jobs_logs" / "bad.log").read_text()
