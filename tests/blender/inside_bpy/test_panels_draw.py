@@ -105,7 +105,8 @@ def test_preferences_draw():
     type(prefs).draw(types.SimpleNamespace(layout=Layout(log), **{k: getattr(prefs, k) for k in
                                                                   ("engine_python", "weights_dir", "device", "dtype", "engine_src",
                                                                    "output_dir", "unsaved_output_dir", "watchdog_s",
-                                                                   "keep_warm", "idle_minutes")}),
+                                                                   "keep_warm", "idle_minutes", "download_dir",
+                                                                   "fetch_animals", "fetch_xpose", "fetch_detector")}),
                      bpy.context)
     ops = {x[1] for x in log if x[0] == "operator"}
-    assert {"joyvasa.check_engine", "joyvasa.install_engine", "joyvasa.detect_python"} <= ops
+    assert {"joyvasa.check_engine", "joyvasa.install_engine", "joyvasa.detect_python", "joyvasa.download_weights"} <= ops
