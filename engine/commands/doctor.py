@@ -52,7 +52,9 @@ def devices() -> dict[str, Any]:
                             "auto_motion_dtype": select_motion_precision(dev, "auto", DEFAULT_SAMPLER).name,
                             "cpu_native_bf16": cpu_has_native_bf16()}
     try:
-        from engine.render.writers import pick_video_codec
+        from engine.render.writers import nvenc_status, pick_video_codec
+        usable, reason = nvenc_status()   # --codec auto uses h264_nvenc only where this says usable
+        info["nvenc"] = {"usable": usable, "reason": reason}
         info["video_codec"] = pick_video_codec()
     except Exception as exc:  # noqa: BLE001
         info["video_codec"] = None
@@ -243,6 +245,9 @@ def print_text(report: dict[str, Any], out=None) -> None:
     print(f"devices: {', '.join(d['available'])}; auto -> {d['auto']} (rendering {d['auto_dtype']}, motion "
           f"{d.get('auto_motion_dtype', '?')}; CPU bf16 instructions: {'yes' if d.get('cpu_native_bf16') else 'no'}); "
           f"video codec: {d.get('video_codec') or 'NONE'}", file=out)
+    if d.get("nvenc"):
+        print(f"hardware H.264 (h264_nvenc): {'yes' if d['nvenc']['usable'] else 'no'} ({d['nvenc']['reason']})",
+              file=out)
     w = report["weights"]
     print(f"weights: {w['root'] or '(none)'}" + ("   [SYNTHETIC: random numbers, not a face]" if report.get("synthetic")
                                                   else ""), file=out)
