@@ -10,7 +10,7 @@ slowly (``bytes_per_s``) so a test can stop a download midway. ``GET /api/models
 lists a repository (path, size, oid, lfs.sha256), as the hub does.
 
 Knobs for failure tests: ``truncate`` (announce the whole file, send less and hang up), ``corrupt``
-(send other bytes than the published hash says). Every request is logged in ``requests`` (method, path, Range).
+(send other bytes than the published hash says), ``announce`` (a wrong size in the hub's answer). Every request is logged in ``requests`` (method, path, Range).
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class HubServer:
         self.files = dict(files)
         self.bytes_per_s = bytes_per_s
         self.truncate: set[tuple[str, str]] = set()
+        self.announce: dict[tuple[str, str], int] = {}   # a wrong X-Linked-Size the hub's HEAD reports
         self.corrupt: set[tuple[str, str]] = set()
         self.requests: list[tuple[str, str, str | None]] = []
         self._servers: list[ThreadingHTTPServer] = []   # [hub, cdn]: two origins, as on the real hub
@@ -148,7 +149,8 @@ class HubServer:
         if self.is_lfs(path_in_repo):
             sha = self.sha256(key)
             return self._send(h, 302, {"Location": f"{self.cdn_url}/cdn/{sha}", "X-Repo-Commit": COMMIT,
-                                       "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(self.size(key)),
+                                       "X-Linked-Etag": f'"{sha}"',
+                                       "X-Linked-Size": str(self.announce.get(key, self.size(key))),
                                        "ETag": f'"{git_sha1(sha.encode())}"'}, b"", head)
         data = self.body(key)
         return self._send(h, 200, {"ETag": f'"{git_sha1(self.files[key])}"', "X-Repo-Commit": COMMIT,

@@ -90,14 +90,20 @@ def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str
 
 def download_all(reporter: Reporter, info: dict[str, Any], host: str) -> int:
     """Every planned file into staging, then into place; returns the bytes downloaded."""
-    from engine.fetch import transfer
+    from engine.errors import DownloadFailed
+    from engine.fetch import hub, transfer
 
     todo = info["_todo"]
     staging = Path(info["staging"])
     total = info["download_bytes"]
     base = 0
     reporter.stage_begin("download")
-    for i, (remote, final, resumed) in enumerate(todo):
+    for i, (planned, final, resumed) in enumerate(todo):
+        # ask again right before the bytes: the hub's CDN addresses are signed and expire, and an
+        # earlier file of a slow download may have taken longer than that
+        remote = hub.describe(planned.file, host)
+        if (remote.size, remote.etag) != (planned.size, planned.etag):
+            raise DownloadFailed(f"{planned.file.dest} changed on {host} during this run; run again")
         part = transfer.partial_path(staging, remote)
         start = resumed
 

@@ -139,6 +139,15 @@ def test_hash_mismatch_is_refused_and_never_placed(hub, out: Path) -> None:
     assert not list(staging(out).rglob("spade_generator.pth*"))   # the bad bytes are gone, not resumed
 
 
+def test_more_bytes_than_announced_are_refused_and_removed(hub, out: Path) -> None:
+    hub.announce[SPADE] = len(hub.files[SPADE]) - 1000      # the hub's X-Linked-Size is wrong
+    run = fetch(out, hub.url)
+    assert run.rc == 1
+    [err] = of(run.events, "error")
+    assert err["code"] == "download_failed" and "more than" in err["message"] and SPADE_DEST in err["message"]
+    assert not (out / SPADE_DEST).exists() and not list(staging(out).rglob("spade_generator.pth*"))
+
+
 def test_truncated_file_is_refused_then_resumed(hub, out: Path) -> None:
     hub.truncate.add(SPADE)
     run = fetch(out, hub.url)
@@ -256,8 +265,7 @@ def _xpose_bytes(tmp: Path) -> bytes:
 def test_optional_parts_print_licences_first_and_load(hub_files, out: Path) -> None:
     files = with_animals(hub_files)
     onnx_bytes = _tiny_onnx()
-    for name in ("insightface/models/buffalo_l/det_10g.onnx", "insightface/models/buffalo_l/2d106det.onnx",
-                 "liveportrait/landmark.onnx"):
+    for name in ("insightface/models/buffalo_l/det_10g.onnx", "insightface/models/buffalo_l/2d106det.onnx"):
         files[("KwaiVGI/LivePortrait", name)] = onnx_bytes
     files[("KwaiVGI/LivePortrait", "liveportrait_animals/xpose.pth")] = _xpose_bytes(out.parent / "xpose")
     with HubServer(files) as hub:
