@@ -5,9 +5,12 @@ The bpy venvs are made by tools/setup_bpy_envs.sh. A missing venv skips with the
 unless JOYVASA_REQUIRE_BPY=1 (CI), where it fails. An inner run passes only when it ran at
 least the expected number of tests and skipped few: a suite that silently skips is a failure.
 
-Matrix (CI time on 2 cores): the fake-engine suite runs whole on every version; the real-engine
-file runs whole on the oldest and the newest version and its three broadest tests (speech ->
-keys, render -> strips, Check Engine's device line) on the others; the real-engine controls test on 4.5 and the newest.
+Matrix (CI time on 2 cores: the whole fake-engine suite took 212 s on 5.1 with the machine
+shared, so six whole runs would cost ~20 min): the oldest and the newest version (4.2 LTS, 5.3)
+run everything; the versions between run the version-sensitive subset (keying / actions /
+strips / install: test_addon.py, rigs, panels and preferences, compat, engine environment) of the
+fake-engine suite and the three broadest real-engine tests (speech -> keys, render -> strips,
+Check Engine's device line); the real-engine controls test runs on 4.5 and the newest.
 """
 from __future__ import annotations
 
@@ -33,10 +36,14 @@ def bpy_versions() -> tuple[str, ...]:
 
 VERSIONS = bpy_versions()
 OLDEST, NEWEST = VERSIONS[0], VERSIONS[-1]
-#: the fake-engine suite's floor: it had 57 tests when this was written (55 pass on 4.2, whose
-#: wheel has no audio); raise it when tests are added, never lower it to make a run pass
-MIN_FAKE_PASSED = 50
-MAX_FAKE_SKIPPED = 3
+#: floors of what must pass (never lower one to make a run pass; raise them when tests are added).
+#: Measured when written: whole fake suite 87 passed + 2 skipped on 5.1/5.3 (real fetch, fixture
+#: writer), 4.2 skips the 2 sound-strip tests too; the subset collects 50 tests.
+MIN_FAKE_PASSED = 80
+MIN_SUBSET_PASSED = 45
+MAX_FAKE_SKIPPED = 5
+FAKE_SUBSET = tuple(f"{INSIDE}/{name}.py" for name in (
+    "test_addon", "test_rigs", "test_panels_draw", "test_compat_strips", "test_engine_env"))
 REAL_SUBSET = ("test_speech_to_keys_with_real_engine or test_render_to_strips_with_real_engine "
                "or test_check_engine_with_real_engine")
 
@@ -51,8 +58,10 @@ def bpy_python(version: str) -> Path:
     return py
 
 
-def run_inside(version: str, targets: list[str], extra_env: dict[str, str] | None = None,
+def run_inside(version: str, targets: str | list[str], extra_env: dict[str, str] | None = None,
                extra_args: list[str] | None = None) -> subprocess.CompletedProcess:
+    """pytest on ``targets`` (a path or a list) inside bpy ``version``'s interpreter."""
+    targets = [targets] if isinstance(targets, str) else list(targets)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update({"JOYVASA_INSIDE_BPY": "1", "JOYVASA_TEST_ENGINE_PYTHON": sys.executable, "OMP_NUM_THREADS": "1"})
     env.update(extra_env or {})
@@ -75,7 +84,7 @@ def outcome_counts(stdout: str) -> dict[str, int]:
     return {}
 
 
-def _check(cp: subprocess.CompletedProcess, version: str, min_passed: int, max_skipped: int = 0) -> dict[str, int]:
+def _check(cp: subprocess.CompletedProcess, version: str, min_passed: int = 1, max_skipped: int = 0) -> dict[str, int]:
     """The inner run succeeded AND ran what it should: at least ``min_passed`` passed, at most
     ``max_skipped`` skipped (a run that skips more than it runs hides a broken environment)."""
     tail = (cp.stdout + cp.stderr)[-6000:]
@@ -93,11 +102,16 @@ def _check(cp: subprocess.CompletedProcess, version: str, min_passed: int, max_s
 @pytest.mark.blender
 @pytest.mark.parametrize("version", VERSIONS)
 def test_addon_in_bpy(version):
-    """Extension install, register/unregister, apply, fake-engine operators, strips, batch; the
-    add-on's own DeprecationWarnings are errors (inside_bpy/conftest.py)."""
-    ignore = [arg for f in REAL_FILES for arg in ("--ignore", f)]
-    cp = run_inside(version, [INSIDE], {"JOYVASA_SKIP_REAL_ENGINE": "1"}, ignore)
-    _check(cp, version, MIN_FAKE_PASSED, MAX_FAKE_SKIPPED)
+    """Extension install, register/unregister, apply, fake-engine operators, strips, batch (the
+    subset between the oldest and newest version); the add-on's own DeprecationWarnings are
+    errors (inside_bpy/conftest.py)."""
+    if version in (OLDEST, NEWEST):
+        ignore = [arg for f in REAL_FILES for arg in ("--ignore", f)]
+        cp = run_inside(version, [INSIDE], {"JOYVASA_SKIP_REAL_ENGINE": "1"}, ignore)
+        _check(cp, version, MIN_FAKE_PASSED, MAX_FAKE_SKIPPED)
+    else:
+        cp = run_inside(version, list(FAKE_SUBSET), {"JOYVASA_SKIP_REAL_ENGINE": "1"})
+        _check(cp, version, MIN_SUBSET_PASSED, MAX_FAKE_SKIPPED)
 
 
 @pytest.mark.blender
@@ -137,12 +151,18 @@ def test_check_fails_when_the_inner_suite_mostly_skips():
     with pytest.raises(AssertionError, match="only 3 passed"):
         _check(_cp("3 passed, 54 skipped in 4.0s"), "5.3", MIN_FAKE_PASSED, MAX_FAKE_SKIPPED)
     with pytest.raises(AssertionError, match="9 skipped"):
-        _check(_cp("60 passed, 9 skipped in 4.0s"), "5.3", MIN_FAKE_PASSED, MAX_FAKE_SKIPPED)
+        _check(_cp("90 passed, 9 skipped in 4.0s"), "5.3", MIN_FAKE_PASSED, MAX_FAKE_SKIPPED)
     with pytest.raises(AssertionError, match="no pytest summary"):
         _check(_cp("garbage"), "5.3", 1)
     with pytest.raises(AssertionError, match="exit 1"):
         _check(_cp("1 failed, 60 passed in 3s", rc=1), "5.3", 1)
-    assert _check(_cp("55 passed, 2 skipped in 50.7s"), "4.2", MIN_FAKE_PASSED, MAX_FAKE_SKIPPED)["passed"] == 55
+    assert _check(_cp("85 passed, 4 skipped in 50.7s"), "4.2", MIN_FAKE_PASSED, MAX_FAKE_SKIPPED)["passed"] == 85
+
+
+def test_subset_files_exist():
+    """A renamed test file must not silently shrink the subset (pytest would error, but say why)."""
+    for path in (*FAKE_SUBSET, *REAL_FILES):
+        assert (REPO / path).is_file(), path
 
 
 def test_matrix_covers_every_current_blender():
