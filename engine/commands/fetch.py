@@ -63,7 +63,7 @@ def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str
         present = transfer.matches(final, remote)
         have = 0 if present else transfer.partial_bytes(staging, remote)
         entries.append({"path": remote.file.dest, "part": part_name, "size": remote.size, "present": present,
-                        "resume_from": have, "hash": remote.hash_kind})
+                        "replaces": not present and final.exists(), "resume_from": have, "hash": remote.hash_kind})
         if not present:
             todo.append((remote, final, have))
     need = sum(r.size - have for r, _f, have in todo)
@@ -80,7 +80,8 @@ def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str
     reporter.log(f"from {host}: {len(todo)} of {len(entries)} files to download, {_mib(need)}"
                  f" (free: {_mib(free) if free is not None else 'unknown'}) into {out}")
     for e in entries:
-        state = "present, matches" if e["present"] else (f"resume at {_mib(e['resume_from'])}" if e["resume_from"] else "new")
+        state = ("present, matches" if e["present"] else f"resume at {_mib(e['resume_from'])}" if e["resume_from"]
+                 else "differs from the host: replaced once the new file is complete" if e["replaces"] else "new")
         reporter.log(f"  {e['path']}  {_mib(e['size'])}  [{state}]")
     reporter.events.emit("plan", **info)
     check_free_space(out, need, f"{len(todo)} weight files ({_mib(need)})")
@@ -169,7 +170,11 @@ def body(args: argparse.Namespace, reporter: Reporter) -> tuple[dict[str, str], 
         from engine.fileio import ensure_writable_dir
 
         ensure_writable_dir(out)
-        downloaded = download_all(reporter, info, host)
+        try:
+            downloaded = download_all(reporter, info, host)
+        except PermissionError as exc:
+            raise OutputError(f"cannot write {exc.filename or out}: permission denied; choose a weights folder "
+                              "you can write to") from None
     elif not out.is_dir():
         raise OutputError(f"--out {out} does not exist; nothing to verify")
     groups = verify(reporter, out, parts)

@@ -28,9 +28,14 @@ READ_TIMEOUT_S = 30.0
 
 
 def staging_dir(out: Path) -> Path:
-    """``DIR/../.DIR.joyvasa-fetch``: beside the weights folder, same file system, stable across runs."""
+    """``DIR/../.DIR.joyvasa-fetch``: beside the weights folder, same file system, stable across runs.
+    When only DIR itself is writable (its parent is not), the hidden ``DIR/.joyvasa-fetch`` instead:
+    its files still end in ``.part`` under a folder no loader reads."""
     out = Path(out).absolute()
-    return out.parent / f".{out.name}.joyvasa-fetch"
+    beside = out.parent / f".{out.name}.joyvasa-fetch"
+    if not beside.exists() and out.is_dir() and not os.access(out.parent, os.W_OK) and os.access(out, os.W_OK):
+        return out / ".joyvasa-fetch"
+    return beside
 
 
 def partial_path(staging: Path, remote: RemoteFile) -> Path:

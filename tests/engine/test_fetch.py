@@ -367,3 +367,17 @@ def test_disk_filling_up_mid_file_is_disk_full_and_dir_stays_clean(hub, out: Pat
     assert events[-1]["code"] == "disk_full", events[-1]
     assert sorted(p.name for p in out.iterdir()) == ["liveportrait", "models.yaml"]
     assert [p.name for p in out.rglob("*.pth")] == ["appearance_feature_extractor.pth"]   # the one that fit
+
+
+def test_a_differing_file_is_replaced_only_once_the_new_one_is_complete(hub, hub_files, out: Path) -> None:
+    """An older upload in DIR (other size) stays usable until the host's file has fully arrived."""
+    old = out / SPADE_DEST
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"an older upload")
+    hub.corrupt.add(SPADE)                       # first try: the new bytes are bad
+    run = fetch(out, hub.url)
+    plan = of(run.events, "plan")[0]
+    assert next(f for f in plan["files"] if f["path"] == SPADE_DEST)["replaces"] is True
+    assert run.rc == 1 and old.read_bytes() == b"an older upload"
+    hub.corrupt.clear()
+    assert fetch(out, hub.url).rc == 0 and old.read_bytes() == hub_files[SPADE]
