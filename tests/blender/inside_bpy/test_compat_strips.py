@@ -29,7 +29,7 @@ def test_strip_timing_helpers(scene):
     assert got == (5, 15, 10, 5)
 
 
-def test_helpers_use_the_current_names():
+def test_helpers_use_the_current_names(installed):
     """From 5.1 every name compat maps from is present and the old ones warn; before, only the old ones exist."""
     compat = addon("compat")
     strip_type = getattr(bpy.types, "Strip", None) or bpy.types.Sequence
