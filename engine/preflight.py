@@ -30,6 +30,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "transformers": ("transformers", "HuBERT layouts the engine's own encoder does not cover (fallback)"),
     "scipy": ("scipy", "motion resampling"),
     "yaml": ("pyyaml", "reading models.yaml"),
+    "huggingface_hub": ("huggingface_hub", "downloading the weights (engine fetch)"),
 }
 
 FPS_MIN, FPS_MAX = 1.0, 120.0

@@ -45,3 +45,43 @@ def scene_controls(scene: Any, start: int, n_frames: int | None = None) -> dict:
 def write_scene_controls(scene: Any, path: str | Path, start: int, n_frames: int | None = None) -> tuple[Path, dict]:
     d = scene_controls(scene, start, n_frames)
     return cc.write_controls(path, d), d
+
+
+def show_controls(scene: Any, recorded: dict, start: int, motion_fps: float) -> list[str]:
+    """Set ``scene.joyvasa``'s controls to a motion file's recorded controls (tracks become
+    F-curves from ``start``), so the panel shows what an edited take's keys hold and Re-apply
+    or Render starts from it. Returns warnings for what the panel cannot show."""
+    import numpy as np
+
+    values, hidden = cc.panel_values(recorded)
+    st = scene.joyvasa
+    scene_fps = scene.render.fps / scene.render.fps_base
+    track_fps = float(recorded.get("fps") or motion_fps)
+    for prop, value in values.items():
+        fc = compat.find_fcurve(scene, f"joyvasa.{prop}")
+        if fc is not None:                    # a neutral key (the scene was neutral): replaced
+            _remove_fcurve(scene, fc)
+        c = cc.BY_PROP[prop]
+        if not isinstance(value, list):
+            setattr(st, prop, bool(value) if c.kind == "bool" else int(value) if c.kind == "int" else float(value))
+            continue
+        frames = start + np.arange(len(value)) * scene_fps / track_fps
+        for f, v in zip(frames, value):
+            setattr(st, prop, float(v))
+            scene.keyframe_insert(data_path=f"joyvasa.{prop}", frame=float(f))
+    return [f"the motion file's controls include {', '.join(hidden)}, which the panel cannot show: "
+            "Re-apply Controls would drop them"] if hidden else []
+
+
+def _remove_fcurve(scene: Any, fc: Any) -> None:
+    """Remove one F-curve from the scene's action (legacy or slotted)."""
+    ad = scene.animation_data
+    if not compat.SLOTTED:
+        ad.action.fcurves.remove(fc)
+        return
+    for layer in ad.action.layers:
+        for strip in layer.strips:
+            bag = strip.channelbag(ad.action_slot)
+            if bag is not None and fc in list(bag.fcurves):
+                bag.fcurves.remove(fc)
+                return

@@ -1,12 +1,13 @@
 """Generate Motion (engine ``motion``), Apply Motion File, Re-apply Controls (engine ``edit``), Cancel."""
 
+import json
 import time
 from pathlib import Path
 
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from . import apply_media, apply_motion, controls_scene, runtime
+from . import apply_media, apply_motion, controls_scene, rig_presets, runtime
 from .core import controls as cc
 from .core import motion_core as mc
 from .core.engine_client import EngineProcess, edit_args, engine_argv, motion_args
@@ -27,14 +28,24 @@ def edit_paths(context, motion_path: str) -> tuple[Path, Path]:
     return out, out.with_suffix(".controls.json")
 
 
-def edit_sync(context, motion_path: str, start: int) -> str:
-    """The motion to key for the scene's controls: ``motion_path`` itself when the controls are
-    neutral and the file is unedited, else the result of ``engine edit`` (sub-second, run
-    synchronously). Raises ValueError with the engine's report on failure."""
+def edit_sync(context, motion_path: str, start: int) -> tuple[str, dict | None]:
+    """The motion to key for the scene's controls, and the controls to show in the panel after
+    keying (None: keep the panel as it is).
+
+    Neutral scene controls key ``motion_path`` as it is: an edited take keeps its edits, and the
+    caller sets the panel to the controls the file records (so what the panel shows is what the
+    keys hold). Changed controls re-edit the file's raw motion with them through ``engine edit``
+    (sub-second, run synchronously). Raises ValueError with the engine's report on failure."""
     m = mc.load_motion(motion_path)
     d = controls_scene.scene_controls(context.scene, start)
-    if cc.is_neutral(d) and m.raw is None:
-        return motion_path
+    if cc.is_neutral(d):
+        if m.raw is None or not m.controls:
+            return motion_path, None
+        try:
+            recorded = json.loads(m.controls)
+        except ValueError:
+            raise ValueError(f"{motion_path}: its recorded controls are not valid JSON") from None
+        return motion_path, (recorded if isinstance(recorded, dict) else None)
     cfg = engine_config(context)
     if cfg["error"]:
         raise ValueError(cfg["error"])
@@ -48,7 +59,7 @@ def edit_sync(context, motion_path: str, start: int) -> str:
     job.finish(rc, proc.stderr_tail(40))
     if job.state != "done":
         raise ValueError(job.report_text())
-    return str(out)
+    return str(out), None
 
 
 def _summary_text(summary: dict) -> str:
@@ -69,6 +80,7 @@ class JOYVASA_OT_generate_motion(EngineRunMixin, bpy.types.Operator):
 
     def build(self, context):
         st = context.scene.joyvasa
+        rig_presets.resolve(st)             # a bad rig preset fails now, not after sampling
         audio, start = apply_media.resolve_audio(context)
         out = apply_media.output_dir(context) / f"motion_seed{st.seed}_{_stamp()}.npz"
         args = motion_args(audio=audio, out=str(out), seed=st.seed, sampler=st.sampler, steps=st.steps,
@@ -99,8 +111,11 @@ class JOYVASA_OT_apply_motion(bpy.types.Operator):
         path = bpy.path.abspath(self.filepath or st.motion_path)
         start = None if self.start_frame == -(2 ** 30) else self.start_frame
         try:
-            keyed = edit_sync(context, path, st.start_frame if start is None else start)
+            keyed, recorded = edit_sync(context, path, st.start_frame if start is None else start)
             summary = apply_motion.apply_motion(context, keyed, start_frame=start)
+            if recorded is not None:       # after keying: a failed apply leaves the panel as it was
+                summary["warnings"] += controls_scene.show_controls(context.scene, recorded, summary["start"],
+                                                                    mc.load_motion(keyed).fps)
         except (MotionFileError, ValueError, OSError) as exc:
             self.report({'ERROR'}, str(exc))
             return {'CANCELLED'}

@@ -34,7 +34,7 @@ sys.path.insert(1, str(REPO / "tools"))
 
 PORTRAIT = REPO / "examples" / "portrait.jpg"
 SPEECH = REPO / "examples" / "speech.wav"
-FETCH_HINT = ("python tools/fetch_weights.py --out weights   (or see README.md 'Weights'), then:\n"
+FETCH_HINT = (".venv/bin/python -m engine fetch --out weights   (or see docs/install.md), then:\n"
               "      .venv/bin/python tools/demo.py --weights weights")
 
 

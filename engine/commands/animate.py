@@ -64,7 +64,11 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--dtype", default="auto", type=dtype_arg, metavar="|".join(DTYPES),
                    help="precision of the rendering networks (bf16, fp16, fp32 also accepted; auto: float32 "
                         "on CPU, bfloat16/float16 on GPU); bfloat16 loads bf16-resident weights")
-    r.add_argument("--batch", type=int, default=None, help="frames per W+G batch (auto: 1 on CPU, from free memory on GPU)")
+    r.add_argument("--batch", type=int, default=None,
+                   help="frames per W+G batch (auto: 1 on CPU; on a GPU sized to stay within ~70%% of its memory)")
+    r.add_argument("--codec", choices=("auto", "libx264", "h264_nvenc"), default="auto",
+                   help="H.264 encoder (auto: h264_nvenc when FFmpeg and the NVIDIA driver have it, else libx264)")
+    r.add_argument("--sequential", action="store_true", help=argparse.SUPPRESS)  # reference path (bench/tests)
     r.add_argument("--weights", default=None, help="weights folder (default $JOYVASA_WEIGHTS)")
 
 
@@ -107,7 +111,8 @@ def render_config_from_args(args: argparse.Namespace):  # -> RenderConfig
                         upstream_cli=args.upstream_cli, crop=args.crop, scale=args.scale, vx=args.vx, vy=args.vy,
                         face_index=args.face_index, pasteback=args.pasteback, fps=args.fps,
                         upstream_timing=args.upstream_timing, batch=args.batch,
-                        max_frames=getattr(args, "max_frames", None))
+                        max_frames=getattr(args, "max_frames", None), codec=getattr(args, "codec", "auto"),
+                        sequential=bool(getattr(args, "sequential", False)))
 
 
 def job_from_args(args: argparse.Namespace):  # -> AnimateJob

@@ -129,6 +129,8 @@ class RenderConfig(ConfigBase):
     upstream_timing: bool = False
     batch: int | None = None       # frames per W+G batch (None = engine.device.auto_batch_size)
     max_frames: int | None = None  # benchmarks/tests: cap rendered frames
+    codec: str = "auto"            # auto | libx264 | h264_nvenc (engine/render/writers.py pick_video_codec)
+    sequential: bool = False       # reference render path: CPU paste-back, no writer thread (tests, bench)
 
     def __post_init__(self) -> None:
         if self.region not in REGIONS:
@@ -140,6 +142,9 @@ class RenderConfig(ConfigBase):
             preflight.check_number("--" + name.replace("_", "-"), getattr(self, name), 0.0, preflight.STRENGTH_MAX)
         if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
             raise BadRequest("--max-frames must be >= 1")
+        from engine.render.writers import CODEC_CHOICES
+        if self.codec not in CODEC_CHOICES:
+            raise BadRequest(f"unknown --codec {self.codec!r}; choose one of {', '.join(CODEC_CHOICES)}")
         self.framing_options()  # --crop/--scale/--vx/--vy/--face-index: the framing's own checks
 
     def framing_options(self, weights_root: Any = None) -> Any:

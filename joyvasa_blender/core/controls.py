@@ -145,3 +145,75 @@ def write_controls(path: str | os.PathLike[str], d: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return final
+
+
+#: keys of a recorded controls file that no panel property shows, with their neutral value
+_HIDDEN = (("other_gain", 1.0), ("blink.depth", 1.0), ("silence.min_silence_s", 0.25))
+
+
+def _same(x: Value, y: Value) -> bool:
+    return (x == y) if not (isinstance(x, list) or isinstance(y, list)) else False
+
+
+def panel_values(d: dict[str, Any]) -> tuple[dict[str, Value], list[str]]:
+    """A recorded controls dict (a motion file's ``controls``, canonical or as written by
+    :func:`controls_dict`) -> (property -> value, keys the panel cannot show).
+
+    Why: when an edited take is applied the panel must show the controls its keys hold, so
+    that Re-apply and Render start from them instead of silently dropping the edit. The
+    inverse of :func:`controls_dict`: a value is a float or a list (a per-frame track at the
+    file's ``fps``); the head gains split into Head Motion x per-axis gain only when all three
+    axes agree. Keys missing from ``d`` are neutral.
+    """
+    def get(*path: str, default: Value) -> Value:
+        node: Any = d
+        for p in path:
+            node = node.get(p) if isinstance(node, dict) else None
+        return default if node is None else node
+
+    out: dict[str, Value] = {c.prop: (bool(c.default) if c.kind == "bool" else c.default) for c in CONTROLS}
+    gains = {a: get("head_gain", a, default=1.0) if isinstance(d.get("head_gain"), dict)
+             else get("head_gain", default=1.0) for a in ("pitch", "yaw", "roll")}
+    g = list(gains.values())
+    trans = d.get("translation_gain")
+    if trans is None:                           # the engine's default: the mean of the head gains
+        trans = (_mul(g[0], 1.0) if _same(g[0], g[1]) and _same(g[1], g[2]) else None)
+    if _same(g[0], g[1]) and _same(g[1], g[2]) and not isinstance(g[0], list) and float(g[0]) != 0.0:
+        out["head_strength"] = float(g[0])
+        out["head_translation"] = (float(g[0]) if trans is None else
+                                   [float(t) / float(g[0]) for t in trans] if isinstance(trans, list)
+                                   else float(trans) / float(g[0]))
+    else:
+        for a in ("pitch", "yaw", "roll"):
+            out[f"head_{a}_gain"] = gains[a]
+        out["head_translation"] = sum(float(x) for x in g if not isinstance(x, list)) / 3 if trans is None else trans
+    for a in ("pitch", "yaw", "roll"):
+        out[f"head_{a}_offset"] = get("head_offset_deg", a, default=0.0)
+    out["expression_strength"] = get("expression_gain", default=1.0)
+    out["lip_strength"] = get("lip_gain", default=1.0)
+    out["eye_strength"] = get("eye_gain", default=1.0)
+    for ch in ("smile", "mouth_open", "brow", "eye_open"):
+        out[ch] = get("expression_offset", ch, default=0.0)
+    out["fade_in"], out["fade_out"] = get("fade_s", "in", default=0.0), get("fade_s", "out", default=0.0)
+    out["gaze_x"], out["gaze_y"] = get("gaze", "x", default=0.0), get("gaze", "y", default=0.0)
+    out["gaze_follow_head"] = get("gaze", "follow_head", default=1.0)
+    blink = d.get("blink")
+    out["blink"] = blink is not None
+    if blink is not None:
+        out["blink_rate"] = float(blink.get("rate_per_min", 15.0))
+        out["blink_duration"] = float(blink.get("duration_s", 0.2))
+        out["blink_seed"] = int(blink.get("seed", 0))
+    silence = d.get("silence")
+    if silence is not None:
+        out["silence_relax"] = bool(silence.get("relax", True))
+        out["silence_threshold_db"] = float(silence.get("threshold_db", -35.0))
+        out["silence_attack"] = float(silence.get("attack_s", 0.05))
+        out["silence_release"] = float(silence.get("release_s", 0.2))
+        out["silence_calm_head"] = float(silence.get("calm_head", 0.0))
+    hidden = [key for key, neutral in _HIDDEN if get(*key.split("."), default=neutral) != neutral]
+    for prop, v in out.items():                 # values are in the panel's range or not shown
+        c = BY_PROP[prop]
+        vals = v if isinstance(v, list) else [v]
+        if c.kind == "float" and any(not (c.lo <= float(x) <= c.hi) for x in vals):
+            hidden.append(prop)
+    return out, hidden

@@ -166,7 +166,7 @@ def engine_argv(python: str, command: str, args: Sequence[str], *, weights: str 
     if command != "doctor":
         if command != "crop":        # framing runs on the CPU and takes no --device
             _opt(argv, "--device", device)
-        if command == "animate":
+        if command in ("motion", "animate"):   # the Precision preference: every network of a job
             _opt(argv, "--dtype", dtype)
         if progress:
             argv += ["--progress", "json"]

@@ -47,6 +47,16 @@ def test_argv_shape():
     assert "--progress" not in ec.engine_argv("py", "doctor", ["--json"])
 
 
+def test_precision_preference_reaches_generate_motion_cold_and_warm():
+    """issue 19: Generate Motion got no --dtype (only animate did); one precision for every network."""
+    from joyvasa_blender.core.worker import argv_to_args
+
+    for command in ("motion", "animate"):
+        argv = ec.engine_argv("py", command, ec.motion_args(audio="a.wav", out="m.npz"), dtype="float16")
+        assert argv[argv.index("--dtype") + 1] == "float16"               # the one-shot engine
+        assert argv_to_args(argv[4:])["dtype"] == "float16"                # the warm worker's request
+
+
 def test_success(fake_python, tmp_path):
     job, out, rc = run(fake_python, tmp_path, "motion_ok")
     assert rc == 0 and job.state == "done", job.report_text()

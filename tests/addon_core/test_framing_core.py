@@ -1,9 +1,14 @@
 """bpy-free framing helpers of the add-on: coordinates, point order, engine options, summaries."""
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 
+from engine.framing import frame as engine_frame
+from engine.render import compose
 from joyvasa_blender.core import framing
+from tests.engine.test_framing import _with_exif_orientation
 
 
 def test_view_and_pixel_coordinates_round_trip() -> None:
@@ -38,7 +43,6 @@ def test_framing_args_match_the_engine_cli() -> None:
 
 def test_engine_parses_what_the_addon_sends() -> None:
     """The add-on's --crop strings are accepted by the engine's parser (both sides of the contract)."""
-    engine_frame = pytest.importorskip("engine.framing.frame")
     assert engine_frame.parse_crop_arg(framing.crop_value("POINTS", points=(10.25, 12, 30, 12, 20, 24.5))) == \
         ("points", (10.25, 12.0, 30.0, 12.0, 20.0, 24.5))
     assert engine_frame.parse_crop_arg(framing.crop_value("BOX", box=(1, 2, 3, 4))) == (1, 2, 3, 4)
@@ -55,7 +59,6 @@ def test_summary_and_points_from_event() -> None:
 
 
 def test_lip_threshold_copy_matches_the_engine() -> None:
-    compose = pytest.importorskip("engine.render.compose")
     assert framing.LIP_NORMALIZE_THRESHOLD == compose.LIP_NORMALIZE_THRESHOLD
 
 
@@ -77,10 +80,6 @@ def test_settings_from_the_engine_crop_text() -> None:
 def test_exif_orientation_matches_the_engine(tmp_path, orientation: int) -> None:
     """A marker clicked in the stored pixels (what Blender shows) lands where the engine, which
     applies EXIF orientation, sees it: both sides of the points: contract agree for all 8 values."""
-    cv2 = pytest.importorskip("cv2")
-    np = pytest.importorskip("numpy")
-    engine_frame = pytest.importorskip("engine.framing.frame")
-    from tests.engine.test_framing import _with_exif_orientation
 
     w, h = 96, 64
     img = np.zeros((h, w, 3), np.uint8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -37,11 +38,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The cluster's token: made here for this module's head node and its clients, so the test never reads
+# or writes the user's ~/.ray/auth_token (a fresh machine has none, and `ray start` in token mode then
+# refuses to start; Ray's own generator is 32 random bytes as hex, the same as this).
+RAY_TOKEN = secrets.token_hex(32)
+
+
 def env() -> dict[str, str]:
     """Ray's single-machine mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``): node address 127.0.0.1,
-    every port bound to loopback; without it Ray replaces 127.0.0.1 by the machine's address."""
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+    every port bound to loopback; without it Ray replaces 127.0.0.1 by the machine's address.
+    Token authentication on, with this module's own token (``RAY_AUTH_TOKEN`` wins over any file)."""
+    base = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN_PATH"}
+    return {**base, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_TOKEN}
 
 
 def descendants(pid: int) -> list[int]:

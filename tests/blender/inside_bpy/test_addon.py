@@ -105,7 +105,22 @@ def test_apply_golden_motion(scene):
     smileL, smileR = (curve(key, f'key_blocks["mouthSmile{s}"].value')[:, 1] for s in ("Left", "Right"))
     assert np.allclose(smileL, smileR) and smileL[-1] > 0.5
     assert scene.frame_end == 5 + n - 1
-    assert bpy.ops.ed.undo_push.poll() or True
+
+
+def test_apply_motion_is_one_undo_step(scene):
+    """Apply Motion File (bl_options UNDO) is undone in one step: no take, no keys, no new
+    objects, the old frame range (undo works in the bpy module although ``ed.undo.poll()`` is False)."""
+    before = scene_fingerprint()
+    takes_before = sorted(a.name for a in bpy.data.actions if a.get("joyvasa_take"))
+    bpy.ops.ed.undo_push(message="before apply")
+    assert bpy.ops.joyvasa.apply_motion('EXEC_DEFAULT', True, filepath=str(GOLDEN)) == {"FINISHED"}
+    assert scene_fingerprint() != before
+    assert bpy.data.objects["Rig"].animation_data.action.get("joyvasa_take")
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert scene_fingerprint() == before
+    assert sorted(a.name for a in bpy.data.actions if a.get("joyvasa_take")) == takes_before == []
+    ad = bpy.data.objects["Rig"].animation_data
+    assert ad is None or ad.action is None
 
 
 def test_second_take_is_a_new_action_and_keeps_the_first(scene):

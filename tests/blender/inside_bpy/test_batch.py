@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import bpy
+import numpy as np
+import pytest
 
 from conftest import REPO, TESTS, write_wav
 
@@ -138,3 +141,48 @@ def test_batch_jobs_share_one_warm_engine(scene, fake_python, tmp_path):
     assert cp.returncode == 0, (cp.stdout + cp.stderr)[-4000:]
     assert engine_processes(log) == 1 and [c[0] for c in logged_commands(log)] == ["motion", "motion"]
     assert "2 request(s), 1 engine start(s)" in cp.stdout
+
+
+def _engine_edit(engine_python: str, motion, controls: dict, out, tmp_path) -> None:
+    """The real ``engine edit`` (torch-free) writes an edited take, as Re-apply Controls would."""
+    cfile = tmp_path / (out.stem + ".controls.json")
+    cfile.write_text(json.dumps(controls))
+    env = {k: v for k, v in os.environ.items() if k != "JOYVASA_INSIDE_BPY"}
+    env["PYTHONPATH"] = str(REPO)
+    cp = subprocess.run([engine_python, "-m", "engine", "edit", "--motion", str(motion), "--controls", str(cfile),
+                         "--out", str(out)], capture_output=True, text=True, timeout=120, env=env, cwd=str(REPO))
+    assert cp.returncode == 0, cp.stderr[-3000:]
+
+
+def test_batch_applies_an_edited_take_as_it_is(scene, fake_python, tmp_path):
+    """issue 19: a motion job naming a file that `engine edit` produced, in a scene whose controls are
+    neutral, keys the file as it is (its mouth track and blinks), not its raw motion; the panel then
+    shows the file's controls, so what the panel shows is what the keys hold."""
+    from conftest import ENGINE_PY, addon
+
+    edited, raw = tmp_path / "edited.npz", tmp_path / "raw.npz"
+    controls = {"version": 1, "expression_offset": {"mouth_open": 0.8}, "lip_gain": 1.5,
+                "blink": {"rate_per_min": 30, "duration_s": 0.2, "seed": 3}}
+    _engine_edit(ENGINE_PY, GOLDEN, controls, edited, tmp_path)
+    _engine_edit(ENGINE_PY, edited, {"version": 1}, raw, tmp_path)        # neutral controls: the raw motion
+    mc = addon("core.motion_core")
+    want, base = (mc.resample(mc.load_motion(p), 24.0).exp.reshape(-1, 63) for p in (edited, raw))
+    assert np.abs(want - base).max() > 0.05                               # the edit is visible in the arrays
+
+    blend = tmp_path / "shot.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"name": "edited", "motion": str(edited), "rig": "Rig", "mesh": "Face",
+                                 "channels": "EMPTY", "start_frame": 1}]))
+    cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python})
+    assert cp.returncode == 0, (cp.stdout + cp.stderr)[-4000:]
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    ctrl = bpy.data.objects["JoyVASA Motion"]
+    fc = addon("compat").find_fcurve(ctrl, '["exp_58"]', 0)
+    keyed = np.array([kp.co[1] for kp in fc.keyframe_points])
+    assert np.allclose(keyed, want[:, 58], atol=1e-5), float(np.abs(keyed - want[:, 58]).max())
+    act = bpy.data.objects["Rig"].animation_data.action
+    assert Path(act["joyvasa_motion"]) == edited and json.loads(act["joyvasa_controls"])["lip_gain"] == 1.5
+    st = bpy.context.scene.joyvasa                                         # the panel shows the file's controls
+    assert st.lip_strength == pytest.approx(1.5) and st.mouth_open == pytest.approx(0.8) and st.blink
+    assert st.blink_rate == pytest.approx(30) and st.blink_seed == 3
