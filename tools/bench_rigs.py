@@ -101,4 +101,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)   # the 4.2 bpy module crashes at exit once Rigify was enabled
