@@ -186,12 +186,14 @@ def xpose_loader() -> Any:
     """The engine's strict X-Pose checkpoint loader, once the engine has one (None before)."""
     import importlib
 
-    for module, name in (("engine.framing.xpose", "load_checkpoint"), ("engine.framing.xpose_model", "load_checkpoint")):
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-    return None
+    try:
+        xpose = importlib.import_module("engine.framing.xpose")
+    except ImportError:
+        return None
+    read, build = getattr(xpose, "read_state_dict", None), getattr(xpose, "build_from_state_dict", None)
+    if read is not None and build is not None:   # uncached: a warm worker's doctor must not keep 270 MB
+        return lambda path: build(read(path), path)
+    return getattr(xpose, "load_model", None)
 
 
 def next_steps(report: dict[str, Any]) -> list[str]:
