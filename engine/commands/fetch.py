@@ -42,9 +42,9 @@ def _mib(n: int) -> str:
 
 def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str, Any]:
     """Ask the host about every file; what is already in DIR, what must come, licences, free space."""
-    from engine.fetch import hub, transfer
     import shutil
 
+    from engine.fetch import hub, transfer
     from engine.preflight import _existing_ancestor, check_free_space, require_packages
 
     files = [f for part in parts for f in part.files]
@@ -90,23 +90,34 @@ def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str
 
 
 def download_all(reporter: Reporter, info: dict[str, Any], host: str) -> int:
-    """Every planned file into staging, then into place; returns the bytes downloaded."""
-    from engine.errors import DownloadFailed
-    from engine.fetch import hub, transfer
+    """Every planned file into staging, then into place (one run per folder); returns the bytes downloaded."""
+    from engine.fetch import transfer
 
     todo = info["_todo"]
     staging = Path(info["staging"])
     total = info["download_bytes"]
+    if not todo:
+        return 0
+    with transfer.exclusive(staging, Path(info["dir"])):
+        base = _download_each(reporter, todo, staging, total, host)
+    transfer.remove_empty_dirs(staging)
+    return base
+
+
+def _download_each(reporter: Reporter, todo: list[Any], staging: Path, total: int, host: str) -> int:
+    from engine.errors import DownloadFailed
+    from engine.fetch import hub, transfer
+
     base = 0
     reporter.stage_begin("download")
-    for i, (planned, final, resumed) in enumerate(todo):
+    for i, (planned, final, _planned_resume) in enumerate(todo):
         # ask again right before the bytes: the hub's CDN addresses are signed and expire, and an
         # earlier file of a slow download may have taken longer than that
         remote = hub.describe(planned.file, host)
         if (remote.size, remote.etag) != (planned.size, planned.etag):
             raise DownloadFailed(f"{planned.file.dest} changed on {host} during this run; run again")
         part = transfer.partial_path(staging, remote)
-        start = resumed
+        start = transfer.partial_bytes(staging, remote)   # under the lock: what is really there now
 
         def on_bytes(have: int, remote: Any = remote, i: int = i, start: int = start) -> None:
             reporter.progress("download", base + have - start, total, "byte", file=remote.file.dest,
@@ -119,7 +130,6 @@ def download_all(reporter: Reporter, info: dict[str, Any], host: str) -> int:
                           file_done=remote.size, file_total=remote.size, files_done=i + 1, files_total=len(todo))
         reporter.artifact("weight_file", str(final))
     reporter.stage_end("download")
-    transfer.remove_empty_dirs(staging)
     return base
 
 

@@ -381,3 +381,26 @@ def test_a_differing_file_is_replaced_only_once_the_new_one_is_complete(hub, hub
     assert run.rc == 1 and old.read_bytes() == b"an older upload"
     hub.corrupt.clear()
     assert fetch(out, hub.url).rc == 0 and old.read_bytes() == hub_files[SPADE]
+
+
+def test_a_second_fetch_into_the_same_folder_is_refused_while_one_runs(hub_files, out: Path) -> None:
+    with HubServer(hub_files, bytes_per_s=2e6) as hub:
+        first = subprocess.Popen([sys.executable, "-m", "engine", "fetch", "--out", str(out), "--progress", "json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                 env=_env(home=str(out.parent), HF_ENDPOINT=hub.url), cwd=REPO)
+        try:
+            assert first.stdout is not None
+            for line in first.stdout:
+                if json.loads(line)["type"] == "progress":
+                    break
+            second = fetch(out, hub.url)
+            rest = [json.loads(line) for line in first.stdout if line.strip()]
+            assert first.wait(120) == 0 and rest[-1]["type"] == "done"
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+    assert second.rc == 1
+    [err] = of(second.events, "error")
+    assert err["code"] == "download_failed" and "another `engine fetch`" in err["message"]
+    assert (out / SPADE_DEST).read_bytes() == hub_files[SPADE] and not staging(out).exists()
