@@ -312,6 +312,22 @@ def test_user_preset_file_eye_bones_and_neck(studio, motion):
     assert addon("compat").find_fcurve(key, 'key_blocks["eyeBlinkLeft"].value') is None
 
 
+def test_property_targets_go_on_the_face_mesh_without_a_rig(installed, motion):
+    scene = _fresh(installed)
+    face = face_mesh(["Basis2"])
+    path = addon("rig_presets").user_dir(create=True) / "props_only.json"
+    path.write_text(json.dumps({"schema": "joyvasa.retarget", "version": 1, "name": "Props Only",
+                                "channels": {"viseme_aa": [{"property": "mouth_aa", "full": 10.0, "rest": 1.0}]}}))
+    try:
+        scene.joyvasa.rig_preset = str(path)
+        assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+        r = readout(motion, gaze=False)
+        np.testing.assert_allclose(fcurve_values(face, '["mouth_aa"]'), 1.0 + 10.0 * r["viseme_aa"], atol=1e-5)
+        assert face.animation_data.action["joyvasa_preset"] == "Props Only"
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def test_bad_user_preset_stops_before_anything_is_keyed(studio, motion):
     from conftest import scene_fingerprint
 
@@ -354,7 +370,8 @@ def test_preset_ui_draws_and_the_mapping_table_saves_a_user_preset(scene, motion
     assert ("operator", "joyvasa.pick_rig_preset") in log and ("operator", "joyvasa.reapply_rig") in log
     assert ("label", "Auto: ARKit 52: 14 of 52 shape keys found") in log
     assert any(x[0] == "label" and x[1].startswith("Missing: eyeLookDownLeft") for x in log)
-    assert ("operator", "joyvasa.rig_mapping_load") in draw(bpy.types.JOYVASA_PT_rig_mapping, bpy.context)
+    for panel in (bpy.types.JOYVASA_PT_rig_mapping, bpy.types.JOYVASA_PT_rig_mapping_sequencer):
+        assert ("operator", "joyvasa.rig_mapping_load") in draw(panel, bpy.context)
     assert bpy.ops.joyvasa.rig_mapping_load() == {"FINISHED"}
     assert st.use_rig_mapping and st.rig_mapping_from == "ARKit 52" and len(st.rig_mapping) == 14
     log = draw(bpy.types.JOYVASA_PT_rig_mapping, bpy.context)
