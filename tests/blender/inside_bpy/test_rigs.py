@@ -432,3 +432,29 @@ def test_batch_jobs_take_a_preset_or_auto(scene, fake_python, motion, tmp_path):
     cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python})
     assert cp.returncode == 1
     assert "rig preset 'Nope' not found" in (tmp_path / "jobs_logs" / "bad.log").read_text()
+
+
+def _eye_directions(rig, frames) -> np.ndarray:
+    out = []
+    for f in frames:
+        m = posed(rig, "eye.L", 1 + f)
+        out.append(m[:3, 1] / np.linalg.norm(m[:3, 1]))          # the bone's Y axis: where it looks
+    return np.array(out)
+
+
+def test_eye_bones_obey_follow_head_like_the_video(studio, motion):
+    """Gaze reaches eye bones through the motion the engine edited, so the art-direction control
+    Follow Head acts on them as on the video: 1 = the eyes turn with the head, 0 = they
+    counter-rotate and keep looking where they looked (here: the camera)."""
+    scene, rig, path = studio
+    st = scene.joyvasa
+    st.rig_preset, st.output_dir = "Studio Rig", str(path.parent / "out")
+    calm = [f for f in range(N) if not (TRUTH["lookImageRight"][f] or TRUTH["lookUp"][f])]   # frames without own gaze
+    angles = {}
+    for follow in (1.0, 0.0):
+        st.gaze_follow_head = follow
+        assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+        d = _eye_directions(rig, calm)
+        angles[follow] = np.degrees(np.arccos(np.clip(d @ d[0], -1, 1)))
+    assert angles[1.0].max() > 12                  # the head turns by up to ~20 degrees, the eyes with it
+    assert angles[0.0].max() < 0.25 * angles[1.0].max() and angles[0.0].max() < 4, angles[0.0].max()
