@@ -48,7 +48,7 @@ Event types and their fields (optional fields in brackets)
               seconds), [report] (doctor in serve), [released] (release)
     cancelled at {stage, done}
     plan      (``fetch``, 1.3; before any download) dir, staging, host, files [{path, part, size,
-              present, resume_from, hash}], download_files, download_bytes, total_bytes,
+              present, replaces, resume_from, hash}], download_files, download_bytes, total_bytes,
               free_bytes (null if unknown), licences [{part, title, licence}]
 
 Compatibility: a reader refuses a different major version with one clear message, ignores

@@ -111,15 +111,19 @@ def _pose_rotation(pb: Any) -> Any:
     return getattr(pb, mc.rotation_data_path(pb.rotation_mode))[:]
 
 
-def _head_inherit(rig: Any, neck: str, head: str) -> float:
+def _head_inherit(context: Any, rig: Any, neck: str, head: str) -> float:
     """How much of a neck rotation the head bone's world rotation follows (1: a plain child,
     0: isolated as Rigify's head with Head Follow off): measured once by turning the neck by a
     test angle and evaluating the pose, then restoring it."""
     import mathutils
 
+    layer = getattr(context, "view_layer", None)
+    if layer is None or rig.name not in layer.objects:
+        layer = next((vl for vl in context.scene.view_layers if rig.name in vl.objects), None)
+    if layer is None:
+        return 1.0                  # not evaluated anywhere: assume a plain child
     pn, ph = rig.pose.bones[neck], rig.pose.bones[head]
     saved = _pose_rotation(pn)
-    layer = bpy.context.view_layer
     layer.update()
     h0 = ph.matrix.to_3x3().normalized()
     n0 = pn.matrix.to_3x3().normalized()
@@ -232,7 +236,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     # -- head (and neck) bones, the preset's bone channels -------------------------------------
     rig_fcurves = None
     if rig is not None and (bone_name or st.channels_target == "RIG" or rig_plan.bones or rig_plan.properties):
-        inherit = _head_inherit(rig, neck_name, bone_name) if neck_name else 1.0
+        inherit = _head_inherit(context, rig, neck_name, bone_name) if neck_name else 1.0
         action, rig_fcurves = compat.assign_new_action(rig, name)
         _tag_action(action, meta, st, motion_path, start, fps)
         action["joyvasa_preset"] = preset.name

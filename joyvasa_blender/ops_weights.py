@@ -72,6 +72,37 @@ def _poll_fetch():
     return None if job is None or job.progress.finished else POLL_S
 
 
+def start_fetch(context, plan_only: bool = False) -> str | None:
+    """Start ``engine fetch`` for the preferences' choices into ``runtime.FETCH``; the reason when it
+    cannot start. With Allow Online Access off the engine runs with ``HF_HUB_OFFLINE=1`` (it touches
+    no network) only to answer with the manual route."""
+    from .prefs import engine_config, engine_env, get_prefs
+
+    online = online_access_allowed()
+    cfg = engine_config(context)
+    if cfg["error"]:
+        if online:
+            return cfg["error"] + " (Create Engine Environment first)"
+        runtime.FETCH = runtime.Fetch(None, FetchProgress("", online_access_off=True))
+        runtime.FETCH.progress.ended(None, [])
+        return OFFLINE_ACCESS_TEXT
+    prefs = get_prefs(context)
+    dest = download_dir(prefs)
+    argv = fetch_argv(cfg["python"], dest, animals=prefs.fetch_animals, xpose=prefs.fetch_xpose,
+                      detector=prefs.fetch_detector, plan_only=plan_only or not online)
+    env = engine_env(cfg)
+    env.pop("JOYVASA_WEIGHTS", None)
+    if not online:
+        env["HF_HUB_OFFLINE"] = "1"
+    proc = ec.EngineProcess(argv, cwd=str(cfg["engine_src"]), env=env)
+    try:
+        proc.start()
+    except OSError as exc:
+        return f"could not start the engine ({cfg['python']}): {exc}"
+    runtime.FETCH = runtime.Fetch(proc, FetchProgress(dest, plan_only or not online, online_access_off=not online))
+    return None
+
+
 class JOYVASA_OT_download_weights(bpy.types.Operator):
     """Download the official weights with the engine's fetcher (resumable; fills the Weights field when done)"""
     bl_idname = "joyvasa.download_weights"
@@ -82,42 +113,21 @@ class JOYVASA_OT_download_weights(bpy.types.Operator):
                             options={'SKIP_SAVE'})
 
     def execute(self, context):
-        from .prefs import engine_config, engine_env, get_prefs
-
         if runtime.FETCH is not None and not runtime.FETCH.progress.finished:
             self.report({'WARNING'}, "A download is already running")
             return {'CANCELLED'}
         online = online_access_allowed()
-        cfg = engine_config(context)
-        if cfg["error"]:
-            if not online:
-                runtime.FETCH = runtime.Fetch(None, FetchProgress("", online_access_off=True))
-                runtime.FETCH.progress.ended(None, [])
-                self.report({'ERROR'}, OFFLINE_ACCESS_TEXT)
-            else:
-                self.report({'ERROR'}, cfg["error"] + " (Create Engine Environment first)")
+        error = start_fetch(context, self.plan_only)
+        if error:
+            self.report({'ERROR'}, error)
             return {'CANCELLED'}
-        prefs = get_prefs(context)
-        dest = download_dir(prefs)
-        argv = fetch_argv(cfg["python"], dest, animals=prefs.fetch_animals, xpose=prefs.fetch_xpose,
-                          detector=prefs.fetch_detector, plan_only=self.plan_only or not online)
-        env = engine_env(cfg)
-        env.pop("JOYVASA_WEIGHTS", None)
-        if not online:   # the engine touches no network then; it only answers with the manual route
-            env["HF_HUB_OFFLINE"] = "1"
-        proc = ec.EngineProcess(argv, cwd=str(cfg["engine_src"]), env=env)
-        try:
-            proc.start()
-        except OSError as exc:
-            self.report({'ERROR'}, f"could not start the engine ({cfg['python']}): {exc}")
-            return {'CANCELLED'}
-        runtime.FETCH = runtime.Fetch(proc, FetchProgress(dest, self.plan_only or not online, online_access_off=not online))
         if bpy.app.background:   # scripts and tests: no event loop, run to the end here
-            proc.run_sync(runtime.FETCH.progress.apply, idle_timeout=cfg["watchdog_s"])
+            job = runtime.FETCH
+            from .prefs import get_prefs
+
+            job.proc.run_sync(job.progress.apply, idle_timeout=ec.watchdog_seconds(getattr(get_prefs(context), "watchdog_s", None)))
             _take_events()
-            runtime.FETCH.progress.ended(proc.returncode, proc.stderr_tail(6))
-            _finish(runtime.FETCH)
-            state = runtime.FETCH.progress
+            state = job.progress
             if state.state != "done":
                 self.report({'ERROR'}, f"[{state.code}] {state.message}" if state.code else state.message)
                 return {'CANCELLED'}

@@ -187,9 +187,13 @@ def xpose_loader() -> Any:
     import importlib
 
     try:
-        return getattr(importlib.import_module("engine.framing.xpose"), "load_model")
-    except (ImportError, AttributeError):
+        xpose = importlib.import_module("engine.framing.xpose")
+    except ImportError:
         return None
+    read, build = getattr(xpose, "read_state_dict", None), getattr(xpose, "build_from_state_dict", None)
+    if read is not None and build is not None:   # uncached: a warm worker's doctor must not keep 270 MB
+        return lambda path: build(read(path), path)
+    return getattr(xpose, "load_model", None)
 
 
 def next_steps(report: dict[str, Any]) -> list[str]:

@@ -139,6 +139,15 @@ def test_hash_mismatch_is_refused_and_never_placed(hub, out: Path) -> None:
     assert not list(staging(out).rglob("spade_generator.pth*"))   # the bad bytes are gone, not resumed
 
 
+def test_more_bytes_than_announced_are_refused_and_removed(hub, out: Path) -> None:
+    hub.announce[SPADE] = len(hub.files[SPADE]) - 1000      # the hub's X-Linked-Size is wrong
+    run = fetch(out, hub.url)
+    assert run.rc == 1
+    [err] = of(run.events, "error")
+    assert err["code"] == "download_failed" and "more than" in err["message"] and SPADE_DEST in err["message"]
+    assert not (out / SPADE_DEST).exists() and not list(staging(out).rglob("spade_generator.pth*"))
+
+
 def test_truncated_file_is_refused_then_resumed(hub, out: Path) -> None:
     hub.truncate.add(SPADE)
     run = fetch(out, hub.url)
@@ -256,8 +265,7 @@ def _xpose_bytes(tmp: Path) -> bytes:
 def test_optional_parts_print_licences_first_and_load(hub_files, out: Path) -> None:
     files = with_animals(hub_files)
     onnx_bytes = _tiny_onnx()
-    for name in ("insightface/models/buffalo_l/det_10g.onnx", "insightface/models/buffalo_l/2d106det.onnx",
-                 "liveportrait/landmark.onnx"):
+    for name in ("insightface/models/buffalo_l/det_10g.onnx", "insightface/models/buffalo_l/2d106det.onnx"):
         files[("KwaiVGI/LivePortrait", name)] = onnx_bytes
     files[("KwaiVGI/LivePortrait", "liveportrait_animals/xpose.pth")] = _xpose_bytes(out.parent / "xpose")
     with HubServer(files) as hub:
@@ -359,3 +367,40 @@ def test_disk_filling_up_mid_file_is_disk_full_and_dir_stays_clean(hub, out: Pat
     assert events[-1]["code"] == "disk_full", events[-1]
     assert sorted(p.name for p in out.iterdir()) == ["liveportrait", "models.yaml"]
     assert [p.name for p in out.rglob("*.pth")] == ["appearance_feature_extractor.pth"]   # the one that fit
+
+
+def test_a_differing_file_is_replaced_only_once_the_new_one_is_complete(hub, hub_files, out: Path) -> None:
+    """An older upload in DIR (other size) stays usable until the host's file has fully arrived."""
+    old = out / SPADE_DEST
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"an older upload")
+    hub.corrupt.add(SPADE)                       # first try: the new bytes are bad
+    run = fetch(out, hub.url)
+    plan = of(run.events, "plan")[0]
+    assert next(f for f in plan["files"] if f["path"] == SPADE_DEST)["replaces"] is True
+    assert run.rc == 1 and old.read_bytes() == b"an older upload"
+    hub.corrupt.clear()
+    assert fetch(out, hub.url).rc == 0 and old.read_bytes() == hub_files[SPADE]
+
+
+def test_a_second_fetch_into_the_same_folder_is_refused_while_one_runs(hub_files, out: Path) -> None:
+    with HubServer(hub_files, bytes_per_s=2e6) as hub:
+        first = subprocess.Popen([sys.executable, "-m", "engine", "fetch", "--out", str(out), "--progress", "json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                 env=_env(home=str(out.parent), HF_ENDPOINT=hub.url), cwd=REPO)
+        try:
+            assert first.stdout is not None
+            for line in first.stdout:
+                if json.loads(line)["type"] == "progress":
+                    break
+            second = fetch(out, hub.url)
+            rest = [json.loads(line) for line in first.stdout if line.strip()]
+            assert first.wait(120) == 0 and rest[-1]["type"] == "done"
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+    assert second.rc == 1
+    [err] = of(second.events, "error")
+    assert err["code"] == "download_failed" and "another `engine fetch`" in err["message"]
+    assert (out / SPADE_DEST).read_bytes() == hub_files[SPADE] and not staging(out).exists()
