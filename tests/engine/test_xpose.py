@@ -338,3 +338,23 @@ def test_clicked_points_with_animal_use_the_animal_sizing() -> None:
     d = float(np.hypot(*(lip - (eye_l + eye_r) / 2)))
     assert animal.method == "points" and d / side(animal) == pytest.approx(0.283, abs=0.01)
     assert d / side(human) == pytest.approx(0.205, abs=0.005)
+
+
+def test_doctor_reports_presence_strict_load_and_licence(tiny_state, tmp_path: Path) -> None:
+    from engine.commands.doctor import check_optional_parts, print_text
+    from engine.weights import WeightsLayout
+
+    root = _weights_with_xpose(tmp_path, tiny_state)
+    files: dict = {}
+    g = check_optional_parts(WeightsLayout(root), files)["xpose"]
+    assert files["xpose"]["present"] and g["loads"] and "seconds" in g and "NON-COMMERCIAL" in g["licence"]
+    broken = dict(tiny_state)
+    del broken["transformer.enc_output.bias"]
+    _save(root / xpose.XPOSE_FILE, {"model": broken})
+    g = check_optional_parts(WeightsLayout(root), {})["xpose"]
+    assert not g["loads"] and "transformer.enc_output.bias" in g["error"] and str(root / xpose.XPOSE_FILE) in g["error"]
+    buf = io.StringIO()
+    report = {"versions": {}, "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
+              "weights": {"root": str(root), "files": {}, "groups": {"xpose": g}}, "ok": False, "next": []}
+    print_text(report, out=buf)
+    assert "xpose: does NOT load" in buf.getvalue() and "xpose licence: X-Pose model: NON-COMMERCIAL" in buf.getvalue()
