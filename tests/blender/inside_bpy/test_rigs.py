@@ -268,6 +268,7 @@ USER_PRESET = {
         "gazeY": [{"bone": f"eye.{s}", "rotation": "X", "full": 0.9, "clamp": [-1, 1]} for s in "LR"],
         "jawOpen": [{"property": "jaw", "full": 2.0}, {"shape_key": "jawOpen"}],
         "viseme_ou": [{"shape_key": "mouthPucker", "gain": 1.5}],
+        "headYaw": [{"property": "head_yaw", "bone": "root", "full": 57.29577951308232}],   # degrees
     }}
 
 
@@ -299,6 +300,10 @@ def test_user_preset_file_eye_bones_and_neck(studio, motion):
     expect = mc.matrix_from_euler(np.stack([0.9 * r["gazeY"], np.zeros(N), np.clip(r["gazeX"], -1, 1)], 1), "XYZ")
     np.testing.assert_allclose(mc.matrix_from_quat(q), expect, atol=1e-5)
     assert abs(mc.euler_from_matrix(mc.matrix_from_quat(q[GAZE_X:GAZE_X + 1]))[0, 2]) > 0.3   # the eye turns
+    yaw_deg = fcurve_values(rig, 'pose.bones["root"]["head_yaw"]')
+    s = mc.resample(mc.load_motion(motion), FPS)
+    np.testing.assert_allclose(yaw_deg, mc.pyr_from_rotation(mc.relative_rotation(s.quat, "FIRST"))[1], atol=1e-3)
+    assert np.abs(yaw_deg).max() > 10
     jaw = fcurve_values(rig, '["jaw"]')
     np.testing.assert_allclose(jaw, 2.0 * r["jawOpen"], atol=1e-5)
     # a plain chain: the head inherits the neck, still the head turns exactly as the motion
