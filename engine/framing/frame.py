@@ -251,8 +251,10 @@ def frame_box(img: np.ndarray, box: tuple[float, float, float, float], opts: Fra
 
 
 def frame_three(img: np.ndarray, pts: np.ndarray, opts: FramingOptions, method: str, **kw: Any) -> Framing:
-    """Image-left eye, image-right eye, mouth centre (3×2, original pixels) → upstream's crop."""
-    fr = geo.frame_from_points(pts[0], pts[1], pts[2], opts.scale, opts.vx, opts.vy)
+    """Image-left eye, image-right eye, mouth centre (3×2, original pixels) → upstream's crop
+    (with ``--animal``: sized like upstream's 9-point X-Pose framing, engine/framing/geometry.py)."""
+    fr = geo.frame_from_points(pts[0], pts[1], pts[2], opts.scale, opts.vx, opts.vy,
+                               animal=opts.animal and method == "points")
     return _result(img, fr, method, **kw)
 
 
