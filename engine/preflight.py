@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from engine.errors import BadRequest, DiskFull, MissingDependency, OutputError
+from engine.errors import BadRequest, DiskFull, MissingDependency
 
 #: Python module -> (pip distribution, what it is for)
 PACKAGES: dict[str, tuple[str, str]] = {
