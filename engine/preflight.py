@@ -170,13 +170,6 @@ def packages_for(*, audio: bool, generate: bool, mp4: bool, images: bool) -> lis
     return mods
 
 
-def ensure_not_output(path: Path, *others: Path | None) -> None:
-    """An input must never be the output it would be overwritten by."""
-    for other in others:
-        if other is not None and path.absolute() == Path(other).absolute():
-            raise OutputError(f"output {other} is also an input; choose another output name")
-
-
 # -- per command ----------------------------------------------------------------------------------
 
 def audio_duration_s(path: str | Path) -> float | None:
@@ -197,7 +190,9 @@ def check_motion_request(args: object) -> None:
     require_packages(packages_for(audio=True, generate=True, mp4=False, images=False))
     audio = Path(getattr(args, "audio"))
     out = Path(getattr(args, "out"))
-    ensure_not_output(audio, out)
+    from engine.pathguard import check_run_paths
+
+    check_run_paths({"--audio": audio, "--controls": getattr(args, "controls", None)}, {"--out": out})
     duration = audio_duration_s(audio) if audio.is_file() else None
     check_motion_output(out, estimate_frames(duration, getattr(args, "motion_fps", None)))
 
@@ -218,7 +213,6 @@ def check_animate_request(args: object) -> None:
     save = getattr(args, "save_motion", None)
     if save and generate:
         check_motion_output(Path(save), None)
-    inputs = [getattr(args, k, None) for k in ("image", "audio", "motion")]
-    for inp in inputs:
-        if inp:
-            ensure_not_output(Path(inp), *(Path(o) for o in (out, save, getattr(args, "frames_dir", None)) if o))
+    from engine.pathguard import check_animate_paths
+
+    check_animate_paths(args)

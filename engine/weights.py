@@ -238,8 +238,7 @@ FETCH_PARTS: dict[str, WeightPart] = {
         "detector", "InsightFace face detector + landmarks (upstream's face crop)",
         "InsightFace buffalo_l models: NON-COMMERCIAL research use only (InsightFace licence); "
         "the engine's default MTCNN detector (MIT) needs none of these",
-        (_lp("insightface/models/buffalo_l/det_10g.onnx"), _lp("insightface/models/buffalo_l/2d106det.onnx"),
-         _lp("liveportrait/landmark.onnx"))),
+        (_lp("insightface/models/buffalo_l/det_10g.onnx"), _lp("insightface/models/buffalo_l/2d106det.onnx"))),
 }
 
 

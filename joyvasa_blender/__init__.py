@@ -13,10 +13,10 @@ _registered: list = []
 
 
 def _classes():
-    from . import ops_export, ops_framing, ops_motion, ops_render, ops_weights, prefs, props, ui_panels
+    from . import ops_export, ops_framing, ops_motion, ops_render, ops_rigs, ops_weights, prefs, props, ui_panels
     return (props.CLASSES + ops_weights.CLASSES + prefs.CLASSES + ops_motion.CLASSES + ops_framing.CLASSES
             + ops_render.CLASSES
-            + ops_export.CLASSES
+            + ops_export.CLASSES + ops_rigs.CLASSES
             + ui_panels.CLASSES)
 
 

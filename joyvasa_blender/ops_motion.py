@@ -7,7 +7,7 @@ from pathlib import Path
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from . import apply_media, apply_motion, controls_scene, runtime
+from . import apply_media, apply_motion, controls_scene, rig_presets, runtime
 from .core import controls as cc
 from .core import motion_core as mc
 from .core.engine_client import EngineProcess, edit_args, engine_argv, motion_args
@@ -80,6 +80,7 @@ class JOYVASA_OT_generate_motion(EngineRunMixin, bpy.types.Operator):
 
     def build(self, context):
         st = context.scene.joyvasa
+        rig_presets.resolve(st)             # a bad rig preset fails now, not after sampling
         audio, start = apply_media.resolve_audio(context)
         out = apply_media.output_dir(context) / f"motion_seed{st.seed}_{_stamp()}.npz"
         args = motion_args(audio=audio, out=str(out), seed=st.seed, sampler=st.sampler, steps=st.steps,

@@ -5,7 +5,8 @@ Python, through the same :class:`EngineProcess` every engine run uses; a timer f
 ``runtime.FETCH`` (core/weights_fetch.py) and redraws the preferences, so Blender stays usable. Cancel
 asks the engine to stop: finished files stay, the one in flight stays in the staging folder beside the
 weights folder, nothing half-written is ever in it, and the next Download resumes. When Blender's
-*Allow Online Access* is off nothing is started and the manual route is shown instead.
+*Allow Online Access* is off nothing is downloaded: the engine runs with ``HF_HUB_OFFLINE=1`` only to
+list the files and where they go (the manual route), and the preferences show that list.
 """
 
 from pathlib import Path
@@ -71,6 +72,37 @@ def _poll_fetch():
     return None if job is None or job.progress.finished else POLL_S
 
 
+def start_fetch(context, plan_only: bool = False) -> str | None:
+    """Start ``engine fetch`` for the preferences' choices into ``runtime.FETCH``; the reason when it
+    cannot start. With Allow Online Access off the engine runs with ``HF_HUB_OFFLINE=1`` (it touches
+    no network) only to answer with the manual route."""
+    from .prefs import engine_config, engine_env, get_prefs
+
+    online = online_access_allowed()
+    cfg = engine_config(context)
+    if cfg["error"]:
+        if online:
+            return cfg["error"] + " (Create Engine Environment first)"
+        runtime.FETCH = runtime.Fetch(None, FetchProgress("", online_access_off=True))
+        runtime.FETCH.progress.ended(None, [])
+        return OFFLINE_ACCESS_TEXT
+    prefs = get_prefs(context)
+    dest = download_dir(prefs)
+    argv = fetch_argv(cfg["python"], dest, animals=prefs.fetch_animals, xpose=prefs.fetch_xpose,
+                      detector=prefs.fetch_detector, plan_only=plan_only or not online)
+    env = engine_env(cfg)
+    env.pop("JOYVASA_WEIGHTS", None)
+    if not online:
+        env["HF_HUB_OFFLINE"] = "1"
+    proc = ec.EngineProcess(argv, cwd=str(cfg["engine_src"]), env=env)
+    try:
+        proc.start()
+    except OSError as exc:
+        return f"could not start the engine ({cfg['python']}): {exc}"
+    runtime.FETCH = runtime.Fetch(proc, FetchProgress(dest, plan_only or not online, online_access_off=not online))
+    return None
+
+
 class JOYVASA_OT_download_weights(bpy.types.Operator):
     """Download the official weights with the engine's fetcher (resumable; fills the Weights field when done)"""
     bl_idname = "joyvasa.download_weights"
@@ -81,45 +113,30 @@ class JOYVASA_OT_download_weights(bpy.types.Operator):
                             options={'SKIP_SAVE'})
 
     def execute(self, context):
-        from .prefs import engine_config, engine_env, get_prefs
-
         if runtime.FETCH is not None and not runtime.FETCH.progress.finished:
             self.report({'WARNING'}, "A download is already running")
             return {'CANCELLED'}
-        if not online_access_allowed():
-            runtime.FETCH = runtime.Fetch(None, FetchProgress("", self.plan_only))
-            runtime.FETCH.progress.apply({"type": "error", "code": "online_access_off", "message": OFFLINE_ACCESS_TEXT})
-            self.report({'ERROR'}, OFFLINE_ACCESS_TEXT)
+        online = online_access_allowed()
+        error = start_fetch(context, self.plan_only)
+        if error:
+            self.report({'ERROR'}, error)
             return {'CANCELLED'}
-        cfg = engine_config(context)
-        if cfg["error"]:
-            self.report({'ERROR'}, cfg["error"] + " (Create Engine Environment first)")
-            return {'CANCELLED'}
-        prefs = get_prefs(context)
-        dest = download_dir(prefs)
-        argv = fetch_argv(cfg["python"], dest, animals=prefs.fetch_animals, xpose=prefs.fetch_xpose,
-                          detector=prefs.fetch_detector, plan_only=self.plan_only)
-        env = engine_env(cfg)
-        env.pop("JOYVASA_WEIGHTS", None)
-        proc = ec.EngineProcess(argv, cwd=str(cfg["engine_src"]), env=env)
-        try:
-            proc.start()
-        except OSError as exc:
-            self.report({'ERROR'}, f"could not start the engine ({cfg['python']}): {exc}")
-            return {'CANCELLED'}
-        runtime.FETCH = runtime.Fetch(proc, FetchProgress(dest, self.plan_only))
         if bpy.app.background:   # scripts and tests: no event loop, run to the end here
-            proc.run_sync(runtime.FETCH.progress.apply, idle_timeout=cfg["watchdog_s"])
+            job = runtime.FETCH
+            from .prefs import get_prefs
+
+            job.proc.run_sync(job.progress.apply, idle_timeout=ec.watchdog_seconds(getattr(get_prefs(context), "watchdog_s", None)))
             _take_events()
-            runtime.FETCH.progress.ended(proc.returncode, proc.stderr_tail(6))
-            _finish(runtime.FETCH)
-            state = runtime.FETCH.progress
+            state = job.progress
             if state.state != "done":
                 self.report({'ERROR'}, f"[{state.code}] {state.message}" if state.code else state.message)
                 return {'CANCELLED'}
             self.report({'INFO'}, state.message)
             return {'FINISHED'}
         bpy.app.timers.register(_poll_fetch, first_interval=POLL_S)
+        if not online:
+            self.report({'ERROR'}, OFFLINE_ACCESS_TEXT)
+            return {'CANCELLED'}
         return {'FINISHED'}
 
 
@@ -153,7 +170,7 @@ def draw_download(layout, prefs) -> None:
         row.label(text=note, icon='ERROR' if "NON-COMMERCIAL" in note else 'NONE')
     job = runtime.FETCH
     running = job is not None and job.proc is not None and not job.progress.finished
-    if not online_access_allowed():
+    if not online_access_allowed() and (job is None or job.progress.code != "online_access_off"):
         for line in OFFLINE_ACCESS_TEXT.split(". "):
             box.label(text=line.rstrip(".") + ".", icon='INFO')
     row = box.row()

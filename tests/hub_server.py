@@ -5,17 +5,15 @@ It answers what huggingface_hub and ``engine fetch`` ask, with the headers the r
 ``HEAD/GET /{repo}/resolve/{rev}/{path}``: a small (git) file is a 200 with ``ETag`` = its git blob
 sha1, ``X-Repo-Commit`` and ``Content-Length``; a large (LFS) file is a 302 to ``/cdn/{sha256}`` with
 ``X-Linked-Etag`` = its sha256, ``X-Linked-Size`` and ``X-Repo-Commit``; a missing file is a 404 with
-``X-Error-Code: EntryNotFound``. ``/cdn/...`` serves the bytes with HTTP Range support, optionally
-slowly (``bytes_per_s``) so a test can stop a download midway. ``GET /api/models/{repo}/tree/{rev}``
-lists a repository (path, size, oid, lfs.sha256), as the hub does.
+``X-Error-Code: EntryNotFound``. ``/cdn/...`` (a second origin, like the hub's CDN) serves the bytes
+with HTTP Range support, optionally slowly (``bytes_per_s``) so a test can stop a download midway.
 
 Knobs for failure tests: ``truncate`` (announce the whole file, send less and hang up), ``corrupt``
-(send other bytes than the published hash says). Every request is logged in ``requests`` (method, path, Range).
+(send other bytes than the published hash says), ``announce`` (a wrong size in the hub's answer). Every request is logged in ``requests`` (method, path, Range).
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +35,7 @@ class HubServer:
         self.files = dict(files)
         self.bytes_per_s = bytes_per_s
         self.truncate: set[tuple[str, str]] = set()
+        self.announce: dict[tuple[str, str], int] = {}   # a wrong X-Linked-Size the hub's HEAD reports
         self.corrupt: set[tuple[str, str]] = set()
         self.requests: list[tuple[str, str, str | None]] = []
         self._servers: list[ThreadingHTTPServer] = []   # [hub, cdn]: two origins, as on the real hub
@@ -135,8 +134,6 @@ class HubServer:
         self.requests.append((h.command, path, h.headers.get("Range")))
         if path.startswith("/cdn/"):
             return self._cdn(h, path[len("/cdn/"):], head)
-        if path.startswith("/api/models/"):
-            return self._tree(h, path[len("/api/models/"):], head)
         parts = path.lstrip("/").split("/")
         if len(parts) < 5 or parts[2] != "resolve":
             return self._send(h, 404, {"X-Error-Code": "RepoNotFound"}, b"not found", head)
@@ -148,7 +145,8 @@ class HubServer:
         if self.is_lfs(path_in_repo):
             sha = self.sha256(key)
             return self._send(h, 302, {"Location": f"{self.cdn_url}/cdn/{sha}", "X-Repo-Commit": COMMIT,
-                                       "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(self.size(key)),
+                                       "X-Linked-Etag": f'"{sha}"',
+                                       "X-Linked-Size": str(self.announce.get(key, self.size(key))),
                                        "ETag": f'"{git_sha1(sha.encode())}"'}, b"", head)
         data = self.body(key)
         return self._send(h, 200, {"ETag": f'"{git_sha1(self.files[key])}"', "X-Repo-Commit": COMMIT,
@@ -170,21 +168,6 @@ class HubServer:
                                        "Accept-Ranges": "bytes", "Content-Length": str(size - start)},
                               data[start:], head)
         return self._send(h, 200, {"Accept-Ranges": "bytes", "Content-Length": str(size)}, data, head)
-
-    def _tree(self, h: BaseHTTPRequestHandler, rest: str, head: bool) -> None:
-        parts = rest.split("/")
-        repo = "/".join(parts[:2])
-        items = []
-        for (r, p), data in sorted(self.files.items()):
-            if r != repo:
-                continue
-            item: dict[str, Any] = {"type": "file", "path": p, "size": len(data), "oid": git_sha1(data)}
-            if self.is_lfs(p):
-                item["lfs"] = {"oid": self.sha256((r, p)), "size": len(data), "pointerSize": 134}
-            items.append(item)
-        if not items:
-            return self._send(h, 404, {"X-Error-Code": "RepoNotFound"}, b"not found", head)
-        self._send(h, 200, {"Content-Type": "application/json"}, json.dumps(items).encode(), head)
 
 
 def official_layout(weights: Path) -> dict[tuple[str, str], bytes]:

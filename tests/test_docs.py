@@ -205,3 +205,17 @@ def test_the_checker_catches_a_dead_link(tmp_path: Path) -> None:
                                    "`[not](code.md)`\n```\n[not](block.md)\n```\n", encoding="utf-8")
     assert links(tmp_path / "a.md") == ["b.md", "a.md#title-here", "a.md#nope", "c.md"]
     assert anchors(tmp_path / "a.md") == frozenset({"title-here"})
+
+
+def test_contract_page_follows_the_protocol() -> None:
+    """docs/contract.md names the protocol version engine/protocol.py speaks, has a row for every
+    event type, and docs/errors.md one for every error code (a new event or code must be documented)."""
+    from engine import protocol
+
+    contract = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
+    assert f"protocol {protocol.PROTOCOL_MAJOR}.{protocol.PROTOCOL_MINOR} |" in contract
+    missing = [e for e in protocol.EVENT_TYPES if f"| `{e}` |" not in contract]
+    assert not missing, f"event types without a row in docs/contract.md: {missing}"
+    errors = (REPO / "docs" / "errors.md").read_text(encoding="utf-8")
+    missing = [c for c in protocol.ERROR_CODES if f"| `{c}` |" not in errors]
+    assert not missing, f"error codes without a row in docs/errors.md: {missing}"

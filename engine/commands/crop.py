@@ -85,7 +85,7 @@ def run_crop(args: argparse.Namespace, reporter: Reporter | None = None) -> tupl
     """Frame ``args.image`` and write ``args.out``; returns (Framing, outputs). The worker calls this."""
     import cv2
 
-    from engine.fileio import atomic_path, ensure_writable_dir
+    from engine.fileio import atomic_path
     from engine.framing.frame import frame_portrait, load_picture
 
     opts = framing_options(args, optional_weights_root(getattr(args, "weights", None)))
@@ -93,7 +93,11 @@ def run_crop(args: argparse.Namespace, reporter: Reporter | None = None) -> tupl
     if out is not None:
         if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             raise BadRequest(f"--out must end in .png or .jpg (got {out.name})")
-        ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+        from engine.fileio import check_output_file
+        from engine.pathguard import check_run_paths
+
+        check_run_paths({"--image": args.image}, {"--out": out})
+        check_output_file(out)
     img = load_picture(args.image)
     framing = frame_portrait(img, opts)
     if reporter is not None:

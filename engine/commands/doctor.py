@@ -179,6 +179,7 @@ def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
         groups["xpose"] = (_load_group(lambda: loader(xpose) and None) if loader is not None else
                            {"loads": True, "checked": "present; no X-Pose loader in this engine yet (fetch checks "
                                                       "its size and hash)"})
+        groups["xpose"]["licence"] = FETCH_PARTS["xpose"].licence  # optional, non-commercial: always say so
     return groups
 
 
@@ -186,12 +187,14 @@ def xpose_loader() -> Any:
     """The engine's strict X-Pose checkpoint loader, once the engine has one (None before)."""
     import importlib
 
-    for module, name in (("engine.framing.xpose", "load_checkpoint"), ("engine.framing.xpose_model", "load_checkpoint")):
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-    return None
+    try:
+        xpose = importlib.import_module("engine.framing.xpose")
+    except ImportError:
+        return None
+    read, build = getattr(xpose, "read_state_dict", None), getattr(xpose, "build_from_state_dict", None)
+    if read is not None and build is not None:   # uncached: a warm worker's doctor must not keep 270 MB
+        return lambda path: build(read(path), path)
+    return getattr(xpose, "load_model", None)
 
 
 def next_steps(report: dict[str, Any]) -> list[str]:
@@ -264,6 +267,8 @@ def print_text(report: dict[str, Any], out=None) -> None:
             print(f"  {name}: loads ({g.get('size') or 'strict load'}, {g.get('seconds')} s)", file=out)
         else:
             print(f"  {name}: does NOT load: {g.get('error')}", file=out)
+        if g.get("licence"):
+            print(f"  {name} licence: {g['licence']}", file=out)
     status = "OK" if report["ok"] else "NOT READY"
     if report.get("synthetic"):
         from engine.weights import SYNTHETIC_NOTE

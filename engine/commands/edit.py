@@ -42,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if out.suffix.lower() != ".npz":
             raise BadRequest(f"--out must end in .npz, got {out}")
+        from engine.fileio import check_output_file
+        from engine.pathguard import check_run_paths
+
+        check_run_paths({"--motion": args.motion, "--controls": args.controls, "--audio": args.audio},
+                        {"--out": out}, may_replace=(("--out", "--motion"),))
+        check_output_file(out)
         reporter.progress("motion", 0, 1, "file")
         try:
             motion = load_motion(args.motion)

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         from engine.fileio import check_output_file
 
         preflight.check_number("--fps", args.fps, preflight.FPS_MIN, preflight.FPS_MAX)
+        from engine.pathguard import check_run_paths
+
+        check_run_paths({"--motion": args.motion}, {"--out": out})
         check_output_file(out)
         try:
             motion = load_motion(args.motion)

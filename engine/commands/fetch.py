@@ -42,13 +42,15 @@ def _mib(n: int) -> str:
 
 def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str, Any]:
     """Ask the host about every file; what is already in DIR, what must come, licences, free space."""
-    from engine.fetch import hub, transfer
-    from engine.preflight import _existing_ancestor, check_free_space
     import shutil
+
+    from engine.fetch import hub, transfer
+    from engine.preflight import _existing_ancestor, check_free_space, require_packages
 
     files = [f for part in parts for f in part.files]
     try:
         hub.probe(host)
+        require_packages(["huggingface_hub"])   # after the probe: the manual route needs no package
         remotes = [(part.name, hub.describe(f, host)) for part in parts for f in part.files]
     except Exception as exc:
         if getattr(exc, "code", "") == "offline":
@@ -61,7 +63,7 @@ def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str
         present = transfer.matches(final, remote)
         have = 0 if present else transfer.partial_bytes(staging, remote)
         entries.append({"path": remote.file.dest, "part": part_name, "size": remote.size, "present": present,
-                        "resume_from": have, "hash": remote.hash_kind})
+                        "replaces": not present and final.exists(), "resume_from": have, "hash": remote.hash_kind})
         if not present:
             todo.append((remote, final, have))
     need = sum(r.size - have for r, _f, have in todo)
@@ -78,7 +80,8 @@ def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str
     reporter.log(f"from {host}: {len(todo)} of {len(entries)} files to download, {_mib(need)}"
                  f" (free: {_mib(free) if free is not None else 'unknown'}) into {out}")
     for e in entries:
-        state = "present, matches" if e["present"] else (f"resume at {_mib(e['resume_from'])}" if e["resume_from"] else "new")
+        state = ("present, matches" if e["present"] else f"resume at {_mib(e['resume_from'])}" if e["resume_from"]
+                 else "differs from the host: replaced once the new file is complete" if e["replaces"] else "new")
         reporter.log(f"  {e['path']}  {_mib(e['size'])}  [{state}]")
     reporter.events.emit("plan", **info)
     check_free_space(out, need, f"{len(todo)} weight files ({_mib(need)})")
@@ -87,17 +90,34 @@ def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str
 
 
 def download_all(reporter: Reporter, info: dict[str, Any], host: str) -> int:
-    """Every planned file into staging, then into place; returns the bytes downloaded."""
+    """Every planned file into staging, then into place (one run per folder); returns the bytes downloaded."""
     from engine.fetch import transfer
 
     todo = info["_todo"]
     staging = Path(info["staging"])
     total = info["download_bytes"]
+    if not todo:
+        return 0
+    with transfer.exclusive(staging, Path(info["dir"])):
+        base = _download_each(reporter, todo, staging, total, host)
+    transfer.remove_empty_dirs(staging)
+    return base
+
+
+def _download_each(reporter: Reporter, todo: list[Any], staging: Path, total: int, host: str) -> int:
+    from engine.errors import DownloadFailed
+    from engine.fetch import hub, transfer
+
     base = 0
     reporter.stage_begin("download")
-    for i, (remote, final, resumed) in enumerate(todo):
+    for i, (planned, final, _planned_resume) in enumerate(todo):
+        # ask again right before the bytes: the hub's CDN addresses are signed and expire, and an
+        # earlier file of a slow download may have taken longer than that
+        remote = hub.describe(planned.file, host)
+        if (remote.size, remote.etag) != (planned.size, planned.etag):
+            raise DownloadFailed(f"{planned.file.dest} changed on {host} during this run; run again")
         part = transfer.partial_path(staging, remote)
-        start = resumed
+        start = transfer.partial_bytes(staging, remote)   # under the lock: what is really there now
 
         def on_bytes(have: int, remote: Any = remote, i: int = i, start: int = start) -> None:
             reporter.progress("download", base + have - start, total, "byte", file=remote.file.dest,
@@ -110,7 +130,6 @@ def download_all(reporter: Reporter, info: dict[str, Any], host: str) -> int:
                           file_done=remote.size, file_total=remote.size, files_done=i + 1, files_total=len(todo))
         reporter.artifact("weight_file", str(final))
     reporter.stage_end("download")
-    transfer.remove_empty_dirs(staging)
     return base
 
 
@@ -145,7 +164,6 @@ def verify(reporter: Reporter, out: Path, parts: list[Any]) -> dict[str, Any]:
 
 def body(args: argparse.Namespace, reporter: Reporter) -> tuple[dict[str, str], dict[str, Any]]:
     from engine.fetch import hub
-    from engine.preflight import require_packages
     from engine.weights import fetch_parts
 
     host = hub.endpoint()
@@ -156,14 +174,17 @@ def body(args: argparse.Namespace, reporter: Reporter) -> tuple[dict[str, str], 
     parts = fetch_parts(animals=args.animals, xpose=args.xpose, detector=args.detector)
     downloaded = 0
     if not args.verify_only:
-        require_packages(["huggingface_hub"])
         info = plan(reporter, out, parts, host)
         if args.plan_only:
             return {}, {"plan": {k: v for k, v in info.items() if not k.startswith("_")}}
         from engine.fileio import ensure_writable_dir
 
         ensure_writable_dir(out)
-        downloaded = download_all(reporter, info, host)
+        try:
+            downloaded = download_all(reporter, info, host)
+        except PermissionError as exc:
+            raise OutputError(f"cannot write {exc.filename or out}: permission denied; choose a weights folder "
+                              "you can write to") from None
     elif not out.is_dir():
         raise OutputError(f"--out {out} does not exist; nothing to verify")
     groups = verify(reporter, out, parts)

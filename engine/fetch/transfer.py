@@ -17,7 +17,7 @@ import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from engine.errors import DownloadFailed, Offline
 from engine.fetch.hub import RemoteFile, auth_headers
@@ -28,9 +28,43 @@ READ_TIMEOUT_S = 30.0
 
 
 def staging_dir(out: Path) -> Path:
-    """``DIR/../.DIR.joyvasa-fetch``: beside the weights folder, same file system, stable across runs."""
+    """``DIR/../.DIR.joyvasa-fetch``: beside the weights folder, same file system, stable across runs.
+    When only DIR itself is writable (its parent is not), the hidden ``DIR/.joyvasa-fetch`` instead:
+    its files still end in ``.part`` under a folder no loader reads."""
     out = Path(out).absolute()
-    return out.parent / f".{out.name}.joyvasa-fetch"
+    beside = out.parent / f".{out.name}.joyvasa-fetch"
+    if not beside.exists() and out.is_dir() and not os.access(out.parent, os.W_OK) and os.access(out, os.W_OK):
+        return out / ".joyvasa-fetch"
+    return beside
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive(staging: Path, out: Path) -> Iterator[None]:
+    """One fetch per weights folder at a time: two runs appending to the same partial would move a
+    file into DIR while the other still writes to it. An OS lock, so a killed run never leaves it held."""
+    staging.mkdir(parents=True, exist_ok=True)
+    fh = open(staging / LOCK_NAME, "a+")
+    try:
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DownloadFailed(f"another `engine fetch` is downloading into {out} right now (Blender's Download "
+                                 "Weights or a terminal); let it finish or stop it, then run again") from None
+        yield
+        with contextlib.suppress(OSError):
+            (staging / LOCK_NAME).unlink()
+    finally:
+        fh.close()
 
 
 def partial_path(staging: Path, remote: RemoteFile) -> Path:

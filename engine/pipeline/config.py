@@ -179,6 +179,7 @@ class MotionJob(ConfigBase):
     def cli_view(self) -> SimpleNamespace:
         """The job under the CLI's option names (``--fps`` = ``motion_fps``...), for engine/preflight.py."""
         return SimpleNamespace(audio=self.audio, out=self.out, weights=self.weights, motion_fps=self.motion.fps,
+                               controls=self.controls,
                                **{k: v for k, v in self.motion.to_dict().items() if k != "fps"},
                                device=self.runtime.device)
 
@@ -210,7 +211,7 @@ class AnimateJob(ConfigBase):
         """The job under the CLI's option names (``--motion`` = ``motion_file``...), for engine/preflight.py."""
         return SimpleNamespace(image=self.image, audio=self.audio, out=self.out, frames_dir=self.frames_dir,
                                overwrite=self.overwrite, motion=self.motion_file, save_motion=self.save_motion,
-                               preview=self.preview,
+                               preview=self.preview, controls=self.controls, save_driving=self.save_driving,
                                weights=self.weights, motion_fps=self.motion.fps,
                                **{k: v for k, v in self.motion.to_dict().items() if k != "fps"},
                                **self.render.to_dict(), device=self.runtime.device, dtype=self.runtime.dtype)

@@ -11,7 +11,7 @@ from typing import Any
 #: what the panel says when Blender's "Allow Online Access" is off (Download Weights is refused)
 OFFLINE_ACCESS_TEXT = ("Blender's Allow Online Access is off (Preferences > System > Network), so the add-on "
                        "downloads nothing. Turn it on and press Download Weights again, or download the files "
-                       "by hand (docs/install.md, 'Weights by hand') and set Weights to their folder.")
+                       "listed below by hand, put them in one folder as shown and set Weights to it.")
 
 #: the optional parts: (preference name, engine flag, label, licence note shown beside the check box)
 OPTIONAL_PARTS = (
@@ -47,9 +47,11 @@ class FetchProgress:
     ``state``: starting | planned | downloading | verifying | done | error | cancelled.
     """
 
-    def __init__(self, dest: str, plan_only: bool = False) -> None:
+    def __init__(self, dest: str, plan_only: bool = False, online_access_off: bool = False) -> None:
         self.dest = dest
         self.plan_only = plan_only
+        #: Blender forbids the network: the engine only lists the files (run with HF_HUB_OFFLINE=1)
+        self.online_access_off = online_access_off
         self.state = "starting"
         self.plan: dict[str, Any] | None = None
         self.done_bytes = 0
@@ -99,6 +101,9 @@ class FetchProgress:
             self.state = "error"
             self.code = str(event.get("code") or "error")
             self.message = str(event.get("message") or "")
+            if self.online_access_off:
+                route = self.message[self.message.find("Manual route:"):] if "Manual route:" in self.message else ""
+                self.code, self.message = "online_access_off", OFFLINE_ACCESS_TEXT + ("\n" + route if route else "")
         elif kind == "cancelled":
             self.state = "cancelled"
             self.message = ("Cancelled: nothing half-written is in the weights folder; Download Weights again "
@@ -108,7 +113,9 @@ class FetchProgress:
 
     def ended(self, returncode: int | None, stderr_tail: list[str]) -> None:
         """The process is gone: without a final event it crashed; say so with its log's end."""
-        if not self.finished:
+        if not self.finished and self.online_access_off:
+            self.apply({"type": "error", "code": "offline", "message": ""})
+        elif not self.finished:
             self.state = "error"
             self.code = "crash"
             tail = " | ".join(line for line in stderr_tail if line.strip())[-300:]

@@ -57,3 +57,16 @@ def test_plan_only_never_claims_a_weights_folder() -> None:
 def test_human_bytes() -> None:
     assert [human_bytes(n) for n in (None, 5, 2048, 3 * 2**30, 5 * 2**40)] == ["unknown", "5 B", "2.0 KiB", "3.0 GiB",
                                                                                 "5120.0 GiB"]
+
+
+def test_online_access_off_turns_the_engines_offline_answer_into_the_manual_route() -> None:
+    from joyvasa_blender.core.weights_fetch import OFFLINE_ACCESS_TEXT
+
+    p = FetchProgress("/w", plan_only=True, online_access_off=True)
+    p.apply({"type": "error", "code": "offline", "message": "offline: HF_HUB_OFFLINE is set. Manual route: get these\n"
+                                                            "  https://h/r/resolve/main/a.pth  ->  DIR/a.pth"})
+    assert p.code == "online_access_off" and p.message.startswith(OFFLINE_ACCESS_TEXT)
+    assert p.lines()[-2:] == ["Manual route: get these", "  https://h/r/resolve/main/a.pth  ->  DIR/a.pth"]
+    q = FetchProgress("", online_access_off=True)     # no engine to ask: the text alone
+    q.ended(None, [])
+    assert q.code == "online_access_off" and q.message == OFFLINE_ACCESS_TEXT

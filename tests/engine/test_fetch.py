@@ -139,6 +139,15 @@ def test_hash_mismatch_is_refused_and_never_placed(hub, out: Path) -> None:
     assert not list(staging(out).rglob("spade_generator.pth*"))   # the bad bytes are gone, not resumed
 
 
+def test_more_bytes_than_announced_are_refused_and_removed(hub, out: Path) -> None:
+    hub.announce[SPADE] = len(hub.files[SPADE]) - 1000      # the hub's X-Linked-Size is wrong
+    run = fetch(out, hub.url)
+    assert run.rc == 1
+    [err] = of(run.events, "error")
+    assert err["code"] == "download_failed" and "more than" in err["message"] and SPADE_DEST in err["message"]
+    assert not (out / SPADE_DEST).exists() and not list(staging(out).rglob("spade_generator.pth*"))
+
+
 def test_truncated_file_is_refused_then_resumed(hub, out: Path) -> None:
     hub.truncate.add(SPADE)
     run = fetch(out, hub.url)
@@ -241,13 +250,24 @@ def _tiny_onnx() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]).SerializeToString()
 
 
+def _xpose_bytes(tmp: Path) -> bytes:
+    """A tiny X-Pose checkpoint when the engine has the X-Pose loader (then doctor loads it strictly),
+    else any bytes (then only size and hash can be checked, and doctor says so)."""
+    from engine.commands.doctor import xpose_loader
+
+    if xpose_loader() is None:
+        return os.urandom(50_000)
+    from engine.framing.xpose_synthetic import write_xpose_weights
+
+    return write_xpose_weights(tmp, "tiny").read_bytes()
+
+
 def test_optional_parts_print_licences_first_and_load(hub_files, out: Path) -> None:
     files = with_animals(hub_files)
     onnx_bytes = _tiny_onnx()
-    for name in ("insightface/models/buffalo_l/det_10g.onnx", "insightface/models/buffalo_l/2d106det.onnx",
-                 "liveportrait/landmark.onnx"):
+    for name in ("insightface/models/buffalo_l/det_10g.onnx", "insightface/models/buffalo_l/2d106det.onnx"):
         files[("KwaiVGI/LivePortrait", name)] = onnx_bytes
-    files[("KwaiVGI/LivePortrait", "liveportrait_animals/xpose.pth")] = os.urandom(50_000)
+    files[("KwaiVGI/LivePortrait", "liveportrait_animals/xpose.pth")] = _xpose_bytes(out.parent / "xpose")
     with HubServer(files) as hub:
         run = fetch(out, hub.url, "--animals", "--xpose", "--detector")
     assert run.rc == 0, run.stderr[-3000:]
@@ -256,6 +276,10 @@ def test_optional_parts_print_licences_first_and_load(hub_files, out: Path) -> N
         assert log.index(words) < log.index("[download]")           # licence shown before any byte comes
     groups = run.events[-1]["groups"]
     assert groups["liveportrait_animals"] and groups["detector"] and groups["xpose"]
+    from engine.commands.doctor import check_weights, xpose_loader
+
+    xpose = check_weights(out)["groups"]["xpose"]
+    assert ("seconds" in xpose) == (xpose_loader() is not None), xpose     # loaded strictly when a loader exists
     assert (out / "liveportrait_animals/xpose.pth").is_file()
     assert (out / "liveportrait_animals/base_models/warping_module.pth").is_file()
 
@@ -302,3 +326,81 @@ def test_addon_cancel_through_its_engine_process(hub_files, out: Path) -> None:
         rc = proc.run_sync(on_event, should_cancel=mid_spade, timeout=120)
     assert rc == 130 and progress.state == "cancelled", progress.lines()
     assert not (out / SPADE_DEST).exists() and list(staging(out).rglob("spade_generator.pth.*.part"))
+
+
+def test_disk_filling_up_mid_file_is_disk_full_and_dir_stays_clean(hub, out: Path, monkeypatch, capsys) -> None:
+    """ENOSPC from the write of a partial (the estimate was right but something else filled the disk)."""
+    import builtins
+    import errno
+
+    from engine.cli import main
+    from engine.fetch import transfer
+
+    class FullDisk:
+        def __init__(self, fh):
+            self._fh, self._n = fh, 0
+
+        def write(self, data: bytes) -> int:
+            self._n += len(data)
+            if self._n > 200_000:
+                raise OSError(errno.ENOSPC, "No space left on device", self._fh.name)
+            return self._fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._fh.close()
+
+    def full_open(path, mode="r", *a, **k):
+        fh = builtins.open(path, mode, *a, **k)
+        return FullDisk(fh) if "a" in mode or "w" in mode else fh
+
+    monkeypatch.setattr(transfer, "open", full_open, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert main(["fetch", "--out", str(out), "--progress", "json"]) == 1
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["code"] == "disk_full", events[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["liveportrait", "models.yaml"]
+    assert [p.name for p in out.rglob("*.pth")] == ["appearance_feature_extractor.pth"]   # the one that fit
+
+
+def test_a_differing_file_is_replaced_only_once_the_new_one_is_complete(hub, hub_files, out: Path) -> None:
+    """An older upload in DIR (other size) stays usable until the host's file has fully arrived."""
+    old = out / SPADE_DEST
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"an older upload")
+    hub.corrupt.add(SPADE)                       # first try: the new bytes are bad
+    run = fetch(out, hub.url)
+    plan = of(run.events, "plan")[0]
+    assert next(f for f in plan["files"] if f["path"] == SPADE_DEST)["replaces"] is True
+    assert run.rc == 1 and old.read_bytes() == b"an older upload"
+    hub.corrupt.clear()
+    assert fetch(out, hub.url).rc == 0 and old.read_bytes() == hub_files[SPADE]
+
+
+def test_a_second_fetch_into_the_same_folder_is_refused_while_one_runs(hub_files, out: Path) -> None:
+    with HubServer(hub_files, bytes_per_s=2e6) as hub:
+        first = subprocess.Popen([sys.executable, "-m", "engine", "fetch", "--out", str(out), "--progress", "json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                 env=_env(home=str(out.parent), HF_ENDPOINT=hub.url), cwd=REPO)
+        try:
+            assert first.stdout is not None
+            for line in first.stdout:
+                if json.loads(line)["type"] == "progress":
+                    break
+            second = fetch(out, hub.url)
+            rest = [json.loads(line) for line in first.stdout if line.strip()]
+            assert first.wait(120) == 0 and rest[-1]["type"] == "done"
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+    assert second.rc == 1
+    [err] = of(second.events, "error")
+    assert err["code"] == "download_failed" and "another `engine fetch`" in err["message"]
+    assert (out / SPADE_DEST).read_bytes() == hub_files[SPADE] and not staging(out).exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -49,14 +50,36 @@ def hub():
         yield server
 
 
-def test_refused_when_online_access_is_off(prefs, tmp_path):
+@pytest.fixture()
+def dest(prefs, hub, tmp_path, monkeypatch):
+    """The real engine, pointed at the stand-in hub, downloading into an empty weights folder."""
+    monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", ENGINE_PY)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    bpy.context.preferences.system.use_online_access = True
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(Path(WEIGHTS) / "models.yaml", folder)   # tiny sizes; the official repositories hold none
+    prefs.download_dir = str(folder)
+    return folder
+
+
+def test_refused_when_online_access_is_off_with_the_manual_route(prefs, tmp_path, monkeypatch):
+    """Nothing is downloaded (the engine runs with HF_HUB_OFFLINE=1, pointed at an address that would
+    fail anyway); the preferences list every file and where it goes."""
+    monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", ENGINE_PY)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     bpy.context.preferences.system.use_online_access = False
     assert bpy.app.online_access is False
     prefs.download_dir = str(tmp_path / "w")
     res, msg = run_op(bpy.ops.joyvasa.download_weights)
     assert res == {"CANCELLED"} and "Allow Online Access" in msg and "by hand" in msg
     job = addon("runtime").FETCH
-    assert job.proc is None and job.progress.code == "online_access_off"     # no engine was started
+    assert job.progress.code == "online_access_off" and job.proc.returncode == 1
+    lines = job.progress.lines()
+    assert any("Manual route" in ln for ln in lines)
+    assert any("motion_generator_hubert_chinese.pt  ->  DIR/JoyVASA/motion_generator/" in ln for ln in lines)
     assert not (tmp_path / "w").exists() and prefs.weights_dir == ""
 
 
@@ -78,17 +101,7 @@ def test_preferences_show_progress_and_cancel_while_downloading(prefs):
 
 
 @needs_engine
-def test_download_weights_fills_the_weights_preference(prefs, hub, tmp_path, monkeypatch):
-    monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", ENGINE_PY)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    bpy.context.preferences.system.use_online_access = True
-    dest = tmp_path / "weights"
-    dest.mkdir()
-    shutil.copy(Path(WEIGHTS) / "models.yaml", dest)   # tiny sizes; the official repositories hold none
-    prefs.download_dir = str(dest)
-
+def test_download_weights_fills_the_weights_preference(prefs, hub, dest, tmp_path):
     assert bpy.ops.joyvasa.download_weights(plan_only=True) == {"FINISHED"}      # Check Download Size
     job = addon("runtime").FETCH
     assert job.progress.plan["download_files"] == 9 and job.progress.plan["free_bytes"] > 0
@@ -103,3 +116,28 @@ def test_download_weights_fills_the_weights_preference(prefs, hub, tmp_path, mon
         (Path(WEIGHTS) / "liveportrait/base_models/spade_generator.pth").read_bytes()
     assert not (tmp_path / ".weights.joyvasa-fetch").exists()
     assert any(m == "GET" and p.startswith("/cdn/") for m, p, _r in hub.requests)
+
+
+@needs_engine
+def test_cancel_from_the_preferences_leaves_nothing_half_written(prefs, hub, dest, tmp_path):
+    """The interactive path: the preferences' timer pumps the events, Cancel Download stops mid-file."""
+    ops = addon("ops_weights")
+    spade = "liveportrait/base_models/spade_generator.pth"
+    hub.bytes_per_s = 2e6                                    # ~1.6 s for the tiny spade generator
+    assert ops.start_fetch(bpy.context) is None
+    job = addon("runtime").FETCH
+    cancelled = False
+    deadline = time.monotonic() + 120
+    while ops._poll_fetch() is not None:                     # what bpy.app.timers would call
+        assert time.monotonic() < deadline, job.progress.lines()
+        if not cancelled and job.progress.file == spade and 0 < job.progress.done_bytes < job.progress.total_bytes:
+            assert bpy.ops.joyvasa.cancel_download() == {"FINISHED"}
+            cancelled = True
+        time.sleep(0.05)
+    assert cancelled and job.progress.state == "cancelled", job.progress.lines()
+    assert not (dest / spade).exists() and prefs.weights_dir == ""
+    assert list((tmp_path / ".weights.joyvasa-fetch").rglob("spade_generator.pth.*.part"))
+    hub.bytes_per_s = None
+    assert bpy.ops.joyvasa.download_weights() == {"FINISHED"}   # resumes
+    assert Path(prefs.weights_dir) == dest and (dest / spade).is_file()
+    assert not (tmp_path / ".weights.joyvasa-fetch").exists()

@@ -36,6 +36,17 @@ class Layout:
         self.log.append(("operator", idname))
         return types.SimpleNamespace()
 
+    def operator_menu_enum(self, idname, prop, **kw):
+        mod, name = idname.split(".")
+        op = getattr(getattr(bpy.ops, mod), name)
+        assert prop in op.get_rna_type().properties, f"{idname} has no property {prop}"
+        self.log.append(("operator", idname))
+
+    def template_list(self, listtype, list_id, data, name, active_data, active_name, **kw):
+        assert hasattr(bpy.types, listtype), f"UIList {listtype} not registered"
+        assert hasattr(data, name) and hasattr(active_data, active_name), (name, active_name)
+        self.log.append(("template_list", name))
+
     def label(self, text="", **kw):
         assert isinstance(text, str)
         self.log.append(("label", text))
