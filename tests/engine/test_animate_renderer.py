@@ -333,3 +333,10 @@ def test_plan_render_picks_the_path_per_device(monkeypatch) -> None:
     assert gpu.batch.predicted_peak_mb <= gpu.batch.budget_mb <= 0.7 * 8192
     seq = plan_render(original, M, torch.device("cuda"), "bfloat16", None, sequential=True, memory=card)
     assert seq.device_post is None and isinstance(seq.post, pasteback.PasteBack) and not seq.overlap
+
+
+def test_codec_fallback_is_a_warning() -> None:
+    w, rep = ListWriter(), CancelAfter(limit=10**9)
+    w.fallback_reason = "h264_nvenc did not open (faked); encoded with libx264"
+    _render(FakeStageOne(), [w], 2, batch=2, reporter=rep, to_uint8=_to_uint8)
+    assert rep.warnings == [("codec_fallback", w.fallback_reason)] and len(w.frames) == 2
