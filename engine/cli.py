@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "motion .npz -> Live Link Face CSV, LivePortrait template .pkl, BVH"),
     "serve": ("serve", "warm worker: JSON requests on stdin, networks stay loaded between takes"),
     "edit": ("edit", "re-apply art-direction controls to a motion .npz (no sampling, no torch)"),
+    "fetch": ("fetch", "download the official weights (HF_ENDPOINT mirrors, resumable), then check them"),
     "run": ("run", "run one job given as JSON (engine/jobs.py wire form; what the Blender add-on sends)"),
 }
 

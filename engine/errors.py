@@ -10,7 +10,8 @@ OFFICIAL_WEIGHTS_HINT = (
     "Official weights: LivePortrait from https://huggingface.co/KwaiVGI/LivePortrait "
     "(liveportrait/...), JoyVASA from https://huggingface.co/jdh-algo/JoyVASA, "
     "chinese-hubert-base from https://huggingface.co/TencentGameMate/chinese-hubert-base; "
-    "run `python tools/fetch_weights.py --out DIR` or see README.md 'Weights'."
+    "download them with `python -m engine fetch --out DIR` (in Blender: Preferences > Add-ons > "
+    "JoyVASA > Download Weights), or by hand as docs/install.md 'Weights by hand' lists."
 )
 
 
@@ -63,6 +64,19 @@ class DeviceUnavailable(EngineError):
 
 class DiskFull(EngineError):
     code = "disk_full"
+
+
+class Offline(EngineError):
+    """The weight host cannot be reached (no network, HF_HUB_OFFLINE, a mirror that does not answer)."""
+
+    code = "offline"
+
+
+class DownloadFailed(EngineError):
+    """A download started but did not give the right file (HTTP error, wrong size or hash, a file
+    the mirror lacks); a re-run resumes where it stopped."""
+
+    code = "download_failed"
 
 
 class MissingDependency(EngineError):

@@ -53,6 +53,8 @@ SCALE_MIN, SCALE_MAX = 0.5, 6.0             # framing: crop side / face size (up
 SHIFT_MIN, SHIFT_MAX = -1.0, 1.0            # framing: --vx/--vy, fractions of the crop side
 #: ``engine export`` formats (name -> file suffix); engine/export/__init__.py describes and writes them
 EXPORT_SUFFIXES: dict[str, str] = {"livelinkface-csv": ".csv", "lp-pkl": ".pkl", "bvh": ".bvh"}
+#: ``--codec``: the H.264 encoder (engine/render/writers.py pick_video_codec; auto = NVENC when it works)
+CODECS = ("auto", "libx264", "h264_nvenc")
 #: livelinkface-csv: the neutral expression of the ARKit readout (engine/export/arkit.py)
 REFERENCE_MODES = ("auto", "median", "first", "lip_array")
 
@@ -257,9 +259,12 @@ class RenderConfig(Spec):
     upstream_timing: bool = False    # keep upstream's 2 lead-in frames (video lags audio by 80 ms)
     batch: int | None = None         # frames per W+G batch (None: engine.device.auto_batch_size)
     max_frames: int | None = None    # benchmarks/tests: cap rendered frames
+    codec: str = "auto"              # H.264 encoder: auto | libx264 | h264_nvenc
+    sequential: bool = False         # reference render path: CPU paste-back, no writer thread (tests, bench)
 
     def validate(self) -> None:
         check_choice("--region", self.region, REGIONS)
+        check_choice("--codec", self.codec, CODECS)
         check_number("--fps", self.fps, FPS_MIN, FPS_MAX)
         check_number("--batch", self.batch, 1, BATCH_MAX)
         for name in ("pose_strength", "exp_strength", "driving_multiplier"):
@@ -493,9 +498,23 @@ class DoctorJob(Job):
     no_load: bool = False            # only check that files exist (fast)
 
 
+@dataclass(frozen=True)
+class FetchJob(Job):
+    """``engine fetch``: download the official weights, check them (one-shot only: not a warm request)."""
+
+    command: ClassVar[str] = "fetch"
+
+    out: str                         # weights folder to fill (created if needed)
+    animals: bool = False            # also LivePortrait's animal models
+    xpose: bool = False              # also the X-Pose animal-face keypoint model (non-commercial licence)
+    detector: bool = False           # also the InsightFace detector files (non-commercial licence)
+    plan_only: bool = False          # say what would be downloaded, then stop
+    verify_only: bool = False        # download nothing; only load-check what the folder holds
+
+
 #: command -> its job type: THE table every entry point builds jobs with
 JOB_TYPES: dict[str, type[Job]] = {t.command: t for t in (MotionJob, AnimateJob, CropJob, EditJob, ExportJob,
-                                                           DoctorJob)}
+                                                           DoctorJob, FetchJob)}
 
 
 def job_from_dict(data: dict[str, Any], command: str | None = None) -> Job:

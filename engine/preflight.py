@@ -33,6 +33,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "transformers": ("transformers", "HuBERT layouts the engine's own encoder does not cover (fallback)"),
     "scipy": ("scipy", "motion resampling"),
     "yaml": ("pyyaml", "reading models.yaml"),
+    "huggingface_hub": ("huggingface_hub", "downloading the weights (engine fetch)"),
 }
 
 #: rough bytes per pixel per frame: H.264 CRF 18 (generous) and lossless PNG of a face

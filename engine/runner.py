@@ -108,8 +108,10 @@ class Reporter:
         if start is not None:
             self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - start, 3)
 
-    def progress(self, stage: str, done: int, total: int, unit: str, *, force: bool = False) -> None:
-        """Report ``done/total``; throttled to 10 events/s per stage (first and last always sent)."""
+    def progress(self, stage: str, done: int, total: int, unit: str, *, force: bool = False,
+                 **fields: Any) -> None:
+        """Report ``done/total``; throttled to 10 events/s per stage (first and last always sent).
+        ``fields`` are stage-specific extras of the event (``download``: the file and its bytes)."""
         self.cancel.check(stage, done)
         now = time.monotonic()
         start = self._stage_start.setdefault(stage, now)
@@ -123,7 +125,7 @@ class Reporter:
         eta = (total - done) / rate if rate else None
         self.events.emit("progress", stage=stage, done=int(done), total=int(total), unit=unit,
                          eta_s=None if eta is None else round(eta, 2),
-                         rate=None if rate is None else round(rate, 3))
+                         rate=None if rate is None else round(rate, 3), **fields)
         if not self.quiet:
             eta_txt = f" ETA {eta:.1f}s" if eta is not None else ""
             print(f"[{stage}] {done}/{total} {unit}{eta_txt}", file=sys.stderr, flush=True)

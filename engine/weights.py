@@ -1,7 +1,8 @@
 """Where the official weight files live inside a weights folder (upstream ``pretrained_weights/``).
 
-The layout is the one upstream uses and the one ``tools/fetch_weights.py`` and
-``tools/make_synthetic_weights.py`` produce::
+The layout is the one upstream uses and the one ``python -m engine fetch`` and
+``tools/make_synthetic_weights.py`` produce (:data:`FETCH_PARTS` says which Hugging Face file
+lands where)::
 
     DIR/liveportrait/base_models/{appearance_feature_extractor,motion_extractor,
                                   warping_module,spade_generator}.pth
@@ -148,7 +149,7 @@ def resolve_weights_dir(arg: str | os.PathLike[str] | None, reporter: Any = None
         raise WeightsMissing(f"weights folder {root} does not exist. {OFFICIAL_WEIGHTS_HINT}")
     if reporter is not None and synthetic_info(root) is not None:
         reporter.warning("synthetic_weights", f"{SYNTHETIC_NOTE} ({root}): the output only proves that the "
-                                              "pipeline runs. Real weights: python tools/fetch_weights.py --out DIR")
+                                              "pipeline runs. Real weights: python -m engine fetch --out DIR")
     return WeightsLayout(root)
 
 
@@ -173,3 +174,75 @@ class _AnimalLayout:
 def animal_layout(layout: WeightsLayout) -> _AnimalLayout:
     """The layout the animal pipeline loads stage one from (``liveportrait_animals/base_models``)."""
     return _AnimalLayout(layout)
+
+
+# -- what ``python -m engine fetch`` downloads, and from where -------------------------------------
+#: the HuBERT folder name upstream uses; Windows cannot have ':' in a file name
+HUBERT_DIR = "chinese-hubert-base" if os.name == "nt" else "TencentGameMate:chinese-hubert-base"
+LIVEPORTRAIT_REPO = "KwaiVGI/LivePortrait"
+JOYVASA_REPO = "jdh-algo/JoyVASA"
+HUBERT_REPO = "TencentGameMate/chinese-hubert-base"
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a Hugging Face model repository and where it goes inside the weights folder."""
+
+    repo: str
+    path: str     # path inside the repository
+    dest: str     # path relative to the weights folder (always '/'-separated)
+
+
+@dataclass(frozen=True)
+class WeightPart:
+    """A group of files the user fetches together; ``licence`` is shown before it downloads."""
+
+    name: str
+    title: str
+    licence: str
+    files: tuple[HubFile, ...]
+    optional: bool = True
+
+
+def _lp(path: str) -> HubFile:
+    return HubFile(LIVEPORTRAIT_REPO, path, path)
+
+
+_BASE = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator")
+
+#: every part ``engine fetch`` knows; "core" is always fetched, the others with --animals/--xpose/--detector
+FETCH_PARTS: dict[str, WeightPart] = {
+    "core": WeightPart(
+        "core", "LivePortrait stage one + JoyVASA motion generator + chinese-hubert-base config",
+        "LivePortrait and JoyVASA models: MIT (model cards of KwaiVGI/LivePortrait and jdh-algo/JoyVASA); "
+        "chinese-hubert-base: see the TencentGameMate/chinese-hubert-base model card",
+        tuple([_lp(f"liveportrait/base_models/{n}.pth") for n in _BASE]
+              + [_lp("liveportrait/retargeting_models/stitching_retargeting_module.pth"),
+                 HubFile(JOYVASA_REPO, "motion_generator/motion_generator_hubert_chinese.pt",
+                         "JoyVASA/motion_generator/motion_generator_hubert_chinese.pt"),
+                 HubFile(JOYVASA_REPO, "motion_template/motion_template.pkl",
+                         "JoyVASA/motion_template/motion_template.pkl"),
+                 HubFile(HUBERT_REPO, "config.json", f"{HUBERT_DIR}/config.json"),
+                 HubFile(HUBERT_REPO, "preprocessor_config.json", f"{HUBERT_DIR}/preprocessor_config.json")]),
+        optional=False),
+    "animals": WeightPart(
+        "animals", "LivePortrait animal models (liveportrait_animals/, for --animal)",
+        "LivePortrait animal models: MIT, as LivePortrait (model card of KwaiVGI/LivePortrait)",
+        tuple(_lp(f"liveportrait_animals/base_models/{n}.pth") for n in _BASE)),
+    "xpose": WeightPart(
+        "xpose", "X-Pose animal-face keypoint model (liveportrait_animals/xpose.pth)",
+        "X-Pose model: NON-COMMERCIAL scientific research use only (X-Pose licence); "
+        "do not use it for commercial work",
+        (_lp("liveportrait_animals/xpose.pth"),)),
+    "detector": WeightPart(
+        "detector", "InsightFace face detector + landmarks (upstream's face crop)",
+        "InsightFace buffalo_l models: NON-COMMERCIAL research use only (InsightFace licence); "
+        "the engine's default MTCNN detector (MIT) needs none of these",
+        (_lp("insightface/models/buffalo_l/det_10g.onnx"), _lp("insightface/models/buffalo_l/2d106det.onnx"))),
+}
+
+
+def fetch_parts(animals: bool = False, xpose: bool = False, detector: bool = False) -> list[WeightPart]:
+    """The parts one ``engine fetch`` run downloads, in download order (core first)."""
+    wanted = {"animals": animals, "xpose": xpose, "detector": detector}
+    return [part for name, part in FETCH_PARTS.items() if not part.optional or wanted.get(name)]

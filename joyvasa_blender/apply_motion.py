@@ -9,7 +9,10 @@ How each target is derived (all sampled at every scene frame, see motion_core.re
   channels    custom properties pitch/yaw/roll (degrees), tx/ty/tz, scale, exp_00..exp_62
               (exp scaled by expression x lips/eyes strengths) plus the semantic channels
               (jawOpen, eyeBlinkLeft, ...) for drivers.
-  shape keys  semantic.project (NNLS on the spec's directions) -> name map -> key_blocks values.
+  preset      the scene's rig preset (core/retarget.py, Auto = best match): semantic.project
+              (NNLS on the spec's directions) -> semantic.readout (+ visemes, derived channels) ->
+              shape keys, bone channels and properties; the head rotation split between the
+              preset's neck and head bones (the composed rotation equals the motion's).
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import compat
-from .core import motion_core as mc, semantic
+from . import compat, rig_presets
+from .core import motion_core as mc, retarget, semantic
 
 def guess_head_bone(rig: Any) -> str:
     """First bone named like head / Head / DEF-head (exact names first)."""
@@ -82,40 +85,161 @@ def _tag_action(action: Any, meta: dict, settings: Any, motion_path: str, start:
     action["joyvasa_controls"] = meta.get("controls", "")     # the controls the engine applied ("" = none)
 
 
+def _head_bones(rig: Any, st: Any, preset: retarget.Preset, warnings: list[str]) -> tuple[str, str]:
+    """(head bone, neck bone or "") for the take: the panel's Head Bone, else the preset's head,
+    else the first bone named like head; the preset's neck when the rig has it above the head."""
+    bones = rig.data.bones
+    head = st.head_bone or (preset.head.bone if preset.head.bone in bones else "") or guess_head_bone(rig)
+    if head not in bones:
+        raise ValueError(f"bone {head or '(none)'} not found in {rig.name}: choose a Head Bone")
+    neck = preset.head.neck
+    if not neck or preset.head.neck_share <= 0:
+        return head, ""
+    if neck not in bones:
+        warnings.append(f"neck bone {neck} of preset {preset.name} not in {rig.name}: all head rotation on {head}")
+        return head, ""
+    parent = bones[head].parent
+    while parent is not None and parent.name != neck:
+        parent = parent.parent
+    if parent is None:
+        warnings.append(f"{neck} is not above {head} in {rig.name}: all head rotation on {head}")
+        return head, ""
+    return head, neck
+
+
+def _pose_rotation(pb: Any) -> Any:
+    return getattr(pb, mc.rotation_data_path(pb.rotation_mode))[:]
+
+
+def _head_inherit(context: Any, rig: Any, neck: str, head: str) -> float:
+    """How much of a neck rotation the head bone's world rotation follows (1: a plain child,
+    0: isolated as Rigify's head with Head Follow off): measured once by turning the neck by a
+    test angle and evaluating the pose, then restoring it."""
+    import mathutils
+
+    layer = getattr(context, "view_layer", None)
+    if layer is None or rig.name not in layer.objects:
+        layer = next((vl for vl in context.scene.view_layers if rig.name in vl.objects), None)
+    if layer is None:
+        return 1.0                  # not evaluated anywhere: assume a plain child
+    pn, ph = rig.pose.bones[neck], rig.pose.bones[head]
+    saved = _pose_rotation(pn)
+    layer.update()
+    h0 = ph.matrix.to_3x3().normalized()
+    n0 = pn.matrix.to_3x3().normalized()
+    test = mathutils.Quaternion((1.0, 0.0, 0.0), 0.5)
+    try:
+        if pn.rotation_mode == "QUATERNION":
+            pn.rotation_quaternion = test
+        elif pn.rotation_mode == "AXIS_ANGLE":
+            pn.rotation_axis_angle = (0.5, 1.0, 0.0, 0.0)
+        else:
+            pn.rotation_euler = test.to_euler(pn.rotation_mode)
+        layer.update()
+        turned_neck = (pn.matrix.to_3x3().normalized() @ n0.inverted()).to_quaternion().angle
+        turned_head = (ph.matrix.to_3x3().normalized() @ h0.inverted()).to_quaternion().angle
+    finally:
+        setattr(pn, mc.rotation_data_path(pn.rotation_mode), saved)
+        layer.update()
+    return float(np.clip(turned_head / turned_neck, 0.0, 1.0)) if turned_neck > 1e-6 else 1.0
+
+
+def _bone_world(rig: Any, pb: Any) -> np.ndarray:
+    return np.array(rig.matrix_world.to_3x3().normalized() @ pb.bone.matrix_local.to_3x3())
+
+
+def _key_bone_rotation(rig: Any, fcurves: Any, bone: str, M_cam: np.ndarray, st: Any, start: int, n: int) -> None:
+    """Key camera-frame rotations (N, 3, 3) on ``bone`` in its own rotation mode (the panel's axes)."""
+    pb = rig.pose.bones[bone]
+    if st.axis_mode == "AUTO":
+        M_local = mc.bone_local_rotation(M_cam, _bone_world(rig, pb))
+    else:
+        p, y, r = mc.pyr_from_rotation(M_cam)
+        M_local = mc.manual_axis_rotation(p, y, r, st.pitch_axis, st.yaw_axis, st.roll_axis)
+    mode = pb.rotation_mode
+    path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"].{mc.rotation_data_path(mode)}'
+    for i, vals in enumerate(mc.rotation_channels(M_local, mode)):
+        compat.key_array(fcurves, path, i, mc.keyframe_co(vals, start), n)
+
+
+def _key_plan_on_rig(rig: Any, fcurves: Any, plan: retarget.Plan, start: int, n: int) -> list[str]:
+    """Key the preset's bone channels and bone/object properties on the rig; returns the bones keyed."""
+    keyed = []
+    for (bone, transform), vals in plan.bones.items():
+        pb = rig.pose.bones[bone]
+        base = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]'
+        if transform == "location":
+            for axis in sorted(plan.bone_axes[(bone, transform)]):
+                compat.key_array(fcurves, f"{base}.location", axis, mc.keyframe_co(vals[:, axis], start), n)
+        else:
+            M = mc.matrix_from_euler(vals, "XYZ")                 # local X, then Y, then Z
+            for i, ch in enumerate(mc.rotation_channels(M, pb.rotation_mode)):
+                compat.key_array(fcurves, f"{base}.{mc.rotation_data_path(pb.rotation_mode)}", i,
+                                 mc.keyframe_co(ch, start), n)
+        keyed.append(bone)
+    for (bone, prop), vals in plan.properties.items():
+        owner = rig.pose.bones[bone] if bone else rig
+        owner[prop] = float(vals[0])
+        base = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]' if bone else ""
+        compat.key_array(fcurves, f'{base}["{bpy.utils.escape_identifier(prop)}"]', 0, mc.keyframe_co(vals, start), n)
+    return sorted(set(keyed))
+
+
+def _split_plan(plan: retarget.Plan, bones: set[str], warnings: list[str], rig_name: str) -> retarget.Plan:
+    """The part of the plan the rig can take; the rest becomes one warning (missing is never an error)."""
+    missing = sorted({b for b, _t in plan.bones if b not in bones} | {b for b, _p in plan.properties if b and b not in bones})
+    if missing:
+        warnings.append(f"bones not in {rig_name}: {', '.join(missing)}")
+    return retarget.Plan({}, {k: v for k, v in plan.bones.items() if k[0] in bones},
+                         {k: v for k, v in plan.bone_axes.items() if k[0] in bones},
+                         {k: v for k, v in plan.properties.items() if not k[0] or k[0] in bones})
+
+
 def apply_motion(context: Any, motion_path: str, start_frame: int | None = None) -> dict:
-    """Apply ``motion_path`` to the targets configured in ``scene.joyvasa``. Returns a summary
-    {take, frames, actions, warnings}. Raises MotionFileError / ValueError before touching
-    the scene when the file or settings are invalid."""
+    """Apply ``motion_path`` to the targets configured in ``scene.joyvasa`` through the scene's rig
+    preset (core/retarget.py). Returns a summary {take, frames, actions, warnings, preset}. Raises
+    MotionFileError / PresetError / ValueError before touching the scene when the file, the preset
+    or the settings are invalid."""
     scene = context.scene
     st = scene.joyvasa
     motion = mc.load_motion(motion_path)           # validate before changing anything
+    preset, cov, auto = rig_presets.resolve(st)     # a bad preset stops here, nothing keyed yet
     fps = scene.render.fps / scene.render.fps_base
     s = mc.resample(motion, fps)
     n = s.n_frames
     start = int(st.start_frame if start_frame is None else start_frame)
-    name_map = semantic.parse_name_map(st.name_map) if st.apply_shape_keys and st.mesh else {}
     warnings: list[str] = []
     rig = st.rig
-    bone_name = ""
+    mesh = st.mesh if st.apply_shape_keys else None
+    bone_name, neck_name = "", ""
     if rig is not None and st.apply_head:
-        bone_name = st.head_bone or guess_head_bone(rig)
-        if bone_name not in rig.data.bones:
-            raise ValueError(f"bone {bone_name or '(none)'} not found in {rig.name}: choose a Head Bone")
+        bone_name, neck_name = _head_bones(rig, st, preset, warnings)
     if st.channels_target == "RIG" and rig is None:
         raise ValueError("Channels target is the rig, but no rig is chosen")
     name = take_name(motion.meta, st)
     meta = dict(motion.meta, controls=motion.controls)
-    summary: dict[str, Any] = {"take": name, "frames": n, "start": start, "actions": [], "warnings": warnings}
+    summary: dict[str, Any] = {"take": name, "frames": n, "start": start, "actions": [], "warnings": warnings,
+                               "preset": preset.name, "coverage": cov.summary(), "auto_preset": auto}
 
-    # semantic channels (used by shape keys and channel props)
-    groups = ["mouth", "eyes", "brows"] + (["gaze"] if st.include_gaze else [])
+    # semantic channels -> the preset's readout (shape keys, bone channels, properties, channel props)
+    groups = ["mouth", "eyes", "brows"] + (["gaze"] if st.include_gaze or preset.uses_gaze() else [])
     proj = semantic.project(s.exp, reference_mode=st.reference_mode, groups=groups)
+    plan = retarget.evaluate(preset, semantic.readout(proj, mirrored_source=st.mirrored_source))
+    rig_plan = (_split_plan(plan, {b.name for b in rig.data.bones}, warnings, rig.name) if rig is not None
+                else retarget.Plan())
+    if rig is None and (plan.bones or plan.properties):
+        warnings.append(f"preset {preset.name} keys bones: choose its rig")
+    clash = sorted({b for b, t in rig_plan.bones if t == "rotation"} & {bone_name, neck_name} - {""})
+    if clash:
+        raise ValueError(f"preset {preset.name}: bone {clash[0]} gets the head rotation and a rotation target")
 
-    # -- head bone --------------------------------------------------------------------------
+    # -- head (and neck) bones, the preset's bone channels -------------------------------------
     rig_fcurves = None
-    if rig is not None and (bone_name or st.channels_target == "RIG"):
+    if rig is not None and (bone_name or st.channels_target == "RIG" or rig_plan.bones or rig_plan.properties):
+        inherit = _head_inherit(context, rig, neck_name, bone_name) if neck_name else 1.0
         action, rig_fcurves = compat.assign_new_action(rig, name)
         _tag_action(action, meta, st, motion_path, start, fps)
+        action["joyvasa_preset"] = preset.name
         summary["actions"].append(action.name)
     if bone_name:
         pb = rig.pose.bones[bone_name]
@@ -123,22 +247,21 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
         # file was edited (as the renderer does), so constant head offsets stay visible
         ref = (mc.rotation_from_pyr(*([a] for a in motion.reference_pose()))[0] if motion.raw is not None else None)
         M_scaled = mc.relative_rotation(s.quat, st.pose_reference, reference=ref)   # (n, 3, 3) camera
-        if st.axis_mode == "AUTO":
-            bone_world = np.array(rig.matrix_world.to_3x3().normalized() @ pb.bone.matrix_local.to_3x3())
-            M_local = mc.bone_local_rotation(M_scaled, bone_world)
+        if neck_name:
+            M_neck, M_head = retarget.split_head_rotation(M_scaled, preset.head.neck_share, inherit)
+            _key_bone_rotation(rig, rig_fcurves, neck_name, M_neck, st, start, n)
+            _key_bone_rotation(rig, rig_fcurves, bone_name, M_head, st, start, n)
+            summary["neck"] = neck_name
         else:
-            p, y, r = mc.pyr_from_rotation(M_scaled)
-            M_local = mc.manual_axis_rotation(p, y, r, st.pitch_axis, st.yaw_axis, st.roll_axis)
-        mode = pb.rotation_mode
-        base = f'pose.bones["{bpy.utils.escape_identifier(bone_name)}"]'
-        path = f"{base}.{mc.rotation_data_path(mode)}"
-        for i, vals in enumerate(mc.rotation_channels(M_local, mode)):
-            compat.key_array(rig_fcurves, path, i, mc.keyframe_co(vals, start), n)
+            _key_bone_rotation(rig, rig_fcurves, bone_name, M_scaled, st, start, n)
+        summary["head_bone"] = bone_name
         if st.head_location:
-            bone_world = np.array(rig.matrix_world.to_3x3().normalized() @ pb.bone.matrix_local.to_3x3())
-            loc = mc.bone_local_location(s.t, bone_world, st.location_scale)
+            base = f'pose.bones["{bpy.utils.escape_identifier(bone_name)}"]'
+            loc = mc.bone_local_location(s.t, _bone_world(rig, pb), st.location_scale)
             for i in range(3):
                 compat.key_array(rig_fcurves, f"{base}.location", i, mc.keyframe_co(loc[:, i], start), n)
+    if rig_fcurves is not None and (rig_plan.bones or rig_plan.properties):
+        summary["bones"] = _key_plan_on_rig(rig, rig_fcurves, rig_plan, start, n)
 
     # -- channel properties -----------------------------------------------------------------
     if st.channels_target != "NONE":
@@ -166,21 +289,20 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
         summary["channels"] = len(chans)
 
     # -- shape keys -------------------------------------------------------------------------
-    if name_map:
-        mesh = st.mesh
+    if mesh is not None and plan.shape_keys:
         key = mesh.data.shape_keys
         if key is None:
             warnings.append(f"{mesh.name} has no shape keys: shape keys skipped")
         else:
-            curves = semantic.shape_key_curves(proj, name_map, mirrored_source=st.mirrored_source)
             present = {kb.name for kb in key.key_blocks}
-            missing = sorted(k for k in curves if k not in present)
+            missing = sorted(k for k in plan.shape_keys if k not in present)
             if missing:
                 warnings.append(f"shape keys not on {mesh.name}: {', '.join(missing)}")
-            wanted = {k: v for k, v in curves.items() if k in present}
+            wanted = {k: v for k, v in plan.shape_keys.items() if k in present}
             if wanted:
                 action, fcurves = compat.assign_new_action(key, name)
                 _tag_action(action, meta, st, motion_path, start, fps)
+                action["joyvasa_preset"] = preset.name
                 summary["actions"].append(action.name)
                 for kname, vals in wanted.items():
                     compat.key_array(fcurves, f'key_blocks["{bpy.utils.escape_identifier(kname)}"].value', 0,

@@ -7,7 +7,7 @@ from pathlib import Path
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from . import apply_media, apply_motion, controls_scene, runtime
+from . import apply_media, apply_motion, controls_scene, rig_presets, runtime
 from .core import controls as cc
 from .core import motion_core as mc
 from .core import requests
@@ -82,6 +82,7 @@ class JOYVASA_OT_generate_motion(EngineRunMixin, bpy.types.Operator):
 
     def build(self, context):
         st = context.scene.joyvasa
+        rig_presets.resolve(st)             # a bad rig preset fails now, not after sampling
         audio, start = apply_media.resolve_audio(context)
         out = apply_media.output_dir(context) / f"motion_seed{st.seed}_{_stamp()}.npz"
         cpath, _ = controls_scene.write_scene_controls(context.scene, out.with_suffix(".controls.json"), start)

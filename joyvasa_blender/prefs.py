@@ -1,5 +1,5 @@
 """Add-on preferences: the engine's interpreter, weights, device, precision; engine checks;
-the warm engine (Start / Stop / Release Memory, idle timeout).
+the warm engine (Start / Stop / Release Memory, idle timeout); Download Weights (ops_weights.py).
 
 The engine runs in its own Python (a virtual environment with torch); this is never
 Blender's Python. "Create Engine Environment" makes one in the add-on's user folder. With
@@ -297,6 +297,16 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
                                description="Motion files and videos ('//' = next to the saved .blend)")
     unsaved_output_dir: StringProperty(name="Unsaved Files", subtype='DIR_PATH', default="",
                                        description="Where outputs of a never-saved .blend go (empty: ~/JoyVASA)")
+    download_dir: StringProperty(name="Download To", subtype='DIR_PATH', default="",
+                                 description="Download Weights puts the files here (empty: the extension's user "
+                                             "folder, which survives add-on updates)")
+    fetch_animals: BoolProperty(name="Animal Models", default=False,
+                                description="Also LivePortrait's animal models (for Animal portraits; MIT)")
+    fetch_xpose: BoolProperty(name="X-Pose", default=False,
+                              description="Also the X-Pose animal-face keypoint model (NON-COMMERCIAL research use only)")
+    fetch_detector: BoolProperty(name="InsightFace Detector", default=False,
+                                 description="Also InsightFace's face detector (NON-COMMERCIAL research use only; "
+                                             "the built-in detector needs none)")
     keep_warm: BoolProperty(name="Keep Engine Warm", default=True,
                             description="One engine process serves every request and keeps the networks loaded "
                                         "(re-takes in seconds); off: a fresh engine per request")
@@ -309,6 +319,8 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
         row.prop(self, "engine_python")
         row.operator(JOYVASA_OT_detect_python.bl_idname, text="", icon='VIEWZOOM')
         layout.prop(self, "weights_dir")
+        from .ops_weights import draw_download
+        draw_download(layout, self)
         row = layout.row()
         row.prop(self, "device")
         row.prop(self, "dtype")

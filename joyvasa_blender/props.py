@@ -8,7 +8,7 @@ rendered video show the same curve. Changing a control later: Re-apply Controls 
 """
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
                        PointerProperty, StringProperty)
 
 from .core import controls as cc
@@ -32,6 +32,27 @@ def _is_armature(_self, obj) -> bool:
 
 def _is_mesh(_self, obj) -> bool:
     return obj.type == 'MESH'
+
+
+ROW_KINDS = [("shape_key", "Shape Key", "A shape key of the face mesh (value = clamp(gain x channel + offset))"),
+             ("bone_rotation", "Bone Rotation", "A bone's local rotation about one axis: rest + full x value (radians)"),
+             ("bone_location", "Bone Location", "A bone's local location along one axis: rest + full x value (rig units)"),
+             ("property", "Property", "A custom property of the rig (or of a pose bone): rest + full x value")]
+
+
+class JOYVASA_PG_mapping_row(bpy.types.PropertyGroup):
+    """One row of the Rig Mapping table: a readout channel -> one target (core/retarget.py rows)."""
+    channel: StringProperty(name="Channel", description="Readout channel (jawOpen, viseme_aa, gazeX, ...)")
+    kind: EnumProperty(name="Kind", items=ROW_KINDS, default="shape_key")
+    target: StringProperty(name="Target", description="Shape key, bone or property name")
+    bone: StringProperty(name="Bone", description="Pose bone holding the property (empty: the rig object)")
+    axis: EnumProperty(name="Axis", items=[(a, a, f"Local {a}") for a in "XYZ"], default="X")
+    full: FloatProperty(name="Full", default=1.0, description="Value at full scale (bones and properties)")
+    rest: FloatProperty(name="Rest", default=0.0, description="Value at rest (bones and properties)")
+    gain: FloatProperty(name="Gain", default=1.0, soft_min=0.0, soft_max=3.0)
+    offset: FloatProperty(name="Offset", default=0.0, soft_min=-1.0, soft_max=1.0)
+    lo: FloatProperty(name="Clamp Low", default=0.0)
+    hi: FloatProperty(name="Clamp High", default=1.0)
 
 
 class JOYVASA_PG_settings(bpy.types.PropertyGroup):
@@ -63,7 +84,18 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     # -- art-direction controls: generated from core/controls.py CONTROLS below --------------
     # -- targets --------------------------------------------------------------------------
     rig: PointerProperty(name="Rig", type=bpy.types.Object, poll=_is_armature)
-    head_bone: StringProperty(name="Head Bone", description="Bone that receives the head rotation (empty: first bone named like head)")
+    rig_preset: StringProperty(name="Rig Preset", default="",
+                               description="Retarget preset: a shipped or user preset by name, or the path of a "
+                                           "preset .json file; empty = Auto (the preset whose names match the rig "
+                                           "and face mesh best)")
+    rig_mapping: CollectionProperty(type=JOYVASA_PG_mapping_row, name="Rig Mapping")
+    rig_mapping_index: IntProperty(name="Row", default=0, min=0)
+    rig_mapping_from: StringProperty(name="Mapping Of", description="The preset the mapping table was loaded from")
+    use_rig_mapping: BoolProperty(name="Use Edited Mapping", default=False,
+                                  description="Key with the mapping table below instead of the preset file "
+                                              "(save it as a user preset to keep it for other scenes)")
+    head_bone: StringProperty(name="Head Bone", description="Bone that receives the head rotation (empty: the rig preset's head bone, else "
+                                                          "the first bone named like head)")
     apply_head: BoolProperty(name="Head Rotation", default=True)
     head_location: BoolProperty(name="Head Location", default=False, description="Also key the bone location from the motion's translation")
     location_scale: FloatProperty(name="Location Scale", default=0.1, min=0.0, soft_max=1.0,
@@ -85,7 +117,8 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     mesh: PointerProperty(name="Face Mesh", type=bpy.types.Object, poll=_is_mesh)
     apply_shape_keys: BoolProperty(name="Shape Keys", default=True)
     name_map: StringProperty(name="Name Map", default=semantic.default_name_map(),
-                             description="channel=ShapeKey1,ShapeKey2*gain; ... (ARKit-52 names by default)")
+                             description="The ARKit 52 preset's shape-key table: channel=ShapeKey1,ShapeKey2*gain; ... "
+                                         "(ARKit-52 names by default)")
     reference_mode: EnumProperty(name="Neutral", default="auto", items=[
         ("auto", "Auto", "Lip rows from LivePortrait's closed-lip reference, other rows from the clip median"),
         ("median", "Median", "Clip median"), ("first", "First Frame", "Frame 0"),
@@ -146,7 +179,7 @@ def _control_property(c: cc.Control):  # type: ignore[no-untyped-def]
 for _c in cc.CONTROLS:
     JOYVASA_PG_settings.__annotations__[_c.prop] = _control_property(_c)
 
-CLASSES = (JOYVASA_PG_settings,)
+CLASSES = (JOYVASA_PG_mapping_row, JOYVASA_PG_settings)
 
 
 def register_props() -> None:

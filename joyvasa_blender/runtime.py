@@ -20,11 +20,19 @@ class Running:
     cancel: bool = False
 
 
+@dataclass
+class Fetch:
+    """The Download Weights run (ops_weights.py): its engine process and what its events said."""
+    proc: EngineProcess | None       # None: refused before starting (Allow Online Access off)
+    progress: Any                    # core.weights_fetch.FetchProgress
+
+
 CURRENT: Running | None = None       # at most one engine run at a time
 LAST: JobState | None = None         # the last finished run (panel shows its message / error)
 INSTALLER: StepRunner | None = None
 DOCTOR: dict[str, Any] = {}          # {"ok": bool, "text": [...lines]}
 WORKER: EngineWorker | None = None   # the warm engine (python -m engine serve), started on first use
+FETCH: Fetch | None = None           # the last/current Download Weights run (independent of CURRENT)
 
 
 def stop_worker() -> None:
@@ -42,5 +50,7 @@ def cancel_all(stop_engine: bool = True) -> None:
         CURRENT = None
     if stop_engine:
         stop_worker()
+        if FETCH is not None and FETCH.proc is not None and not FETCH.progress.finished:
+            FETCH.proc.cancel(grace=5.0)   # unregister: the download stops (a re-run resumes); a file load keeps it
     if INSTALLER is not None and not INSTALLER.done:
         INSTALLER.cancel()

@@ -81,9 +81,31 @@ def draw_controls(layout, st) -> None:
             col.prop(st, c.prop, slider=c.kind == "float" and c.lo >= 0 and c.hi <= 5)
 
 
-def draw_targets(layout, st) -> None:
+def draw_rig_preset(layout, context) -> None:
+    """Rig Preset choice, the detected coverage (missing names listed, never an error), Re-apply Rig."""
+    from . import rig_presets
+    from .ops_rigs import JOYVASA_OT_pick_rig_preset, JOYVASA_OT_reapply_rig
+
+    st = context.scene.joyvasa
+    row = layout.row(align=True)
+    label = "Edited mapping" if st.use_rig_mapping and len(st.rig_mapping) else (st.rig_preset or "Auto")
+    row.operator_menu_enum(JOYVASA_OT_pick_rig_preset.bl_idname, "preset", text=label, icon='PRESET')
+    row.operator(JOYVASA_OT_reapply_rig.bl_idname, text="", icon='FILE_REFRESH')
+    text, missing, error = rig_presets.describe(st)
+    if error:
+        layout.label(text=error[:160], icon='ERROR')
+        return
+    layout.label(text=text, icon='CHECKMARK' if not missing else 'INFO')
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" (+{len(missing) - 6})" if len(missing) > 6 else "")
+        layout.label(text=f"Missing: {shown}", icon='BLANK1')
+
+
+def draw_targets(layout, st, context=None) -> None:
     box = layout.box()
     box.label(text="Targets", icon='ARMATURE_DATA')
+    if context is not None:
+        draw_rig_preset(box, context)
     box.prop(st, "rig")
     if st.rig is not None:
         box.prop_search(st, "head_bone", st.rig.data, "bones")
@@ -106,7 +128,8 @@ def draw_targets(layout, st) -> None:
         if st.apply_shape_keys:
             if st.mesh.data.shape_keys is None:
                 box.label(text="This mesh has no shape keys", icon='ERROR')
-            box.prop(st, "name_map", text="")
+            if not st.rig_preset or st.rig_preset == "ARKit 52":
+                box.prop(st, "name_map", text="")
             row = box.row()
             row.prop(st, "reference_mode")
             row = box.row()
@@ -210,7 +233,7 @@ class _JoyVASAPanel:
         draw_inputs(layout, context)
         draw_generation(layout, st)
         draw_controls(layout, st)
-        draw_targets(layout, st)
+        draw_targets(layout, st, context)
         draw_framing(layout, context)
         draw_actions(layout, context)
 
@@ -227,6 +250,63 @@ class JOYVASA_PT_sequencer(_JoyVASAPanel, bpy.types.Panel):
     bl_space_type = 'SEQUENCE_EDITOR'
 
 
+class JOYVASA_UL_rig_mapping(bpy.types.UIList):
+    """Mapping table rows: channel -> target, gain."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.prop(item, "channel", text="", emboss=False)
+        row.label(text="", icon='FORWARD')
+        row.prop(item, "target", text="", emboss=False)
+        row.prop(item, "gain", text="")
+
+
+class JOYVASA_PT_rig_mapping(bpy.types.Panel):
+    """Sub-panel: the rig preset's mapping table (channel -> target, gain), editable and saveable."""
+    bl_idname = "JOYVASA_PT_rig_mapping"
+    bl_label = "Rig Mapping"
+    bl_parent_id = "JOYVASA_PT_view3d"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "JoyVASA"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        from .ops_rigs import (JOYVASA_OT_mapping_add, JOYVASA_OT_mapping_load, JOYVASA_OT_mapping_remove,
+                               JOYVASA_OT_save_rig_preset)
+
+        layout = self.layout
+        st = context.scene.joyvasa
+        layout.operator(JOYVASA_OT_mapping_load.bl_idname, icon='COPYDOWN')
+        if not len(st.rig_mapping):
+            layout.label(text="Edit Mapping copies the preset's table here", icon='INFO')
+            return
+        layout.prop(st, "use_rig_mapping")
+        layout.label(text=f"From: {st.rig_mapping_from}")
+        row = layout.row()
+        row.template_list("JOYVASA_UL_rig_mapping", "", st, "rig_mapping", st, "rig_mapping_index", rows=6)
+        col = row.column(align=True)
+        col.operator(JOYVASA_OT_mapping_add.bl_idname, text="", icon='ADD')
+        col.operator(JOYVASA_OT_mapping_remove.bl_idname, text="", icon='REMOVE')
+        if 0 <= st.rig_mapping_index < len(st.rig_mapping):
+            item = st.rig_mapping[st.rig_mapping_index]
+            box = layout.box()
+            box.prop(item, "kind")
+            if item.kind == "property":
+                box.prop(item, "bone")
+            if item.kind.startswith("bone") or item.kind == "property":
+                r = box.row(align=True)
+                if item.kind.startswith("bone"):
+                    r.prop(item, "axis", text="")
+                r.prop(item, "full")
+                r.prop(item, "rest")
+            r = box.row(align=True)
+            r.prop(item, "offset")
+            r.prop(item, "lo")
+            r.prop(item, "hi")
+        layout.operator(JOYVASA_OT_save_rig_preset.bl_idname, icon='FILE_TICK')
+
+
 class JOYVASA_PT_image(bpy.types.Panel):
     """The framing tools where the portrait is: the Image Editor's sidebar."""
     bl_idname = "JOYVASA_PT_image"
@@ -240,4 +320,4 @@ class JOYVASA_PT_image(bpy.types.Panel):
         draw_framing(self.layout, context, in_image_editor=True)
 
 
-CLASSES = (JOYVASA_PT_view3d, JOYVASA_PT_sequencer, JOYVASA_PT_image)
+CLASSES = (JOYVASA_PT_view3d, JOYVASA_PT_sequencer, JOYVASA_PT_image, JOYVASA_UL_rig_mapping, JOYVASA_PT_rig_mapping)

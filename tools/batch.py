@@ -9,6 +9,8 @@ jobs.json is a list of jobs (or {"jobs": [...], "defaults": {...}}); each job is
     audio        speech audio file (required)        portrait  image file (for "render")
     start_frame  first frame (default 1)             scene     scene name (default: the active one)
     rig, head_bone, mesh, channels ("NONE"|"RIG"|"EMPTY"), empties (bool)
+    preset       rig preset: a preset name ("Rigify face", a user preset) or a .json path; without
+                 it the .blend's Rig Preset, whose default Auto picks the best match (docs/rigs.md)
     motion       an existing motion .npz: skip generation and apply it
     generate     generate + apply motion (default: true when rig/mesh/channels are given)
     render       render the portrait video and add strips (default false)
@@ -141,6 +143,12 @@ def _abs(base: Path, p: str | None) -> str:
     return str(p if os.path.isabs(p) else (base / p).resolve())
 
 
+def job_preset(base: Path, value: str) -> str:
+    """A job's ``preset``: a name as is, a .json path made absolute (relative to jobs.json)."""
+    value = str(value).strip()
+    return _abs(base, value) if value.lower().endswith(".json") or "/" in value or "\\" in value else value
+
+
 def wants_motion(job: dict) -> bool:
     return bool(job.get("generate", bool(job.get("rig") or job.get("mesh") or job.get("channels"))))
 
@@ -199,6 +207,13 @@ def check_job(bpy, pkg, job: dict, base: Path) -> list[str]:
                 problems.append(f"{key} object {job[key]!r} not found in the .blend (or not a {kind.lower()})")
             elif key == "rig" and job.get("head_bone") and job["head_bone"] not in obj.data.bones:
                 problems.append(f"head bone {job['head_bone']!r} not found in rig {job[key]!r}")
+    if job.get("preset"):
+        retarget = sys.modules[pkg.__name__ + ".core.retarget"]
+        rig_presets = sys.modules[pkg.__name__ + ".rig_presets"]
+        try:
+            retarget.find_preset(job_preset(base, job["preset"]), rig_presets.user_dir())
+        except ValueError as exc:
+            problems.append(str(exc))
     if job.get("motion"):
         if not os.path.isfile(_abs(base, job["motion"])):
             problems.append(f"motion file not found: {_abs(base, job['motion'])}")
@@ -225,7 +240,7 @@ def check_job(bpy, pkg, job: dict, base: Path) -> list[str]:
 def panel_snapshot(bpy) -> dict[str, dict]:
     """The panel's values of every scene as the batch found them: each job starts from these."""
     keys = [p.identifier for p in bpy.types.Scene.bl_rna.properties["joyvasa"].fixed_type.properties
-            if p.identifier != "rna_type" and not p.is_readonly and p.type != 'POINTER']
+            if p.identifier != "rna_type" and not p.is_readonly and p.type not in {'POINTER', 'COLLECTION'}]
     def plain(v):  # arrays of the scene would go stale when a failed job reopens the .blend
         return v if isinstance(v, (str, int, float, bool)) else tuple(v)
 
@@ -263,6 +278,8 @@ def run_job(bpy, pkg, job: dict, base: Path, log, defaults: dict[str, dict] | No
             raise ValueError(f"{key} object {job[key]!r} not found (or of the wrong type)")
     if "channels" in job:   # otherwise the panel's value (its default: a 'JoyVASA Motion' empty)
         st.channels_target = job["channels"]
+    if "preset" in job:
+        st.rig_preset, st.use_rig_mapping = job_preset(base, job["preset"] or ""), False
     if "empties" in job:
         st.make_empties = bool(job["empties"])
     ok = True

@@ -14,7 +14,7 @@ reports what it produced, the measured time per frame, what the full render woul
 machine and how to get the real weights.
 
 On a CPU with native bfloat16 (AVX512-BF16 / AMX) it renders in bfloat16: ``bench render``
-measured it ~3x faster than float32 there (README, "Measured performance"). Extra arguments
+measured it ~3x faster than float32 there (docs/benchmarks.md). Extra arguments
 after ``--`` go to ``python -m engine animate`` (e.g. ``-- --dtype float32`` or ``-- --device cuda``).
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ sys.path.insert(1, str(REPO / "tools"))
 
 PORTRAIT = REPO / "examples" / "portrait.jpg"
 SPEECH = REPO / "examples" / "speech.wav"
-FETCH_HINT = ("python tools/fetch_weights.py --out weights   (or see README.md 'Weights'), then:\n"
+FETCH_HINT = (".venv/bin/python -m engine fetch --out weights   (or see docs/install.md), then:\n"
               "      .venv/bin/python tools/demo.py --weights weights")
 
 

@@ -49,6 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--whole", action="store_true",
                    help="cold one-shot animate process vs warm takes through `engine serve` (first --dtype, "
                         "--speed-seconds clip, --crop none --no-pasteback), with the engine's time breakdown")
+    p.add_argument("--writer", choices=("overlap", "sequential", "both"), default="overlap",
+                   help="render path: overlapped writer thread (+ device paste-back on a GPU; the default), the "
+                        "sequential reference path (animate --sequential), or both one after the other")
+    p.add_argument("--pasteback", action="store_true",
+                   help="--whole: crop the face and paste it back into the portrait (animate's default output) "
+                        "instead of --crop none --no-pasteback")
+    p.add_argument("--codec", choices=("auto", "libx264", "h264_nvenc"), default="auto", help="animate --codec")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
 
@@ -70,14 +77,16 @@ def _batch_args(batch: int) -> list[str]:
 
 
 def _run_animate(weights: Path, audio: Path, out: Path, *, dtype: str, batch: int, device: str,
-                 max_frames: int | None, threads: int) -> dict:
+                 max_frames: int | None, threads: int, sequential: bool = False, codec: str = "auto") -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "engine", "animate", "--image", str(REPO / "examples" / "portrait.jpg"),
            "--audio", str(audio), "--weights", str(weights), "--out", str(out), "--no-pasteback",
-           "--dtype", dtype, "--device", device, "--progress", "json", *_batch_args(batch)]
+           "--dtype", dtype, "--device", device, "--progress", "json", "--codec", codec, *_batch_args(batch)]
+    if sequential:
+        cmd.append("--sequential")
     if max_frames:
         cmd += ["--max-frames", str(max_frames)]
     t0 = time.monotonic()
@@ -107,25 +116,39 @@ def _gflops_line(dtype: str, per_frame_s: float, device: str, peaks: dict[str, f
     return f"{achieved:.0f} GFLOP/s W+G, {100 * achieved / peaks[dt]:.0f}% of the fastest {dt} matmul ({peaks[dt]:.0f})"
 
 
+def _writer_modes(choice: str) -> list[str]:
+    return ["sequential", "overlap"] if choice == "both" else [choice]
+
+
 def run_whole(args: argparse.Namespace, weights: Path, tmp: Path) -> int:
+    """Cold process + warm takes, once per ``--writer`` mode (``both``: sequential first, then
+    overlapped, in the same invocation so the two are measured under the same load)."""
     from engine.bench.takes import run_takes
 
     audio = _audio(tmp / "clip.wav", args.speed_seconds)
     dtype, batch = args.dtype[0], args.batch[0]
-    common = {"image": str(REPO / "examples" / "portrait.jpg"), "weights": str(weights), "crop": "none",
-              "pasteback": False, "device": args.device, "dtype": dtype}
+    framing = {} if args.pasteback else {"crop": "none", "pasteback": False}
+    common = {"image": str(REPO / "examples" / "portrait.jpg"), "weights": str(weights), **framing,
+              "device": args.device, "dtype": dtype, "codec": args.codec}
     if batch > 0:
         common["batch"] = batch
     if args.max_frames:
         common["max_frames"] = args.max_frames
-    cli = ["--image", common["image"], "--audio", str(audio), "--out", str(tmp / "cold.mp4"), "--weights", str(weights),
-           "--crop", "none", "--no-pasteback", "--device", args.device, "--dtype", dtype, *_batch_args(batch)]
-    if args.max_frames:
-        cli += ["--max-frames", str(args.max_frames)]
-    takes = [("warm take 1 (loads)", {**common, "audio": str(audio), "out": str(tmp / "w1.mp4"), "seed": 1}),
-             ("warm re-take new seed", {**common, "audio": str(audio), "out": str(tmp / "w2.mp4"), "seed": 2})]
-    print(f"clip {args.speed_seconds:g} s, {dtype}, batch {batch if batch > 0 else 'auto'}, 512x512 (crop none, no paste-back)", flush=True)
-    return run_takes("animate", cli, takes, args.threads)
+    what = "portrait size (crop + paste-back)" if args.pasteback else "512x512 (crop none, no paste-back)"
+    for mode in _writer_modes(args.writer):
+        seq = {"sequential": True} if mode == "sequential" else {}
+        cli = ["--image", common["image"], "--audio", str(audio), "--out", str(tmp / "cold.mp4"),
+               "--weights", str(weights), *([] if args.pasteback else ["--crop", "none", "--no-pasteback"]),
+               "--device", args.device, "--dtype", dtype, "--codec", args.codec, *_batch_args(batch),
+               *(["--sequential"] if seq else [])]
+        if args.max_frames:
+            cli += ["--max-frames", str(args.max_frames)]
+        takes = [("warm take 1 (loads)", {**common, **seq, "audio": str(audio), "out": str(tmp / "w1.mp4"), "seed": 1}),
+                 ("warm re-take new seed", {**common, **seq, "audio": str(audio), "out": str(tmp / "w2.mp4"), "seed": 2})]
+        print(f"[{mode} writer] clip {args.speed_seconds:g} s, {dtype}, batch {batch if batch > 0 else 'auto'}, "
+              f"{what}, codec {args.codec}", flush=True)
+        run_takes("animate", cli, takes, args.threads)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,17 +170,18 @@ def run(args: argparse.Namespace) -> int:
             audio = _audio(tmp / "speed.wav", args.speed_seconds)
             print(f"speed: {args.speed_seconds:g} s clip, 512x512 output, device {args.device}", flush=True)
             peaks: dict[str, float] = {}
-            for dtype in args.dtype:
-                for batch in args.batch:
-                    r = _run_animate(weights, audio, tmp / "s.mp4", dtype=dtype, batch=batch, device=args.device,
-                                     max_frames=args.max_frames, threads=args.threads)
-                    video_s = r["frames"] / fps
-                    render = r["timings"].get("render", float("nan"))
-                    per_frame = render / max(r["frames"], 1)
-                    print(f"  {dtype:9s} batch {batch:2d}: {r['frames']} frames, wall {r['wall_s']:.1f} s = "
-                          f"{r['wall_s'] / video_s:.2f} s per s of video (render {render / video_s:.2f} s/s, "
-                          f"{per_frame:.3f} s/frame = {_gflops_line(dtype, per_frame, args.device, peaks)}), "
-                          f"peak RSS {r['host_mb']:.0f} MiB", flush=True)
+            runs = [(d, b, m) for d in args.dtype for b in args.batch for m in _writer_modes(args.writer)]
+            for dtype, batch, mode in runs:
+                r = _run_animate(weights, audio, tmp / "s.mp4", dtype=dtype, batch=batch, device=args.device,
+                                 max_frames=args.max_frames, threads=args.threads,
+                                 sequential=mode == "sequential", codec=args.codec)
+                video_s = r["frames"] / fps
+                render = r["timings"].get("render", float("nan"))
+                per_frame = render / max(r["frames"], 1)
+                print(f"  {dtype:9s} batch {batch:2d} {mode:10s}: {r['frames']} frames, wall {r['wall_s']:.1f} s = "
+                      f"{r['wall_s'] / video_s:.2f} s per s of video (render {render / video_s:.2f} s/s, "
+                      f"{per_frame:.3f} s/frame = {_gflops_line(dtype, per_frame, args.device, peaks)}), "
+                      f"peak RSS {r['host_mb']:.0f} MiB", flush=True)
         if not args.skip_memory:
             dtype, batch = args.dtype[0], args.batch[0]
             cap = f", rendering at most {args.max_frames} frames" if args.max_frames else ""

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=4, help="frames timed per (batch, dtype) setting (default 4)")
     p.add_argument("--batch", type=_csv(int), default=[1, 4], help="comma-separated batch sizes (default 1,4)")
     p.add_argument("--dtype", type=_csv(str), default=["float32", "bfloat16"],
-                   help="comma-separated: float32,bfloat16 (default both)")
+                   help="comma-separated: float32,bfloat16,float16 (default float32,bfloat16; float16 on GPUs only)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before each setting (default 1)")
     p.add_argument("--exact", action="store_true",
                    help="upstream op order: no BatchNorm folding, no channel padding / fused SPADE")
@@ -117,14 +117,17 @@ def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, pea
     n_kp = src.x_s.shape[1]
     gen = torch.Generator().manual_seed(args.seed)
     # one distinct driving keypoint set per frame; the same sets for every (batch, dtype)
-    batches = [auto_batch_size(device, b or None) for b in args.batch]
-    max_batch = max(batches)
+    from engine.device import select_precision
+
+    dtypes = [select_precision(device, d).name for d in args.dtype]   # bf16/fp16/fp32 spellings; fp16 GPU only
+    batches_of = {d: [auto_batch_size(device, b or None, dtype=d) for b in args.batch] for d in dtypes}
+    max_batch = max(max(b) for b in batches_of.values())
     drive = src.x_s + 0.03 * torch.randn(max(args.frames, max_batch), n_kp, 3, generator=gen).to(device)
     reference: dict[int, torch.Tensor] = {}  # fp32 frames, for PSNR of other dtypes
     results = []
     loaded = "float32"
-    for dtype in args.dtype:
-        dtype = "bfloat16" if dtype in ("bf16", "bfloat16") else "float32"
+    for dtype in dtypes:
+        batches = batches_of[dtype]
         if dtype != loaded:
             s1 = None  # free the previous copy before loading the next one
             s1, loaded = load(dtype), dtype
@@ -133,6 +136,8 @@ def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, pea
             _log(f"fastest large matmul in {dtype} on this device: {peaks[dtype]:.0f} GFLOP/s")
         for batch in batches:
             calls = max(1, math.ceil(args.frames / batch))
+            if device.type == "cuda":  # peak GPU memory of this setting alone (fits FRAME_MB in engine/device.py)
+                torch.cuda.reset_peak_memory_stats(device)
             for _ in range(args.warmup):
                 s1.warp_decode(src.f_s, src.x_s, drive[:batch])
             sync()

@@ -15,7 +15,7 @@ import argparse
 from engine.commands import run_job_pipeline
 from engine.commands.crop import add_framing_arguments
 from engine.commands.motion import add_motion_options, add_runtime_options
-from engine.jobs import AnimateJob
+from engine.jobs import CODECS, AnimateJob
 from engine.pipeline.context import Context
 from engine.protocol import REGIONS
 from engine.runner import run_protocol_command
@@ -65,7 +65,11 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("runtime")
     add_runtime_options(r, "precision of every network of the job (bf16, fp16, fp32 also accepted; auto: float32 "
                            "on CPU, bfloat16/float16 on GPU for rendering); bfloat16 loads bf16-resident weights")
-    r.add_argument("--batch", type=int, default=None, help="frames per W+G batch (auto: 1 on CPU, from free memory on GPU)")
+    r.add_argument("--batch", type=int, default=None,
+                   help="frames per W+G batch (auto: 1 on CPU; on a GPU sized to stay within ~70%% of its memory)")
+    r.add_argument("--codec", choices=CODECS, default="auto",
+                   help="H.264 encoder (auto: h264_nvenc when FFmpeg and the NVIDIA driver have it, else libx264)")
+    r.add_argument("--sequential", action="store_true", help=argparse.SUPPRESS)  # reference path (bench/tests)
     r.add_argument("--weights", default=None, help="weights folder (default $JOYVASA_WEIGHTS)")
 
 

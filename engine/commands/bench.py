@@ -15,7 +15,8 @@ from engine.bench import TARGETS
 HELP = {"render": "W+G frame rendering at official size (fp32 / bf16, batch sizes)",
         "motion": "motion generation (HuBERT + DiT sampler)",
         "animate": "end-to-end portrait + audio → frames",
-        "framing": "face detection + framing: found, where the landmarks land, ms per portrait"}
+        "framing": "face detection + framing: found, where the landmarks land, ms per portrait",
+        "codec": "H.264 encoders: libx264 vs h264_nvenc, encode speed and PSNR"}
 
 
 def _load(target: str):

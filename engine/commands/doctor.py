@@ -52,7 +52,9 @@ def devices() -> dict[str, Any]:
                             "auto_motion_dtype": select_motion_precision(dev, "auto", DEFAULT_SAMPLER).name,
                             "cpu_native_bf16": cpu_has_native_bf16()}
     try:
-        from engine.render.writers import pick_video_codec
+        from engine.render.writers import nvenc_status, pick_video_codec
+        usable, reason = nvenc_status()   # --codec auto uses h264_nvenc only where this says usable
+        info["nvenc"] = {"usable": usable, "reason": reason}
         info["video_codec"] = pick_video_codec()
     except Exception as exc:  # noqa: BLE001
         info["video_codec"] = None
@@ -125,7 +127,73 @@ def check_weights(root: Path | None, load: bool = True) -> dict[str, Any]:
     else:
         group["error"] = "files missing"
     report["groups"]["joyvasa"] = group
+    report["groups"].update(check_optional_parts(layout, files))
     return report
+
+
+def _load_group(load: Any) -> dict[str, Any]:
+    """Run one group's strict load; the answer doctor reports (loads, seconds, error)."""
+    t0 = time.perf_counter()
+    try:
+        extra = load() or {}
+    except Exception as exc:  # noqa: BLE001 - report every failure as text
+        return {"loads": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"loads": True, "seconds": round(time.perf_counter() - t0, 2), **extra}
+
+
+def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
+    """Optional parts (``engine fetch --animals/--xpose/--detector``) are load-checked when present:
+    a present but broken file is as much a problem as a broken required one."""
+    from engine.weights import FETCH_PARTS, animal_layout
+
+    root = layout.root
+    groups: dict[str, Any] = {}
+    animals = animal_layout(layout)
+    if (root / "liveportrait_animals/base_models").is_dir():
+        paths = {k: v for k, v in animals.liveportrait_files().items() if k != "stitching_retargeting_module"}
+        for name, path in paths.items():
+            files[f"animal_{name}"] = _file(path, required=False)
+
+        def load_animals() -> None:
+            from engine.models.config import LivePortraitConfig
+            from engine.models.stage_one import StageOne
+
+            missing = [str(p) for p in paths.values() if not p.is_file()]
+            if missing:
+                raise FileNotFoundError("missing " + ", ".join(missing))
+            StageOne.load(animals, "cpu", config=LivePortraitConfig.for_weights(layout.models_yaml))
+        groups["liveportrait_animals"] = _load_group(load_animals)
+    onnx = [root / f.dest for f in FETCH_PARTS["detector"].files]
+    if any(p.is_file() for p in onnx):
+        def load_detector() -> None:
+            import cv2
+
+            for path in onnx:
+                if path.is_file():
+                    cv2.dnn.readNetFromONNX(str(path))
+        groups["detector"] = _load_group(load_detector)
+    xpose = root / FETCH_PARTS["xpose"].files[0].dest
+    if xpose.is_file():
+        files["xpose"] = _file(xpose, required=False)
+        loader = xpose_loader()
+        groups["xpose"] = (_load_group(lambda: loader(xpose) and None) if loader is not None else
+                           {"loads": True, "checked": "present; no X-Pose loader in this engine yet (fetch checks "
+                                                      "its size and hash)"})
+    return groups
+
+
+def xpose_loader() -> Any:
+    """The engine's strict X-Pose checkpoint loader, once the engine has one (None before)."""
+    import importlib
+
+    try:
+        xpose = importlib.import_module("engine.framing.xpose")
+    except ImportError:
+        return None
+    read, build = getattr(xpose, "read_state_dict", None), getattr(xpose, "build_from_state_dict", None)
+    if read is not None and build is not None:   # uncached: a warm worker's doctor must not keep 270 MB
+        return lambda path: build(read(path), path)
+    return getattr(xpose, "load_model", None)
 
 
 def next_steps(report: dict[str, Any]) -> list[str]:
@@ -143,7 +211,7 @@ def next_steps(report: dict[str, Any]) -> list[str]:
     for name, g in w.get("groups", {}).items():
         if g.get("error") and g["error"] != "files missing":
             steps.append(f"{name} weights do not load ({g['error']}); re-download them "
-                         "(python tools/fetch_weights.py --out DIR)")
+                         "(python -m engine fetch --out DIR, or Download Weights in the add-on's preferences)")
     if not report["devices"].get("video_codec"):
         steps.append("PyAV has no H.264/MPEG-4 encoder: `pip install -U av`, or write PNG sequences (--frames-dir)")
     if not steps:
@@ -181,6 +249,9 @@ def print_text(report: dict[str, Any], out=None) -> None:
     print(f"devices: {', '.join(d['available'])}; auto -> {d['auto']} (rendering {d['auto_dtype']}, motion "
           f"{d.get('auto_motion_dtype', '?')}; CPU bf16 instructions: {'yes' if d.get('cpu_native_bf16') else 'no'}); "
           f"video codec: {d.get('video_codec') or 'NONE'}", file=out)
+    if d.get("nvenc"):
+        print(f"hardware H.264 (h264_nvenc): {'yes' if d['nvenc']['usable'] else 'no'} ({d['nvenc']['reason']})",
+              file=out)
     w = report["weights"]
     print(f"weights: {w['root'] or '(none)'}" + ("   [SYNTHETIC: random numbers, not a face]" if report.get("synthetic")
                                                   else ""), file=out)
@@ -189,8 +260,10 @@ def print_text(report: dict[str, Any], out=None) -> None:
         size = f" {f['size_mb']} MB" if f["size_mb"] is not None else ""
         print(f"  {name:30s} {state}{size}  {f['path']}", file=out)
     for name, g in w.get("groups", {}).items():
-        if g.get("loads"):
-            print(f"  {name}: loads ({g.get('size')}, {g.get('seconds')} s)", file=out)
+        if g.get("checked"):
+            print(f"  {name}: {g['checked']}", file=out)
+        elif g.get("loads"):
+            print(f"  {name}: loads ({g.get('size') or 'strict load'}, {g.get('seconds')} s)", file=out)
         else:
             print(f"  {name}: does NOT load: {g.get('error')}", file=out)
     status = "OK" if report["ok"] else "NOT READY"

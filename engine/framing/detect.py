@@ -5,8 +5,9 @@ Humans, in order of preference:
    five points + 2d106det 106 points: the landmark box, as upstream);
 2. MTCNN five points (``mtcnn`` wheel, default install; engine/framing/mtcnn.py);
 3. OpenCV's frontal-face Haar cascade (a box, no landmarks) if the mtcnn package is missing.
-Animals: OpenCV's cat-face Haar cascades (BSD data bundled in engine/framing/data), else a
-centred square and a warning that names ``--crop points:`` and the Blender Frame Face tool.
+Animals (engine/framing/animal.py): X-Pose when ``liveportrait_animals/xpose.pth`` is in the
+weights folder, else OpenCV's cat-face Haar cascade (BSD data bundled in engine/framing/data),
+else a centred square and a warning that names ``--crop points:`` and the Blender Frame Face tool.
 
 All detection runs on the downscaled copy (:func:`engine.framing.frame.downscaled`); results
 are mapped back to the original file's pixels before framing. The chosen human face then gets
@@ -24,7 +25,7 @@ import numpy as np
 
 from engine.errors import NoFaceError
 from engine.framing import face_mesh, mtcnn
-from engine.framing.frame import (DETECT_SIDE, NO_FACE_HINT, POINTS_HINT, Framing, FramingOptions, _pick, downscaled,
+from engine.framing.frame import (DETECT_SIDE, NO_FACE_HINT, Framing, FramingOptions, _pick, downscaled,
                                   frame_box, frame_three)
 
 #: MTCNN detections below this O-Net score are ignored (clean portraits score > 0.99)
@@ -34,8 +35,6 @@ SECOND_LOOK_SIDE = 1600
 #: turned copies tried after a miss (MTCNN itself copes with rolls up to ~45 deg): a head tilted
 #: further, or a picture lying on its side or upside down (no EXIF to say so)
 TURNS = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)
-#: animal faces fill most animal portraits; the numpy Haar evaluator costs ∝ pixels
-ANIMAL_DETECT_SIDE = 320
 
 
 @contextlib.contextmanager
@@ -146,16 +145,7 @@ def frame_human(img: np.ndarray, opts: FramingOptions) -> Framing:
 
 
 def frame_animal(img: np.ndarray, opts: FramingOptions) -> Framing:
-    small, f = downscaled(img, ANIMAL_DETECT_SIDE)
+    """Animals: X-Pose when its file is in the weights folder, else the cat cascade / centred square."""
     from engine.framing import animal
 
-    boxes = animal.detect_cat_faces(small)
-    if boxes:
-        box, idx = _pick(boxes, opts, lambda b: b[2] * b[3])
-        x, y, w, h = (v / f for v in box)
-        return frame_box(img, animal.face_box_from_cat_box((x, y, w, h)), opts, method="cat_haar",
-                         faces=len(boxes), face_index=idx)
-    out = animal.centred_fallback(img, opts)
-    out.warnings.append(("animal_face_not_found",
-                         f"no animal face found automatically: using a centred square; {POINTS_HINT}"))
-    return out
+    return animal.frame_animal(img, opts)

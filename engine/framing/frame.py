@@ -61,7 +61,7 @@ class Framing:
 
     image: np.ndarray                  # (512,512,3) uint8 RGB: what stage one sees
     M_c2o: np.ndarray                  # (2,3): crop pixel → pixel of the original file
-    method: str                        # mtcnn | insightface | haar | cat_haar | points | manual | none | fallback
+    method: str                        # mtcnn | insightface | haar | xpose | cat_haar | points | manual | none | fallback
     original_size: tuple[int, int]     # (width, height) of the file
     box: tuple[float, float, float, float] | None = None   # face box X,Y,W,H (original pixels)
     points: list[list[float]] | None = None                 # landmarks used (original pixels)
@@ -69,6 +69,7 @@ class Framing:
     faces: int = 0                     # faces the detector found
     face_index: int | None = None      # which one was used
     lip_open: float | None = None      # source lip-open ratio, when the landmarks allow it
+    score: float | None = None         # detector confidence where it has one (X-Pose animal faces)
     warnings: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -93,6 +94,7 @@ class Framing:
             "faces": self.faces,
             "face_index": self.face_index,
             "lip_open": None if self.lip_open is None else r(self.lip_open),
+            "score": None if self.score is None else round(float(self.score), 4),
         }
 
 

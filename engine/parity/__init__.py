@@ -94,8 +94,9 @@ class ParityLine:
         return f"{self.name} {self.status}"
 
 
-def compare(name: str, ours: np.ndarray, ref: np.ndarray) -> ParityLine:
-    tol = tolerance_for(name, ref)
+def compare(name: str, ours: np.ndarray, ref: np.ndarray, tol: Tolerance | None = None) -> ParityLine:
+    """One line for one array (``tol``: a group's own tolerance; default :func:`tolerance_for`)."""
+    tol = tol or tolerance_for(name, ref)
     ours = np.asarray(ours)
     if ours.shape != ref.shape:
         if ours.size == ref.size:
@@ -122,10 +123,21 @@ def compare(name: str, ours: np.ndarray, ref: np.ndarray) -> ParityLine:
 
 
 def run_parity(ref_dir: Path, only: list[str] | None = None, out=sys.stdout) -> int:
-    """Compare every (selected) reference array; return the number of failures."""
+    """Compare every (selected) reference array; return the number of failures.
+
+    ``reference.npz`` holds the JoyVASA / LivePortrait arrays; a folder with ``xpose_reference.npz``
+    gets the X-Pose lines (``XPOSE_*``, engine/parity/xpose.py); either or both may be present."""
     ref_path = Path(ref_dir) / "reference.npz"
+    xpose_path = Path(ref_dir) / "xpose_reference.npz"
+    if not ref_path.is_file() and not xpose_path.is_file():
+        raise FileNotFoundError(f"{ref_path} (or xpose_reference.npz) not found: --reference must be a reference folder")
+    failures = 0
+    if xpose_path.is_file():
+        from engine.parity import xpose
+
+        failures += xpose.run(Path(ref_dir), only, out)
     if not ref_path.is_file():
-        raise FileNotFoundError(f"{ref_path} not found: --reference must be a reference folder")
+        return failures
     ref = np.load(ref_path, allow_pickle=False)
     names = [n for n in ref.files if not only or n.startswith(tuple(only))]
     ctx = ParityContext(Path(ref_dir), ref)

@@ -98,17 +98,16 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     with rep.breakdown.part("import"):
         import torch
 
-        from engine.device import (auto_batch_size, describe_device, device_peak_mb, select_device,
-                                   select_motion_precision, select_precision)
+        from engine.device import (describe_device, device_peak_mb, select_device, select_motion_precision,
+                                   select_precision)
         from engine.motion.npz import MotionFileError, load_motion, save_motion
         from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving, lip_normalization
         from engine.pipeline.crop import framing_options, report_framing
         from engine.framing.frame import frame_portrait
         from engine.render.crop import load_image_rgb, paste_canvas
-        from engine.render.pasteback import PasteBack
-        from engine.render.renderer import render_frames
+        from engine.render.renderer import plan_render, render_frames
         from engine.render.timeline import plan_frames
-        from engine.render.writers import Mp4Writer, PngSequenceWriter
+        from engine.render.writers import Mp4Writer, PngSequenceWriter, pick_video_codec
         from engine.weights import resolve_weights_dir
 
     render = job.render
@@ -135,6 +134,7 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     controls = load_run_controls(job.controls, **shorthands)   # --controls + the region/strength shorthands
     crop_mode = render.crop_mode
     out, frames_dir = _check_outputs(job)
+    codec = pick_video_codec(render.codec) if out is not None else None   # --codec, checked before any network
     original = load_image_rgb(job.image)          # the file at full resolution: framing reports its pixels
     image, canvas_fx, canvas_fy = paste_canvas(original)   # ≤1280 px paste-back canvas (upstream)
     wave, audio_duration = None, None
@@ -223,27 +223,29 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         rep.log(f"preview: every {stride}th frame ({len(range(0, int(x_d.shape[0]), stride))} of {x_d.shape[0]})")
         x_d = x_d[::stride]
     out_fps = plan.fps / stride
-    paste = (PasteBack(image, crop.M_c2o_scaled(canvas_fx, canvas_fy))
-             if (render.pasteback and crop.method != "none") else None)
-    width, height = paste.size if paste is not None else (512, 512)
+    pasting = render.pasteback and crop.method != "none"
+    setup = plan_render(image if pasting else None, crop.M_c2o_scaled(canvas_fx, canvas_fy) if pasting else None,
+                        device, precision.name, render.batch, sequential=render.sequential)
+    width, height = setup.size
     writers: list[Any] = []
     if out is not None:
-        writers.append(Mp4Writer(out, out_fps, width, height, Path(job.audio),
+        writers.append(Mp4Writer(out, out_fps, width, height, Path(job.audio), codec=codec or "auto",
                                  audio_max_s=None if render.upstream_timing else audio_duration))
     if frames_dir is not None:
         writers.append(PngSequenceWriter(frames_dir, overwrite=job.overwrite))
     if stride > 1:
         writers.append(ContactSheetWriter(contact_sheet_path(out, frames_dir), stride / plan.fps))
-    batch = auto_batch_size(device, render.batch)
-    rep.log(f"rendering {int(x_d.shape[0])} frames at {out_fps:g} fps, {width}x{height}, batch {batch}, "
-            f"{precision.name}")
+    rep.log(f"rendering {int(x_d.shape[0])} frames at {out_fps:g} fps, {width}x{height}, {precision.name}, "
+            f"{setup.describe()}" + (f", {codec}" if codec else ""))
     rep.stage_begin("render")
     with rep.breakdown.part("render"), contextlib.ExitStack() as stack:
         for w in writers:
             stack.enter_context(w)
-        stats = render_frames(s1, info.f_s, info.x_s, x_d, writers, batch=batch, device=device,
-                              reporter=rep, post=paste)
+        stats = render_frames(s1, info.f_s, info.x_s, x_d, writers, batch=setup.batch.batch, device=device,
+                              reporter=rep, post=setup.post, device_post=setup.device_post,
+                              overlap=setup.overlap, adapt_batch=setup.adapt_batch)
     rep.stage_end("render")
+    rep.log(stats.summary())
     outputs: dict[str, str] = {}
     if out is not None:
         outputs["video"] = str(out)
@@ -269,5 +271,8 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     rep.log(f"{stats.frames} frames in {total:.1f}s ({total / max(video_s, 1e-9):.2f} s per second of video)")
     dev_mb = device_peak_mb(device)
     if dev_mb is not None:
-        rep.log(f"peak device memory {dev_mb:.0f} MiB")
+        from engine.device import device_peak_reserved_mb
+        budget = setup.batch.budget_mb
+        rep.log(f"peak device memory {dev_mb:.0f} MiB allocated, {device_peak_reserved_mb(device):.0f} MiB reserved"
+                + (f" (batch budget {budget:.0f} MiB)" if budget else ""))
     return outputs

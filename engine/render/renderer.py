@@ -2,9 +2,16 @@
 
 Why: upstream appends every 512² frame (and its paste-back) to a list and writes the video
 at the end, so memory grows with clip length (≈0.8 MB per 512² frame, more at full
-resolution). Here a batch of ``batch`` frames is rendered, pasted back and handed to the
+resolution). Here a batch of ``batch`` frames is rendered, finished and handed to the
 writers, then dropped: peak memory depends on the batch size, not on the clip length.
-Between batches the reporter's progress call is the cancellation checkpoint.
+
+Overlap (default): the finished batch goes to a bounded queue consumed by one writer thread
+(engine/render/overlap.py), so CPU paste-back and H.264 encoding of batch k run while W+G
+renders batch k+1. ``overlap=False`` is the sequential reference path (same frames, same
+order, same bytes). On CUDA/MPS the caller passes ``device_post`` (engine/render/pasteback.py
+:class:`DevicePasteBack`): paste-back runs on the device and only finished uint8 frames cross
+to the CPU. Between batches the reporter's progress call is the cancellation checkpoint; while
+the loop waits for a slow writer it keeps checking the cancel token.
 """
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from engine.render.overlap import InlineSink, WriterThread
+from engine.render.pasteback import frames_to_uint8_tensor
 from engine.render.writers import FrameWriter
 
 
@@ -21,40 +30,146 @@ from engine.render.writers import FrameWriter
 class RenderStats:
     frames: int = 0
     batches: int = 0
+    batch: int = 0            # the batch size in use at the end (auto batches halve after an OOM)
+    overlapped: bool = False
+    render_s: float = 0.0     # W+G + device-side finishing + copy of the uint8 frames to the host
+    write_s: float = 0.0      # writer side: CPU paste-back + encoding
+    wait_s: float = 0.0       # how long the render loop waited for the writer
+
+    def summary(self) -> str:
+        mode = "overlapped writer" if self.overlapped else "sequential writer"
+        return (f"{mode}: W+G + finishing {self.render_s:.2f} s, writer busy {self.write_s:.2f} s, "
+                f"render loop waited {self.wait_s:.2f} s for the writer")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    from engine.errors import OutOfMemory, classify_failure
+
+    return isinstance(classify_failure(exc), OutOfMemory)
 
 
 def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor,
                   writers: Sequence[FrameWriter], *, batch: int, device: torch.device,
                   reporter: Any | None = None,
                   post: Callable[[np.ndarray], np.ndarray] | None = None,
-                  to_uint8: Callable[[torch.Tensor], np.ndarray] | None = None) -> RenderStats:
+                  device_post: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  to_uint8: Callable[[torch.Tensor], np.ndarray] | None = None,
+                  overlap: bool = True, depth: int = 2, adapt_batch: bool = False) -> RenderStats:
     """Render frames ``x_d`` (N,21,3) and stream them to ``writers`` (already entered).
 
-    ``post`` maps each (512,512,3) uint8 frame to the written frame (e.g. paste-back). Precision
-    is stage one's own (it was loaded in the job's precision), never re-decided here.
+    ``post`` maps each (512,512,3) uint8 frame to the written frame on the writer side (CPU
+    paste-back); ``device_post`` maps a (B,3,512,512) float batch to (B,H,W,3) uint8 on the device
+    (device paste-back). ``adapt_batch`` (the batch was chosen automatically): an out-of-memory
+    W+G call halves the batch and retries; otherwise it is an ``oom`` error naming ``--batch``.
+    Precision is stage one's own (it was loaded in the job's precision), never re-decided here.
     """
-    if to_uint8 is None:
-        from engine.models.stage_one import frames_to_uint8 as to_uint8  # type: ignore[no-redef]
+    import time
+
+    from engine.device import oom_advice, release_cached_memory
+
+    if device_post is not None:
+        def finish(out: torch.Tensor) -> np.ndarray:
+            return device_post(out).cpu().numpy()
+    elif to_uint8 is not None:
+        def finish(out: torch.Tensor) -> np.ndarray:
+            return to_uint8(out.float())
+    else:
+        def finish(out: torch.Tensor) -> np.ndarray:
+            return frames_to_uint8_tensor(out).cpu().numpy()
+
     n = int(x_d.shape[0])
     batch = max(1, int(batch))
-    stats = RenderStats()
+    stats = RenderStats(overlapped=bool(overlap))
+    cancel = getattr(reporter, "cancel", None)
+
+    def checkpoint() -> None:
+        if cancel is not None:
+            cancel.check("render", stats.frames)
+
     if reporter is not None:
         reporter.progress("render", 0, n, "frame")
     x_s = x_s.to(device)
     f_s = f_s.to(device)
-    for start in range(0, n, batch):
-        kp = x_d[start:start + batch].to(device)                      # (b,21,3)
-        with torch.inference_mode():
-            out = stage_one.warp_decode(f_s, x_s, kp)                  # (b,3,512,512)
-        frames = to_uint8(out.float())                                 # (b,512,512,3) uint8
-        del out
-        for frame in frames:
-            if post is not None:
-                frame = post(frame)
-            for w in writers:
-                w.write(frame)
-        stats.frames += len(frames)
-        stats.batches += 1
-        if reporter is not None:
-            reporter.progress("render", stats.frames, n, "frame")      # raises Cancelled if asked
+    sink = WriterThread(writers, post, depth=depth) if overlap else InlineSink(writers, post)
+    try:
+        start = 0
+        while start < n:
+            kp = x_d[start:start + batch].to(device)                   # (b,21,3)
+            t0 = time.perf_counter()
+            halve = False
+            try:
+                with torch.inference_mode():
+                    frames = finish(stage_one.warp_decode(f_s, x_s, kp))  # (b,H,W,3) uint8 on the host
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+                if not _is_oom(exc):
+                    raise
+                if not (adapt_batch and batch > 1):
+                    from engine.errors import OutOfMemory
+                    raise OutOfMemory(oom_advice(device, batch)) from exc
+                halve = True
+            if halve:                                                   # outside `except`: frees the traceback
+                release_cached_memory(device)
+                if reporter is not None and hasattr(reporter, "warning"):
+                    reporter.warning("oom_batch", f"W+G ran out of memory at batch {batch}; retrying at "
+                                                  f"batch {batch // 2} (pass --batch to choose it yourself)")
+                batch //= 2
+                continue
+            stats.render_s += time.perf_counter() - t0
+            sink.put(frames, checkpoint)
+            del frames
+            start += int(kp.shape[0])
+            stats.frames = start
+            stats.batches += 1
+            if reporter is not None:
+                reporter.progress("render", stats.frames, n, "frame")  # raises Cancelled if asked
+        sink.close(checkpoint)
+    except BaseException:
+        sink.abort()   # joins the writer thread before the caller's writers clean up
+        raise
+    finally:
+        stats.batch = batch
+        stats.write_s, stats.wait_s = sink.write_s, sink.wait_s
     return stats
+
+
+@dataclass
+class RenderSetup:
+    """How step 9 of ``animate`` renders: who pastes back, where, at which batch, overlapped or not."""
+
+    size: tuple[int, int]                                   # written frame (width, height)
+    batch: Any                                              # engine.device.BatchPlan
+    overlap: bool
+    post: Callable[[np.ndarray], np.ndarray] | None = None  # CPU paste-back on the writer side
+    device_post: Callable[[torch.Tensor], torch.Tensor] | None = None  # paste-back on the device
+    adapt_batch: bool = False
+
+    def describe(self) -> str:
+        paste = ("paste-back on the device" if self.device_post is not None else
+                 "paste-back on the CPU" if self.post is not None else "no paste-back")
+        return f"{self.batch.describe()}, {paste}, {'overlapped' if self.overlap else 'sequential'} writer"
+
+
+def plan_render(image: np.ndarray | None, M_c2o: np.ndarray | None, device: torch.device, dtype: str,
+                requested_batch: int | None, *, sequential: bool = False,
+                memory: Any | None = None) -> RenderSetup:
+    """Choose the render path. Default: overlapped writer everywhere; on CUDA/MPS paste-back runs
+    on the device (:class:`DevicePasteBack`). ``sequential``: today's reference path (CPU
+    paste-back, inline writes) — the equality tests and ``bench animate --sequential`` use it."""
+    from engine.device import batch_plan
+    from engine.render.pasteback import DevicePasteBack, PasteBack
+
+    post: Any = None
+    device_post: Any = None
+    size = (512, 512)
+    paste_mb = 0.0
+    if image is not None and M_c2o is not None:
+        cpu = PasteBack(image, M_c2o)
+        size = cpu.size
+        if device.type in ("cuda", "mps") and not sequential:
+            device_post = DevicePasteBack(cpu, device)
+            paste_mb = device_post.working_mb
+        else:
+            post = cpu
+    plan = batch_plan(device, requested_batch, dtype=dtype, paste_mb=paste_mb, memory=memory)
+    return RenderSetup(size, plan, overlap=not sequential, post=post, device_post=device_post,
+                       adapt_batch=not (requested_batch and requested_batch > 0))

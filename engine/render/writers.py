@@ -12,29 +12,85 @@ with, and as long as, the audio (within one frame).
 from __future__ import annotations
 
 import contextlib
+import functools
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.errors import AudioError, OutputError
+from engine.errors import AudioError, BadRequest, OutputError
 from engine.fileio import atomic_path, frames_output
+from engine.jobs import CODECS
 
 VIDEO_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
+#: what ``--codec`` accepts: auto = h264_nvenc when it works here, else libx264 (else a fallback)
+CODEC_CHOICES = CODECS   # defined with the job types (engine/jobs.py), the one place options are checked
+#: NVENC settings chosen to look like libx264 crf 18 / preset medium: constant-quality VBR at
+#: cq 19 with no bitrate ceiling, preset p5 (slow end of the fast presets), tune hq. Its PSNR
+#: against libx264 has not been measured yet (no NVIDIA card here): tools/bench_gpu.sh prints it.
+NVENC_OPTIONS = {"preset": "p5", "tune": "hq", "rc": "vbr", "cq": "19", "b": "0"}
+X264_OPTIONS = {"preset": "medium"}
 
 
-def pick_video_codec() -> str:
-    """H.264 (libx264) when PyAV's ffmpeg build has it, else the first fallback it has."""
+@functools.lru_cache(maxsize=None)
+def nvenc_status() -> tuple[bool, str]:
+    """Can PyAV's FFmpeg encode H.264 on an NVIDIA card here? Checked once per process by
+    opening ``h264_nvenc`` and encoding one small frame (the codec is listed by most PyAV wheels
+    even where no driver exists; only opening it tells). Returns (usable, reason)."""
+    try:
+        import av
+    except ImportError as exc:
+        return False, f"PyAV is not installed ({exc})"
+    if "h264_nvenc" not in av.codecs_available:
+        return False, "this PyAV/FFmpeg build has no h264_nvenc encoder"
+    try:
+        ctx = av.CodecContext.create("h264_nvenc", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base, ctx.framerate = Fraction(1, 25), Fraction(25)
+        ctx.options = dict(NVENC_OPTIONS)
+        ctx.open()
+        frame = av.VideoFrame.from_ndarray(np.zeros((256, 256, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+        ctx.encode(frame)
+        ctx.encode(None)
+    except Exception as exc:  # noqa: BLE001 - no driver / no NVENC unit / old driver: all mean "not here"
+        return False, f"h264_nvenc does not open here (no NVIDIA driver/NVENC?): {type(exc).__name__}: {exc}"
+    return True, "h264_nvenc opens and encodes"
+
+
+def _encoder_works(name: str) -> bool:
     import av
 
-    available = set(av.codecs_available)
+    if name not in av.codecs_available:
+        return False
+    try:
+        av.codec.Codec(name, "w")
+    except Exception:  # noqa: BLE001 - decoder-only or broken build
+        return False
+    return True
+
+
+def pick_video_codec(preferred: str = "auto") -> str:
+    """The encoder for ``--codec``: ``auto`` → h264_nvenc if :func:`nvenc_status` says it works,
+    else libx264, else the first fallback PyAV has; a named codec that does not work here is an
+    OutputError saying what to pass instead."""
+    preferred = (preferred or "auto").strip().lower()
+    if preferred not in CODEC_CHOICES:
+        raise BadRequest(f"unknown --codec {preferred!r}: use one of {', '.join(CODEC_CHOICES)}")
+    if preferred == "h264_nvenc":
+        ok, reason = nvenc_status()
+        if not ok:
+            raise OutputError(f"--codec h264_nvenc: {reason}; use --codec auto (falls back to libx264) or libx264")
+        return "h264_nvenc"
+    if preferred == "libx264":
+        if not _encoder_works("libx264"):
+            raise OutputError("--codec libx264: this PyAV build has no libx264 encoder; use --codec auto, "
+                              "`pip install -U av`, or write a PNG sequence with --frames-dir")
+        return "libx264"
+    if nvenc_status()[0]:
+        return "h264_nvenc"
     for name in VIDEO_CODECS:
-        if name in available:
-            try:
-                av.codec.Codec(name, "w")
-            except Exception:  # noqa: BLE001 - decoder-only or broken build
-                continue
+        if _encoder_works(name):
             return name
     raise OutputError("PyAV has no usable video encoder (need libx264, h264 or mpeg4); "
                       "write a PNG sequence with --frames-dir instead")
@@ -71,13 +127,15 @@ class Mp4Writer(FrameWriter):
     kind = "video"
 
     def __init__(self, path: Path, fps: float, width: int, height: int, audio_path: Path | None = None,
-                 *, crf: int = 18, audio_max_s: float | None = None) -> None:
+                 *, crf: int = 18, audio_max_s: float | None = None, codec: str = "auto") -> None:
         self.path = Path(path)
         self.fps = _fps_fraction(fps)
         self.width, self.height = even_size(width, height)
         self.audio_path = Path(audio_path) if audio_path else None
         self.audio_max_s = audio_max_s
         self.crf = crf
+        self.codec_choice = codec
+        self.codec: str | None = None        # the encoder actually used (after __enter__)
         self.frames_written = 0
         self._stack = contextlib.ExitStack()
         self._container: Any = None
@@ -89,12 +147,14 @@ class Mp4Writer(FrameWriter):
         tmp = self._stack.enter_context(atomic_path(self.path, suffix=".mp4"))
         try:
             self._container = av.open(str(tmp), mode="w")
-            codec = pick_video_codec()
+            codec = self.codec = pick_video_codec(self.codec_choice)
             self._vstream = self._container.add_stream(codec, rate=self.fps)
             self._vstream.width, self._vstream.height = self.width, self.height
             self._vstream.pix_fmt = "yuv420p"
             if codec == "libx264":
-                self._vstream.options = {"crf": str(self.crf), "preset": "medium"}
+                self._vstream.options = {"crf": str(self.crf), **X264_OPTIONS}
+            elif codec == "h264_nvenc":
+                self._vstream.options = dict(NVENC_OPTIONS)
             elif codec == "mpeg4":
                 self._vstream.bit_rate = 4_000_000
             if self.audio_path is not None:

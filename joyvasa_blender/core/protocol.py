@@ -1,4 +1,4 @@
-"""JoyVASA engine <-> add-on protocol, version 1.3 (stdlib only).
+"""JoyVASA engine <-> add-on protocol, version 1.4 (stdlib only).
 
 This file is the single source of truth for the contract between ``engine/`` and
 ``joyvasa_blender/``. ``joyvasa_blender/core/protocol.py`` is a byte-for-byte copy (a test
@@ -19,7 +19,7 @@ the worker first sends a ``hello`` with command "serve" and capabilities {comman
               schema "joyvasa.job" v1): the command's long options without "--", "-" -> "_",
               with JSON types (``{"audio": "a.wav", "out": "m.npz", "cfg_scale": 2.0,
               "smooth": false}``; a switch pair is its positive name: ``"smooth": false`` =
-              ``--no-smooth``). 1.3: args are typed and checked by the job type (before: a
+              ``--no-smooth``). 1.4: args are typed and checked by the job type (before: a
               command line for argparse, strings and ``"no_smooth": true`` accepted; now refused
               as bad_request naming the option). ``python -m engine run --job -`` takes the same
               object (with its "command") as a one-shot process. Every event of
@@ -34,21 +34,27 @@ keeps serving; end of stdin = no more requests: the worker finishes the queue an
 Event types and their fields (optional fields in brackets)
     hello     engine_version, protocol [major, minor], python, torch, device, dtype,
               capabilities {samplers, regions, ...}, command
-    progress  stage (load|audio|motion|render|encode|export|batch), done, total, unit
-              (window|step|frame|file|job), eta_s (null if unknown), rate (units/s)
+    progress  stage (load|audio|motion|render|encode|export|batch|download), done, total, unit
+              (window|step|frame|file|job|byte), eta_s (null if unknown), rate (units/s);
+              ``download`` (``fetch``, 1.3): done/total = bytes of the whole download, plus
+              file (its path in the weights folder), file_done, file_total (its bytes),
+              files_done, files_total
     artifact  kind (motion_npz|video|frames_dir|motion_export|crop_image|contact_sheet|
-              driving_keypoints), path
+              driving_keypoints|weight_file), path
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
     framing   method, box, points, angle_deg, M_c2o (2x3: crop pixel -> pixel of the image file),
               crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1)
     done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?,
-              driving_keypoints?}, timings {stage: s},
+              driving_keypoints?, weights_dir?}, timings {stage: s},
               peak_mem {host_mb, [device_mb]}, [rtf], [breakdown {part: s}] (1.2: where the
               job's wall time went: startup, import, construct, load, audio, encode, sample,
               render, write), [breakdown_cpu {part: s}] (the same parts in process CPU
               seconds), [report] (doctor in serve), [released] (release)
     cancelled at {stage, done}
+    plan      (``fetch``, 1.3; before any download) dir, staging, host, files [{path, part, size,
+              present, replaces, resume_from, hash}], download_files, download_bytes, total_bytes,
+              free_bytes (null if unknown), licences [{part, title, licence}]
 
 Compatibility: a reader refuses a different major version with one clear message, ignores
 unknown fields and unknown event types, and still shows an ``error`` whose code it does not
@@ -65,11 +71,11 @@ import time
 from typing import IO, Any
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 3
+PROTOCOL_MINOR = 4
 
-EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing")
+EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing", "plan")
 REQUEST_TYPES = ("run", "cancel", "release")
-STAGES = ("load", "audio", "motion", "render", "encode", "export", "batch")
+STAGES = ("load", "audio", "motion", "render", "encode", "export", "batch", "download")
 ERROR_CODES = (
     "bad_request",        # invalid option (out of range, conflicting) or unusable input file (motion .npz)
     "audio_invalid",      # audio missing, unreadable, corrupt, empty or not finite
@@ -83,6 +89,8 @@ ERROR_CODES = (
     "oom",                # out of memory (CPU or GPU): smaller --batch, --dtype bfloat16, shorter clip
     "missing_dependency", # an engine Python package is absent/broken; message names the pip command
     "device_unavailable", # requested device (cuda/mps) is not available
+    "offline",            # fetch: the weight host (HF_ENDPOINT) cannot be reached or HF_HUB_OFFLINE is set
+    "download_failed",    # fetch: a download gave an HTTP error or a file of the wrong size/hash
     "internal",           # a bug: please report it with the stderr log
 )
 

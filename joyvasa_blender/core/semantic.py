@@ -223,3 +223,56 @@ def shape_key_curves(proj: Projection, name_map: dict[str, list[tuple[str, float
             v = np.clip(vals * gain, 0.0, 1.0)
             out[key] = np.maximum(out[key], v) if key in out else v
     return out
+
+
+# -- readout: every channel a retarget preset can map (core/retarget.py) -----------------------
+#: Viseme readout channels (VRM's five vowels + rest), derived from three mouth readings:
+#: o = jawOpen (open), w = mouthStretch (width, "eee"), r = mouthPucker (rounding, "woo"):
+#:   aa = o(1-r)(1-w)   ih = o(1-r)w   ee = (1-o)(1-r)w   oh = o r   ou = (1-o) r
+#:   sil = (1-o)(1-r)(1-w)
+#: Each lies in [0, 1] and the six sum to 1 (a partition of the mouth's state), so a viseme
+#: rig never gets more than one full mouth shape; a pure jaw opening reads as aa, a pure
+#: "eee" as ee, a pure "woo" as ou, an open "woo" as oh, an open "eee" as ih.
+VISEMES = ("viseme_sil", "viseme_aa", "viseme_ih", "viseme_ou", "viseme_ee", "viseme_oh")
+#: Channels derived from the projection (besides the visemes); see :func:`readout`.
+DERIVED = ("mouthFrown", "eyesClosed", "eyeBlinkLeftOnly", "eyeBlinkRightOnly", "gazeX", "gazeY")
+
+
+def visemes(open_: np.ndarray, wide: np.ndarray, round_: np.ndarray) -> dict[str, np.ndarray]:
+    """The six viseme weights from mouth open, width and rounding (each (N,) in [0, 1])."""
+    o, w, r = (np.clip(np.asarray(a, np.float64), 0.0, 1.0) for a in (open_, wide, round_))
+    return {"viseme_sil": (1 - o) * (1 - r) * (1 - w), "viseme_aa": o * (1 - r) * (1 - w),
+            "viseme_ih": o * (1 - r) * w, "viseme_ou": (1 - o) * r, "viseme_ee": (1 - o) * (1 - r) * w,
+            "viseme_oh": o * r}
+
+
+def readout(proj: Projection, *, mirrored_source: bool = False) -> dict[str, np.ndarray]:
+    """Channel name -> (N,) values for a retarget preset: every projected channel (sinks too),
+    with left/right swapped for a mirrored portrait exactly as :func:`shape_key_curves` does,
+    plus the derived channels:
+
+    * ``mouthFrown`` = the ``_smileNeg`` sink (a smile below neutral);
+    * ``eyesClosed`` = min(eyeBlinkLeft, eyeBlinkRight), ``eyeBlink{Left,Right}Only`` = each
+      blink minus that (so "both" + "one side" rigs, VRM's blink/blinkLeft, never double-close);
+    * ``gazeX`` = lookImageRight - lookImageLeft, ``gazeY`` = lookUp - lookDown (signed, in
+      [-1, 1]: + = image right / up), only when the gaze group was projected;
+    * the visemes (:data:`VISEMES`, see :func:`visemes`)."""
+    out = {name: proj.channel(_MIRROR.get(name, name) if mirrored_source else name) for name in proj.names}
+    zero = np.zeros(proj.values.shape[0])
+    if "_smileNeg" in out:
+        out["mouthFrown"] = out["_smileNeg"]
+    if "eyeBlinkLeft" in out and "eyeBlinkRight" in out:
+        both = np.minimum(out["eyeBlinkLeft"], out["eyeBlinkRight"])
+        out.update(eyesClosed=both, eyeBlinkLeftOnly=out["eyeBlinkLeft"] - both,
+                   eyeBlinkRightOnly=out["eyeBlinkRight"] - both)
+    if "lookImageRight" in out:
+        out["gazeX"] = out["lookImageRight"] - out["lookImageLeft"]
+        out["gazeY"] = out["lookUp"] - out["lookDown"]
+    out.update(visemes(out.get("jawOpen", zero), out.get("mouthStretch", zero), out.get("mouthPucker", zero)))
+    return out
+
+
+def readout_names(basis: Basis | None = None) -> tuple[str, ...]:
+    """Every name :func:`readout` can return (all groups projected): what a preset may map."""
+    basis = basis or load_basis()
+    return tuple(basis.names) + DERIVED + VISEMES

@@ -43,8 +43,8 @@ def test_default_is_everything_and_bad_shards_are_refused(tmp_path: Path) -> Non
             batch.parse_shard(bad)
 
 
-def test_readme_flamenco_job_type_emits_the_shards(tmp_path: Path) -> None:
-    """Runs the README's Flamenco job type (JavaScript, under node with a stand-in ``author``
+def test_docs_flamenco_job_type_emits_the_shards(tmp_path: Path) -> None:
+    """Runs the Flamenco job type of docs/batches.md (JavaScript, under node with a stand-in ``author``
     API) and parses each task's command line with batch.py's own parser: N tasks, shards 0..N-1."""
     import re
     import shutil
@@ -53,8 +53,8 @@ def test_readme_flamenco_job_type_emits_the_shards(tmp_path: Path) -> None:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    readme = (REPO / "README.md").read_text()
-    js = re.search(r"```javascript\n(.*?)```", readme, re.S).group(1)
+    page = (REPO / "docs" / "batches.md").read_text(encoding="utf-8")
+    js = re.search(r"```javascript\n(.*?)```", page, re.S).group(1)
     harness = """
 const author = {Task: (name, type) => ({name, type, cmds: [], addCommand(c) { this.cmds.push(c); }}),
                 Command: (type, params) => Object.assign({type}, params)};

@@ -38,6 +38,8 @@ def test_zip_layout(zip_path):
         assert z.read("core/protocol.py") == z.read("engine_src/engine/protocol.py")
         reqs = z.read("engine_src/requirements.txt").decode()
     assert "torch" in reqs and "numpy" in reqs
+    assert "huggingface_hub" in reqs                       # Download Weights runs `engine fetch` in that env
+    assert {"engine_src/engine/commands/fetch.py", "engine_src/engine/fetch/transfer.py"} <= names
 
 
 @pytest.mark.parametrize("version", ["4.2", "4.5", "5.0"])

@@ -28,6 +28,12 @@ def tiny_reference() -> Path:
 
 
 @pytest.fixture(scope="session")
+def xpose_reference() -> Path:
+    """The upstream X-Pose tiny reference (xpose.pth, prompt pickles, animal.png, xpose_reference.npz)."""
+    return unpack_fixture("upstream_xpose_tiny_seed0")
+
+
+@pytest.fixture(scope="session")
 def synthetic_tiny_lp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random tiny LivePortrait weights (official containers, models.yaml) in a session tmp dir."""
     from engine.models.synthetic_lp import write_liveportrait_weights

@@ -26,12 +26,12 @@ def test_summary_without_weights_says_synthetic_preview_and_cost(demo) -> None:
     assert "SYNTHETIC WEIGHTS: RANDOM NUMBERS, NOT A FACE" in text
     assert "PREVIEW" in text and "23 of the 224 frames" in text
     assert "2.0 s per frame" in text and "~7 min" in text           # 224 frames / 0.5 fps = 448 s
-    assert "tools/fetch_weights.py" in text and "demo.mp4" in text and "demo_contact.png" in text
+    assert "-m engine fetch --out weights" in text and "demo.mp4" in text and "demo_contact.png" in text
 
 
 def test_summary_with_official_weights_is_plain(demo) -> None:
     text = "\n".join(demo.summary(EVENTS[1:], synthetic=False, preview=False, audio_s=8.96, wall_s=100))
-    assert "SYNTHETIC" not in text and "PREVIEW" not in text and "fetch_weights" not in text
+    assert "SYNTHETIC" not in text and "PREVIEW" not in text and "engine fetch" not in text
 
 
 def test_dtype_choice(demo, monkeypatch: pytest.MonkeyPatch) -> None:

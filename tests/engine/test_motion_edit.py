@@ -1,5 +1,5 @@
 """The motion-edit layer (engine/motion/edit.py) and the controls schema (engine/motion/controls.py)
-on synthetic motion: neutral changes nothing, and each control does what README.md says."""
+on synthetic motion: neutral changes nothing, and each control does what docs/art-direction.md says."""
 from __future__ import annotations
 
 import json

@@ -103,3 +103,57 @@ def test_timeline_sync_and_upstream() -> None:
     for fps in (24.0, 30.0):
         plan = plan_frames(m, audio_duration_s=6.0, fps=fps)
         assert plan.frames.n_frames == round(6.0 * fps) and plan.fps == fps
+
+
+def test_codec_choice_auto_falls_back_to_libx264(monkeypatch) -> None:
+    import engine.render.writers as writers
+
+    ok, reason = writers.nvenc_status()
+    assert writers.nvenc_status() == (ok, reason)       # probed once, cached
+    if not ok:                                            # this machine: no NVIDIA driver
+        assert "h264_nvenc" in reason
+        assert writers.pick_video_codec("auto") == "libx264"
+        with pytest.raises(writers.OutputError) as exc:
+            writers.pick_video_codec("h264_nvenc")
+        assert "--codec auto" in str(exc.value) and "libx264" in str(exc.value)
+    assert writers.pick_video_codec("libx264") == "libx264"
+    with pytest.raises(writers.BadRequest):
+        writers.pick_video_codec("h265")
+    # a card with NVENC (faked): auto takes it, and the writer passes the chosen quality settings
+    monkeypatch.setattr(writers, "nvenc_status", lambda: (True, "faked"))
+    assert writers.pick_video_codec("auto") == "h264_nvenc" == writers.pick_video_codec("h264_nvenc")
+    assert writers.NVENC_OPTIONS["rc"] == "vbr" and writers.NVENC_OPTIONS["cq"] == "19"
+
+
+def test_mp4_writer_reports_the_codec_it_used(tmp_path: Path) -> None:
+    with Mp4Writer(tmp_path / "c.mp4", 25, 32, 32, None, codec="libx264") as w:
+        w.write(np.zeros((32, 32, 3), np.uint8))
+    assert w.codec == "libx264" and probe_video(tmp_path / "c.mp4")["codec"] == "h264"
+
+
+def test_unusable_codec_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    import engine.render.writers as writers
+
+    monkeypatch.setattr(writers, "nvenc_status", lambda: (False, "h264_nvenc does not open here (faked)"))
+    with pytest.raises(writers.OutputError):
+        with Mp4Writer(tmp_path / "n.mp4", 25, 32, 32, None, codec="h264_nvenc") as w:
+            w.write(np.zeros((32, 32, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_doctor_reports_hardware_encode(monkeypatch) -> None:
+    import io
+
+    import engine.render.writers as writers
+    from engine.commands.doctor import devices, print_text
+
+    monkeypatch.setattr(writers, "nvenc_status", lambda: (False, "h264_nvenc does not open here (faked)"))
+    info = devices()
+    assert info["nvenc"] == {"usable": False, "reason": "h264_nvenc does not open here (faked)"}
+    assert info["video_codec"] == "libx264"
+    report = {"versions": {}, "devices": info, "weights": {"root": None}, "ok": False, "next": []}
+    buf = io.StringIO()
+    print_text(report, buf)
+    assert "hardware H.264 (h264_nvenc): no (h264_nvenc does not open here (faked))" in buf.getvalue()
+    monkeypatch.setattr(writers, "nvenc_status", lambda: (True, "faked"))
+    assert devices()["video_codec"] == "h264_nvenc"

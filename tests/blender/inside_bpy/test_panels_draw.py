@@ -36,6 +36,17 @@ class Layout:
         self.log.append(("operator", idname))
         return types.SimpleNamespace()
 
+    def operator_menu_enum(self, idname, prop, **kw):
+        mod, name = idname.split(".")
+        op = getattr(getattr(bpy.ops, mod), name)
+        assert prop in op.get_rna_type().properties, f"{idname} has no property {prop}"
+        self.log.append(("operator", idname))
+
+    def template_list(self, listtype, list_id, data, name, active_data, active_name, **kw):
+        assert hasattr(bpy.types, listtype), f"UIList {listtype} not registered"
+        assert hasattr(data, name) and hasattr(active_data, active_name), (name, active_name)
+        self.log.append(("template_list", name))
+
     def label(self, text="", **kw):
         assert isinstance(text, str)
         self.log.append(("label", text))
@@ -105,7 +116,8 @@ def test_preferences_draw():
     type(prefs).draw(types.SimpleNamespace(layout=Layout(log), **{k: getattr(prefs, k) for k in
                                                                   ("engine_python", "weights_dir", "device", "dtype", "engine_src",
                                                                    "output_dir", "unsaved_output_dir", "watchdog_s",
-                                                                   "keep_warm", "idle_minutes")}),
+                                                                   "keep_warm", "idle_minutes", "download_dir",
+                                                                   "fetch_animals", "fetch_xpose", "fetch_detector")}),
                      bpy.context)
     ops = {x[1] for x in log if x[0] == "operator"}
-    assert {"joyvasa.check_engine", "joyvasa.install_engine", "joyvasa.detect_python"} <= ops
+    assert {"joyvasa.check_engine", "joyvasa.install_engine", "joyvasa.detect_python", "joyvasa.download_weights"} <= ops

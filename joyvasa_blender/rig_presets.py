@@ -1,0 +1,84 @@
+"""Rig presets on the Blender side: the user folder, and which preset a scene's targets get.
+
+The preset format, validation, detection and maths are bpy-free (core/retarget.py); this module
+only reads names off the chosen rig and face mesh and the extension's user folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from .core import retarget
+
+USER_SUBDIR = "rig_presets"
+
+
+def user_dir(create: bool = False) -> Path | None:
+    """The extension's user folder for rig presets (``extension_path_user``), None outside an extension."""
+    pkg = __package__ or ""
+    try:
+        return Path(bpy.utils.extension_path_user(pkg, path=USER_SUBDIR, create=create))
+    except (ValueError, AttributeError, OSError):
+        return None
+
+
+def target_names(rig: Any, mesh: Any) -> tuple[set[str], set[str]]:
+    """Bone names of the rig and shape-key names of the face mesh (empty sets when not chosen)."""
+    bones = {b.name for b in rig.data.bones} if rig is not None else set()
+    key = getattr(getattr(mesh, "data", None), "shape_keys", None) if mesh is not None else None
+    keys = {kb.name for kb in key.key_blocks} if key is not None else set()
+    return bones, keys
+
+
+def resolve(st: Any) -> tuple[retarget.Preset, retarget.Coverage, bool]:
+    """(preset, its coverage on the scene's targets, auto-picked?) for ``scene.joyvasa``:
+    the edited mapping table when Use Edited Mapping is on, else the Rig Preset by name or path,
+    or with Auto ("") the best match. The ARKit preset takes the panel's Name Map as its shape-key
+    table. Raises PresetError (a ValueError) for a bad preset or table."""
+    bones, keys = target_names(st.rig, st.mesh)
+    if st.use_rig_mapping and len(st.rig_mapping):
+        base = _base_preset(st, bones, keys)[0]
+        preset = retarget.preset_from_rows(f"{st.rig_mapping_from or base.name} (edited)", table_rows(st), base.head)
+        return preset, retarget.coverage(preset, bones, keys), False
+    preset, auto = _base_preset(st, bones, keys)
+    if preset.name == retarget.ARKIT:
+        preset = retarget.with_name_map(preset, st.name_map)
+    return preset, retarget.coverage(preset, bones, keys), auto
+
+
+def table_rows(st: Any) -> list[dict[str, Any]]:
+    """The mapping table as core rows."""
+    return [{k: getattr(r, k) for k in ("channel", "kind", "target", "bone", "axis", "full", "rest", "gain",
+                                        "offset", "lo", "hi")} for r in st.rig_mapping]
+
+
+def _base_preset(st: Any, bones: set[str], keys: set[str]) -> tuple[retarget.Preset, bool]:
+    """The chosen preset file (by name or path), or Auto's best match; (preset, auto-picked?)."""
+    choice = (st.rig_preset or "").strip()
+    if choice:
+        return retarget.find_preset(choice, user_dir()), False
+    presets, _errors = retarget.list_presets(user_dir())
+    return retarget.detect(presets, bones, keys)[0], True
+
+
+def describe(st: Any) -> tuple[str, list[str], str]:
+    """Panel text: (summary line, missing names, error) without raising."""
+    try:
+        preset, cov, auto = resolve(st)
+    except ValueError as exc:
+        return "", [], str(exc)
+    return ("Auto: " if auto else "") + cov.summary(), cov.missing, ""
+
+
+def enum_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str, str]]:
+    """Choices for the Rig Preset menu: Auto, then every shipped and user preset by name."""
+    presets, errors = retarget.list_presets(user_dir())
+    items = [("", "Auto", "Propose the preset whose names match the rig and mesh best")]
+    items += [(p.name, p.name, (p.description or p.name)[:240]) for p in presets]
+    _ENUM_CACHE[:] = items   # Blender needs the strings kept alive
+    return items
+
+
+_ENUM_CACHE: list = []
