@@ -94,17 +94,25 @@ class OutOfMemory(EngineError):
 
 
 OOM_HINT = "try a smaller --batch (e.g. --batch 1), --dtype bfloat16, or a shorter clip"
+#: the advice of ``oom`` names only options the failing command has (``edit`` has no --batch)
+OOM_HINTS = {
+    "animate": OOM_HINT,
+    "motion": "try --dtype bfloat16, a shorter clip, or close other programs",
+    "serve": OOM_HINT,
+}
+OOM_HINT_OTHER = "close other programs or use a shorter motion file / clip"
 #: substrings of torch allocator errors that are plain RuntimeErrors (CPU, MPS, older CUDA, cuBLAS)
 _OOM_MARKERS = ("can't allocate memory", "out of memory", "CUBLAS_STATUS_ALLOC_FAILED",
                 "Cannot allocate memory")
 
 
-def classify_failure(exc: BaseException) -> EngineError | None:
+def classify_failure(exc: BaseException, command: str = "animate") -> EngineError | None:
     """A library exception a user's situation can cause, as a coded error; None for real bugs.
 
     Why here: torch's allocator errors are not ``MemoryError``, a full disk surfaces as an
     ``OSError`` from whichever writer hit it, and a missing package as ``ModuleNotFoundError``
-    wherever it was first imported; the runner maps them all in one place.
+    wherever it was first imported; the runner maps them all in one place. ``command`` picks the
+    ``oom`` advice (only options that command has).
     """
     import errno
 
@@ -113,7 +121,7 @@ def classify_failure(exc: BaseException) -> EngineError | None:
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
             isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_MARKERS)):
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        return OutOfMemory(f"out of memory ({first}); {OOM_HINT}")
+        return OutOfMemory(f"out of memory ({first}); {OOM_HINTS.get(command, OOM_HINT_OTHER)}")
     err_no = getattr(exc, "errno", None)
     if isinstance(exc, OSError) and err_no in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG):
         where = getattr(exc, "filename", None)

@@ -15,11 +15,13 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterable
 
 from engine.errors import BadRequest, DiskFull, MissingDependency, OutputError
 from engine.fileio import check_output_file
 from engine.jobs import AnimateJob, MotionJob
+from engine.pathguard import check_animate_paths, check_run_paths
 
 #: Python module -> (pip distribution, what it is for)
 PACKAGES: dict[str, tuple[str, str]] = {
@@ -146,13 +148,6 @@ def packages_for(*, audio: bool, generate: bool, mp4: bool, images: bool) -> lis
     return mods
 
 
-def ensure_not_output(path: Path, *others: Path | None) -> None:
-    """An input must never be the output it would be overwritten by."""
-    for other in others:
-        if other is not None and path.absolute() == Path(other).absolute():
-            raise OutputError(f"output {other} is also an input; choose another output name")
-
-
 # -- per command ----------------------------------------------------------------------------------
 
 def audio_duration_s(path: str | Path) -> float | None:
@@ -170,18 +165,15 @@ def check_motion_request(job: MotionJob) -> None:
     """``motion``: packages, inputs and the output; called right after ``hello``."""
     require_packages(packages_for(audio=True, generate=True, mp4=False, images=False))
     audio, out = Path(job.audio), Path(job.out)
-    ensure_not_output(audio, out)
+    check_run_paths({"--audio": audio, "--controls": job.controls}, {"--out": out})
     duration = audio_duration_s(audio) if audio.is_file() else None
     check_motion_output(out, estimate_frames(duration, job.motion.fps))
 
 
 def check_animate_request(job: AnimateJob) -> None:
-    """``animate``: packages and inputs that are also outputs (output files: engine/fileio.py via the pipeline)."""
+    """``animate``: packages, and inputs vs every output (engine/pathguard.py reads the job's wire form)."""
     generate = job.motion_file is None
     require_packages(packages_for(audio=bool(job.audio), generate=generate, mp4=bool(job.out), images=True))
     if job.save_motion and generate:
         check_motion_output(Path(job.save_motion), None)
-    outputs = [Path(o) for o in (job.out, job.save_motion, job.frames_dir, job.save_driving) if o]
-    for inp in (job.image, job.audio, job.motion_file):
-        if inp:
-            ensure_not_output(Path(inp), *outputs)
+    check_animate_paths(SimpleNamespace(**job.to_dict()))

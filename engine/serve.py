@@ -20,8 +20,7 @@ from typing import IO, Any
 from engine.commands import PIPELINES, run_job_pipeline
 from engine.jobs import job_from_dict
 from engine.pipeline.context import Context, ModelCache
-from engine.protocol import (PROTOCOL_MAJOR, PROTOCOL_MINOR, REQUEST_TYPES, EventWriter, ProtocolError,
-                             parse_request)
+from engine.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, REQUEST_TYPES, EventWriter
 from engine.runner import Reporter, run_job
 
 class Worker:
@@ -39,24 +38,24 @@ class Worker:
 
     # -- stdin ------------------------------------------------------------------------------
     def _read(self) -> None:
+        """The stdin thread (engine/stdin_requests.py): cancel now, queue the rest; bad lines get one
+        non-fatal ``bad_request`` error each and the worker keeps serving."""
+        from engine.stdin_requests import read_requests
+
+        def on_request(req: dict[str, Any]) -> None:
+            if req["type"] == "cancel":
+                self.cancel(req.get("job"))
+            else:
+                self.requests.put(req)
+
+        def on_bad(message: str, job: str | None) -> None:
+            self.events.emit("error", **({"job": job} if job else {}), code="bad_request",
+                             message=message, fatal=False)
+
         try:
-            for line in self.stdin:
-                try:
-                    req = parse_request(line)
-                except ProtocolError as exc:
-                    job = _job_of(line)
-                    self.events.emit("error", **({"job": job} if job else {}), code="bad_request",
-                                     message=str(exc), fatal=False)
-                    continue
-                if req is None:
-                    continue
-                if req["type"] == "cancel":
-                    self.cancel(req.get("job"))
-                else:
-                    self.requests.put(req)
-        except (OSError, ValueError):
-            pass
-        self.requests.put(None)  # end of stdin
+            read_requests(self.stdin, on_request, on_bad)
+        finally:
+            self.requests.put(None)  # end of stdin
 
     def cancel(self, job: str | None) -> None:
         with self._lock:
@@ -109,16 +108,6 @@ class Worker:
                 self.run_request(req)
             elif req["type"] == "release":
                 self.release(req)
-
-
-def _job_of(line: str) -> str | None:
-    import json
-
-    with contextlib.suppress(Exception):
-        obj = json.loads(line)
-        if isinstance(obj, dict) and isinstance(obj.get("job"), (str, int)):
-            return str(obj["job"])
-    return None
 
 
 def _version() -> str:

@@ -163,7 +163,8 @@ def _key_bone_rotation(rig: Any, fcurves: Any, bone: str, M_cam: np.ndarray, st:
 
 
 def _key_plan_on_rig(rig: Any, fcurves: Any, plan: retarget.Plan, start: int, n: int) -> list[str]:
-    """Key the preset's bone channels and bone/object properties on the rig; returns the bones keyed."""
+    """Key the preset's bone channels and bone/object properties on the rig (object properties
+    also on a face mesh, when no rig is chosen); returns the bones keyed."""
     keyed = []
     for (bone, transform), vals in plan.bones.items():
         pb = rig.pose.bones[bone]
@@ -227,7 +228,8 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     plan = retarget.evaluate(preset, semantic.readout(proj, mirrored_source=st.mirrored_source))
     rig_plan = (_split_plan(plan, {b.name for b in rig.data.bones}, warnings, rig.name) if rig is not None
                 else retarget.Plan())
-    if rig is None and (plan.bones or plan.properties):
+    mesh_props = {k: v for k, v in plan.properties.items() if not k[0]} if rig is None and st.mesh is not None else {}
+    if rig is None and (plan.bones or len(mesh_props) < len(plan.properties)):
         warnings.append(f"preset {preset.name} keys bones: choose its rig")
     clash = sorted({b for b, t in rig_plan.bones if t == "rotation"} & {bone_name, neck_name} - {""})
     if clash:
@@ -308,6 +310,14 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
                     compat.key_array(fcurves, f'key_blocks["{bpy.utils.escape_identifier(kname)}"].value', 0,
                                      mc.keyframe_co(vals, start), n)
             summary["shape_keys"] = sorted(wanted)
+
+    # -- object properties on the face mesh when there is no rig ------------------------------
+    if mesh_props:
+        action, fcurves = compat.assign_new_action(st.mesh, name)
+        _tag_action(action, meta, st, motion_path, start, fps)
+        action["joyvasa_preset"] = preset.name
+        summary["actions"].append(action.name)
+        _key_plan_on_rig(st.mesh, fcurves, retarget.Plan(properties=mesh_props), start, n)
 
     # -- keypoint empties -------------------------------------------------------------------
     if st.make_empties:

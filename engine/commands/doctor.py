@@ -179,6 +179,7 @@ def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
         groups["xpose"] = (_load_group(lambda: loader(xpose) and None) if loader is not None else
                            {"loads": True, "checked": "present; no X-Pose loader in this engine yet (fetch checks "
                                                       "its size and hash)"})
+        groups["xpose"]["licence"] = FETCH_PARTS["xpose"].licence  # optional, non-commercial: always say so
     return groups
 
 
@@ -266,6 +267,8 @@ def print_text(report: dict[str, Any], out=None) -> None:
             print(f"  {name}: loads ({g.get('size') or 'strict load'}, {g.get('seconds')} s)", file=out)
         else:
             print(f"  {name}: does NOT load: {g.get('error')}", file=out)
+        if g.get("licence"):
+            print(f"  {name} licence: {g['licence']}", file=out)
     status = "OK" if report["ok"] else "NOT READY"
     if report.get("synthetic"):
         from engine.weights import SYNTHETIC_NOTE

@@ -54,6 +54,10 @@ def export_motion(m: MotionData, fmt: str, out: Path, *, fps: float | None = Non
     """Write ``m`` as ``fmt`` to ``out`` atomically; returns the frames written."""
     from engine.fileio import atomic_path
 
+    if fmt == "lp-pkl":  # its output_fps is an integer: resample to a whole rate (engine/export/lp_template.py)
+        from engine.export.lp_template import integer_fps
+
+        fps = integer_fps(fps if fps is not None else m.fps)
     frames = export_frames(m, fps, upstream_timing=upstream_timing)
     with atomic_path(Path(out)) as tmp:
         writer(fmt)(tmp, frames, **options)

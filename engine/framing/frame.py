@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.errors import BadRequest, ImageError
 from engine.framing import geometry as geo
+from engine.framing.image_header import MIN_IMAGE_SIDE
 from engine.jobs import check_framing, parse_crop
 
 CROP_SIZE = geo.CROP_SIZE
@@ -115,12 +116,16 @@ def _decode(data: np.ndarray) -> np.ndarray | None:
 
 def load_picture(path: str | Path) -> np.ndarray:
     """The file as RGB uint8 at full resolution: alpha composited on grey, 16-bit and grey handled."""
+    from engine.framing.image_header import check_image_header
+    from engine.pathguard import input_problem
+
     p = Path(path)
-    if p.is_dir():
-        raise ImageError(f"portrait image {p} is a folder; pass an image file (PNG or JPEG)")
-    if not p.is_file():
-        raise ImageError(f"portrait image {p} does not exist")
+    problem = input_problem(p)
+    if problem:
+        hint = "; pass an image file (PNG or JPEG)" if "folder" in problem else ""
+        raise ImageError(f"portrait image {p} {problem}{hint}")
     data = np.fromfile(str(p), dtype=np.uint8)
+    check_image_header(data, p)                        # before decoding: a header claiming 10^10 pixels
     img = _decode(data) if data.size else None
     if img is None or img.size == 0:
         raise ImageError(f"cannot read {p} as an image (corrupt or unsupported format; use PNG or JPEG)")
@@ -139,8 +144,9 @@ def load_picture(path: str | Path) -> np.ndarray:
         img = cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
     else:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if min(img.shape[:2]) < 16:
-        raise ImageError(f"{p} is too small ({img.shape[1]}x{img.shape[0]}); use a portrait of at least 256x256")
+    if min(img.shape[:2]) < MIN_IMAGE_SIDE:
+        raise ImageError(f"{p} is too small ({img.shape[1]}x{img.shape[0]}); the engine needs at least "
+                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels (faces under ~256 pixels come out soft)")
     return img
 
 
@@ -218,8 +224,10 @@ def frame_box(img: np.ndarray, box: tuple[float, float, float, float], opts: Fra
 
 
 def frame_three(img: np.ndarray, pts: np.ndarray, opts: FramingOptions, method: str, **kw: Any) -> Framing:
-    """Image-left eye, image-right eye, mouth centre (3×2, original pixels) → upstream's crop."""
-    fr = geo.frame_from_points(pts[0], pts[1], pts[2], opts.scale, opts.vx, opts.vy)
+    """Image-left eye, image-right eye, mouth centre (3×2, original pixels) → upstream's crop
+    (with ``--animal``: sized like upstream's 9-point X-Pose framing, engine/framing/geometry.py)."""
+    fr = geo.frame_from_points(pts[0], pts[1], pts[2], opts.scale, opts.vx, opts.vy,
+                               animal=opts.animal and method == "points")
     return _result(img, fr, method, **kw)
 
 

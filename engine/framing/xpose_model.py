@@ -24,6 +24,7 @@ Work that cannot change the kept result is skipped, exactly:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -350,9 +351,17 @@ def ms_deform_attn(value: torch.Tensor, shapes: list[tuple[int, int]], loc: torc
                    weights: torch.Tensor) -> torch.Tensor:
     """value (N, S, M, D), loc (N, Lq, M, L, P, 2) in [0, 1], weights (N, Lq, M, L, P) → (N, Lq, M·D).
 
-    Bilinear ``grid_sample`` per level (zeros outside, align_corners False), weighted sum: what the
-    compiled op computes, on any device.
-    """
+    What the compiled op computes: each sample is the bilinear ``grid_sample`` value (zeros outside
+    the map, ``align_corners=False``), weighted and summed. On the CPU the same weights go into one
+    sparse (queries × pixels) matrix (:func:`_sampling_matrix`), ~2× faster than sampling every
+    point and summing afterwards; elsewhere ``grid_sample`` itself (CUDA, MPS: no compiled op)."""
+    if value.device.type == "cpu":  # float32 sums also under bf16 autocast (CPU sparse ops are float)
+        return _sparse_sample(value.float(), shapes, loc.float(), weights.float()).to(value.dtype)
+    return _grid_sample(value, shapes, loc, weights)
+
+
+def _grid_sample(value: torch.Tensor, shapes: list[tuple[int, int]], loc: torch.Tensor,
+                 weights: torch.Tensor) -> torch.Tensor:
     N, _, M, D = value.shape
     _, Lq, _, L, P, _ = loc.shape
     grids = 2 * loc - 1
@@ -362,12 +371,55 @@ def ms_deform_attn(value: torch.Tensor, shapes: list[tuple[int, int]], loc: torc
     for lid, (h, w) in enumerate(shapes):
         v = value[:, start:start + h * w].flatten(2).transpose(1, 2).reshape(N * M, D, h, w)
         start += h * w
-        g = grids[:, :, :, lid].transpose(1, 2).flatten(0, 1)           # (N·M, Lq, P, 2)
+        g = grids[:, :, :, lid].transpose(1, 2).flatten(0, 1).to(v.dtype)  # (N·M, Lq, P, 2)
         s = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (N·M, D, Lq, P)
-        part = (s * w_[:, :, :, lid]).sum(-1)                            # accumulated per level: no big stack
+        part = (s * w_[:, :, :, lid].to(s.dtype)).sum(-1)                # accumulated per level: no big stack
         out = part if out is None else out + part
-    out = out.view(N, M * D, Lq)
-    return out.transpose(1, 2)
+    return out.view(N, M * D, Lq).transpose(1, 2)
+
+
+def _sampling_matrix(shapes: list[tuple[int, int]], loc: torch.Tensor, weights: torch.Tensor,
+                     S: int) -> torch.Tensor:
+    """Sparse CSR (N·M·Lq, N·M·S): row (n, m, q) holds, for each level/point/corner, the attention
+    weight × grid_sample's bilinear weight at that corner's pixel (0 where the corner is outside)."""
+    N, Lq, M, L, P, _ = loc.shape
+    dev = loc.device
+    wh = torch.tensor([[w, h] for h, w in shapes], dtype=loc.dtype, device=dev)        # (L, 2)
+    starts = torch.tensor([0] + [h * w for h, w in shapes], device=dev).cumsum(0)[:-1]
+    g = 2 * loc - 1                                                                  # grid_sample's grid
+    pix = ((g + 1) * wh[:, None, :] - 1) / 2                                          # its unnormalisation
+    p0 = torch.floor(pix)
+    frac = pix - p0
+    x0, y0 = p0[..., 0].long(), p0[..., 1].long()
+    fx, fy = frac[..., 0], frac[..., 1]
+    W = wh[:, 0].long()[:, None]
+    H = wh[:, 1].long()[:, None]
+    base = starts[:, None]
+    cols, vals = [], []
+    for dx, dy, cw in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xx, yy = x0 + dx, y0 + dy
+        inside = (xx >= 0) & (xx < W) & (yy >= 0) & (yy < H)
+        cols.append(torch.where(inside, base + yy * W + xx, torch.zeros_like(xx)))
+        vals.append(torch.where(inside, cw * weights, torch.zeros_like(cw)))
+    k = L * P * 4
+    col = torch.stack(cols, -1).permute(0, 2, 1, 3, 4, 5).reshape(N * M, Lq * k)
+    col = (col + (torch.arange(N * M, device=dev) * S)[:, None]).reshape(-1)
+    val = torch.stack(vals, -1).permute(0, 2, 1, 3, 4, 5).reshape(-1)
+    rows = torch.arange(0, N * M * Lq * k + 1, k, device=dev)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the one op used here is stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(rows, col, val, size=(N * M * Lq, N * M * S), check_invariants=False)
+
+
+def _sparse_sample(value: torch.Tensor, shapes: list[tuple[int, int]], loc: torch.Tensor,
+                   weights: torch.Tensor) -> torch.Tensor:
+    N, S, M, D = value.shape
+    Lq = loc.shape[1]
+    A = _sampling_matrix(shapes, loc, weights, S)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = A @ value.permute(0, 2, 1, 3).reshape(N * M * S, D)
+    return out.view(N, M, Lq, D).permute(0, 2, 1, 3).reshape(N, Lq, M * D)
 
 
 class MSDeformAttn(nn.Module):

@@ -411,11 +411,10 @@ def controls_for_run(path: str | None, *, pose_strength: float = 1.0, exp_streng
     controls ``recorded`` in a given motion file (so ``animate --motion edited.npz`` renders it
     as edited), with the ``--pose-strength``/``--exp-strength``/``--region`` shorthands
     multiplied in."""
-    import json
+    from engine.motion.controls import load_controls, parse_controls_text, shorthand_controls
 
-    from engine.motion.controls import load_controls, parse_controls, shorthand_controls
-
-    base = load_controls(path) if path else (parse_controls(json.loads(recorded)) if recorded else None)
+    base = load_controls(path) if path else (parse_controls_text(recorded, "the motion file's recorded controls")
+                                             if recorded else None)
     return shorthand_controls(pose_strength=pose_strength, exp_strength=exp_strength, region=region, base=base)
 
 

@@ -3,7 +3,7 @@
 
 Steps of :func:`run_crop`:
   1. ``hello`` (framing runs on the CPU, no weights needed);
-  2. validate cheap things first: the output path;
+  2. validate cheap things first: the image is not the output, the output path;
   3. frame the picture (engine.framing; the optional detector files from the weights folder);
   4. report: the ``framing`` event and its warnings;
   5. write the crop atomically (when ``out`` is given).
@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import OutputError
-from engine.fileio import atomic_path, ensure_writable_dir
+from engine.fileio import atomic_path, check_output_file
 from engine.framing.frame import Framing, FramingOptions, frame_portrait, load_picture
 from engine.jobs import CropJob, RenderConfig, parse_crop
+from engine.pathguard import check_run_paths
 from engine.pipeline.context import Context
 from engine.runner import Reporter
 
@@ -60,7 +61,8 @@ def frame_job(job: CropJob, reporter: Reporter | None = None) -> tuple[Framing, 
     opts = framing_options(job, optional_weights_root(job.weights))       # 2
     out = Path(job.out) if job.out else None
     if out is not None:
-        ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+        check_run_paths({"--image": job.image}, {"--out": out})
+        check_output_file(out)
     framing = frame_portrait(load_picture(job.image), opts)                 # 3
     if reporter is not None:
         report_framing(reporter, framing)                                   # 4

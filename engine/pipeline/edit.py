@@ -5,21 +5,25 @@ never stack: the controls apply to the file's raw arrays (a file written without
 own raw motion), so the same controls always give the same file, equal to what
 ``engine motion --controls`` wrote for the same sampling. Steps of :func:`run_edit`:
   1. ``hello``;
-  2. read the motion file (a bad one is ``bad_request``, nothing written);
+  2. validate cheap things first: inputs vs the output (the output may replace the input motion),
+     then read the motion file (a bad one is ``bad_request``, nothing written);
   3. the voice level, from ``audio`` only for silence handling on files without ``vad_db``;
   4. apply the controls (engine/motion/edit.py);
   5. write the motion file atomically.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from engine.audio import load_audio
 from engine.errors import BadRequest
+from engine.fileio import check_output_file
 from engine.jobs import EditJob
 from engine.motion.controls import ControlsError, load_controls
 from engine.motion.edit import apply_controls, vad_for_motion
 from engine.motion.npz import MotionData, MotionFileError, load_motion, save_motion
+from engine.pathguard import check_run_paths
 from engine.pipeline.context import Context
 
 
@@ -35,8 +39,11 @@ def run_edit(job: EditJob, ctx: Context) -> dict[str, Any]:
     """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
     rep = ctx.reporter
     rep.hello("edit")                                                          # 1
+    check_run_paths({"--motion": job.motion, "--controls": job.controls, "--audio": job.audio},   # 2
+                    {"--out": job.out}, may_replace=(("--out", "--motion"),))
+    check_output_file(Path(job.out))
     rep.progress("motion", 0, 1, "file")
-    motion = read_motion(job.motion)                                           # 2
+    motion = read_motion(job.motion)
     vad = vad_for_motion(motion, load_audio(job.audio)) if job.audio else None  # 3
     try:
         edited = apply_controls(motion, load_controls(job.controls), vad_db=vad)  # 4

@@ -2,7 +2,7 @@
 
 Used by ``engine export``, ``serve`` and the add-on's export operator. Steps of :func:`run_export`:
   1. ``hello`` (with the format and the formats this engine writes);
-  2. validate cheap things first: the output location;
+  2. validate cheap things first: the input is not the output, the output location;
   3. read the motion file (a bad or empty one is ``bad_request``, nothing written);
   4. write the export on the engine's one timeline (engine/export/__init__.py), atomically.
 """
@@ -15,6 +15,7 @@ from engine.errors import BadRequest
 from engine.export import FORMATS, export_motion
 from engine.fileio import check_output_file
 from engine.jobs import ExportJob
+from engine.pathguard import check_run_paths
 from engine.pipeline.context import Context
 from engine.pipeline.edit import read_motion
 
@@ -24,7 +25,8 @@ def run_export(job: ExportJob, ctx: Context) -> dict[str, Any]:
     rep = ctx.reporter
     rep.hello("export", format=job.format, capabilities={"formats": list(FORMATS)})   # 1
     out = Path(job.out)
-    check_output_file(out)                                                              # 2
+    check_run_paths({"--motion": job.motion}, {"--out": out})                          # 2
+    check_output_file(out)
     motion = read_motion(job.motion)                                                    # 3
     if motion.n_frames == 0:
         raise BadRequest(f"{job.motion} has no frames")

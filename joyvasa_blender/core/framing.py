@@ -172,7 +172,15 @@ def framing_summary(event: dict[str, Any] | None) -> str:
     if not event:
         return ""
     method = event.get("method", "?")
-    parts = [f"{method}"]
+    score = event.get("score")
+    if method == "xpose":  # upstream's animal framing (X-Pose's 9 face points)
+        parts = ["animal face found (X-Pose" + (f", score {score:.2f})" if isinstance(score, (int, float)) else ")")]
+    elif method == "fallback":
+        parts = ["no animal face found: centred square"
+                 + (f" (X-Pose best score {score:.2f})" if isinstance(score, (int, float)) else "")
+                 + "; use Frame Face to mark eyes and mouth"]
+    else:
+        parts = [f"{method}"]
     if event.get("faces"):
         parts.append(f"face {int(event.get('face_index') or 0) + 1} of {event['faces']}")
     angle = event.get("angle_deg")
@@ -186,7 +194,7 @@ def framing_summary(event: dict[str, Any] | None) -> str:
 
 def points_from_event(event: dict[str, Any] | None) -> list[float] | None:
     """The three framing points (6 numbers) that reproduce an automatic framing, for editing:
-    the two eyes and the mouth centre of the detector's five points."""
+    the two eyes and the mouth centre of the detector's five points (or of X-Pose's nine)."""
     if not event or not event.get("points"):
         return None
     p = event["points"]
@@ -195,4 +203,10 @@ def points_from_event(event: dict[str, Any] | None) -> list[float] | None:
         return [p[0][0], p[0][1], p[1][0], p[1][1], m[0], m[1]]
     if len(p) == 3:
         return [v for xy in p for v in xy]
+    if len(p) == 9:  # X-Pose: eye corners pairwise (the animal's right eye first), lip corners 5 and 6
+        a = ((p[0][0] + p[1][0]) / 2, (p[0][1] + p[1][1]) / 2)
+        b = ((p[2][0] + p[3][0]) / 2, (p[2][1] + p[3][1]) / 2)
+        m = ((p[5][0] + p[6][0]) / 2, (p[5][1] + p[6][1]) / 2)
+        left, right = (a, b) if a[0] <= b[0] else (b, a)
+        return [left[0], left[1], right[0], right[1], m[0], m[1]]
     return None

@@ -135,6 +135,75 @@ class ProtocolError(ValueError):
     """A line that is not a valid protocol-v1 event."""
 
 
+# -- JSON with limits: every JSON the engine reads from a user or a client ----------------------
+#: nesting beyond this is no real request, controls or job file (and 100 000 ``[`` would blow
+#: Python's recursion limit inside json.loads)
+MAX_JSON_DEPTH = 64
+#: digits of one JSON number: more is no real value (a 401-digit integer cannot become a float,
+#: 5000 digits hit Python's int-conversion limit)
+MAX_NUMBER_DIGITS = 100
+
+
+class JSONLimitError(ValueError):
+    """JSON text that is not UTF-8, too large, too deep or has an absurd number (message says which)."""
+
+
+def _number(text: str) -> str:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise JSONLimitError(f"a number with {len(text)} characters (at most {MAX_NUMBER_DIGITS})")
+    return text
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONLimitError(f"{name} is not a JSON number (use a finite number)")
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of arrays/objects, ignoring brackets inside strings (C-speed regexes)."""
+    import re
+
+    if "[" not in text and "{" not in text:
+        return 0
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    deepest = depth = 0
+    for ch in re.findall(r"[\[\]{}]", bare):
+        depth += 1 if ch in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:  # enough to refuse it
+                break
+    return deepest
+
+
+def loads_limited(text: str | bytes, what: str = "JSON", max_bytes: int = MAX_LINE_BYTES) -> Any:
+    """``json.loads`` for untrusted text: strict UTF-8, at most ``max_bytes``, :data:`MAX_JSON_DEPTH`
+    levels, :data:`MAX_NUMBER_DIGITS` characters per number, no NaN/Infinity. Every failure is a
+    :class:`JSONLimitError` naming ``what`` (never a RecursionError or a traceback)."""
+    if isinstance(text, (bytes, bytearray)):
+        if len(text) > max_bytes:
+            raise JSONLimitError(f"{what} is larger than {max_bytes // 1024} KiB")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JSONLimitError(f"{what} is not UTF-8 text (byte {exc.start}: {bytes(text)[exc.start:exc.start + 1]!r})") from None
+    elif len(text) > max_bytes:
+        raise JSONLimitError(f"{what} is larger than {max_bytes // 1024} KiB")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    depth = _depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise JSONLimitError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(text, parse_int=lambda t: int(_number(t)), parse_float=lambda t: float(_number(t)),
+                          parse_constant=_no_constant)
+    except JSONLimitError as exc:
+        raise JSONLimitError(f"{what}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise JSONLimitError(f"{what} is not valid JSON: {exc}") from None
+    except (RecursionError, ValueError, MemoryError) as exc:  # last line of defence
+        raise JSONLimitError(f"{what} cannot be read as JSON: {type(exc).__name__}") from None
+
+
 class EventWriter:
     """Writes protocol events as JSON lines; thread-safe; numbers ``seq`` and stamps ``t``."""
 
@@ -217,25 +286,31 @@ def make_request(type_: str, job: str | None = None, **fields: Any) -> str:
 
 def parse_request(line: str | bytes) -> dict[str, Any] | None:
     """Parse one stdin line of the worker: None for a blank line; ProtocolError when it is not
-    a request this side understands (bare ``cancel`` is accepted as a cancel request)."""
-    if isinstance(line, bytes):
-        line = line.decode("utf-8", errors="replace")
+    a request this side understands (bare ``cancel`` is accepted as a cancel request). Never
+    raises anything else: bytes are decoded here (strict UTF-8), JSON with :func:`loads_limited`."""
+    if isinstance(line, (bytes, bytearray)):
+        if len(line) > MAX_LINE_BYTES:
+            raise ProtocolError(f"request line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
+        try:
+            line = bytes(line).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"request is not UTF-8 text (byte {exc.start}); send UTF-8 JSON lines") from None
     text = line.strip()
     if not text:
         return None
     if text == "cancel":
         return {"v": PROTOCOL_MAJOR, "type": "cancel"}
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError:
-        raise ProtocolError(f"request is not a JSON line: {text[:120]!r}") from None
+        obj = loads_limited(text, "request")
+    except JSONLimitError as exc:
+        raise ProtocolError(f"{exc}: {text[:120]!r}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"request is not a JSON object: {text[:120]!r}")
     if obj.get("v", PROTOCOL_MAJOR) != PROTOCOL_MAJOR:
-        raise ProtocolError(f"request speaks protocol v{obj.get('v')}, this worker understands v{PROTOCOL_MAJOR}")
+        raise ProtocolError(f"request speaks protocol v{obj.get('v')!r:.40}, this worker understands v{PROTOCOL_MAJOR}")
     if obj.get("type") not in REQUEST_TYPES:
-        raise ProtocolError(f"unknown request type {obj.get('type')!r}: use one of {', '.join(REQUEST_TYPES)}")
-    if "job" in obj and not isinstance(obj["job"], (str, int)):
+        raise ProtocolError(f"unknown request type {str(obj.get('type'))[:40]!r}: use one of {', '.join(REQUEST_TYPES)}")
+    if "job" in obj and (isinstance(obj["job"], bool) or not isinstance(obj["job"], (str, int))):
         raise ProtocolError("request field 'job' must be a string")
     if "job" in obj:
         obj["job"] = str(obj["job"])
@@ -249,16 +324,23 @@ def parse_request(line: str | bytes) -> dict[str, Any] | None:
     return obj
 
 
-def is_cancel_request(line: str) -> bool:
-    """True for a stdin line asking the engine to cancel (``cancel`` or a cancel request)."""
-    text = line.strip()
-    if text == "cancel":
-        return True
+def request_job(line: str | bytes) -> str | None:
+    """The ``job`` of a line that failed :func:`parse_request`, when one can be read (for its error)."""
     try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, ValueError):
+        obj = loads_limited(line, "request")
+    except JSONLimitError:
+        return None
+    job = obj.get("job") if isinstance(obj, dict) else None
+    return str(job) if isinstance(job, (str, int)) and not isinstance(job, bool) else None
+
+
+def is_cancel_request(line: str | bytes) -> bool:
+    """True for a stdin line asking the engine to cancel (``cancel`` or a cancel request)."""
+    try:
+        req = parse_request(line)
+    except ProtocolError:
         return False
-    return isinstance(obj, dict) and obj.get("type") == "cancel"
+    return req is not None and req.get("type") == "cancel"
 
 
 def format_event_for_humans(event: dict[str, Any]) -> str:

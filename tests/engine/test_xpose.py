@@ -284,3 +284,77 @@ def test_real_network_end_to_end_on_a_tiny_random_model(tiny_state, tmp_path: Pa
     fr = frame_portrait(img, FramingOptions(animal=True, weights_root=root))
     assert fr.method == "xpose" and fr.score == pytest.approx(faces[0].score)
     assert np.allclose(fr.points, faces[0].points)
+
+
+def test_cpu_sparse_sampling_is_grid_sample_exactly() -> None:
+    """The CPU path (one sparse matrix) and grid_sample (CUDA/MPS) compute the same bilinear sums."""
+    from engine.framing.xpose_model import _grid_sample, _sparse_sample
+
+    shapes = [(9, 11), (5, 6), (3, 3), (2, 2)]
+    S = sum(h * w for h, w in shapes)
+    g = torch.Generator().manual_seed(0)
+    value = torch.randn(1, S, 8, 4, generator=g, dtype=torch.float64)
+    loc = torch.rand(1, 7, 8, 4, 4, 2, generator=g, dtype=torch.float64) * 1.4 - 0.2   # some samples outside
+    loc[0, 0, 0, 0, 0] = torch.tensor([0.0, 1.0], dtype=torch.float64)                 # exactly on the edge
+    w = torch.softmax(torch.randn(1, 7, 8, 16, generator=g, dtype=torch.float64), -1).view(1, 7, 8, 4, 4)
+    a, b = _grid_sample(value, shapes, loc, w), _sparse_sample(value, shapes, loc, w)
+    assert a.shape == (1, 7, 32) and torch.allclose(a, b, rtol=0, atol=1e-12)
+    a32, b32 = _grid_sample(value.float(), shapes, loc.float(), w.float()), _sparse_sample(value.float(), shapes, loc.float(), w.float())
+    assert torch.allclose(a32, b32, atol=1e-5)
+
+
+# hand-labelled 9 points (upstream's order) on scikit-image's ``chelsea`` (CC0), 451×300 pixels
+CHELSEA_9 = np.array([[135, 112], [207, 137], [295, 150], [345, 122], [260, 245], [237, 266], [285, 263],
+                      [259, 257], [259, 273]], np.float64)
+#: a synthetic muzzle-heavy (dog-like) face: eyes 0.8 d apart, eye corners ±0.15 d, lips 0.25 d wide
+_d = 100.0
+DOG_9 = np.array([[-55, -10], [-25, 0], [25, 0], [55, -10], [0, 70], [-25, 100], [25, 100], [0, 95], [0, 110]],
+                 np.float64) * (_d / 100) + [300, 200]
+
+
+@pytest.mark.parametrize("pts, within", [(CHELSEA_9, 0.03), (DOG_9, 0.10)])
+def test_clicked_animal_points_frame_like_the_nine_point_crop(pts: np.ndarray, within: float) -> None:
+    from engine.framing import geometry as geo
+
+    e0, lip = xpose.axis_points(pts)
+    d = float(np.hypot(*(lip - e0)))
+    nine = xpose.frame_points9(pts, 2.3, 0.0, -0.125)
+    eye_l, eye_r = (pts[0] + pts[1]) / 2, (pts[2] + pts[3]) / 2
+    clicked = geo.frame_from_points(eye_l, eye_r, lip, 2.3, 0.0, -0.125, animal=True)
+    human = geo.frame_from_points(eye_l, eye_r, lip, 2.3, 0.0, -0.125)
+    assert d / clicked.side == pytest.approx(d / nine.side, rel=within)
+    assert np.hypot(*(np.subtract(clicked.center, nine.center))) < 0.05 * nine.side
+    assert d / human.side < 0.8 * (d / nine.side)        # the human sizing left animal faces too small
+
+
+def test_clicked_points_with_animal_use_the_animal_sizing() -> None:
+    img = np.zeros((300, 451, 3), np.uint8)
+    eye_l, eye_r = (CHELSEA_9[0] + CHELSEA_9[1]) / 2, (CHELSEA_9[2] + CHELSEA_9[3]) / 2
+    lip = (CHELSEA_9[5] + CHELSEA_9[6]) / 2
+    spec = ("points", tuple(np.concatenate([eye_l, eye_r, lip]).tolist()))
+    animal = frame_portrait(img, FramingOptions(crop=spec, animal=True))
+    human = frame_portrait(img, FramingOptions(crop=spec))
+    side = lambda fr: float(np.hypot(*fr.M_c2o[:, 0])) * 512  # noqa: E731
+    d = float(np.hypot(*(lip - (eye_l + eye_r) / 2)))
+    assert animal.method == "points" and d / side(animal) == pytest.approx(0.283, abs=0.01)
+    assert d / side(human) == pytest.approx(0.205, abs=0.005)
+
+
+def test_doctor_reports_presence_strict_load_and_licence(tiny_state, tmp_path: Path) -> None:
+    from engine.commands.doctor import check_optional_parts, print_text
+    from engine.weights import WeightsLayout
+
+    root = _weights_with_xpose(tmp_path, tiny_state)
+    files: dict = {}
+    g = check_optional_parts(WeightsLayout(root), files)["xpose"]
+    assert files["xpose"]["present"] and g["loads"] and "seconds" in g and "NON-COMMERCIAL" in g["licence"]
+    broken = dict(tiny_state)
+    del broken["transformer.enc_output.bias"]
+    _save(root / xpose.XPOSE_FILE, {"model": broken})
+    g = check_optional_parts(WeightsLayout(root), {})["xpose"]
+    assert not g["loads"] and "transformer.enc_output.bias" in g["error"] and str(root / xpose.XPOSE_FILE) in g["error"]
+    buf = io.StringIO()
+    report = {"versions": {}, "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
+              "weights": {"root": str(root), "files": {}, "groups": {"xpose": g}}, "ok": False, "next": []}
+    print_text(report, out=buf)
+    assert "xpose: does NOT load" in buf.getvalue() and "xpose licence: X-Pose model: NON-COMMERCIAL" in buf.getvalue()

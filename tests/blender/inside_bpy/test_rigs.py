@@ -312,6 +312,22 @@ def test_user_preset_file_eye_bones_and_neck(studio, motion):
     assert addon("compat").find_fcurve(key, 'key_blocks["eyeBlinkLeft"].value') is None
 
 
+def test_property_targets_go_on_the_face_mesh_without_a_rig(installed, motion):
+    scene = _fresh(installed)
+    face = face_mesh(["Basis2"])
+    path = addon("rig_presets").user_dir(create=True) / "props_only.json"
+    path.write_text(json.dumps({"schema": "joyvasa.retarget", "version": 1, "name": "Props Only",
+                                "channels": {"viseme_aa": [{"property": "mouth_aa", "full": 10.0, "rest": 1.0}]}}))
+    try:
+        scene.joyvasa.rig_preset = str(path)
+        assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+        r = readout(motion, gaze=False)
+        np.testing.assert_allclose(fcurve_values(face, '["mouth_aa"]'), 1.0 + 10.0 * r["viseme_aa"], atol=1e-5)
+        assert face.animation_data.action["joyvasa_preset"] == "Props Only"
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def test_bad_user_preset_stops_before_anything_is_keyed(studio, motion):
     from conftest import scene_fingerprint
 
@@ -354,7 +370,8 @@ def test_preset_ui_draws_and_the_mapping_table_saves_a_user_preset(scene, motion
     assert ("operator", "joyvasa.pick_rig_preset") in log and ("operator", "joyvasa.reapply_rig") in log
     assert ("label", "Auto: ARKit 52: 14 of 52 shape keys found") in log
     assert any(x[0] == "label" and x[1].startswith("Missing: eyeLookDownLeft") for x in log)
-    assert ("operator", "joyvasa.rig_mapping_load") in draw(bpy.types.JOYVASA_PT_rig_mapping, bpy.context)
+    for panel in (bpy.types.JOYVASA_PT_rig_mapping, bpy.types.JOYVASA_PT_rig_mapping_sequencer):
+        assert ("operator", "joyvasa.rig_mapping_load") in draw(panel, bpy.context)
     assert bpy.ops.joyvasa.rig_mapping_load() == {"FINISHED"}
     assert st.use_rig_mapping and st.rig_mapping_from == "ARKit 52" and len(st.rig_mapping) == 14
     log = draw(bpy.types.JOYVASA_PT_rig_mapping, bpy.context)
@@ -415,3 +432,29 @@ def test_batch_jobs_take_a_preset_or_auto(scene, fake_python, motion, tmp_path):
     cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python})
     assert cp.returncode == 1
     assert "rig preset 'Nope' not found" in (tmp_path / "jobs_logs" / "bad.log").read_text()
+
+
+def _eye_directions(rig, frames) -> np.ndarray:
+    out = []
+    for f in frames:
+        m = posed(rig, "eye.L", 1 + f)
+        out.append(m[:3, 1] / np.linalg.norm(m[:3, 1]))          # the bone's Y axis: where it looks
+    return np.array(out)
+
+
+def test_eye_bones_obey_follow_head_like_the_video(studio, motion):
+    """Gaze reaches eye bones through the motion the engine edited, so the art-direction control
+    Follow Head acts on them as on the video: 1 = the eyes turn with the head, 0 = they
+    counter-rotate and keep looking where they looked (here: the camera)."""
+    scene, rig, path = studio
+    st = scene.joyvasa
+    st.rig_preset, st.output_dir = "Studio Rig", str(path.parent / "out")
+    calm = [f for f in range(N) if not (TRUTH["lookImageRight"][f] or TRUTH["lookUp"][f])]   # frames without own gaze
+    angles = {}
+    for follow in (1.0, 0.0):
+        st.gaze_follow_head = follow
+        assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+        d = _eye_directions(rig, calm)
+        angles[follow] = np.degrees(np.arccos(np.clip(d @ d[0], -1, 1)))
+    assert angles[1.0].max() > 12                  # the head turns by up to ~20 degrees, the eyes with it
+    assert angles[0.0].max() < 0.25 * angles[1.0].max() and angles[0.0].max() < 4, angles[0.0].max()
