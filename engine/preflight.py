@@ -12,31 +12,15 @@ from __future__ import annotations
 import importlib
 import math
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterable
 
-from engine.errors import BadRequest, DiskFull, MissingDependency, OutputError
+from engine.errors import PACKAGES, BadRequest, DiskFull, OutputError, install_command, missing_dependency  # noqa: F401
 from engine.fileio import check_output_file
 from engine.jobs import AnimateJob, MotionJob
 from engine.pathguard import check_animate_paths, check_run_paths
-
-#: Python module -> (pip distribution, what it is for)
-PACKAGES: dict[str, tuple[str, str]] = {
-    "torch": ("torch", "every network"),
-    "numpy": ("numpy", "every array"),
-    "cv2": ("opencv-python-headless", "reading the portrait, face detection and PNG frames"),
-    "av": ("av", "writing mp4 video with sound"),
-    "soundfile": ("soundfile", "reading audio"),
-    "soxr": ("soxr", "resampling audio to 16 kHz"),
-    "librosa": ("librosa", "reading audio formats libsndfile cannot (fallback)"),
-    "transformers": ("transformers", "HuBERT layouts the engine's own encoder does not cover (fallback)"),
-    "scipy": ("scipy", "motion resampling"),
-    "yaml": ("pyyaml", "reading models.yaml"),
-    "huggingface_hub": ("huggingface_hub", "downloading the weights (engine fetch)"),
-}
 
 #: rough bytes per pixel per frame: H.264 CRF 18 (generous) and lossless PNG of a face
 MP4_BYTES_PER_PIXEL = 0.25
@@ -46,10 +30,6 @@ MOTION_BYTES_PER_FRAME = 1024
 SPACE_MARGIN_BYTES = 16 * 1024 * 1024
 
 
-def install_command(dist: str) -> str:
-    return f"{sys.executable} -m pip install {dist}"
-
-
 def require_packages(modules: Iterable[str]) -> None:
     """Import each module now; a missing or broken one is ``missing_dependency`` naming the fix."""
     for module in modules:
@@ -57,17 +37,6 @@ def require_packages(modules: Iterable[str]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise missing_dependency(module, exc) from None
-
-
-def missing_dependency(module: str, exc: BaseException | None = None) -> MissingDependency:
-    top = module.split(".")[0]
-    dist, purpose = PACKAGES.get(top, (top, "the engine"))
-    broken = exc is not None and not isinstance(exc, ModuleNotFoundError)
-    what = f"is installed but cannot be imported ({exc})" if broken else "is not installed"
-    return MissingDependency(
-        f"the Python package {dist!r} (module {top}, needed for {purpose}) {what} in the engine's Python "
-        f"{sys.executable}; install it with: {install_command(dist)}  (or reinstall the engine: "
-        "pip install -e . from the repository)", package=dist)
 
 
 # -- outputs --------------------------------------------------------------------------------------

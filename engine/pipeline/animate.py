@@ -104,7 +104,8 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving, lip_normalization
         from engine.pipeline.crop import framing_options, report_framing
         from engine.framing.frame import frame_portrait
-        from engine.render.crop import load_image_rgb, paste_canvas
+        from engine.framing.frame import load_picture
+        from engine.render.canvas import paste_canvas
         from engine.render.renderer import plan_render, render_frames
         from engine.render.timeline import plan_frames
         from engine.render.writers import Mp4Writer, PngSequenceWriter, pick_video_codec
@@ -135,7 +136,7 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     crop_mode = render.crop_mode
     out, frames_dir = _check_outputs(job)
     codec = pick_video_codec(render.codec) if out is not None else None   # --codec, checked before any network
-    original = load_image_rgb(job.image)          # the file at full resolution: framing reports its pixels
+    original = load_picture(job.image)          # the file at full resolution: framing reports its pixels
     image, canvas_fx, canvas_fy = paste_canvas(original)   # ≤1280 px paste-back canvas (upstream)
     wave, audio_duration = None, None
     if job.audio:
