@@ -225,7 +225,14 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     # semantic channels -> the preset's readout (shape keys, bone channels, properties, channel props)
     groups = ["mouth", "eyes", "brows"] + (["gaze"] if st.include_gaze or preset.uses_gaze() else [])
     proj = semantic.project(s.exp, reference_mode=st.reference_mode, groups=groups)
-    plan = retarget.evaluate(preset, semantic.readout(proj, mirrored_source=st.mirrored_source))
+    # the engine already applied the controls; FIRST measures against the raw frame 0 when the
+    # file was edited (as the renderer does), so constant head offsets stay visible
+    ref = (mc.rotation_from_pyr(*([a] for a in motion.reference_pose()))[0] if motion.raw is not None else None)
+    M_scaled = mc.relative_rotation(s.quat, st.pose_reference, reference=ref)   # (n, 3, 3) camera
+    channels = semantic.readout(proj, mirrored_source=st.mirrored_source)
+    if preset.uses_head_channels():
+        channels.update(retarget.head_channels(M_scaled))
+    plan = retarget.evaluate(preset, channels)
     rig_plan = (_split_plan(plan, {b.name for b in rig.data.bones}, warnings, rig.name) if rig is not None
                 else retarget.Plan())
     mesh_props = {k: v for k, v in plan.properties.items() if not k[0]} if rig is None and st.mesh is not None else {}
@@ -245,10 +252,6 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
         summary["actions"].append(action.name)
     if bone_name:
         pb = rig.pose.bones[bone_name]
-        # the engine already applied the controls; FIRST measures against the raw frame 0 when the
-        # file was edited (as the renderer does), so constant head offsets stay visible
-        ref = (mc.rotation_from_pyr(*([a] for a in motion.reference_pose()))[0] if motion.raw is not None else None)
-        M_scaled = mc.relative_rotation(s.quat, st.pose_reference, reference=ref)   # (n, 3, 3) camera
         if neck_name:
             M_neck, M_head = retarget.split_head_rotation(M_scaled, preset.head.neck_share, inherit)
             _key_bone_rotation(rig, rig_fcurves, neck_name, M_neck, st, start, n)

@@ -274,6 +274,7 @@ class _RigMappingPanel:
 
         layout = self.layout
         st = context.scene.joyvasa
+        layout.prop(st, "rig_preset", text="Preset")
         layout.operator(JOYVASA_OT_mapping_load.bl_idname, icon='COPYDOWN')
         if not len(st.rig_mapping):
             layout.label(text="Edit Mapping copies the preset's table here", icon='INFO')

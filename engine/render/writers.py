@@ -54,7 +54,8 @@ def nvenc_status() -> tuple[bool, str]:
         ctx.encode(frame)
         ctx.encode(None)
     except Exception as exc:  # noqa: BLE001 - no driver / no NVENC unit / old driver: all mean "not here"
-        return False, f"h264_nvenc does not open here (no NVIDIA driver/NVENC?): {type(exc).__name__}: {exc}"
+        detail = str(exc).split(": 'avcodec_open2", 1)[0].strip() or type(exc).__name__  # drop the echoed options
+        return False, f"h264_nvenc does not open here (no NVIDIA driver or NVENC unit?): {detail[:160]}"
     return True, "h264_nvenc opens and encodes"
 
 
