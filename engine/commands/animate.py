@@ -46,6 +46,9 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     lip.add_argument("--no-normalize-lip", dest="normalize_lip", action="store_false")
     g.add_argument("--animal", action="store_true",
                    help="animal pipeline (weights from liveportrait_animals/ if present)")
+    g.add_argument("--animal-models", choices=("auto", "v1", "v1.1"), default="auto",
+                   help="with --animal: LivePortrait's animal models, v1.1 (base_models_v1.1, default when "
+                        "present) or v1 (base_models, JoyVASA's)")
     g.add_argument("--upstream-cli", action="store_true",
                    help="upstream inference.py defaults: --absolute --no-stitching --driving-multiplier 1.1 --crop none")
     c = p.add_argument_group("framing")
@@ -107,7 +110,7 @@ def render_config_from_args(args: argparse.Namespace):  # -> RenderConfig
     return RenderConfig(region=args.region, pose_strength=args.pose_strength, exp_strength=args.exp_strength,
                         relative=args.relative, stitching=args.stitching,
                         driving_multiplier=args.driving_multiplier, normalize_lip=args.normalize_lip,
-                        animal=args.animal,
+                        animal=args.animal, animal_models=getattr(args, "animal_models", "auto"),
                         upstream_cli=args.upstream_cli, crop=args.crop, scale=args.scale, vx=args.vx, vy=args.vy,
                         face_index=args.face_index, pasteback=args.pasteback, fps=args.fps,
                         upstream_timing=args.upstream_timing, batch=args.batch,

@@ -118,6 +118,7 @@ class RenderConfig(ConfigBase):
     driving_multiplier: float = 1.0
     normalize_lip: bool = True    # upstream's lip normalisation (needs the face mesh's lip-open ratio)
     animal: bool = False
+    animal_models: str = "auto"   # auto (v1.1 if present, else v1) | v1 | v1.1 (LivePortrait's animal folders)
     upstream_cli: bool = False
     crop: str = "auto"            # auto | none | "X,Y,W,H" | "points:LX,LY,RX,RY,MX,MY"
     scale: float = 2.3            # framing (engine/framing): crop side / face size
@@ -145,6 +146,10 @@ class RenderConfig(ConfigBase):
         from engine.render.writers import CODEC_CHOICES
         if self.codec not in CODEC_CHOICES:
             raise BadRequest(f"unknown --codec {self.codec!r}; choose one of {', '.join(CODEC_CHOICES)}")
+        from engine.weights import ANIMAL_MODEL_CHOICES
+        if self.animal_models not in ANIMAL_MODEL_CHOICES:
+            raise BadRequest(f"--animal-models must be one of {', '.join(ANIMAL_MODEL_CHOICES)}, "
+                             f"got {self.animal_models!r}")
         self.framing_options()  # --crop/--scale/--vx/--vy/--face-index: the framing's own checks
 
     def framing_options(self, weights_root: Any = None) -> Any:
