@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from test_bpy_versions import _check, run_inside
+from test_bpy_versions import VERSIONS, _check, run_inside
 
 
 @pytest.mark.blender
 @pytest.mark.slow
-@pytest.mark.parametrize("version", ["4.2", "5.0"])
+@pytest.mark.parametrize("version", sorted({VERSIONS[0], VERSIONS[-1]}))
 def test_rig_presets_real_engine_in_bpy(version, tiny_weights):
     cp = run_inside(version, "tests/blender/inside_bpy/test_rigs_real.py", {"JOYVASA_TEST_WEIGHTS": str(tiny_weights)})
     _check(cp, version)

@@ -39,10 +39,11 @@ def test_a_missing_requested_version_or_a_bad_name_is_an_error(tmp_path: Path) -
         choose_animal_models(tmp_path, "v1.1")
     with pytest.raises(BadRequest, match="--animal-models"):
         choose_animal_models(tmp_path, "v2")
-    from engine.pipeline.config import RenderConfig
+    from engine.jobs import RenderConfig
 
     with pytest.raises(BadRequest, match="--animal-models"):
         RenderConfig(animal=True, animal_models="v2")
+    assert RenderConfig(animal=True, animal_models="v1.1").animal_models == "v1.1"
 
 
 def test_layout_points_at_the_chosen_folder(tmp_path: Path) -> None:
@@ -91,3 +92,15 @@ def test_stage_one_loads_the_chosen_animal_models(synthetic_tiny_lp: Path, tmp_p
     zeroed = [float(p.abs().sum()) for p in got["auto"].G.state_dict().values() if p.dtype.is_floating_point]
     plain = [float(p.abs().sum()) for p in got["v1"].G.state_dict().values() if p.dtype.is_floating_point]
     assert zeroed != plain and 0.0 in zeroed and 0.0 not in plain   # the generator came from base_models_v1.1
+
+
+def test_the_job_and_the_cli_know_the_same_choices() -> None:
+    from engine.cli import build_parser
+    from engine.jobs import ANIMAL_MODELS, AnimateJob
+    from engine.weights import ANIMAL_MODEL_CHOICES
+
+    assert ANIMAL_MODELS == ANIMAL_MODEL_CHOICES          # jobs.py stays free of engine.weights on purpose
+    args = build_parser(load_commands=["animate"]).parse_args(
+        ["animate", "--image", "a.png", "--audio", "a.wav", "--out", "o.mp4", "--animal", "--animal-models", "v1"])
+    job = AnimateJob.from_args(args)
+    assert job.render.animal_models == "v1" and job.to_dict()["animal_models"] == "v1"

@@ -151,11 +151,10 @@ def test_rigify_face_follows_the_semantic_motion(rigify, motion):
     np.testing.assert_allclose(angle, 0.35 * r["jawOpen"], atol=1e-5)
     assert np.all(q[r["jawOpen"] > 1e-3, 1] > 0) and np.allclose(q[:, 2:], 0, atol=1e-7)
     assert np.corrcoef(r["jawOpen"], TRUTH["jawOpen"])[0, 1] > 0.99 and angle.max() > 0.2
-    scene.frame_set(1)
-    chin_rest = np.array(rig.matrix_world @ rig.pose.bones["jaw_master"].tail)
-    scene.frame_set(1 + JAW_MAX)
-    chin_open = np.array(rig.matrix_world @ rig.pose.bones["jaw_master"].tail)
-    assert chin_open[2] < chin_rest[2] - 0.005                       # the chin drops
+    def chin(f):          # the jaw's tip in the head bone's frame (the head turns too); Y = up
+        head = posed(rig, "head", f)
+        return (np.linalg.inv(head) @ np.append(np.array(rig.matrix_world @ rig.pose.bones["jaw_master"].tail), 1))[:3]
+    assert chin(1 + JAW_MAX)[1] < chin(1)[1] - 0.005                   # the chin drops
     # blink: both upper lids down on the blink, only the left one on the wink
     lidL = fcurve_values(rig, 'pose.bones["lid.T.L.002"].location', 1)
     lidR = fcurve_values(rig, 'pose.bones["lid.T.R.002"].location', 1)
@@ -163,8 +162,11 @@ def test_rigify_face_follows_the_semantic_motion(rigify, motion):
     assert lidL[BOTH_BLINK] < -0.01 and lidR[BOTH_BLINK] < -0.01 and lidL[WINK] < -0.01 and lidR[WINK] > -0.002
     lower = fcurve_values(rig, 'pose.bones["lid.B.L.002"].location', 1)
     assert lower[BOTH_BLINK] > 0.003
-    z_open = posed(rig, "lid.T.L.002", 1)[2, 3]
-    assert posed(rig, "lid.T.L.002", 1 + BOTH_BLINK)[2, 3] < z_open - 0.008     # the lid control moves down
+    # ... and Rigify's deform bones follow it (in the head's frame: the head turns too): the eyelid closes
+    def in_head(bone, f):
+        return (np.linalg.inv(posed(rig, "head", f)) @ posed(rig, bone, f))[:3, 3]
+    assert in_head("DEF-lid.T.L.002", 1 + BOTH_BLINK)[1] < in_head("DEF-lid.T.L.002", 1)[1] - 0.008   # head's Y = up
+    assert in_head("DEF-brow.T.L.002", 1 + 4)[1] > in_head("DEF-brow.T.L.002", 1 + SMILE)[1] + 0.003
     # smile: the lip corners go up and out
     up = fcurve_values(rig, 'pose.bones["lips.L"].location', 1)
     out_l, out_r = (fcurve_values(rig, f'pose.bones["lips.{s}"].location', 0) for s in "LR")
@@ -177,10 +179,12 @@ def test_rigify_face_follows_the_semantic_motion(rigify, motion):
     ex = fcurve_values(rig, 'pose.bones["eyes"].location', 0)
     np.testing.assert_allclose(ex, 0.31 * np.clip(r["gazeX"], -1, 1), atol=1e-6)
     assert ex[GAZE_X] > 0.1 and abs(ex[2]) < 0.02
-    eye_rest = posed(rig, "ORG-eye.L", 1)
-    eye_look = posed(rig, "ORG-eye.L", 1 + GAZE_X)
-    turned = eye_look[:3, :3] @ eye_rest[:3, :3].T
-    assert np.degrees(np.arccos(np.clip((np.trace(turned) - 1) / 2, -1, 1))) > 5
+    def eye_dir(f):       # where the eye (Rigify's ORG-eye.L, aimed at the target) looks, in the head's frame
+        rel = np.linalg.inv(posed(rig, "head", f)) @ posed(rig, "ORG-eye.L", f)
+        return rel[:3, 1] / np.linalg.norm(rel[:3, 1])
+    rest, look = eye_dir(1), eye_dir(1 + GAZE_X)
+    assert np.degrees(np.arccos(np.clip(rest @ look, -1, 1))) > 5
+    assert look[0] > rest[0] + 0.05                                    # towards image right (+X)
 
 
 def test_rigify_neck_and_head_compose_to_the_motion(rigify, motion):
@@ -268,6 +272,7 @@ USER_PRESET = {
         "gazeY": [{"bone": f"eye.{s}", "rotation": "X", "full": 0.9, "clamp": [-1, 1]} for s in "LR"],
         "jawOpen": [{"property": "jaw", "full": 2.0}, {"shape_key": "jawOpen"}],
         "viseme_ou": [{"shape_key": "mouthPucker", "gain": 1.5}],
+        "headYaw": [{"property": "head_yaw", "bone": "root", "full": 57.29577951308232}],   # degrees
     }}
 
 
@@ -299,6 +304,10 @@ def test_user_preset_file_eye_bones_and_neck(studio, motion):
     expect = mc.matrix_from_euler(np.stack([0.9 * r["gazeY"], np.zeros(N), np.clip(r["gazeX"], -1, 1)], 1), "XYZ")
     np.testing.assert_allclose(mc.matrix_from_quat(q), expect, atol=1e-5)
     assert abs(mc.euler_from_matrix(mc.matrix_from_quat(q[GAZE_X:GAZE_X + 1]))[0, 2]) > 0.3   # the eye turns
+    yaw_deg = fcurve_values(rig, 'pose.bones["root"]["head_yaw"]')
+    s = mc.resample(mc.load_motion(motion), FPS)
+    np.testing.assert_allclose(yaw_deg, mc.pyr_from_rotation(mc.relative_rotation(s.quat, "FIRST"))[1], atol=1e-3)
+    assert np.abs(yaw_deg).max() > 10
     jaw = fcurve_values(rig, '["jaw"]')
     np.testing.assert_allclose(jaw, 2.0 * r["jawOpen"], atol=1e-5)
     # a plain chain: the head inherits the neck, still the head turns exactly as the motion
@@ -310,6 +319,22 @@ def test_user_preset_file_eye_bones_and_neck(studio, motion):
     key = bpy.data.objects["Face"].data.shape_keys
     np.testing.assert_allclose(fcurve_values(key, 'key_blocks["jawOpen"].value'), r["jawOpen"], atol=1e-6)
     assert addon("compat").find_fcurve(key, 'key_blocks["eyeBlinkLeft"].value') is None
+
+
+def test_property_targets_go_on_the_face_mesh_without_a_rig(installed, motion):
+    scene = _fresh(installed)
+    face = face_mesh(["Basis2"])
+    path = addon("rig_presets").user_dir(create=True) / "props_only.json"
+    path.write_text(json.dumps({"schema": "joyvasa.retarget", "version": 1, "name": "Props Only",
+                                "channels": {"viseme_aa": [{"property": "mouth_aa", "full": 10.0, "rest": 1.0}]}}))
+    try:
+        scene.joyvasa.rig_preset = str(path)
+        assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+        r = readout(motion, gaze=False)
+        np.testing.assert_allclose(fcurve_values(face, '["mouth_aa"]'), 1.0 + 10.0 * r["viseme_aa"], atol=1e-5)
+        assert face.animation_data.action["joyvasa_preset"] == "Props Only"
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def test_bad_user_preset_stops_before_anything_is_keyed(studio, motion):
@@ -354,7 +379,8 @@ def test_preset_ui_draws_and_the_mapping_table_saves_a_user_preset(scene, motion
     assert ("operator", "joyvasa.pick_rig_preset") in log and ("operator", "joyvasa.reapply_rig") in log
     assert ("label", "Auto: ARKit 52: 14 of 52 shape keys found") in log
     assert any(x[0] == "label" and x[1].startswith("Missing: eyeLookDownLeft") for x in log)
-    assert ("operator", "joyvasa.rig_mapping_load") in draw(bpy.types.JOYVASA_PT_rig_mapping, bpy.context)
+    for panel in (bpy.types.JOYVASA_PT_rig_mapping, bpy.types.JOYVASA_PT_rig_mapping_sequencer):
+        assert ("operator", "joyvasa.rig_mapping_load") in draw(panel, bpy.context)
     assert bpy.ops.joyvasa.rig_mapping_load() == {"FINISHED"}
     assert st.use_rig_mapping and st.rig_mapping_from == "ARKit 52" and len(st.rig_mapping) == 14
     log = draw(bpy.types.JOYVASA_PT_rig_mapping, bpy.context)
@@ -415,3 +441,29 @@ def test_batch_jobs_take_a_preset_or_auto(scene, fake_python, motion, tmp_path):
     cp = run_batch(blend, jobs, {"JOYVASA_ENGINE_PYTHON": fake_python})
     assert cp.returncode == 1
     assert "rig preset 'Nope' not found" in (tmp_path / "jobs_logs" / "bad.log").read_text()
+
+
+def _eye_directions(rig, frames) -> np.ndarray:
+    out = []
+    for f in frames:
+        m = posed(rig, "eye.L", 1 + f)
+        out.append(m[:3, 1] / np.linalg.norm(m[:3, 1]))          # the bone's Y axis: where it looks
+    return np.array(out)
+
+
+def test_eye_bones_obey_follow_head_like_the_video(studio, motion):
+    """Gaze reaches eye bones through the motion the engine edited, so the art-direction control
+    Follow Head acts on them as on the video: 1 = the eyes turn with the head, 0 = they
+    counter-rotate and keep looking where they looked (here: the camera)."""
+    scene, rig, path = studio
+    st = scene.joyvasa
+    st.rig_preset, st.output_dir = "Studio Rig", str(path.parent / "out")
+    calm = [f for f in range(N) if not (TRUTH["lookImageRight"][f] or TRUTH["lookUp"][f])]   # frames without own gaze
+    angles = {}
+    for follow in (1.0, 0.0):
+        st.gaze_follow_head = follow
+        assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+        d = _eye_directions(rig, calm)
+        angles[follow] = np.degrees(np.arccos(np.clip(d @ d[0], -1, 1)))
+    assert angles[1.0].max() > 12                  # the head turns by up to ~20 degrees, the eyes with it
+    assert angles[0.0].max() < 0.25 * angles[1.0].max() and angles[0.0].max() < 4, angles[0.0].max()
