@@ -13,16 +13,10 @@ import bpy
 from bpy.props import FloatVectorProperty
 
 from . import apply_media
-from .core import framing
+from .core import framing, requests
 from .ops_engine_run import EngineRunMixin
 
 PREVIEW_IMAGE = "JoyVASA Crop Preview"
-
-
-def framing_args_for(st) -> list[str]:
-    """Engine options for the scene's framing settings (ValueError with a user message if incomplete)."""
-    return framing.framing_args(st.crop_mode, box=tuple(st.crop_box), points=tuple(st.face_points),
-                                scale=st.crop_scale, vx=st.crop_vx, vy=st.crop_vy, face_index=st.face_index)
 
 
 def portrait_datablock(context) -> bpy.types.Image:
@@ -60,10 +54,9 @@ class JOYVASA_OT_preview_crop(EngineRunMixin, bpy.types.Operator):
         st = context.scene.joyvasa
         image = apply_media.resolve_portrait(context)
         out = apply_media.output_dir(context) / "crop_preview.png"
-        args = ["--image", image, "--out", str(out)] + framing_args_for(st)
-        if st.animal:
-            args.append("--animal")
-        return args, {"out": str(out)}
+        settings = lambda prop: getattr(st, prop)  # noqa: E731
+        job = requests.job_dict("crop", settings, image=image, out=str(out), **requests.framing_fields(settings))
+        return job, {"out": str(out)}
 
     def apply(self, context, job, params):
         st = context.scene.joyvasa
