@@ -53,6 +53,8 @@ SCALE_MIN, SCALE_MAX = 0.5, 6.0             # framing: crop side / face size (up
 SHIFT_MIN, SHIFT_MAX = -1.0, 1.0            # framing: --vx/--vy, fractions of the crop side
 #: ``engine export`` formats (name -> file suffix); engine/export/__init__.py describes and writes them
 EXPORT_SUFFIXES: dict[str, str] = {"livelinkface-csv": ".csv", "lp-pkl": ".pkl", "bvh": ".bvh"}
+#: ``--animal-models``: LivePortrait's animal stage-one folders (engine/weights.py ANIMAL_MODEL_DIRS)
+ANIMAL_MODELS = ("auto", "v1", "v1.1")
 #: ``--codec``: the H.264 encoder (engine/render/writers.py pick_video_codec; auto = NVENC when it works)
 CODECS = ("auto", "libx264", "h264_nvenc")
 #: livelinkface-csv: the neutral expression of the ARKit readout (engine/export/arkit.py)
@@ -248,6 +250,7 @@ class RenderConfig(Spec):
     driving_multiplier: float = 1.0  # scales the motion (gradio 1.0, upstream CLI 1.1)
     normalize_lip: bool = True       # upstream's lip normalisation (needs the lip-open ratio)
     animal: bool = False             # the animal pipeline (liveportrait_animals/ weights if present)
+    animal_models: str = "auto"      # which animal models: auto (v1.1 if present, else v1) | v1 | v1.1
     upstream_cli: bool = False       # upstream inference.py's defaults (implies crop none)
     crop: str = "auto"               # auto | none | "X,Y,W,H" | "points:LX,LY,RX,RY,MX,MY"
     scale: float = 2.3               # framing: crop side / face size
@@ -265,6 +268,7 @@ class RenderConfig(Spec):
     def validate(self) -> None:
         check_choice("--region", self.region, REGIONS)
         check_choice("--codec", self.codec, CODECS)
+        check_choice("--animal-models", self.animal_models, ANIMAL_MODELS)
         check_number("--fps", self.fps, FPS_MIN, FPS_MAX)
         check_number("--batch", self.batch, 1, BATCH_MAX)
         for name in ("pose_strength", "exp_strength", "driving_multiplier"):

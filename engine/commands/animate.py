@@ -49,6 +49,9 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     lip.add_argument("--no-normalize-lip", dest="normalize_lip", action="store_false")
     g.add_argument("--animal", action="store_true",
                    help="animal pipeline (weights from liveportrait_animals/ if present)")
+    g.add_argument("--animal-models", choices=("auto", "v1", "v1.1"), default="auto",
+                   help="with --animal: LivePortrait's animal models, v1.1 (base_models_v1.1, default when "
+                        "present) or v1 (base_models, JoyVASA's)")
     g.add_argument("--upstream-cli", action="store_true",
                    help="upstream inference.py defaults: --absolute --no-stitching --driving-multiplier 1.1 --crop none")
     c = p.add_argument_group("framing")

@@ -44,15 +44,21 @@ def compose_options(render: RenderConfig) -> Any:
         raise BadRequest(str(exc)) from None
 
 
-def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Any = None, animal: bool = False) -> Any:
-    """StageOne in ``precision`` from the weights folder; bad files become WeightsMissing/WeightsCorrupt."""
+def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Any = None, animal: bool = False,
+                   animal_models: str = "auto") -> Any:
+    """StageOne in ``precision`` from the weights folder; bad files become WeightsMissing/WeightsCorrupt.
+
+    Animals: LivePortrait's v1.1 animal models when present, else v1 (``--animal-models`` overrides)."""
     from engine.models.stage_one import StageOne
-    from engine.weights import animal_layout
+    from engine.weights import ANIMAL_MODEL_DIRS, animal_layout, choose_animal_models
 
     use = layout
     if animal:
-        if (layout.root / "liveportrait_animals/base_models").is_dir():
-            use = animal_layout(layout)
+        version = choose_animal_models(layout.root, animal_models)
+        if version is not None:
+            use = animal_layout(layout, version)
+            if reporter is not None:
+                reporter.log(f"animal models: {version} ({ANIMAL_MODEL_DIRS[version]})")
         elif reporter is not None:
             reporter.warning("animal_weights_missing", "liveportrait_animals/ not found: using the human "
                                                        "LivePortrait weights with the animal pipeline")
@@ -68,14 +74,18 @@ def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Any = Non
         raise WeightsCorrupt(f"cannot load the LivePortrait weights from {layout.root}: {exc}") from exc
 
 
-def stage_one(ctx: Context, layout: Any, device: Any, precision: Any, animal: bool) -> Any:
-    """Step 4 through the cache: key (weights folder, device, precision, human/animal)."""
+def stage_one(ctx: Context, layout: Any, device: Any, precision: Any, animal: bool,
+              animal_models: str = "auto") -> Any:
+    """Step 4 through the cache: key (weights folder, device, precision, human/animal and which animal models)."""
+    from engine.weights import choose_animal_models
+
     rep = ctx.reporter
-    key = ("stage_one", str(layout.root.resolve()), str(device), precision.name, "animal" if animal else "human")
+    kind = f"animal-{choose_animal_models(layout.root, animal_models)}" if animal else "human"
+    key = ("stage_one", str(layout.root.resolve()), str(device), precision.name, kind)
 
     def load() -> Any:
         with rep.breakdown.part("load"):
-            return load_stage_one(layout, device, precision, rep, animal=animal)
+            return load_stage_one(layout, device, precision, rep, animal=animal, animal_models=animal_models)
 
     return ctx.models.get(key, list(layout.liveportrait_files().values()), load)
 
@@ -166,7 +176,7 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     crop = frame_portrait(original, framing_options(render, layout.root))
     report_framing(rep, crop)                       # the `framing` event: the same object as `engine crop`
     # 4. networks in the job's precision
-    s1 = stage_one(ctx, layout, device, precision, render.animal)
+    s1 = stage_one(ctx, layout, device, precision, render.animal, render.animal_models)
     # 5. source portrait
     with torch.inference_mode():
         info = s1.extract(crop.image)

@@ -210,3 +210,24 @@ def points_from_event(event: dict[str, Any] | None) -> list[float] | None:
         left, right = (a, b) if a[0] <= b[0] else (b, a)
         return [left[0], left[1], right[0], right[1], m[0], m[1]]
     return None
+
+
+def crop_view_points(event: dict[str, Any] | None) -> list[tuple[float, float]]:
+    """The framing's landmarks (X-Pose's 9, the detector's 5, clicked 3) where they fall on the crop
+    preview, in the Image Editor's normalised view coordinates (0..1, origin bottom-left): what
+    Preview Crop draws over the crop. Points outside the crop are left out."""
+    if not event or not event.get("points") or not event.get("M_c2o"):
+        return []
+    (a, b, c), (d, e, f) = event["M_c2o"]
+    det = a * e - b * d
+    if abs(det) < 1e-12:
+        return []
+    size = float(event.get("crop_size") or 512)
+    out = []
+    for x, y in event["points"]:
+        dx, dy = x - c, y - f
+        cx, cy = (e * dx - b * dy) / det, (-d * dx + a * dy) / det   # inverse of the crop → picture map
+        if 0.0 <= cx <= size and 0.0 <= cy <= size:
+            out.append(pixel_to_view(cx, cy, int(size), int(size)))
+    return out
+

@@ -395,6 +395,7 @@ def test_preset_ui_draws_and_the_mapping_table_saves_a_user_preset(scene, motion
     try:
         assert bpy.ops.joyvasa.save_rig_preset('EXEC_DEFAULT', name="Half Jaw") == {"FINISHED"}
         path = addon("rig_presets").user_dir() / "Half_Jaw.json"
+        assert path.parent.parts[-5:] == ("extensions", ".user", "user_default", "joyvasa_blender", "rig_presets")
         assert path.is_file() and st.rig_preset == "Half Jaw" and not st.use_rig_mapping
         saved = addon("core.retarget").load_preset_file(path)
         assert saved.channels["jawOpen"][0].gain == 0.5
