@@ -83,15 +83,20 @@ def test_bad_checkpoint_names_the_file_and_the_first_bad_key(tiny_state, tmp_pat
     assert str(path) in str(err.value) and needle in str(err.value)
 
 
+class _Evil:
+    """Pickles into a call that would create ``marker``: proof that nothing ran if it is absent."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
 def test_pickled_code_in_the_weights_is_refused_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-
-    class Evil:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
     path = tmp_path / "xpose.pth"
-    torch.save({"model": {"x": Evil()}}, path)
+    torch.save({"model": {"x": _Evil(marker)}}, path)
     with pytest.raises(WeightsCorrupt, match="refused"):
         xpose.read_state_dict(path)
     assert not marker.exists()
@@ -118,13 +123,8 @@ def test_shipped_prompts_are_the_real_pickles_bit_for_bit_without_cuda(k: int) -
 
 def test_prompt_reader_refuses_anything_but_tensors(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-
-    class Evil:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
     bad = tmp_path / "evil.pkl"
-    bad.write_bytes(pickle.dumps((Evil(), Evil())))
+    bad.write_bytes(pickle.dumps((_Evil(marker), _Evil(marker))))
     with pytest.raises(PromptError, match="refused global"):
         read_prompt_pickle(bad)
     assert not marker.exists()
