@@ -21,10 +21,11 @@ import numpy as np
 
 from engine.errors import AudioError, BadRequest, OutputError
 from engine.fileio import atomic_path, frames_output
+from engine.jobs import CODECS
 
 VIDEO_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
 #: what ``--codec`` accepts: auto = h264_nvenc when it works here, else libx264 (else a fallback)
-CODEC_CHOICES = ("auto", "libx264", "h264_nvenc")
+CODEC_CHOICES = CODECS   # defined with the job types (engine/jobs.py), the one place options are checked
 #: NVENC settings chosen to look like libx264 crf 18 / preset medium: constant-quality VBR at
 #: cq 19 with no bitrate ceiling, preset p5 (slow end of the fast presets), tune hq. Its PSNR
 #: against libx264 has not been measured yet (no NVIDIA card here): tools/bench_gpu.sh prints it.
