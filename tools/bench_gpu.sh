@@ -105,7 +105,7 @@ compare() {
 import sys
 from pathlib import Path
 import numpy as np
-from engine.render.crop import load_image_rgb
+from engine.framing.frame import load_picture as load_image_rgb
 a, b = (sorted(Path(d).glob("frame_*.png")) for d in sys.argv[1:3])
 assert len(a) == len(b) and a, (len(a), len(b))
 worst = max(int(np.abs(load_image_rgb(x).astype(int) - load_image_rgb(y).astype(int)).max()) for x, y in zip(a, b))
