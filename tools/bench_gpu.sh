@@ -112,7 +112,9 @@ print(f"   default path (device paste-back, overlapped writer) vs --sequential: 
       f"over {len(a)} frames (target <= 1)")
 EOF
 }
-step "device paste-back vs sequential path, same device" 60 compare
+export PY TMP WEIGHTS DEVICE PORTRAIT
+export -f run_animate compare
+step "device paste-back vs sequential path, same device" 60 bash -c compare
 
 cap_run() {
   mkdir -p "$TMP/cap"
@@ -121,7 +123,8 @@ cap_run() {
   grep -h -E "^rendering|peak device memory|writer:|s per second of video|oom" "$TMP/cap.log" | sed 's/^/   /'
   echo "   default settings under an 8 GB cap (JOYVASA_GPU_MEMORY_MB=8192): rc $rc (target: no OOM, peak <= 6 GB)"
 }
-if [ "$DEVICE" = cuda ]; then step "8 GB card (memory cap)" 60 cap_run; fi
+export -f cap_run
+if [ "$DEVICE" = cuda ]; then step "8 GB card (memory cap)" 60 bash -c cap_run; fi
 
 step "H.264 encoders (bench codec: libx264 vs h264_nvenc)" 30 \
   "$PY" -m engine bench codec --frames "$TMP/dev/frames"

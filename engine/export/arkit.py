@@ -27,8 +27,9 @@ from typing import Iterable
 
 import numpy as np
 
+from engine.jobs import REFERENCE_MODES  # noqa: F401  (the job types own the choices)
+
 DATA_FILE = Path(__file__).resolve().parent / "semantic_basis.json"
-REFERENCE_MODES = ("auto", "median", "first", "lip_array")
 DEFAULT_GROUPS = ("mouth", "eyes", "brows")
 _AXIS = {"x": 0, "y": 1, "z": 2}
 

@@ -132,7 +132,7 @@ def frame_human(img: np.ndarray, opts: FramingOptions) -> Framing:
                           face_index=idx)
         with _single_thread():  # the source lip-open ratio from the face mesh; the crop stays as framed
             return face_mesh.attach_lip_open(img, out, *three)
-    from engine.render.crop import detect_faces_haar
+    from engine.framing.haar import detect_faces_haar
 
     boxes = detect_faces_haar(small)
     if not boxes:

@@ -16,7 +16,6 @@ Why it is shaped like this:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 from engine.errors import BadRequest, ImageError
 from engine.framing import geometry as geo
 from engine.framing.image_header import MIN_IMAGE_SIDE
+from engine.jobs import check_framing, parse_crop
 
 CROP_SIZE = geo.CROP_SIZE
 #: longer side of the copy the detectors see (faces down to ~4 % of the long side are found)
@@ -51,13 +51,8 @@ class FramingOptions:
     weights_root: Path | None = None   # upstream detector ONNX files are used when present
 
     def validated(self) -> "FramingOptions":
-        if not (0.5 <= self.scale <= 6.0) or not math.isfinite(self.scale):
-            raise BadRequest(f"--scale must be between 0.5 and 6 (upstream app: 2.3), got {self.scale}")
-        for name, v in (("--vx", self.vx), ("--vy", self.vy)):
-            if not (-1.0 <= v <= 1.0) or not math.isfinite(v):
-                raise BadRequest(f"{name} must be between -1 and 1 (upstream app: vx 0, vy -0.125), got {v}")
-        if self.face_index is not None and self.face_index < 0:
-            raise BadRequest(f"--face-index must be >= 0, got {self.face_index}")
+        """The bounds of engine/jobs.py (the one place options are checked)."""
+        check_framing(self.scale, self.vx, self.vy, self.face_index)
         return self
 
 
@@ -197,31 +192,9 @@ def warp_crop(img: np.ndarray, M_c2o: np.ndarray, size: int = CROP_SIZE) -> np.n
 # -- the --crop argument ------------------------------------------------------------------------
 
 def parse_crop_arg(value: str | None) -> Any:
-    """``auto`` | ``none`` | ``X,Y,W,H`` | ``points:LX,LY,RX,RY,MX,MY`` → a spec for FramingOptions."""
-    v = (value or "auto").strip().lower()
-    if v in ("auto", "none"):
-        return v
-    if v.startswith("points:"):
-        nums = _numbers(v[len("points:"):], 6, value)
-        pts = np.array(nums, np.float64).reshape(3, 2)
-        if np.hypot(*(pts[0] - pts[1])) < 2 or np.hypot(*((pts[0] + pts[1]) / 2 - pts[2])) < 2:
-            raise BadRequest(f"--crop points need two distinct eyes and a mouth away from them, got {value!r}")
-        return ("points", tuple(nums))
-    x, y, w, h = _numbers(v, 4, value)
-    if w <= 0 or h <= 0:
-        raise BadRequest(f"--crop box needs positive width and height, got {value!r}")
-    return (x, y, w, h)
-
-
-def _numbers(text: str, n: int, original: str | None) -> list[float]:
-    parts = text.replace(" ", "").split(",")
-    try:
-        nums = [float(p) for p in parts]
-    except ValueError:
-        nums = []
-    if len(nums) != n or not all(math.isfinite(x) for x in nums):
-        raise BadRequest(f"--crop must be auto, none, X,Y,W,H or points:LX,LY,RX,RY,MX,MY, got {original!r}")
-    return nums
+    """``auto`` | ``none`` | ``X,Y,W,H`` | ``points:LX,LY,RX,RY,MX,MY`` → a spec for FramingOptions
+    (the parser and its messages live with the job types, engine/jobs.py)."""
+    return parse_crop(value)
 
 
 # -- framing ------------------------------------------------------------------------------------

@@ -384,27 +384,34 @@ def _sampling_matrix(shapes: list[tuple[int, int]], loc: torch.Tensor, weights: 
     weight × grid_sample's bilinear weight at that corner's pixel (0 where the corner is outside)."""
     N, Lq, M, L, P, _ = loc.shape
     dev = loc.device
-    wh = torch.tensor([[w, h] for h, w in shapes], dtype=loc.dtype, device=dev)        # (L, 2)
-    starts = torch.tensor([0] + [h * w for h, w in shapes], device=dev).cumsum(0)[:-1]
-    g = 2 * loc - 1                                                                  # grid_sample's grid
-    pix = ((g + 1) * wh[:, None, :] - 1) / 2                                          # its unnormalisation
-    p0 = torch.floor(pix)
-    frac = pix - p0
-    x0, y0 = p0[..., 0].long(), p0[..., 1].long()
-    fx, fy = frac[..., 0], frac[..., 1]
-    W = wh[:, 0].long()[:, None]
-    H = wh[:, 1].long()[:, None]
-    base = starts[:, None]
-    cols, vals = [], []
-    for dx, dy, cw in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xx, yy = x0 + dx, y0 + dy
-        inside = (xx >= 0) & (xx < W) & (yy >= 0) & (yy < H)
-        cols.append(torch.where(inside, base + yy * W + xx, torch.zeros_like(xx)))
-        vals.append(torch.where(inside, cw * weights, torch.zeros_like(cw)))
+    loc = loc.permute(5, 3, 0, 2, 1, 4).contiguous()                                  # 2, L, N, M, Lq, P
+    weights = weights.permute(3, 0, 2, 1, 4).contiguous()                             # L, N, M, Lq, P
+    head = (torch.arange(N * M, device=dev, dtype=torch.int64) * S).view(N, M, 1, 1)
+    level_cols, level_vals = [], []
+    start = 0
+    for lid, (h, w) in enumerate(shapes):
+        cols, vals = [], []
+        # grid_sample's unnormalisation of the grid 2·loc − 1 (align_corners=False)
+        px = ((2 * loc[0, lid] - 1 + 1) * w - 1) / 2
+        py = ((2 * loc[1, lid] - 1 + 1) * h - 1) / 2
+        x0f, y0f = torch.floor(px), torch.floor(py)
+        fx, fy = px - x0f, py - y0f
+        x0, y0 = x0f.to(torch.int64), y0f.to(torch.int64)
+        aw = weights[lid]
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            yy = y0 + dy
+            wy = wy * ((yy >= 0) & (yy < h))
+            row = head + start + yy.clamp(0, h - 1) * w
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                xx = x0 + dx
+                cols.append(row + xx.clamp(0, w - 1))
+                vals.append(aw * wy * (wx * ((xx >= 0) & (xx < w))))
+        level_cols.append(torch.stack(cols, -1))                                      # N, M, Lq, P, 4
+        level_vals.append(torch.stack(vals, -1))
+        start += h * w
     k = L * P * 4
-    col = torch.stack(cols, -1).permute(0, 2, 1, 3, 4, 5).reshape(N * M, Lq * k)
-    col = (col + (torch.arange(N * M, device=dev) * S)[:, None]).reshape(-1)
-    val = torch.stack(vals, -1).permute(0, 2, 1, 3, 4, 5).reshape(-1)
+    col = torch.stack(level_cols, 3).reshape(-1)                                      # N, M, Lq, L, P, 4
+    val = torch.stack(level_vals, 3).reshape(-1)
     rows = torch.arange(0, N * M * Lq * k + 1, k, device=dev)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the one op used here is stable
         warnings.simplefilter("ignore", UserWarning)
@@ -415,9 +422,9 @@ def _sparse_sample(value: torch.Tensor, shapes: list[tuple[int, int]], loc: torc
                    weights: torch.Tensor) -> torch.Tensor:
     N, S, M, D = value.shape
     Lq = loc.shape[1]
-    A = _sampling_matrix(shapes, loc, weights, S)
-    with warnings.catch_warnings():
+    with torch.autocast("cpu", enabled=False), warnings.catch_warnings():  # sparse CPU matmul: float only
         warnings.simplefilter("ignore", UserWarning)
+        A = _sampling_matrix(shapes, loc, weights, S)
         out = A @ value.permute(0, 2, 1, 3).reshape(N * M * S, D)
     return out.view(N, M, Lq, D).permute(0, 2, 1, 3).reshape(N, Lq, M * D)
 

@@ -220,6 +220,11 @@ def parse_controls(data: Any) -> Controls:
 
 def load_controls(path: str | os.PathLike[str]) -> Controls:
     """Read and validate a controls JSON file (ControlsError says what is wrong)."""
+    from engine.pathguard import input_problem
+
+    problem = input_problem(path)  # a FIFO would block the read forever
+    if problem:
+        raise ControlsError(f"controls file {path} {problem}")
     try:
         text = Path(path).read_bytes()  # decoded (strict UTF-8) by parse_controls_text
     except FileNotFoundError:

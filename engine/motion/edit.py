@@ -425,14 +425,13 @@ def direct_motion(m, controls: Controls, wave: np.ndarray | None = None):  # -> 
     return apply_controls(m, controls, vad_db=vad)
 
 
-def load_run_controls(args, recorded: str = "") -> Controls:  # (argparse.Namespace) -> Controls
-    """``--controls`` (else ``recorded``) + the strength/region shorthands of a parsed command
-    line; BadRequest on errors."""
+def load_run_controls(path: str | None, *, pose_strength: float = 1.0, exp_strength: float = 1.0,
+                      region: str = "all", recorded: str = "") -> Controls:
+    """:func:`controls_for_run` with every error as BadRequest (``motion``/``animate`` pipelines)."""
     from engine.errors import BadRequest
 
     try:
-        return controls_for_run(getattr(args, "controls", None), pose_strength=getattr(args, "pose_strength", 1.0),
-                                exp_strength=getattr(args, "exp_strength", 1.0), region=getattr(args, "region", "all"),
+        return controls_for_run(path, pose_strength=pose_strength, exp_strength=exp_strength, region=region,
                                 recorded=recorded)
     except (ControlsError, ValueError) as exc:
         raise BadRequest(f"controls: {exc}") from None

@@ -21,10 +21,11 @@ import numpy as np
 
 from engine.errors import AudioError, BadRequest, OutputError
 from engine.fileio import atomic_path, frames_output
+from engine.jobs import CODECS
 
 VIDEO_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
 #: what ``--codec`` accepts: auto = h264_nvenc when it works here, else libx264 (else a fallback)
-CODEC_CHOICES = ("auto", "libx264", "h264_nvenc")
+CODEC_CHOICES = CODECS   # defined with the job types (engine/jobs.py), the one place options are checked
 #: NVENC settings chosen to look like libx264 crf 18 / preset medium: constant-quality VBR at
 #: cq 19 with no bitrate ceiling, preset p5 (slow end of the fast presets), tune hq. Its PSNR
 #: against libx264 has not been measured yet (no NVIDIA card here): tools/bench_gpu.sh prints it.
@@ -53,7 +54,8 @@ def nvenc_status() -> tuple[bool, str]:
         ctx.encode(frame)
         ctx.encode(None)
     except Exception as exc:  # noqa: BLE001 - no driver / no NVENC unit / old driver: all mean "not here"
-        return False, f"h264_nvenc does not open here (no NVIDIA driver/NVENC?): {type(exc).__name__}: {exc}"
+        detail = str(exc).split(": 'avcodec_open2", 1)[0].strip() or type(exc).__name__  # drop the echoed options
+        return False, f"h264_nvenc does not open here (no NVIDIA driver or NVENC unit?): {detail[:160]}"
     return True, "h264_nvenc opens and encodes"
 
 

@@ -483,6 +483,7 @@ WALK_2: list[Case] = [
          "bad_request", ("c.json", "number")),
     Case("ctl-blink-seed-negative", lambda c: c.motion_cmd(controls=_controls(c, '{"blink": {"seed": -1}}')),
          "bad_request", ("blink.seed",)),
+    Case("ctl-fifo", lambda c: c.motion_cmd(controls=_fifo(c, "c.json")), "bad_request", ("pipe", "c.json")),
     Case("ctl-not-utf8", lambda c: c.motion_cmd(controls=str(c.file("c.json", b'{"lip_gain": "\xff\xfe"}'))),
          "bad_request", ("UTF-8",)),
     # --- motion files: typed fields --------------------------------------------------------------------

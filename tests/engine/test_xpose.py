@@ -358,3 +358,29 @@ def test_doctor_reports_presence_strict_load_and_licence(tiny_state, tmp_path: P
               "weights": {"root": str(root), "files": {}, "groups": {"xpose": g}}, "ok": False, "next": []}
     print_text(report, out=buf)
     assert "xpose: does NOT load" in buf.getvalue() and "xpose licence: X-Pose model: NON-COMMERCIAL" in buf.getvalue()
+
+
+@pytest.mark.slow
+def test_crop_animal_json_reports_xpose_or_the_scored_fallback(tiny_state, tmp_path: Path) -> None:
+    """``engine crop --animal --json`` with the X-Pose file: one JSON object naming the method, the
+    score, the 9 points and M_c2o (random tiny weights: either way is legitimate, but consistent)."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    root = _weights_with_xpose(tmp_path, tiny_state)
+    pic = tmp_path / "cat.png"
+    cv2.imwrite(str(pic), np.random.default_rng(4).integers(0, 256, (180, 240, 3), dtype=np.uint8))
+    r = subprocess.run([sys.executable, "-m", "engine", "crop", "--image", str(pic), "--animal", "--weights", str(root),
+                        "--json", "--out", str(tmp_path / "crop.png")], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    obj = json.loads(r.stdout)
+    assert obj["method"] in ("xpose", "fallback") and isinstance(obj["score"], float)
+    assert len(obj["M_c2o"]) == 2 and (tmp_path / "crop.png").is_file()
+    if obj["method"] == "xpose":
+        assert obj["score"] >= xpose.MIN_SCORE and len(obj["points"]) == 9 and not obj["warnings"]
+    else:
+        assert obj["score"] < xpose.MIN_SCORE and obj["warnings"][0]["code"] == "animal_face_not_found"
+        assert f"{obj['score']:.2f}" in obj["warnings"][0]["message"]
