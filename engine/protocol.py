@@ -44,7 +44,8 @@ Event types and their fields (optional fields in brackets)
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
     framing   method, box, points, angle_deg, M_c2o (2x3: crop pixel -> pixel of the image file),
-              crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1)
+              crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1),
+              score (detector confidence or null: X-Pose animal faces, method ``xpose``)
     done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?,
               driving_keypoints?, weights_dir?}, timings {stage: s},
               peak_mem {host_mb, [device_mb]}, [rtf], [breakdown {part: s}] (1.2: where the

@@ -710,9 +710,12 @@ class XPose(nn.Module):
         out_mem = tr.enc_output_norm(tr.enc_output(memory.masked_fill(~valid, 0.0)))
         enc_logits = (out_mem @ text_valid_rows.transpose(1, 2)).max(-1)[0]              # (1, S)
         enc_coord = tr.enc_out_bbox_embed(out_mem) + proposals
-        top = torch.topk(enc_logits, cfg.num_queries, dim=1)[1]
+        # a very wide strip (6000×80 → 1350×18) has fewer tokens than queries (upstream's topk fails)
+        n_query = min(cfg.num_queries, enc_logits.shape[1])
+        n_group = min(NUM_GROUP, n_query)
+        top = torch.topk(enc_logits, n_query, dim=1)[1]
         ref_unsig = torch.gather(enc_coord, 1, top[..., None].expand(-1, -1, 4))
-        tgt = tr.tgt_embed.weight[None].to(dt)
+        tgt = tr.tgt_embed.weight[None, :n_query].to(dt)
         ref = ref_unsig.sigmoid()
 
         group: int | None = None
@@ -732,7 +735,7 @@ class XPose(nn.Module):
                 new_ref = (self.bbox_embed[lid](out) + inverse_sigmoid(ref)).sigmoid()
                 if lid == cfg.num_box_layers - 1:
                     cls = (out @ text_valid_rows.transpose(1, 2)).max(-1)[0]              # (1, Q)
-                    sel = torch.topk(cls, NUM_GROUP, dim=1)[1]
+                    sel = torch.topk(cls, n_group, dim=1)[1]
                     box_ref = torch.gather(new_ref, 1, sel[..., None].expand(-1, -1, 4))    # (1, G, 4)
                     box_out = torch.gather(out, 1, sel[..., None].expand(-1, -1, out.shape[-1]))
                     k_emb = kpt_embed[slots]                                                 # (S, d)
@@ -742,14 +745,14 @@ class XPose(nn.Module):
                     kwh = hw[None, None] * box_ref[..., 2:][:, :, None]
                     kref = torch.cat((kxy, kwh), -1)                                         # (1, G, S, 4)
                     new_ref = torch.cat((box_ref[:, :, None], kref), 2).flatten(1, 2)
-                    kout = k_emb[None, None].expand(1, NUM_GROUP, -1, -1)
+                    kout = k_emb[None, None].expand(1, n_group, -1, -1)
                     out = torch.cat((box_out[:, :, None], kout), 2).flatten(1, 2)
                     group = 1 + n_slots
                     mask = torch.cat([torch.ones(1, dtype=torch.bool, device=dev), vis[slots]])
                     allowed = mask[:, None] == mask[None, :]
             else:
-                g = out.view(1, NUM_GROUP, group, -1)
-                r = inverse_sigmoid(ref).view(1, NUM_GROUP, group, 4)
+                g = out.view(1, n_group, group, -1)
+                r = inverse_sigmoid(ref).view(1, n_group, group, 4)
                 nbox = (self.bbox_embed[lid](g[:, :, 0]) + r[:, :, 0]).sigmoid()
                 k = lid - cfg.num_box_layers
                 kr = r[:, :, 1:].clone()
@@ -762,11 +765,11 @@ class XPose(nn.Module):
         # heads on the last layer (reference = that layer's input)
         if group is None:
             raise RuntimeError("X-Pose needs more decoder layers than box layers")
-        g = hs.view(1, NUM_GROUP, group, -1)
-        r = ref.view(1, NUM_GROUP, group, 4)
+        g = hs.view(1, n_group, group, -1)
+        r = ref.view(1, n_group, group, 4)
         boxes = (self.bbox_embed[len(dec.layers) - 1](g[:, :, 0]) + inverse_sigmoid(r[:, :, 0])).sigmoid()
         logits_valid = g[:, :, 0] @ text_valid_rows.transpose(1, 2)
-        logits = logits_valid.new_full((1, NUM_GROUP, MAX_TEXT), float("-inf"))
+        logits = logits_valid.new_full((1, n_group, MAX_TEXT), float("-inf"))
         logits[..., :n_valid] = logits_valid
         k = len(dec.layers) - 1 - cfg.num_box_layers
         kxy = (self.pose_embed[k](g[:, :, 1:]) + inverse_sigmoid(r[:, :, 1:, :2])).sigmoid()   # (1, G, S, 2)
