@@ -6,6 +6,8 @@ command runner turns it into one ``error`` event / one stderr line and exit code
 """
 from __future__ import annotations
 
+import sys
+
 OFFICIAL_WEIGHTS_HINT = (
     "Official weights: LivePortrait from https://huggingface.co/KwaiVGI/LivePortrait "
     "(liveportrait/...), JoyVASA from https://huggingface.co/jdh-algo/JoyVASA, "
@@ -106,6 +108,36 @@ _OOM_MARKERS = ("can't allocate memory", "out of memory", "CUBLAS_STATUS_ALLOC_F
                 "Cannot allocate memory")
 
 
+#: Python module -> (pip distribution, what it is for)
+PACKAGES: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "every network"),
+    "numpy": ("numpy", "every array"),
+    "cv2": ("opencv-python-headless", "reading the portrait, face detection and PNG frames"),
+    "av": ("av", "writing mp4 video with sound"),
+    "soundfile": ("soundfile", "reading audio"),
+    "soxr": ("soxr", "resampling audio to 16 kHz"),
+    "librosa": ("librosa", "reading audio formats libsndfile cannot (fallback)"),
+    "transformers": ("transformers", "HuBERT layouts the engine's own encoder does not cover (fallback)"),
+    "scipy": ("scipy", "motion resampling"),
+    "yaml": ("pyyaml", "reading models.yaml"),
+    "huggingface_hub": ("huggingface_hub", "downloading the weights (engine fetch)"),
+}
+
+def install_command(dist: str) -> str:
+    return f"{sys.executable} -m pip install {dist}"
+
+
+def missing_dependency(module: str, exc: BaseException | None = None) -> MissingDependency:
+    top = module.split(".")[0]
+    dist, purpose = PACKAGES.get(top, (top, "the engine"))
+    broken = exc is not None and not isinstance(exc, ModuleNotFoundError)
+    what = f"is installed but cannot be imported ({exc})" if broken else "is not installed"
+    return MissingDependency(
+        f"the Python package {dist!r} (module {top}, needed for {purpose}) {what} in the engine's Python "
+        f"{sys.executable}; install it with: {install_command(dist)}  (or reinstall the engine: "
+        "pip install -e . from the repository)", package=dist)
+
+
 def classify_failure(exc: BaseException, command: str = "animate") -> EngineError | None:
     """A library exception a user's situation can cause, as a coded error; None for real bugs.
 
@@ -129,8 +161,6 @@ def classify_failure(exc: BaseException, command: str = "animate") -> EngineErro
                         f"({exc.strerror or exc}); free some space or choose another output folder "
                         "(the partial output was removed)")
     if isinstance(exc, ModuleNotFoundError) and exc.name:
-        from engine.preflight import PACKAGES, missing_dependency
-
         if exc.name.split(".")[0] in PACKAGES:
             return missing_dependency(exc.name, exc)
     return None

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadRequest
+from engine.fileio import atomic_path
+from engine.jobs import job_from_dict
 
 #: the commands a batch job may name (generation and rendering; run as the warm worker runs them)
 COMMANDS = ("motion", "animate")
@@ -25,7 +27,7 @@ RESERVED = ("progress",)
 class Job:
     id: str
     command: str
-    args: dict[str, Any]                 # long option names with `_`, paths absolute, incl. "out"
+    args: dict[str, Any]                 # the job's wire form (engine/jobs.py), paths absolute, incl. "out"
     attempt: int = 0
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -86,6 +88,11 @@ def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
     dup = sorted({x for x in ids if ids.count(x) > 1})
     if dup:
         raise BadRequest(f"{path}: job ids must be unique, repeated: {', '.join(dup)}")
+    for i, job in enumerate(jobs):          # the job type's checks, before any job runs
+        try:
+            job_from_dict(job.args, job.command)
+        except BadRequest as exc:
+            raise BadRequest(f"{path.name} job {i} ({job.id}): {exc}") from None
     from engine.batch.paths import check_jobs
 
     check_jobs(jobs, path)
@@ -111,8 +118,6 @@ def is_done(job: Job, state: Path) -> bool:
 
 
 def mark_done(job: Job, state: Path, outputs: dict[str, str]) -> None:
-    from engine.fileio import atomic_path
-
     state.mkdir(parents=True, exist_ok=True)
     from engine.batch.paths import marker_path
 

@@ -5,7 +5,7 @@ X-Pose's weights are an optional, non-commercial download. Without them the lice
 that finds some animal faces is Joseph Howse's cat-face Haar cascade that OpenCV 4 shipped
 (BSD-3 licence, notice kept inside the gzipped file in ``data/``); OpenCV 5 has neither the
 cascade nor ``CascadeClassifier``, so it runs on the engine's own evaluator
-(engine/render/haar.py). Everything else (dogs, alpacas, cartoons, a missed cat, an X-Pose score
+(engine/framing/haar.py). Everything else (dogs, alpacas, cartoons, a missed cat, an X-Pose score
 below :data:`engine.framing.xpose.MIN_SCORE`) gets a centred square and a warning that names
 the clicked-points way: ``--animal`` never fails on framing.
 """
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from engine.errors import BadRequest
-from engine.framing.frame import (CROP_SIZE, POINTS_HINT, Framing, FramingOptions, _pick, _result, downscaled,
+from engine.framing.crop import (CROP_SIZE, POINTS_HINT, Framing, FramingOptions, _pick, _result, downscaled,
                                   frame_box, warp_crop)
 
 CAT_CASCADE = Path(__file__).with_name("data") / "haarcascade_frontalcatface.xml.gz"
@@ -31,7 +31,7 @@ ANIMAL_DETECT_SIDE = 320
 
 def detect_cat_faces(img: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Frontal cat faces (x, y, w, h) in ``img`` (RGB uint8, already downscaled), best first."""
-    from engine.render.haar import detect_faces
+    from engine.framing.haar import detect_faces
 
     grey = cv2.equalizeHist(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
     min_side = max(24, int(0.1 * min(grey.shape)))

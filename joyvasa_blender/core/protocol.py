@@ -1,4 +1,4 @@
-"""JoyVASA engine <-> add-on protocol, version 1.3 (stdlib only).
+"""JoyVASA engine <-> add-on protocol, version 1.4 (stdlib only).
 
 This file is the single source of truth for the contract between ``engine/`` and
 ``joyvasa_blender/``. ``joyvasa_blender/core/protocol.py`` is a byte-for-byte copy (a test
@@ -14,10 +14,15 @@ since the engine started). Job events may carry ``job``.
 
 Worker (``python -m engine serve``, minor 2): one request per stdin line, answered on stdout;
 the worker first sends a ``hello`` with command "serve" and capabilities {commands, requests}.
-    run      {"v": 1, "type": "run", "job": ID, "command": "motion"|"animate"|"doctor"|...,
-              "args": {...}}  args = the command's long options without "--", "-" -> "_"
-              (``{"audio": "a.wav", "out": "m.npz", "cfg_scale": 2.0, "smooth": false}``;
-              a boolean picks the flag: ``"smooth": false`` = ``--no-smooth``). Every event of
+    run      {"v": 1, "type": "run", "job": ID, "command": "motion"|"animate"|"crop"|"edit"|
+              "export"|"doctor", "args": {...}}  args = the job's wire form (engine/jobs.py,
+              schema "joyvasa.job" v1): the command's long options without "--", "-" -> "_",
+              with JSON types (``{"audio": "a.wav", "out": "m.npz", "cfg_scale": 2.0,
+              "smooth": false}``; a switch pair is its positive name: ``"smooth": false`` =
+              ``--no-smooth``). 1.4: args are typed and checked by the job type (before: a
+              command line for argparse, strings and ``"no_smooth": true`` accepted; now refused
+              as bad_request naming the option). ``python -m engine run --job -`` takes the same
+              object (with its "command") as a one-shot process. Every event of
               the request carries ``"job": ID``: hello, progress..., then exactly one of
               done / error / cancelled. Requests run one at a time, in order.
     cancel   {"v": 1, "type": "cancel", "job": ID}  (no job: the running request)
@@ -39,7 +44,8 @@ Event types and their fields (optional fields in brackets)
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
     framing   method, box, points, angle_deg, M_c2o (2x3: crop pixel -> pixel of the image file),
-              crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1)
+              crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1),
+              score (detector confidence or null: X-Pose animal faces, method ``xpose``)
     done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?,
               driving_keypoints?, weights_dir?}, timings {stage: s},
               peak_mem {host_mb, [device_mb]}, [rtf], [breakdown {part: s}] (1.2: where the
@@ -66,7 +72,7 @@ import time
 from typing import IO, Any
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 3
+PROTOCOL_MINOR = 4
 
 EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing", "plan")
 REQUEST_TYPES = ("run", "cancel", "release")

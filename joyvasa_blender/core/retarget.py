@@ -334,9 +334,10 @@ def list_presets(user_dir: str | Path | None = None) -> tuple[list[Preset], list
 
 
 def find_preset(name_or_path: str, user_dir: str | Path | None = None) -> Preset:
-    """A preset by its name (shipped or user, case-insensitive) or by a path to its file."""
+    """A preset by its name (case-insensitive; a shipped preset wins over a user preset of the same
+    name) or by the path of its file (a name ending in .json, or an existing file)."""
     text = name_or_path.strip()
-    if text.lower().endswith(".json") or "/" in text or "\\" in text:
+    if text.lower().endswith(".json") or Path(text).expanduser().is_file():
         return load_preset_file(Path(text).expanduser())
     presets, _errors = list_presets(user_dir)
     for p in presets:

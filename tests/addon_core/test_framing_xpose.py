@@ -25,3 +25,20 @@ def test_nine_points_become_the_three_frame_face_points() -> None:
     mirrored = [[451 - x, y] for x, y in NINE]
     m = framing.points_from_event({"points": mirrored})
     assert m[0] < m[2]  # image-left eye first whatever the animal's orientation
+
+
+def test_preview_draws_the_points_where_they_fall_on_the_crop() -> None:
+    """Preview Crop draws the framing's points over the crop: picture pixels → crop → view coordinates."""
+    from engine.framing import xpose
+
+    fr = xpose.frame_points9(np.array(NINE, float), 2.3, 0.0, -0.125)
+    ev = {"points": NINE, "M_c2o": fr.M_c2o.tolist(), "crop_size": 512}
+    got = framing.crop_view_points(ev)
+    A = np.vstack([fr.M_c2o, [0, 0, 1]])
+    crop = (np.linalg.inv(A) @ np.c_[np.array(NINE, float), np.ones(9)].T)[:2].T
+    want = [(x / 512, 1 - y / 512) for x, y in crop]
+    assert len(got) == 9 and np.allclose(got, want, atol=1e-9)
+    assert all(0 < u < 1 and 0 < v < 1 for u, v in got)
+    outside = {**ev, "points": NINE + [[-5000, -5000]]}
+    assert len(framing.crop_view_points(outside)) == 9          # a point off the crop is not drawn
+    assert framing.crop_view_points({"points": None}) == [] and framing.crop_view_points(None) == []

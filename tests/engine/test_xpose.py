@@ -83,15 +83,20 @@ def test_bad_checkpoint_names_the_file_and_the_first_bad_key(tiny_state, tmp_pat
     assert str(path) in str(err.value) and needle in str(err.value)
 
 
+class _Evil:
+    """Pickles into a call that would create ``marker``: proof that nothing ran if it is absent."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
 def test_pickled_code_in_the_weights_is_refused_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-
-    class Evil:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
     path = tmp_path / "xpose.pth"
-    torch.save({"model": {"x": Evil()}}, path)
+    torch.save({"model": {"x": _Evil(marker)}}, path)
     with pytest.raises(WeightsCorrupt, match="refused"):
         xpose.read_state_dict(path)
     assert not marker.exists()
@@ -118,13 +123,8 @@ def test_shipped_prompts_are_the_real_pickles_bit_for_bit_without_cuda(k: int) -
 
 def test_prompt_reader_refuses_anything_but_tensors(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-
-    class Evil:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
     bad = tmp_path / "evil.pkl"
-    bad.write_bytes(pickle.dumps((Evil(), Evil())))
+    bad.write_bytes(pickle.dumps((_Evil(marker), _Evil(marker))))
     with pytest.raises(PromptError, match="refused global"):
         read_prompt_pickle(bad)
     assert not marker.exists()
@@ -358,3 +358,42 @@ def test_doctor_reports_presence_strict_load_and_licence(tiny_state, tmp_path: P
               "weights": {"root": str(root), "files": {}, "groups": {"xpose": g}}, "ok": False, "next": []}
     print_text(report, out=buf)
     assert "xpose: does NOT load" in buf.getvalue() and "xpose licence: X-Pose model: NON-COMMERCIAL" in buf.getvalue()
+
+
+@pytest.mark.slow
+def test_crop_animal_json_reports_xpose_or_the_scored_fallback(tiny_state, tmp_path: Path) -> None:
+    """``engine crop --animal --json`` with the X-Pose file: one JSON object naming the method, the
+    score, the 9 points and M_c2o (random tiny weights: either way is legitimate, but consistent)."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    root = _weights_with_xpose(tmp_path, tiny_state)
+    pic = tmp_path / "cat.png"
+    cv2.imwrite(str(pic), np.random.default_rng(4).integers(0, 256, (180, 240, 3), dtype=np.uint8))
+    r = subprocess.run([sys.executable, "-m", "engine", "crop", "--image", str(pic), "--animal", "--weights", str(root),
+                        "--json", "--out", str(tmp_path / "crop.png")], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    obj = json.loads(r.stdout)
+    assert obj["method"] in ("xpose", "fallback") and isinstance(obj["score"], float)
+    assert len(obj["M_c2o"]) == 2 and (tmp_path / "crop.png").is_file()
+    if obj["method"] == "xpose":
+        assert obj["score"] >= xpose.MIN_SCORE and len(obj["points"]) == 9 and not obj["warnings"]
+    else:
+        assert obj["score"] < xpose.MIN_SCORE and obj["warnings"][0]["code"] == "animal_face_not_found"
+        assert f"{obj['score']:.2f}" in obj["warnings"][0]["message"]
+
+
+def test_fewer_image_tokens_than_queries_still_runs(tiny_state, tmp_path: Path) -> None:
+    """A very wide strip (e.g. 6000×80 → 1350×18: 742 tokens) has fewer image tokens than the
+    official 900 queries, where upstream's topk fails; here every token becomes a query."""
+    path = _save(tmp_path / xpose.XPOSE_FILE, {"model": tiny_state})
+    model = xpose.build_from_state_dict(xpose.read_state_dict(path), path)
+    ins, kpt = load_prompts(9)
+    out = xpose.run_network(model, torch.randn(1, 3, 64, 64), ins, kpt)   # 8² + 4² + 2² + 1 = 85 < 100 tokens
+    assert out["pred_boxes"].shape == (1, 50, 4) and torch.isfinite(out["pred_boxes"]).all()
+    out = xpose.run_network(model, torch.randn(1, 3, 32, 32), ins, kpt)   # 16 + 4 + 1 + 1 = 22 tokens
+    assert out["pred_boxes"].shape == (1, 22, 4)
+    assert xpose.resized_size(6000, 80) == (1350, 18)

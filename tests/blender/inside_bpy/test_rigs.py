@@ -151,11 +151,10 @@ def test_rigify_face_follows_the_semantic_motion(rigify, motion):
     np.testing.assert_allclose(angle, 0.35 * r["jawOpen"], atol=1e-5)
     assert np.all(q[r["jawOpen"] > 1e-3, 1] > 0) and np.allclose(q[:, 2:], 0, atol=1e-7)
     assert np.corrcoef(r["jawOpen"], TRUTH["jawOpen"])[0, 1] > 0.99 and angle.max() > 0.2
-    scene.frame_set(1)
-    chin_rest = np.array(rig.matrix_world @ rig.pose.bones["jaw_master"].tail)
-    scene.frame_set(1 + JAW_MAX)
-    chin_open = np.array(rig.matrix_world @ rig.pose.bones["jaw_master"].tail)
-    assert chin_open[2] < chin_rest[2] - 0.005                       # the chin drops
+    def chin(f):          # the jaw's tip in the head bone's frame (the head turns too); Y = up
+        head = posed(rig, "head", f)
+        return (np.linalg.inv(head) @ np.append(np.array(rig.matrix_world @ rig.pose.bones["jaw_master"].tail), 1))[:3]
+    assert chin(1 + JAW_MAX)[1] < chin(1)[1] - 0.005                   # the chin drops
     # blink: both upper lids down on the blink, only the left one on the wink
     lidL = fcurve_values(rig, 'pose.bones["lid.T.L.002"].location', 1)
     lidR = fcurve_values(rig, 'pose.bones["lid.T.R.002"].location', 1)
@@ -163,8 +162,11 @@ def test_rigify_face_follows_the_semantic_motion(rigify, motion):
     assert lidL[BOTH_BLINK] < -0.01 and lidR[BOTH_BLINK] < -0.01 and lidL[WINK] < -0.01 and lidR[WINK] > -0.002
     lower = fcurve_values(rig, 'pose.bones["lid.B.L.002"].location', 1)
     assert lower[BOTH_BLINK] > 0.003
-    z_open = posed(rig, "lid.T.L.002", 1)[2, 3]
-    assert posed(rig, "lid.T.L.002", 1 + BOTH_BLINK)[2, 3] < z_open - 0.008     # the lid control moves down
+    # ... and Rigify's deform bones follow it (in the head's frame: the head turns too): the eyelid closes
+    def in_head(bone, f):
+        return (np.linalg.inv(posed(rig, "head", f)) @ posed(rig, bone, f))[:3, 3]
+    assert in_head("DEF-lid.T.L.002", 1 + BOTH_BLINK)[1] < in_head("DEF-lid.T.L.002", 1)[1] - 0.008   # head's Y = up
+    assert in_head("DEF-brow.T.L.002", 1 + 4)[1] > in_head("DEF-brow.T.L.002", 1 + SMILE)[1] + 0.003
     # smile: the lip corners go up and out
     up = fcurve_values(rig, 'pose.bones["lips.L"].location', 1)
     out_l, out_r = (fcurve_values(rig, f'pose.bones["lips.{s}"].location', 0) for s in "LR")
@@ -177,10 +179,12 @@ def test_rigify_face_follows_the_semantic_motion(rigify, motion):
     ex = fcurve_values(rig, 'pose.bones["eyes"].location', 0)
     np.testing.assert_allclose(ex, 0.31 * np.clip(r["gazeX"], -1, 1), atol=1e-6)
     assert ex[GAZE_X] > 0.1 and abs(ex[2]) < 0.02
-    eye_rest = posed(rig, "ORG-eye.L", 1)
-    eye_look = posed(rig, "ORG-eye.L", 1 + GAZE_X)
-    turned = eye_look[:3, :3] @ eye_rest[:3, :3].T
-    assert np.degrees(np.arccos(np.clip((np.trace(turned) - 1) / 2, -1, 1))) > 5
+    def eye_dir(f):       # where the eye (Rigify's ORG-eye.L, aimed at the target) looks, in the head's frame
+        rel = np.linalg.inv(posed(rig, "head", f)) @ posed(rig, "ORG-eye.L", f)
+        return rel[:3, 1] / np.linalg.norm(rel[:3, 1])
+    rest, look = eye_dir(1), eye_dir(1 + GAZE_X)
+    assert np.degrees(np.arccos(np.clip(rest @ look, -1, 1))) > 5
+    assert look[0] > rest[0] + 0.05                                    # towards image right (+X)
 
 
 def test_rigify_neck_and_head_compose_to_the_motion(rigify, motion):
@@ -391,6 +395,7 @@ def test_preset_ui_draws_and_the_mapping_table_saves_a_user_preset(scene, motion
     try:
         assert bpy.ops.joyvasa.save_rig_preset('EXEC_DEFAULT', name="Half Jaw") == {"FINISHED"}
         path = addon("rig_presets").user_dir() / "Half_Jaw.json"
+        assert path.parent.parts[-5:] == ("extensions", ".user", "user_default", "joyvasa_blender", "rig_presets")
         assert path.is_file() and st.rig_preset == "Half Jaw" and not st.use_rig_mapping
         saved = addon("core.retarget").load_preset_file(path)
         assert saved.channels["jawOpen"][0].gain == 0.5
