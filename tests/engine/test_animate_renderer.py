@@ -340,3 +340,22 @@ def test_codec_fallback_is_a_warning() -> None:
     w.fallback_reason = "h264_nvenc did not open (faked); encoded with libx264"
     _render(FakeStageOne(), [w], 2, batch=2, reporter=rep, to_uint8=_to_uint8)
     assert rep.warnings == [("codec_fallback", w.fallback_reason)] and len(w.frames) == 2
+
+
+def test_queue_depth_follows_the_batch_size(monkeypatch) -> None:
+    """Big batches of big frames queue fewer batches, so host memory stays bounded (QUEUE_MB)."""
+    import engine.render.renderer as renderer
+
+    depths: list[int] = []
+    real = renderer.WriterThread
+
+    def spy(writers, post, *, depth):
+        depths.append(depth)
+        return real(writers, post, depth=depth)
+
+    monkeypatch.setattr(renderer, "WriterThread", spy)
+    monkeypatch.setattr(renderer, "QUEUE_MB", 8 * 8 * 3 * 3 / 2**20)  # room for exactly one batch of 3
+    _render(FakeStageOne(), [ListWriter()], 6, batch=3, to_uint8=_to_uint8)
+    monkeypatch.setattr(renderer, "QUEUE_MB", 512.0)
+    _render(FakeStageOne(), [ListWriter()], 6, batch=3, to_uint8=_to_uint8)
+    assert depths == [1, 2]
