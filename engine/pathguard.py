@@ -112,6 +112,15 @@ def safe_name(text: str, what: str, suffix: str = "") -> str:
     return name
 
 
+def contact_sheet_path(out: Path | None, frames_dir: Path | None) -> Path:
+    """``animate --preview``'s contact sheet: ``talk.mp4`` -> ``talk_contact.png`` (or next to the PNG
+    folder when only that is written); defined here because it is an output the guard checks."""
+    if out is not None:
+        return out.with_name(out.stem + "_contact.png")
+    assert frames_dir is not None
+    return frames_dir.with_name(frames_dir.name + "_contact.png")
+
+
 def animate_outputs(args: object) -> tuple[dict[str, Path | None], dict[str, Path | None]]:
     """(file outputs, frames folders) an ``animate`` run writes, derived ones included."""
     out = getattr(args, "out", None)
@@ -122,8 +131,6 @@ def animate_outputs(args: object) -> tuple[dict[str, Path | None], dict[str, Pat
     if getattr(args, "save_driving", None):
         files["--save-driving"] = Path(getattr(args, "save_driving"))
     if getattr(args, "preview", False) and (out or frames_dir):
-        from engine.render.preview import contact_sheet_path
-
         files["the --preview contact sheet"] = contact_sheet_path(Path(out) if out else None,
                                                                   Path(frames_dir) if frames_dir else None)
     return files, {"--frames-dir": Path(frames_dir) if frames_dir else None}

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from engine.errors import BadRequest
-from engine.framing.frame import (CROP_SIZE, POINTS_HINT, Framing, FramingOptions, _pick, _result, downscaled,
+from engine.framing.crop import (CROP_SIZE, POINTS_HINT, Framing, FramingOptions, _pick, _result, downscaled,
                                   frame_box, warp_crop)
 
 CAT_CASCADE = Path(__file__).with_name("data") / "haarcascade_frontalcatface.xml.gz"

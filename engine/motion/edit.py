@@ -23,6 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from engine.motion.basis import load_basis
 from engine.motion.controls import (AXES, Controls, ControlsError, is_neutral_track, sample_track)
 
 LIP_ROWS: tuple[int, ...] = (6, 12, 14, 17, 19, 20)
@@ -58,12 +59,10 @@ class RawMotion:
         return np.arange(self.n_frames) / self.fps + self.audio_offset_s
 
 
-# -- semantic directions (engine copy of the basis, engine/export/semantic_basis.json) ----------
+# -- semantic directions (engine copy of the basis, engine/motion/semantic_basis.json) ----------
 @lru_cache(maxsize=1)
 def _directions() -> dict[str, np.ndarray]:
     """Per-slider-unit (21,3) directions by channel name, and ``lip_array``."""
-    from engine.export.arkit import load_basis
-
     basis = load_basis()
     out = {c.name: c.vector.reshape(21, 3) for c in basis.channels}
     out["lip_array"] = basis.lip_array

@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.motion.npz_reader import MemberSpec, MotionFileError, NpzReader
+
 SCHEMA = "joyvasa.motion"
 SCHEMA_VERSION = 1
 SCHEMA_MINOR = 1
@@ -78,10 +80,6 @@ PLAUSIBLE_ABS_MAX = {"exp": 10.0, "scale": 100.0, "t": 100.0, "pitch": 720.0, "y
 FPS_RANGE = (1.0, 120.0)
 #: most frames a motion file may hold: 10 hours at 25 fps (a header claiming more is damaged)
 MAX_FRAMES = 900_000
-
-
-class MotionFileError(ValueError):
-    """The file is not a valid motion file (message says why)."""
 
 
 @dataclass
@@ -214,7 +212,6 @@ def load_motion(path: str | os.PathLike[str]) -> MotionData:
     Lazy and typed (engine/motion/npz_reader.py): only the keys this schema uses are read, each
     one's dtype and shape checked against its header before its data, so an unknown key that
     inflates to gigabytes is never touched and a damaged header is refused in milliseconds."""
-    from engine.motion.npz_reader import MemberSpec, NpzReader
     from engine.pathguard import input_problem
 
     problem = input_problem(path)

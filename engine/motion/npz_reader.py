@@ -55,9 +55,11 @@ class MemberSpec:
         return cls("fiu", shape, "numbers", max_items=max_items)
 
 
-def _error(message: str) -> Exception:
-    from engine.motion.npz import MotionFileError
+class MotionFileError(ValueError):
+    """The file is not a valid motion file (message says why); engine.motion.npz re-exports it."""
 
+
+def _error(message: str) -> Exception:
     return MotionFileError(message)
 
 
