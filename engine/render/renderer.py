@@ -87,6 +87,10 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
             cancel.check("render", stats.frames)
 
     if reporter is not None:
+        for w in writers:   # e.g. --codec auto: NVENC passed the probe but did not open for this video
+            reason = getattr(w, "fallback_reason", None)
+            if reason and hasattr(reporter, "warning"):
+                reporter.warning("codec_fallback", reason)
         reporter.progress("render", 0, n, "frame")
     x_s = x_s.to(device)
     f_s = f_s.to(device)
