@@ -340,3 +340,47 @@ def test_codec_fallback_is_a_warning() -> None:
     w.fallback_reason = "h264_nvenc did not open (faked); encoded with libx264"
     _render(FakeStageOne(), [w], 2, batch=2, reporter=rep, to_uint8=_to_uint8)
     assert rep.warnings == [("codec_fallback", w.fallback_reason)] and len(w.frames) == 2
+
+
+def test_queue_depth_follows_the_batch_size(monkeypatch) -> None:
+    """Big batches of big frames queue fewer batches, so host memory stays bounded (QUEUE_MB)."""
+    import engine.render.renderer as renderer
+
+    depths: list[int] = []
+    real = renderer.WriterThread
+
+    def spy(writers, post, *, depth):
+        depths.append(depth)
+        return real(writers, post, depth=depth)
+
+    monkeypatch.setattr(renderer, "WriterThread", spy)
+    monkeypatch.setattr(renderer, "QUEUE_MB", 8 * 8 * 3 * 3 / 2**20)  # room for exactly one batch of 3
+    _render(FakeStageOne(), [ListWriter()], 6, batch=3, to_uint8=_to_uint8)
+    monkeypatch.setattr(renderer, "QUEUE_MB", 512.0)
+    _render(FakeStageOne(), [ListWriter()], 6, batch=3, to_uint8=_to_uint8)
+    assert depths == [1, 2]
+
+
+@pytest.mark.slow
+def test_animate_auto_codec_falls_back_when_nvenc_will_not_open(tiny_weights: Path, tmp_path: Path, capsys,
+                                                                 monkeypatch) -> None:
+    """In the pipeline: the probe says NVENC works (faked), the encoder does not open (no driver here):
+    the job still writes its video with libx264 and says so in a codec_fallback warning."""
+    import json
+
+    import engine.render.writers as writers
+    from engine.cli import main
+    from engine_testkit import speech_clip
+
+    if writers.nvenc_status()[0]:
+        pytest.skip("h264_nvenc really opens on this machine")
+    monkeypatch.setattr(writers, "nvenc_status", lambda: (True, "faked"))
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "v.mp4"
+    rc = main(["animate", "--image", str(repo / "examples" / "portrait.jpg"), "--audio", str(speech_clip(tmp_path, 0.12)),
+               "--weights", str(tiny_weights), "--out", str(out), "--progress", "json"])
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip().startswith("{")]
+    assert rc == 0, events[-1]
+    warnings = [e for e in events if e["type"] == "warning" and e["code"] == "codec_fallback"]
+    assert len(warnings) == 1 and "libx264" in warnings[0]["message"]
+    assert writers.probe_video(out)["codec"] == "h264"
