@@ -27,11 +27,12 @@ SAMPLES_PER_FRAME = 640  # 16000 / 25
 
 def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
     """Read ``path`` as 16 kHz mono float32 exactly like upstream (no normalisation)."""
+    from engine.pathguard import input_problem
+
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"audio file {path} does not exist")
-    if not path.is_file():
-        raise AudioError(f"audio path {path} is not a file")
+    problem = input_problem(path)
+    if problem:
+        raise AudioError(f"audio file {path} {problem}")
     if path.stat().st_size == 0:
         raise AudioError(f"audio file {path} is empty (0 bytes)")
     import warnings
@@ -44,6 +45,8 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # librosa's audioread fallback warning for mp3 etc.
                 wave, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
+    except AudioError:  # our own finding (NaN/inf samples): not a format problem
+        raise
     except Exception as exc:  # noqa: BLE001 - decoder errors come in many types
         if "not finite" in str(exc):  # librosa refuses NaN/inf samples while resampling: not a format problem
             raise AudioError(f"audio file {path} contains NaN or infinite samples; export it again from "
@@ -79,7 +82,8 @@ def _load_soundfile(path: Path) -> np.ndarray | None:
     if y.ndim > 1:
         y = np.mean(y, axis=tuple(range(y.ndim - 1)))                     # librosa.to_mono
     if not np.all(np.isfinite(y)):
-        raise AudioError(f"audio file {path} contains NaN or infinite samples")
+        raise AudioError(f"audio file {path} contains NaN or infinite samples; export it again from "
+                         "your audio editor")
     if sr_native != SAMPLE_RATE and y.size:
         import soxr
 

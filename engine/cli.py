@@ -1,7 +1,9 @@
 """Command-line front door: ``python -m engine <command> ...``.
 
 Each sub-command lives in its own module under :mod:`engine.commands` and exposes
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily so that
+``add_arguments(parser)`` and ``run(args) -> int``; a job command's ``run`` only turns the parsed
+options into its typed job (engine/jobs.py, ``Job.from_args``) and hands it to
+:func:`engine.commands.run_job_pipeline`. Modules are imported lazily so that
 ``python -m engine --help`` and the cheap commands never pay for importing torch.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "warm worker: JSON requests on stdin, networks stay loaded between takes"),
     "edit": ("edit", "re-apply art-direction controls to a motion .npz (no sampling, no torch)"),
     "fetch": ("fetch", "download the official weights (HF_ENDPOINT mirrors, resumable), then check them"),
+    "run": ("run", "run one job given as JSON (engine/jobs.py wire form; what the Blender add-on sends)"),
 }
 
 

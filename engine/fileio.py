@@ -27,6 +27,8 @@ from engine.errors import OutputError
 PART_PREFIX = ".joyvasa-part."
 #: the files a PNG sequence consists of; anything else in its folder belongs to the user
 FRAME_RE = re.compile(r"^frame_\d{5,}\.png$")
+#: bytes in one file name (ext4, APFS, NTFS): temp names must fit too
+NAME_MAX = 255
 #: Windows cannot probe a pid safely (os.kill terminates); partials older than this are stale there
 _STALE_AGE_S = 24 * 3600
 
@@ -126,8 +128,72 @@ def clean_stale_partials(final: Path) -> list[Path]:
     return removed
 
 
+#: what mkstemp/mkdtemp add after the prefix (random letters), plus room for a short suffix
+_RANDOM_LEN = 8
+_SUFFIX_ROOM = 8
+
+
 def _part_prefix(final: Path) -> str:
-    return f"{PART_PREFIX}{final.name}.{_host()}.{os.getpid()}."
+    """The temp-name prefix for ``final``; the embedded name is shortened (never the host or pid,
+    which :func:`_stale` reads back) so that a legal 250-byte output name still gets a legal
+    temp name."""
+    tail = f".{_host()}.{os.getpid()}."
+    room = NAME_MAX - _RANDOM_LEN - _SUFFIX_ROOM - len(os.fsencode(PART_PREFIX + tail))
+    name = final.name
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f"{PART_PREFIX}{name}{tail}"
+
+
+def check_output_name(final: Path) -> None:
+    """An output name the file system can hold (checked before work, not when the file is renamed)."""
+    name = Path(final).name
+    size = len(os.fsencode(name))
+    if size > NAME_MAX:
+        raise OutputError(f"output file name {name[:40]}... is {size} bytes long; file systems allow at most "
+                          f"{NAME_MAX}: choose a shorter name")
+
+
+#: Linux inode flags (linux/fs.h): FS_IMMUTABLE_FL, FS_APPEND_FL; FS_IOC_GETFLAGS
+_FS_IOC_GETFLAGS = 0x80086601
+_LINUX_NO_REPLACE = 0x10 | 0x20
+
+
+def replace_blocker(path: Path) -> str | None:
+    """Why an existing ``path`` cannot be replaced by a rename (None: it can, or it does not exist).
+
+    Why before work: an immutable or append-only file (``chattr +i``, macOS ``chflags uchg``)
+    only fails at the final ``os.replace``, after the whole render."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    flags = getattr(st, "st_flags", 0)
+    no_replace = sum(getattr(stat, n, 0) for n in ("UF_IMMUTABLE", "SF_IMMUTABLE", "UF_APPEND", "SF_APPEND"))
+    if flags & no_replace:
+        return "it is marked immutable or append-only (chflags)"
+    if os.name == "posix" and stat.S_ISREG(st.st_mode):
+        with contextlib.suppress(OSError, ImportError):
+            import array
+            import fcntl
+
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                buf = array.array("l", [0])
+                fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf, True)
+                if buf[0] & _LINUX_NO_REPLACE:
+                    return "it is marked immutable or append-only (lsattr shows i or a; chattr -i to allow)"
+            finally:
+                os.close(fd)
+    parent = _parent(Path(path))
+    with contextlib.suppress(OSError):
+        pst = os.stat(parent)
+        euid = os.geteuid() if hasattr(os, "geteuid") else 0
+        if pst.st_mode & stat.S_ISVTX and euid != 0 and euid not in (st.st_uid, pst.st_uid):
+            return "it belongs to another user in a shared (sticky) folder"
+    return None
 
 
 @contextlib.contextmanager
@@ -156,9 +222,13 @@ def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
 def check_output_file(final: Path) -> None:
     """The folder of ``final`` is writable and ``final`` is not a folder (checked before any work)."""
     final = Path(final)
+    check_output_name(final)
     if final.is_dir():
         raise OutputError(f"output {final} is a folder; give a file name such as {final / 'out'}{final.suffix or ''}")
     ensure_writable_dir(_parent(final))
+    why = replace_blocker(final)
+    if why:
+        raise OutputError(f"output {final} exists and cannot be replaced: {why}; choose another name")
 
 
 @dataclass(frozen=True)
@@ -182,12 +252,21 @@ class FramesOutput:
     def check(self) -> None:
         """Refuse a file, an unwritable folder, or (without ``overwrite``) a folder holding user files."""
         folder = self.folder
+        try:
+            check_output_name(folder)
+        except OutputError as exc:
+            raise OutputError(f"--frames-dir: {exc}") from None
         if folder.exists() and not folder.is_dir():
             raise OutputError(f"--frames-dir {folder} is a file, not a folder")
         ensure_writable_dir(_parent(folder))
         if folder.is_dir():
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise OutputError(f"cannot write to --frames-dir {folder}: permission denied")
+            for old in self.ours():
+                why = replace_blocker(old)
+                if why:
+                    raise OutputError(f"--frames-dir {folder}: the old frame {old.name} cannot be replaced: {why}; "
+                                      "choose another folder")
             foreign = self.foreign()
             if foreign and not self.overwrite:
                 names = ", ".join(p.name for p in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
@@ -199,12 +278,13 @@ class FramesOutput:
 
 @contextlib.contextmanager
 def frames_output(folder: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temp folder for frames; on success they land in ``folder``.
+    """Yield a staging folder for frames; on success they land in ``folder``, all or nothing.
 
-    A new ``folder`` appears whole (one rename). In an existing folder only our own frame files
-    are replaced, and frames of an earlier, longer run that this run did not write are removed;
-    nothing else there is touched. On error or cancel the temp folder goes and ``folder`` is
-    exactly as it was.
+    A new ``folder`` appears whole (one rename). In an existing folder the old frame files are
+    first moved aside into a second staging folder, then the new frames moved in; if any rename
+    fails (an immutable frame, the folder changed) every move is undone, so the folder is exactly
+    as it was, never a mix of old and new frames. Nothing but our own ``frame_NNNNN.png`` files
+    is ever moved. On error or cancel the staging folders go and ``folder`` is untouched.
     """
     target = FramesOutput(Path(folder), overwrite)
     target.check()
@@ -218,13 +298,35 @@ def frames_output(folder: Path, overwrite: bool = False) -> Iterator[Path]:
             os.replace(tmp, final)
             return
         target.check()  # the folder may have changed while we rendered
-        written = {p.name for p in tmp.iterdir()}
-        for name in sorted(written):
-            os.replace(tmp / name, final / name)
+        _swap_frames(tmp, final, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_frames(new: Path, final: Path, target: FramesOutput) -> None:
+    """Old frames of ``final`` aside, ``new``'s frames in; undone completely on any failure."""
+    aside = Path(tempfile.mkdtemp(dir=_parent(final), prefix=_part_prefix(final)))
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
         for old in target.ours():
-            if old.name not in written:
-                old.unlink()
-        shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            os.replace(old, aside / old.name)
+            moved_out.append(old.name)
+        for name in sorted(p.name for p in new.iterdir()):
+            os.replace(new / name, final / name)
+            moved_in.append(name)
+    except BaseException as exc:
+        for name in reversed(moved_in):
+            with contextlib.suppress(OSError):
+                os.replace(final / name, new / name)
+        for name in reversed(moved_out):
+            with contextlib.suppress(OSError):
+                os.replace(aside / name, final / name)
+        if not any(aside.iterdir()):
+            shutil.rmtree(aside, ignore_errors=True)
+        if not isinstance(exc, OSError):
+            raise
+        where = Path(exc.filename) if exc.filename else final
+        raise OutputError(f"cannot replace {where.name} in --frames-dir {final}: {exc.strerror or exc}; "
+                          "the folder was left exactly as it was") from exc
+    shutil.rmtree(aside, ignore_errors=True)

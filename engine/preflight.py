@@ -1,54 +1,33 @@
-"""Fail before working: every check a command can make before it loads a network.
+"""Fail before working: the file-system and package checks a job needs before it loads a network.
 
-Why one module: ``motion``, ``animate`` (and the pipeline layer / worker that run them) must
-refuse a bad option, an unwritable or full output location or a missing package in the first
-second, with a stable code, instead of after minutes of work. Commands call :func:`check_motion`
-/ :func:`check_animate` right after ``hello``; everything here is cheap (no torch work, no
-weights read) so it can also run in a warm worker for every request.
+Why one module: ``motion`` and ``animate`` (on every entry point) must refuse an unwritable or
+full output location, an input that is also an output or a missing package in the first second,
+with a stable code, instead of after minutes of work. Option values and bounds are checked once,
+when the typed job is built (engine/jobs.py); the pipelines call :func:`check_motion_request` /
+:func:`check_animate_request` with the job right after ``hello``. Everything here is cheap (no
+torch work, no weights read) so it also runs in a warm worker for every request.
 """
 from __future__ import annotations
 
 import importlib
 import math
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterable
 
-from engine.errors import BadRequest, DiskFull, MissingDependency, OutputError
+from engine.errors import PACKAGES, BadRequest, DiskFull, OutputError, install_command, missing_dependency  # noqa: F401
+from engine.fileio import check_output_file
+from engine.jobs import AnimateJob, MotionJob
+from engine.pathguard import check_animate_paths, check_run_paths
 
-#: Python module -> (pip distribution, what it is for)
-PACKAGES: dict[str, tuple[str, str]] = {
-    "torch": ("torch", "every network"),
-    "numpy": ("numpy", "every array"),
-    "cv2": ("opencv-python-headless", "reading the portrait, face detection and PNG frames"),
-    "av": ("av", "writing mp4 video with sound"),
-    "soundfile": ("soundfile", "reading audio"),
-    "soxr": ("soxr", "resampling audio to 16 kHz"),
-    "librosa": ("librosa", "reading audio formats libsndfile cannot (fallback)"),
-    "transformers": ("transformers", "HuBERT layouts the engine's own encoder does not cover (fallback)"),
-    "scipy": ("scipy", "motion resampling"),
-    "yaml": ("pyyaml", "reading models.yaml"),
-    "huggingface_hub": ("huggingface_hub", "downloading the weights (engine fetch)"),
-}
-
-FPS_MIN, FPS_MAX = 1.0, 120.0
-SEED_MIN, SEED_MAX = 0, 2**63 - 1          # stored as int64 in the motion file
-STEPS_MAX = 1000                            # no trained schedule is longer; exact N checked on load
-CFG_MIN, CFG_MAX = 0.0, 50.0
-BATCH_MAX = 4096
-STRENGTH_MAX = 10.0
 #: rough bytes per pixel per frame: H.264 CRF 18 (generous) and lossless PNG of a face
 MP4_BYTES_PER_PIXEL = 0.25
 PNG_BYTES_PER_PIXEL = 2.0
 MOTION_BYTES_PER_FRAME = 1024
 #: keep this much free beyond the estimate (file system metadata, the temp name's copy)
 SPACE_MARGIN_BYTES = 16 * 1024 * 1024
-
-
-def install_command(dist: str) -> str:
-    return f"{sys.executable} -m pip install {dist}"
 
 
 def require_packages(modules: Iterable[str]) -> None:
@@ -58,36 +37,6 @@ def require_packages(modules: Iterable[str]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise missing_dependency(module, exc) from None
-
-
-def missing_dependency(module: str, exc: BaseException | None = None) -> MissingDependency:
-    top = module.split(".")[0]
-    dist, purpose = PACKAGES.get(top, (top, "the engine"))
-    broken = exc is not None and not isinstance(exc, ModuleNotFoundError)
-    what = f"is installed but cannot be imported ({exc})" if broken else "is not installed"
-    return MissingDependency(
-        f"the Python package {dist!r} (module {top}, needed for {purpose}) {what} in the engine's Python "
-        f"{sys.executable}; install it with: {install_command(dist)}  (or reinstall the engine: "
-        "pip install -e . from the repository)", package=dist)
-
-
-# -- option bounds ------------------------------------------------------------------------------
-
-def check_number(option: str, value: float | int | None, lo: float, hi: float) -> None:
-    """``value`` finite and within [lo, hi] (None = default, always fine)."""
-    if value is None:
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadRequest(f"{option} must be a finite number between {lo:g} and {hi:g}, got {value}")
-    if not (lo <= value <= hi):
-        raise BadRequest(f"{option} must be between {lo:g} and {hi:g}, got {value:g}"
-                         if isinstance(value, float) else f"{option} must be between {lo} and {hi}, got {value}")
-
-
-def check_sampling(seed: int | None, steps: int | None, cfg_scale: float | None) -> None:
-    check_number("--seed", seed, SEED_MIN, SEED_MAX)
-    check_number("--steps", steps, 1, STEPS_MAX)
-    check_number("--cfg-scale", cfg_scale, CFG_MIN, CFG_MAX)
 
 
 # -- outputs --------------------------------------------------------------------------------------
@@ -141,8 +90,6 @@ def check_animate_space(out: Path | None, frames_dir: Path | None, size: Animate
 
 def check_motion_output(out: Path, frames: int | None) -> None:
     """``--out`` of ``motion``: a .npz name in a writable folder, not a folder, room for it."""
-    from engine.fileio import check_output_file
-
     if out.suffix.lower() != ".npz":
         raise BadRequest(f"--out must end in .npz, got {out}")
     check_output_file(out)
@@ -170,13 +117,6 @@ def packages_for(*, audio: bool, generate: bool, mp4: bool, images: bool) -> lis
     return mods
 
 
-def ensure_not_output(path: Path, *others: Path | None) -> None:
-    """An input must never be the output it would be overwritten by."""
-    for other in others:
-        if other is not None and path.absolute() == Path(other).absolute():
-            raise OutputError(f"output {other} is also an input; choose another output name")
-
-
 # -- per command ----------------------------------------------------------------------------------
 
 def audio_duration_s(path: str | Path) -> float | None:
@@ -190,35 +130,19 @@ def audio_duration_s(path: str | Path) -> float | None:
         return None
 
 
-def check_motion_request(args: object) -> None:
-    """``motion``: options, packages, output; called right after ``hello``."""
-    check_number("--fps", getattr(args, "motion_fps", None), FPS_MIN, FPS_MAX)
-    check_sampling(getattr(args, "seed", None), getattr(args, "steps", None), getattr(args, "cfg_scale", None))
+def check_motion_request(job: MotionJob) -> None:
+    """``motion``: packages, inputs and the output; called right after ``hello``."""
     require_packages(packages_for(audio=True, generate=True, mp4=False, images=False))
-    audio = Path(getattr(args, "audio"))
-    out = Path(getattr(args, "out"))
-    ensure_not_output(audio, out)
+    audio, out = Path(job.audio), Path(job.out)
+    check_run_paths({"--audio": audio, "--controls": job.controls}, {"--out": out})
     duration = audio_duration_s(audio) if audio.is_file() else None
-    check_motion_output(out, estimate_frames(duration, getattr(args, "motion_fps", None)))
+    check_motion_output(out, estimate_frames(duration, job.motion.fps))
 
 
-def check_animate_request(args: object) -> None:
-    """``animate``: option bounds and packages (outputs: engine/fileio.py via the command)."""
-    check_number("--fps", getattr(args, "fps", None), FPS_MIN, FPS_MAX)
-    check_number("--batch", getattr(args, "batch", None), 1, BATCH_MAX)
-    for name in ("pose_strength", "exp_strength", "driving_multiplier"):
-        check_number("--" + name.replace("_", "-"), getattr(args, name, None), 0.0, STRENGTH_MAX)
-    generate = getattr(args, "motion", None) is None
-    if generate:
-        check_number("--fps", getattr(args, "motion_fps", None), FPS_MIN, FPS_MAX)
-        check_sampling(getattr(args, "seed", None), getattr(args, "steps", None), getattr(args, "cfg_scale", None))
-    out = getattr(args, "out", None)
-    require_packages(packages_for(audio=bool(getattr(args, "audio", None)), generate=generate,
-                                  mp4=bool(out), images=True))
-    save = getattr(args, "save_motion", None)
-    if save and generate:
-        check_motion_output(Path(save), None)
-    inputs = [getattr(args, k, None) for k in ("image", "audio", "motion")]
-    for inp in inputs:
-        if inp:
-            ensure_not_output(Path(inp), *(Path(o) for o in (out, save, getattr(args, "frames_dir", None)) if o))
+def check_animate_request(job: AnimateJob) -> None:
+    """``animate``: packages, and inputs vs every output (engine/pathguard.py reads the job's wire form)."""
+    generate = job.motion_file is None
+    require_packages(packages_for(audio=bool(job.audio), generate=generate, mp4=bool(job.out), images=True))
+    if job.save_motion and generate:
+        check_motion_output(Path(job.save_motion), None)
+    check_animate_paths(SimpleNamespace(**job.to_dict()))

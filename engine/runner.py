@@ -22,7 +22,7 @@ from engine import profiling
 from engine.errors import Cancelled, classify_failure
 from engine.profiling import Breakdown, peak_rss_mb  # noqa: F401  (peak_rss_mb re-exported)
 from engine.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, PROTOCOL_MINOR,
-                             EventWriter, is_cancel_request)
+                             EventWriter)
 
 
 class CancelToken:
@@ -177,13 +177,13 @@ def _install_cancel_sources(reporter: Reporter, watch_stdin: bool) -> dict[int, 
 
     if watch_stdin and sys.stdin is not None and not sys.stdin.isatty():
         def read_stdin() -> None:
-            try:
-                for line in sys.stdin:
-                    if is_cancel_request(line):
-                        reporter.cancel.set()
-                        return
-            except (OSError, ValueError):
-                return
+            from engine.stdin_requests import read_requests
+
+            def on_request(req: dict[str, Any]) -> None:
+                if req.get("type") == "cancel":
+                    reporter.cancel.set()
+
+            read_requests(sys.stdin, on_request, lambda message, job: None)  # only cancel matters here
 
         threading.Thread(target=read_stdin, name="stdin-cancel", daemon=True).start()
     return previous
@@ -224,7 +224,7 @@ def run_job(reporter: Reporter, body: Callable[[Reporter], Any], *,
         if cleanup:
             cleanup()
         _ensure_hello(reporter)  # the hello event is always the first line, even for early errors
-        coded = classify_failure(exc)
+        coded = classify_failure(exc, reporter.command or "animate")
         if coded is None:  # a bug: keep the traceback for the report
             traceback.print_exc(file=sys.stderr)
             reporter.events.emit("error", code="internal", message=f"{type(exc).__name__}: {exc}", fatal=True)

@@ -153,17 +153,40 @@ def resolve_weights_dir(arg: str | os.PathLike[str] | None, reporter: Any = None
     return WeightsLayout(root)
 
 
+#: LivePortrait's animal stage-one folders: v1 (JoyVASA's, 2024) and v1.1 (LivePortrait's default since 2025)
+ANIMAL_MODEL_DIRS = {"v1": "liveportrait_animals/base_models", "v1.1": "liveportrait_animals/base_models_v1.1"}
+ANIMAL_MODEL_CHOICES = ("auto", *ANIMAL_MODEL_DIRS)
+
+
+def choose_animal_models(root: Path, requested: str = "auto") -> str | None:
+    """Which animal models to load: ``v1.1`` when present (better on dogs), else ``v1``; None when
+    neither folder is there. An explicit ``requested`` version that is missing is an error."""
+    if requested not in ANIMAL_MODEL_CHOICES:
+        raise BadRequest(f"--animal-models must be one of {', '.join(ANIMAL_MODEL_CHOICES)}, got {requested!r}")
+    if requested != "auto":
+        if not (Path(root) / ANIMAL_MODEL_DIRS[requested]).is_dir():
+            raise WeightsMissing(f"--animal-models {requested}: {Path(root) / ANIMAL_MODEL_DIRS[requested]} not found. "
+                                 f"{OFFICIAL_WEIGHTS_HINT}")
+        return requested
+    for version in ("v1.1", "v1"):
+        if (Path(root) / ANIMAL_MODEL_DIRS[version]).is_dir():
+            return version
+    return None
+
+
 class _AnimalLayout:
     """Stage-one weights from ``liveportrait_animals/`` (stitching stays human, as upstream)."""
 
-    def __init__(self, layout: WeightsLayout) -> None:
+    def __init__(self, layout: WeightsLayout, version: str = "v1") -> None:
         self._layout = layout
         self.root = layout.root
+        self.version = version
+        self._dir = ANIMAL_MODEL_DIRS[version]
 
     def __getattr__(self, name: str) -> object:
         value = getattr(self._layout, name)
         if isinstance(value, Path) and "liveportrait/base_models" in value.as_posix():
-            return Path(str(value).replace("liveportrait/base_models", "liveportrait_animals/base_models"))
+            return Path(str(value).replace("liveportrait/base_models", self._dir))
         return value
 
     def liveportrait_files(self) -> dict[str, Path]:
@@ -171,9 +194,9 @@ class _AnimalLayout:
         return {k: (getattr(self, k) if k != "stitching_retargeting_module" else v) for k, v in files.items()}
 
 
-def animal_layout(layout: WeightsLayout) -> _AnimalLayout:
-    """The layout the animal pipeline loads stage one from (``liveportrait_animals/base_models``)."""
-    return _AnimalLayout(layout)
+def animal_layout(layout: WeightsLayout, version: str = "v1") -> _AnimalLayout:
+    """The layout the animal pipeline loads stage one from (``liveportrait_animals/base_models[_v1.1]``)."""
+    return _AnimalLayout(layout, version)
 
 
 # -- what ``python -m engine fetch`` downloads, and from where -------------------------------------

@@ -33,8 +33,9 @@ def register() -> None:
         bpy.utils.register_class(cls)
         _registered.append(cls)
     props.register_props()
-    from . import ops_export
+    from . import ops_export, ops_framing
     ops_export.register_menus()
+    ops_framing.register_draw()  # the crop preview's landmark dots
     bpy.app.handlers.persistent(_on_load_pre)
     if _on_load_pre not in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.append(_on_load_pre)
@@ -52,8 +53,9 @@ def unregister() -> None:
             bpy.app.timers.unregister(timer)
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
-    from . import ops_export
+    from . import ops_export, ops_framing
     ops_export.unregister_menus()
+    ops_framing.unregister_draw()
     props.unregister_props()
     for cls in reversed(_registered):
         bpy.utils.unregister_class(cls)

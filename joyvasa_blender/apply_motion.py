@@ -111,15 +111,19 @@ def _pose_rotation(pb: Any) -> Any:
     return getattr(pb, mc.rotation_data_path(pb.rotation_mode))[:]
 
 
-def _head_inherit(rig: Any, neck: str, head: str) -> float:
+def _head_inherit(context: Any, rig: Any, neck: str, head: str) -> float:
     """How much of a neck rotation the head bone's world rotation follows (1: a plain child,
     0: isolated as Rigify's head with Head Follow off): measured once by turning the neck by a
     test angle and evaluating the pose, then restoring it."""
     import mathutils
 
+    layer = getattr(context, "view_layer", None)
+    if layer is None or rig.name not in layer.objects:
+        layer = next((vl for vl in context.scene.view_layers if rig.name in vl.objects), None)
+    if layer is None:
+        return 1.0                  # not evaluated anywhere: assume a plain child
     pn, ph = rig.pose.bones[neck], rig.pose.bones[head]
     saved = _pose_rotation(pn)
-    layer = bpy.context.view_layer
     layer.update()
     h0 = ph.matrix.to_3x3().normalized()
     n0 = pn.matrix.to_3x3().normalized()
@@ -159,7 +163,8 @@ def _key_bone_rotation(rig: Any, fcurves: Any, bone: str, M_cam: np.ndarray, st:
 
 
 def _key_plan_on_rig(rig: Any, fcurves: Any, plan: retarget.Plan, start: int, n: int) -> list[str]:
-    """Key the preset's bone channels and bone/object properties on the rig; returns the bones keyed."""
+    """Key the preset's bone channels and bone/object properties on the rig (object properties
+    also on a face mesh, when no rig is chosen); returns the bones keyed."""
     keyed = []
     for (bone, transform), vals in plan.bones.items():
         pb = rig.pose.bones[bone]
@@ -220,10 +225,18 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     # semantic channels -> the preset's readout (shape keys, bone channels, properties, channel props)
     groups = ["mouth", "eyes", "brows"] + (["gaze"] if st.include_gaze or preset.uses_gaze() else [])
     proj = semantic.project(s.exp, reference_mode=st.reference_mode, groups=groups)
-    plan = retarget.evaluate(preset, semantic.readout(proj, mirrored_source=st.mirrored_source))
+    # the engine already applied the controls; FIRST measures against the raw frame 0 when the
+    # file was edited (as the renderer does), so constant head offsets stay visible
+    ref = (mc.rotation_from_pyr(*([a] for a in motion.reference_pose()))[0] if motion.raw is not None else None)
+    M_scaled = mc.relative_rotation(s.quat, st.pose_reference, reference=ref)   # (n, 3, 3) camera
+    channels = semantic.readout(proj, mirrored_source=st.mirrored_source)
+    if preset.uses_head_channels():
+        channels.update(retarget.head_channels(M_scaled))
+    plan = retarget.evaluate(preset, channels)
     rig_plan = (_split_plan(plan, {b.name for b in rig.data.bones}, warnings, rig.name) if rig is not None
                 else retarget.Plan())
-    if rig is None and (plan.bones or plan.properties):
+    mesh_props = {k: v for k, v in plan.properties.items() if not k[0]} if rig is None and st.mesh is not None else {}
+    if rig is None and (plan.bones or len(mesh_props) < len(plan.properties)):
         warnings.append(f"preset {preset.name} keys bones: choose its rig")
     clash = sorted({b for b, t in rig_plan.bones if t == "rotation"} & {bone_name, neck_name} - {""})
     if clash:
@@ -232,17 +245,13 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     # -- head (and neck) bones, the preset's bone channels -------------------------------------
     rig_fcurves = None
     if rig is not None and (bone_name or st.channels_target == "RIG" or rig_plan.bones or rig_plan.properties):
-        inherit = _head_inherit(rig, neck_name, bone_name) if neck_name else 1.0
+        inherit = _head_inherit(context, rig, neck_name, bone_name) if neck_name else 1.0
         action, rig_fcurves = compat.assign_new_action(rig, name)
         _tag_action(action, meta, st, motion_path, start, fps)
         action["joyvasa_preset"] = preset.name
         summary["actions"].append(action.name)
     if bone_name:
         pb = rig.pose.bones[bone_name]
-        # the engine already applied the controls; FIRST measures against the raw frame 0 when the
-        # file was edited (as the renderer does), so constant head offsets stay visible
-        ref = (mc.rotation_from_pyr(*([a] for a in motion.reference_pose()))[0] if motion.raw is not None else None)
-        M_scaled = mc.relative_rotation(s.quat, st.pose_reference, reference=ref)   # (n, 3, 3) camera
         if neck_name:
             M_neck, M_head = retarget.split_head_rotation(M_scaled, preset.head.neck_share, inherit)
             _key_bone_rotation(rig, rig_fcurves, neck_name, M_neck, st, start, n)
@@ -304,6 +313,14 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
                     compat.key_array(fcurves, f'key_blocks["{bpy.utils.escape_identifier(kname)}"].value', 0,
                                      mc.keyframe_co(vals, start), n)
             summary["shape_keys"] = sorted(wanted)
+
+    # -- object properties on the face mesh when there is no rig ------------------------------
+    if mesh_props:
+        action, fcurves = compat.assign_new_action(st.mesh, name)
+        _tag_action(action, meta, st, motion_path, start, fps)
+        action["joyvasa_preset"] = preset.name
+        summary["actions"].append(action.name)
+        _key_plan_on_rig(st.mesh, fcurves, retarget.Plan(properties=mesh_props), start, n)
 
     # -- keypoint empties -------------------------------------------------------------------
     if st.make_empties:

@@ -14,9 +14,10 @@ from typing import Any
 import bpy
 
 from . import runtime
-from .core.engine_client import EngineProcess, engine_argv
+from .core import requests
+from .core.engine_client import EngineProcess
 from .core.jobs import JobState
-from .core.worker import WARM_COMMANDS, argv_to_args
+from .core.worker import WARM_COMMANDS
 from .prefs import engine_config, engine_env, worker
 
 
@@ -29,11 +30,12 @@ def _redraw(context: Any) -> None:
 
 
 class EngineRunMixin:
-    """Subclasses set ``kind`` and implement ``build(context) -> (engine args, params)`` and
-    ``apply(context, job, params) -> str`` (the success message); both may raise ValueError."""
+    """Subclasses set ``kind`` and implement ``build(context) -> (job dict, params)`` (the job from
+    core/requests.py) and ``apply(context, job, params) -> str`` (the success message); both may
+    raise ValueError. The preferences (weights, device, Precision) join the job here; the warm
+    engine gets it as a request, a one-shot engine as ``engine run --job -``: the same JSON."""
 
     kind = "motion"
-    uses_models = True       # False: the command loads no network (no --weights/--device)
     _timer = None
 
     @classmethod
@@ -47,24 +49,23 @@ class EngineRunMixin:
             self.report({'ERROR'}, cfg["error"])
             return None
         try:
-            args, params = self.build(context)
+            request, params = self.build(context)
         except (ValueError, OSError) as exc:
             self.report({'ERROR'}, str(exc))
             return None
-        models = self.uses_models
-        argv = engine_argv(cfg["python"], self.kind, args, weights=cfg["weights"] if models else "",
-                           device=cfg["device"] if models else "", dtype=cfg["dtype"])
+        request = requests.with_prefs(request, cfg)
         job = JobState(kind=self.kind)
         job.start()
         try:
-            if cfg["keep_warm"] and self.kind in WARM_COMMANDS:  # same options, one request to the warm engine
-                proc = worker(cfg).submit(self.kind, argv_to_args(argv[4:]))
+            if cfg["keep_warm"] and self.kind in WARM_COMMANDS:  # the same job, one request to the warm engine
+                proc = worker(cfg).submit(self.kind, request)
             else:
-                proc = EngineProcess(argv, cwd=cfg["engine_src"], env=engine_env(cfg)).start()
+                proc = EngineProcess(requests.one_shot_argv(cfg["python"]), cwd=cfg["engine_src"],
+                                     env=engine_env(cfg), stdin_text=requests.to_line(request)).start()
         except OSError as exc:
             self.report({'ERROR'}, f"could not start the engine ({cfg['python']}): {exc}")
             return None
-        params["argv"] = argv
+        params["job"] = request
         params["watchdog_s"] = cfg.get("watchdog_s")
         runtime.CURRENT = runtime.Running(job=job, proc=proc, kind=self.kind, params=params)
         return runtime.CURRENT

@@ -14,6 +14,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import apply_media, apply_motion
+from .core import requests
 from .ops_engine_run import EngineRunMixin
 
 FORMATS = (
@@ -37,7 +38,6 @@ class JOYVASA_OT_export_motion(EngineRunMixin, bpy.types.Operator):
     bl_idname = "joyvasa.export_motion"
     bl_label = "Export Motion"
     kind = "export"
-    uses_models = False
 
     filepath: StringProperty(name="File", subtype='FILE_PATH', default="")
     filter_glob: StringProperty(default="*.bvh;*.csv;*.pkl", options={'HIDDEN'})
@@ -78,8 +78,8 @@ class JOYVASA_OT_export_motion(EngineRunMixin, bpy.types.Operator):
         out = Path(bpy.path.abspath(self.filepath)).with_suffix(SUFFIX[self.format])
         out.parent.mkdir(parents=True, exist_ok=True)
         fps = context.scene.render.fps / context.scene.render.fps_base
-        args = ["--motion", motion, "--format", self.format, "--out", str(out), "--fps", f"{fps:g}"]
-        return args, {"out": str(out), "take": take}
+        job = requests.job_dict("export", motion=motion, format=self.format, out=str(out), fps=float(f"{fps:g}"))
+        return job, {"out": str(out), "take": take}
 
     def apply(self, context, job, params):
         path = job.outputs.get("motion_export") or params["out"]

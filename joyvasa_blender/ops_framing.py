@@ -13,16 +13,10 @@ import bpy
 from bpy.props import FloatVectorProperty
 
 from . import apply_media
-from .core import framing
+from .core import framing, requests
 from .ops_engine_run import EngineRunMixin
 
 PREVIEW_IMAGE = "JoyVASA Crop Preview"
-
-
-def framing_args_for(st) -> list[str]:
-    """Engine options for the scene's framing settings (ValueError with a user message if incomplete)."""
-    return framing.framing_args(st.crop_mode, box=tuple(st.crop_box), points=tuple(st.face_points),
-                                scale=st.crop_scale, vx=st.crop_vx, vy=st.crop_vy, face_index=st.face_index)
 
 
 def portrait_datablock(context) -> bpy.types.Image:
@@ -60,10 +54,9 @@ class JOYVASA_OT_preview_crop(EngineRunMixin, bpy.types.Operator):
         st = context.scene.joyvasa
         image = apply_media.resolve_portrait(context)
         out = apply_media.output_dir(context) / "crop_preview.png"
-        args = ["--image", image, "--out", str(out)] + framing_args_for(st)
-        if st.animal:
-            args.append("--animal")
-        return args, {"out": str(out)}
+        settings = lambda prop: getattr(st, prop)  # noqa: E731
+        job = requests.job_dict("crop", settings, image=image, out=str(out), **requests.framing_fields(settings))
+        return job, {"out": str(out)}
 
     def apply(self, context, job, params):
         st = context.scene.joyvasa
@@ -79,6 +72,7 @@ class JOYVASA_OT_preview_crop(EngineRunMixin, bpy.types.Operator):
             img.preview_ensure()
         st.crop_preview = path
         st.crop_summary = framing.framing_summary(job.framing)
+        st["joyvasa_preview_points"] = json.dumps(framing.crop_view_points(job.framing))  # drawn over the crop
         detected = framing.points_from_event(job.framing)
         st["joyvasa_detected_points"] = json.dumps(detected) if detected else ""
         return f"Crop preview: {st.crop_summary or 'done'} ({bpy.path.basename(path)})"
@@ -208,3 +202,52 @@ def _draw_clicks(op, context) -> None:
 
 
 CLASSES = (JOYVASA_OT_preview_crop, JOYVASA_OT_use_detected_points, JOYVASA_OT_frame_face)
+
+
+def _draw_preview_points(context=None) -> None:
+    """Dots on the crop preview where the framing's landmarks fell (X-Pose's 9 points for animals):
+    drawn whenever an Image Editor shows the preview image."""
+    try:
+        import gpu
+        from gpu_extras.batch import batch_for_shader
+    except ImportError:
+        return
+    context = context or bpy.context
+    space, region = getattr(context, "space_data", None), getattr(context, "region", None)
+    image = getattr(space, "image", None)
+    if image is None or region is None or not image.name.startswith(PREVIEW_IMAGE):
+        return
+    pts = preview_points(context.scene)
+    if not pts:
+        return
+    px = [region.view2d.view_to_region(u, v, clip=False) for u, v in pts]
+    shader = gpu.shader.from_builtin('UNIFORM_COLOR')
+    gpu.state.point_size_set(7.0)
+    batch = batch_for_shader(shader, 'POINTS', {"pos": [(float(x), float(y)) for x, y in px]})
+    shader.uniform_float("color", (0.2, 1.0, 0.4, 1.0))
+    batch.draw(shader)
+
+
+def preview_points(scene) -> list[tuple[float, float]]:
+    """The last preview's landmark points (view coordinates of the crop image) stored with the scene."""
+    try:
+        return [tuple(p) for p in json.loads(scene.joyvasa.get("joyvasa_preview_points") or "[]")]
+    except (ValueError, TypeError, AttributeError):
+        return []
+
+
+_draw_handle = None
+
+
+def register_draw() -> None:
+    global _draw_handle
+    if _draw_handle is None:
+        _draw_handle = bpy.types.SpaceImageEditor.draw_handler_add(_draw_preview_points, (), 'WINDOW', 'POST_PIXEL')
+
+
+def unregister_draw() -> None:
+    global _draw_handle
+    if _draw_handle is not None:
+        bpy.types.SpaceImageEditor.draw_handler_remove(_draw_handle, 'WINDOW')
+        _draw_handle = None
+

@@ -10,7 +10,8 @@ from bpy.props import IntProperty, StringProperty
 from . import apply_media, apply_motion, controls_scene, rig_presets, runtime
 from .core import controls as cc
 from .core import motion_core as mc
-from .core.engine_client import EngineProcess, edit_args, engine_argv, motion_args
+from .core import requests
+from .core.engine_client import EngineProcess
 from .core.jobs import JobState
 from .core.motion_core import MotionFileError
 from .ops_engine_run import EngineRunMixin
@@ -51,10 +52,11 @@ def edit_sync(context, motion_path: str, start: int) -> tuple[str, dict | None]:
         raise ValueError(cfg["error"])
     out, cpath = edit_paths(context, motion_path)
     cc.write_controls(cpath, d)
-    argv = engine_argv(cfg["python"], "edit", edit_args(motion=motion_path, controls=str(cpath), out=str(out)))  # no models
+    request = requests.job_dict("edit", motion=motion_path, controls=str(cpath), out=str(out))   # no models
     job = JobState(kind="edit")
     job.start()
-    proc = EngineProcess(argv, cwd=cfg["engine_src"], env=engine_env(cfg))
+    proc = EngineProcess(requests.one_shot_argv(cfg["python"]), cwd=cfg["engine_src"], env=engine_env(cfg),
+                         stdin_text=requests.to_line(request))
     rc = proc.run_sync(job.feed, timeout=120)
     job.finish(rc, proc.stderr_tail(40))
     if job.state != "done":
@@ -83,11 +85,10 @@ class JOYVASA_OT_generate_motion(EngineRunMixin, bpy.types.Operator):
         rig_presets.resolve(st)             # a bad rig preset fails now, not after sampling
         audio, start = apply_media.resolve_audio(context)
         out = apply_media.output_dir(context) / f"motion_seed{st.seed}_{_stamp()}.npz"
-        args = motion_args(audio=audio, out=str(out), seed=st.seed, sampler=st.sampler, steps=st.steps,
-                           cfg_scale=round(st.cfg_scale, 4), smooth=st.smooth)
         cpath, _ = controls_scene.write_scene_controls(context.scene, out.with_suffix(".controls.json"), start)
-        args += ["--controls", str(cpath)]
-        return args, {"out": str(out), "start": start, "audio": audio}
+        job = requests.job_dict("motion", lambda prop: getattr(st, prop), audio=audio, out=str(out),
+                                controls=str(cpath))
+        return job, {"out": str(out), "start": start, "audio": audio}
 
     def apply(self, context, job, params):
         path = job.outputs.get("motion_npz") or job.artifacts.get("motion_npz") or params["out"]
@@ -131,7 +132,6 @@ class JOYVASA_OT_reapply_controls(EngineRunMixin, bpy.types.Operator):
     bl_label = "Re-apply Controls"
     bl_options = {'REGISTER', 'UNDO'}
     kind = "edit"
-    uses_models = False
 
     @classmethod
     def poll(cls, context):
@@ -146,7 +146,8 @@ class JOYVASA_OT_reapply_controls(EngineRunMixin, bpy.types.Operator):
             raise ValueError(f"the take's motion file {motion} is gone: apply a motion file again")
         out, cpath = edit_paths(context, motion)
         controls_scene.write_scene_controls(context.scene, cpath, start)
-        return edit_args(motion=motion, controls=str(cpath), out=str(out)), {"out": str(out), "start": start}
+        job = requests.job_dict("edit", motion=motion, controls=str(cpath), out=str(out))
+        return job, {"out": str(out), "start": start}
 
     def apply(self, context, job, params):
         path = job.outputs.get("motion_npz") or job.artifacts.get("motion_npz") or params["out"]

@@ -7,11 +7,10 @@ import time
 import bpy
 
 from . import apply_media, controls_scene
-from .core.engine_client import motion_args
+from .core import requests
 from .core.media_check import MediaError, verify_render
 from .core.framing import framing_summary
 from .ops_engine_run import EngineRunMixin
-from .ops_framing import framing_args_for
 
 PREVIEW_IMAGE = "JoyVASA Preview"
 
@@ -29,23 +28,16 @@ class _AnimateOperator(EngineRunMixin):
         fps = scene.render.fps / scene.render.fps_base
         stem = "preview" if self.preview else "portrait"
         out = apply_media.output_dir(context) / f"{stem}_seed{st.seed}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
-        args = ["--image", image] + motion_args(audio=audio, out=str(out), seed=st.seed, sampler=st.sampler,
-                                                steps=st.steps, cfg_scale=round(st.cfg_scale, 4), smooth=st.smooth,
-                                                fps=round(fps, 6))
-        if st.render_use_motion and st.motion_path:
-            args += ["--motion", bpy.path.abspath(st.motion_path)]
         # every control sampled at every frame: the video shows the same curves as the rig keys
         cpath, _ = controls_scene.write_scene_controls(scene, out.with_suffix(".controls.json"), start)
         driving = out.with_suffix(".driving.npy")
-        args += ["--controls", str(cpath), "--save-driving", str(driving), "--region", st.region]
-        args += framing_args_for(st)          # the same framing as Preview Crop (Frame Face points too)
-        if st.animal:
-            args.append("--animal")
-        elif not st.normalize_lip:
-            args.append("--no-normalize-lip")
-        if self.preview:
-            args.append("--preview")
-        return args, {"out": str(out), "start": start, "audio": audio, "fps": fps, "driving": str(driving)}
+        settings = lambda prop: getattr(st, prop)  # noqa: E731
+        job = requests.job_dict(
+            "animate", settings, image=image, audio=audio, out=str(out), fps=round(fps, 6),
+            motion=bpy.path.abspath(st.motion_path) if st.render_use_motion and st.motion_path else None,
+            controls=str(cpath), save_driving=str(driving), preview=bool(self.preview),
+            **requests.framing_fields(settings))   # the same framing as Preview Crop (Frame Face points too)
+        return job, {"out": str(out), "start": start, "audio": audio, "fps": fps, "driving": str(driving)}
 
     def apply(self, context, job, params):
         video = job.outputs.get("video") or job.artifacts.get("video") or params["out"]

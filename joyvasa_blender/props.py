@@ -94,7 +94,8 @@ class JOYVASA_PG_settings(bpy.types.PropertyGroup):
     use_rig_mapping: BoolProperty(name="Use Edited Mapping", default=False,
                                   description="Key with the mapping table below instead of the preset file "
                                               "(save it as a user preset to keep it for other scenes)")
-    head_bone: StringProperty(name="Head Bone", description="Bone that receives the head rotation (empty: first bone named like head)")
+    head_bone: StringProperty(name="Head Bone", description="Bone that receives the head rotation (empty: the rig preset's head bone, else "
+                                                          "the first bone named like head)")
     apply_head: BoolProperty(name="Head Rotation", default=True)
     head_location: BoolProperty(name="Head Location", default=False, description="Also key the bone location from the motion's translation")
     location_scale: FloatProperty(name="Location Scale", default=0.1, min=0.0, soft_max=1.0,

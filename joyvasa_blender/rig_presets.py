@@ -76,7 +76,11 @@ def enum_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str, 
     """Choices for the Rig Preset menu: Auto, then every shipped and user preset by name."""
     presets, errors = retarget.list_presets(user_dir())
     items = [("", "Auto", "Propose the preset whose names match the rig and mesh best")]
-    items += [(p.name, p.name, (p.description or p.name)[:240]) for p in presets]
+    seen: set[str] = set()
+    for p in presets:                       # one entry per name: the one find_preset picks
+        if p.name.lower() not in seen:
+            seen.add(p.name.lower())
+            items.append((p.name, p.name, (p.description or p.name)[:240]))
     _ENUM_CACHE[:] = items   # Blender needs the strings kept alive
     return items
 

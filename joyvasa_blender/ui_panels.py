@@ -261,12 +261,9 @@ class JOYVASA_UL_rig_mapping(bpy.types.UIList):
         row.prop(item, "gain", text="")
 
 
-class JOYVASA_PT_rig_mapping(bpy.types.Panel):
+class _RigMappingPanel:
     """Sub-panel: the rig preset's mapping table (channel -> target, gain), editable and saveable."""
-    bl_idname = "JOYVASA_PT_rig_mapping"
     bl_label = "Rig Mapping"
-    bl_parent_id = "JOYVASA_PT_view3d"
-    bl_space_type = 'VIEW_3D'
     bl_region_type = 'UI'
     bl_category = "JoyVASA"
     bl_options = {'DEFAULT_CLOSED'}
@@ -277,6 +274,7 @@ class JOYVASA_PT_rig_mapping(bpy.types.Panel):
 
         layout = self.layout
         st = context.scene.joyvasa
+        layout.prop(st, "rig_preset", text="Preset")
         layout.operator(JOYVASA_OT_mapping_load.bl_idname, icon='COPYDOWN')
         if not len(st.rig_mapping):
             layout.label(text="Edit Mapping copies the preset's table here", icon='INFO')
@@ -307,6 +305,18 @@ class JOYVASA_PT_rig_mapping(bpy.types.Panel):
         layout.operator(JOYVASA_OT_save_rig_preset.bl_idname, icon='FILE_TICK')
 
 
+class JOYVASA_PT_rig_mapping(_RigMappingPanel, bpy.types.Panel):
+    bl_idname = "JOYVASA_PT_rig_mapping"
+    bl_parent_id = "JOYVASA_PT_view3d"
+    bl_space_type = 'VIEW_3D'
+
+
+class JOYVASA_PT_rig_mapping_sequencer(_RigMappingPanel, bpy.types.Panel):
+    bl_idname = "JOYVASA_PT_rig_mapping_sequencer"
+    bl_parent_id = "JOYVASA_PT_sequencer"
+    bl_space_type = 'SEQUENCE_EDITOR'
+
+
 class JOYVASA_PT_image(bpy.types.Panel):
     """The framing tools where the portrait is: the Image Editor's sidebar."""
     bl_idname = "JOYVASA_PT_image"
@@ -320,4 +330,5 @@ class JOYVASA_PT_image(bpy.types.Panel):
         draw_framing(self.layout, context, in_image_editor=True)
 
 
-CLASSES = (JOYVASA_PT_view3d, JOYVASA_PT_sequencer, JOYVASA_PT_image, JOYVASA_UL_rig_mapping, JOYVASA_PT_rig_mapping)
+CLASSES = (JOYVASA_PT_view3d, JOYVASA_PT_sequencer, JOYVASA_PT_image, JOYVASA_UL_rig_mapping, JOYVASA_PT_rig_mapping,
+           JOYVASA_PT_rig_mapping_sequencer)

@@ -20,11 +20,14 @@ Strings may contain ``$OUT`` (the --out path). A cancel emits ``cancelled`` and 
 ``edit`` runs the REAL ``engine edit`` (pure numpy, no weights, no sampling), so controls
 reach the keyed motion exactly as with the real engine.
 
+``-m engine run --job -`` reads the job (engine/jobs.py wire form) from the first stdin line and
+plays the transcript of its command, like the real one-shot engine.
 ``-m engine serve`` is the warm worker: a ``hello`` with command "serve", then per ``run``
 request the transcript of its command (every event stamped with the request's ``job``; a
 ``hang`` ends in ``cancelled`` and the worker keeps serving; ``exit`` kills the whole worker, as
 a crash would); ``release`` answers ``done``; end of stdin exits 0. With
-``$JOYVASA_FAKE_ARGV_LOG`` every process start and every request is logged.
+``$JOYVASA_FAKE_ARGV_LOG`` every process start, every one-shot job (``["job", {...}]``) and every
+request is logged.
 """
 from __future__ import annotations
 
@@ -142,13 +145,25 @@ def _stdin_reader() -> None:
             return
 
 
-def _args_to_argv(args: dict) -> list[str]:
+#: a switch pair's negative flag, by its job key (the engine's options; see engine/jobs.py)
+NEGATIVE_FLAGS = {"smooth": "--no-smooth", "relative": "--absolute", "stitching": "--no-stitching",
+                  "normalize_lip": "--no-normalize-lip", "pasteback": "--no-pasteback"}
+
+
+def job_argv(job: dict) -> list[str]:
+    """A job dict (engine/jobs.py wire form) as the command line it stands for, for transcripts
+    (``--out``, ``--fps``) and the argv log: True = the flag, False = the negative flag of a
+    switch pair (else omitted), None = omitted."""
     out: list[str] = []
-    for k, v in args.items():
+    for k, v in job.items():
+        if k in ("schema", "version", "command"):
+            continue
         flag = "--" + k.replace("_", "-")
         if v is True:
             out.append(flag)
-        elif v not in (None, False):
+        elif v is False:
+            out += [NEGATIVE_FLAGS[k]] if k in NEGATIVE_FLAGS else []
+        elif v is not None:
             out += [flag, str(v)]
     return out
 
@@ -266,7 +281,7 @@ def serve() -> int:
             continue
         current["job"] = job
         _cancel.value = False
-        code = play(transcript_for(command), _args_to_argv(req.get("args") or {}), job=job)
+        code = play(transcript_for(command), job_argv(req.get("args") or {}), job=job)
         current["job"] = None
         if code is not None:
             return code
@@ -284,6 +299,13 @@ def main(argv: list[str]) -> int:
     if log:
         with open(log, "a") as fh:
             fh.write(json.dumps([command] + args) + "\n")
+    if command == "run":       # `engine run --job -`: the job is the first stdin line
+        job = json.loads(sys.stdin.readline() or "{}")
+        progress = args[args.index("--progress"):args.index("--progress") + 2] if "--progress" in args else []
+        command, args = str(job.get("command")), job_argv(job) + progress
+        if log:
+            with open(log, "a") as fh:
+                fh.write(json.dumps(["job", job]) + "\n")
     if command == "serve":
         return serve()
     if command == "doctor":

@@ -14,7 +14,7 @@ reports what it produced, the measured time per frame, what the full render woul
 machine and how to get the real weights.
 
 On a CPU with native bfloat16 (AVX512-BF16 / AMX) it renders in bfloat16: ``bench render``
-measured it ~3x faster than float32 there (README, "Measured performance"). Extra arguments
+measured it ~3x faster than float32 there (docs/benchmarks.md). Extra arguments
 after ``--`` go to ``python -m engine animate`` (e.g. ``-- --dtype float32`` or ``-- --device cuda``).
 """
 from __future__ import annotations

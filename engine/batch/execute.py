@@ -1,22 +1,23 @@
 """The seam between a batch job and the engine: ``(command, args) -> outputs``, in this process.
 
-A job is exactly a request of the warm worker (``engine serve``): the same command table
-(:data:`engine.serve.WORKER_COMMANDS`), the same ``args`` -> command line translation
-(:func:`engine.serve.args_to_argv`) validated by the command's own parser, the same
-``execute(args, ctx)`` -> job config -> pipeline, under the same :func:`engine.runner.run_job`
+A job is exactly a request of the warm worker (``engine serve``): its ``args`` are the job's wire
+form, parsed by :func:`engine.jobs.job_from_dict` (the one set of checks) and dispatched through
+:func:`engine.commands.run_job_pipeline`, under the same :func:`engine.runner.run_job`
 (one ``done``/``error``/``cancelled`` per job, failures classified into protocol codes). The
 worker's :class:`~engine.pipeline.context.ModelCache` is passed in, so a worker loads each
 network once for all its jobs.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
 from typing import Any, Callable
 
 from engine.batch.jobs import COMMANDS as BATCH_COMMANDS
+from engine.commands import run_job_pipeline
 from engine.errors import BadRequest
+from engine.jobs import Job, job_from_dict
+from engine.pipeline.context import Context, ModelCache
 from engine.protocol import EventWriter
+from engine.runner import Reporter, run_job
 
 Event = dict[str, Any]
 
@@ -42,27 +43,17 @@ class _Sink(EventWriter):
         return event
 
 
-def parse(command: str, args: dict[str, Any]) -> tuple[Any, argparse.Namespace]:
-    """(command module, its Namespace for ``args``); BadRequest with the parser's message."""
-    from engine.serve import WORKER_COMMANDS, args_to_argv, parser_for
-
+def parse(command: str, args: dict[str, Any]) -> Job:
+    """The typed job of a batch job's ``args``; BadRequest names the option."""
     if command not in BATCH_COMMANDS:
         raise BadRequest(f"batch jobs run {', '.join(BATCH_COMMANDS)}, not {command!r}")
-    module = importlib.import_module(WORKER_COMMANDS[command])
-    parser = parser_for(command, module)
-    ns = parser.parse_args(args_to_argv(parser, args))
-    if hasattr(ns, "progress"):
-        ns.progress = "json"
-    return module, ns
+    return job_from_dict(args, command)
 
 
 def execute(command: str, args: dict[str, Any], on_event: Callable[[Event], None] | None = None,
             cache: Any = None, job: str | None = None) -> dict[str, str]:
     """Run one job in this process; returns its ``done`` outputs or raises JobFailed/BadRequest."""
-    from engine.pipeline.context import Context, ModelCache
-    from engine.runner import Reporter, run_job
-
-    module, ns = parse(command, args)
+    typed = parse(command, args)
     events: list[Event] = []
 
     def sink(event: Event) -> None:
@@ -73,7 +64,7 @@ def execute(command: str, args: dict[str, Any], on_event: Callable[[Event], None
     reporter = Reporter(None, job=job, writer=_Sink(sink))
     reporter.command = command
     models = cache if cache is not None else ModelCache()
-    code = run_job(reporter, lambda rep: module.execute(ns, Context(rep, models)))
+    code = run_job(reporter, lambda rep: run_job_pipeline(typed, Context(rep, models)))
     done = next((e for e in reversed(events) if e.get("type") == "done"), None)
     if code == 0 and done is not None:
         return dict(done.get("outputs") or {})

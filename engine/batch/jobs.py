@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BadRequest
+from engine.fileio import atomic_path
+from engine.jobs import job_from_dict
 
 #: the commands a batch job may name (generation and rendering; run as the warm worker runs them)
 COMMANDS = ("motion", "animate")
@@ -25,7 +27,7 @@ RESERVED = ("progress",)
 class Job:
     id: str
     command: str
-    args: dict[str, Any]                 # long option names with `_`, paths absolute, incl. "out"
+    args: dict[str, Any]                 # the job's wire form (engine/jobs.py), paths absolute, incl. "out"
     attempt: int = 0
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -42,12 +44,18 @@ class Job:
 def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
     """Read and validate ``path``; BadRequest says which job and what is wrong."""
     path = Path(path)
+    from engine.pathguard import input_problem
+    from engine.protocol import JSONLimitError, loads_limited
+
+    problem = input_problem(path)
+    if problem:
+        raise BadRequest(f"job file {path} {problem}")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadRequest(f"job file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise BadRequest(f"job file {path} is not readable JSON: {exc}") from None
+        data = loads_limited(path.read_bytes(), "the file", max_bytes=64 * 1024 * 1024)
+    except OSError as exc:
+        raise BadRequest(f"job file {path} cannot be read: {exc}") from None
+    except JSONLimitError as exc:
+        raise BadRequest(f"job file {path} is not readable JSON ({exc})") from None
     defaults: dict[str, Any] = {}
     if isinstance(data, dict):
         defaults = data.get("defaults", {})
@@ -80,6 +88,14 @@ def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
     dup = sorted({x for x in ids if ids.count(x) > 1})
     if dup:
         raise BadRequest(f"{path}: job ids must be unique, repeated: {', '.join(dup)}")
+    for i, job in enumerate(jobs):          # the job type's checks, before any job runs
+        try:
+            job_from_dict(job.args, job.command)
+        except BadRequest as exc:
+            raise BadRequest(f"{path.name} job {i} ({job.id}): {exc}") from None
+    from engine.batch.paths import check_jobs
+
+    check_jobs(jobs, path)
     return jobs
 
 
@@ -90,7 +106,9 @@ def state_dir(jobs_file: Path) -> Path:
 
 
 def is_done(job: Job, state: Path) -> bool:
-    marker = state / f"{job.id}.done.json"
+    from engine.batch.paths import marker_path
+
+    marker = marker_path(job.id, state)
     try:
         data = json.loads(marker.read_text())
     except (OSError, ValueError):
@@ -100,15 +118,17 @@ def is_done(job: Job, state: Path) -> bool:
 
 
 def mark_done(job: Job, state: Path, outputs: dict[str, str]) -> None:
-    from engine.fileio import atomic_path
-
     state.mkdir(parents=True, exist_ok=True)
-    with atomic_path(state / f"{job.id}.done.json") as tmp:
+    from engine.batch.paths import marker_path
+
+    with atomic_path(marker_path(job.id, state)) as tmp:
         tmp.write_text(json.dumps({"key": job.key, "command": job.command, "outputs": outputs}, indent=1))
 
 
 def clear_done(job: Job, state: Path) -> None:
+    from engine.batch.paths import marker_path
+
     try:
-        (state / f"{job.id}.done.json").unlink()
+        marker_path(job.id, state).unlink()
     except OSError:
         pass

@@ -29,7 +29,7 @@ def _synthetic(count: int, size: int):
     import cv2
     import numpy as np
 
-    from engine.render.crop import load_image_rgb
+    from engine.framing.frame import load_picture as load_image_rgb
 
     img = load_image_rgb(REPO / "examples" / "portrait.jpg")
     img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -45,7 +45,7 @@ def _synthetic(count: int, size: int):
 def _load_frames(folder: Path):
     import numpy as np
 
-    from engine.render.crop import load_image_rgb
+    from engine.framing.frame import load_picture as load_image_rgb
 
     paths = sorted(folder.glob("frame_*.png"))
     if not paths:

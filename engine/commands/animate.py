@@ -1,6 +1,6 @@
 """``python -m engine animate``: portrait + speech (or a motion file) → mp4 and/or PNG sequence.
 
-Parse arguments → :class:`engine.pipeline.config.AnimateJob` → :func:`engine.pipeline.animate.run_animate`
+Parse options → :class:`engine.jobs.AnimateJob` → :func:`engine.pipeline.animate.run_animate`
 (whose docstring lists the numbered steps). Outputs appear atomically; cancel removes them.
 
 Defaults follow upstream's gradio app (what users of JoyVASA/LivePortrait see): relative
@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.motion import dtype_arg
-from engine.protocol import DTYPES, REGIONS
+from engine.commands import run_job_pipeline
+from engine.commands.crop import add_framing_arguments
+from engine.commands.motion import add_motion_options, add_runtime_options
+from engine.jobs import CODECS, AnimateJob
+from engine.pipeline.context import Context
+from engine.protocol import REGIONS
+from engine.runner import run_protocol_command
 
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``animate`` and ``bench animate``."""
-    from engine.commands.crop import add_framing_arguments
-
     g = p.add_argument_group("animation")
     g.add_argument("--controls", default=None,
-                   help="art-direction controls .json applied to the motion (README 'Art direction')")
+                   help="art-direction controls .json applied to the motion (docs: art direction)")
     g.add_argument("--region", choices=REGIONS, default="all",
                    help="shorthand for controls: which part of the motion drives the portrait (default all)")
     g.add_argument("--pose-strength", type=float, default=1.0,
@@ -46,6 +49,9 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
     lip.add_argument("--no-normalize-lip", dest="normalize_lip", action="store_false")
     g.add_argument("--animal", action="store_true",
                    help="animal pipeline (weights from liveportrait_animals/ if present)")
+    g.add_argument("--animal-models", choices=("auto", "v1", "v1.1"), default="auto",
+                   help="with --animal: LivePortrait's animal models, v1.1 (base_models_v1.1, default when "
+                        "present) or v1 (base_models, JoyVASA's)")
     g.add_argument("--upstream-cli", action="store_true",
                    help="upstream inference.py defaults: --absolute --no-stitching --driving-multiplier 1.1 --crop none")
     c = p.add_argument_group("framing")
@@ -60,13 +66,11 @@ def add_render_options(p: argparse.ArgumentParser) -> None:
                    help="reproduce upstream's timing: keep the 2 lead-in frames (video lags audio by 80 ms "
                         "and runs ~120 ms longer); default: in sync and as long as the audio")
     r = p.add_argument_group("runtime")
-    r.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu)")
-    r.add_argument("--dtype", default="auto", type=dtype_arg, metavar="|".join(DTYPES),
-                   help="precision of the rendering networks (bf16, fp16, fp32 also accepted; auto: float32 "
-                        "on CPU, bfloat16/float16 on GPU); bfloat16 loads bf16-resident weights")
+    add_runtime_options(r, "precision of every network of the job (bf16, fp16, fp32 also accepted; auto: float32 "
+                           "on CPU, bfloat16/float16 on GPU for rendering); bfloat16 loads bf16-resident weights")
     r.add_argument("--batch", type=int, default=None,
                    help="frames per W+G batch (auto: 1 on CPU; on a GPU sized to stay within ~70%% of its memory)")
-    r.add_argument("--codec", choices=("auto", "libx264", "h264_nvenc"), default="auto",
+    r.add_argument("--codec", choices=CODECS, default="auto",
                    help="H.264 encoder (auto: h264_nvenc when FFmpeg and the NVIDIA driver have it, else libx264)")
     r.add_argument("--sequential", action="store_true", help=argparse.SUPPRESS)  # reference path (bench/tests)
     r.add_argument("--weights", default=None, help="weights folder (default $JOYVASA_WEIGHTS)")
@@ -91,52 +95,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cheap look first: every 8th frame (at most 24 frames) as a short clip over the full "
                         "soundtrack + a contact sheet OUT_contact.png")
     add_render_options(p)
-    try:
-        from engine.commands.motion import add_motion_options
-    except ImportError:  # motion command not available in this build
-        pass
-    else:
-        add_motion_options(p)
+    add_motion_options(p)
     p.add_argument("--progress", choices=("text", "json"), default="text",
                    help="json: protocol-v1 events on stdout (for the Blender add-on)")
 
 
-def render_config_from_args(args: argparse.Namespace):  # -> RenderConfig
-    from engine.pipeline.config import RenderConfig
-
-    return RenderConfig(region=args.region, pose_strength=args.pose_strength, exp_strength=args.exp_strength,
-                        relative=args.relative, stitching=args.stitching,
-                        driving_multiplier=args.driving_multiplier, normalize_lip=args.normalize_lip,
-                        animal=args.animal,
-                        upstream_cli=args.upstream_cli, crop=args.crop, scale=args.scale, vx=args.vx, vy=args.vy,
-                        face_index=args.face_index, pasteback=args.pasteback, fps=args.fps,
-                        upstream_timing=args.upstream_timing, batch=args.batch,
-                        max_frames=getattr(args, "max_frames", None), codec=getattr(args, "codec", "auto"),
-                        sequential=bool(getattr(args, "sequential", False)))
-
-
-def job_from_args(args: argparse.Namespace):  # -> AnimateJob
-    from engine.commands.motion import motion_config_from_args
-    from engine.pipeline.config import AnimateJob, RuntimeConfig
-
-    return AnimateJob(image=args.image, audio=args.audio, out=args.out, frames_dir=args.frames_dir,
-                      overwrite=bool(getattr(args, "overwrite", False)), motion_file=args.motion,
-                      save_motion=args.save_motion, weights=args.weights,
-                      controls=getattr(args, "controls", None), save_driving=getattr(args, "save_driving", None),
-                      preview=bool(getattr(args, "preview", False)),
-                      render=render_config_from_args(args), motion=motion_config_from_args(args),
-                      runtime=RuntimeConfig(device=args.device, dtype=args.dtype))
-
-
-def execute(args: argparse.Namespace, ctx) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """Parsed arguments → job config → pipeline (shared by the one-shot command and ``serve``)."""
-    from engine.pipeline.animate import run_animate
-
-    return run_animate(job_from_args(args), ctx)
-
-
 def run(args: argparse.Namespace) -> int:
-    from engine.pipeline.context import Context
-    from engine.runner import run_protocol_command
-
-    return run_protocol_command("animate", args.progress, lambda rep: execute(args, Context(rep)))
+    return run_protocol_command("animate", args.progress,
+                                lambda rep: run_job_pipeline(AnimateJob.from_args(args), Context(rep)))

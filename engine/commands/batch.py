@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     real_stdout = sys.stdout
     events = EventWriter(real_stdout if json_out else None)
     sys.stdout = sys.stderr      # stdout carries protocol lines (and the summary) only: Ray prints too
+    said_hello = False
     try:
         if args.workers is not None and args.workers < 1:
             raise BadRequest("--workers must be >= 1")
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         events.emit("hello", engine_version=__version__, protocol=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
                     command="batch", jobs=len(jobs), skipped=len(batch.skipped),
                     backend="ray" if args.ray else "local", workers=args.workers)
+        said_hello = True
         batch.log(f"{len(jobs)} job(s), {len(todo)} to run, {len(batch.skipped)} already done"
                   + (f", on Ray ({args.ray})" if args.ray else ", locally"))
         if args.ray:
@@ -68,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
             run_local(batch, todo)
         return batch.finish(None if json_out else real_stdout)
     except EngineError as exc:
+        if not said_hello:  # a bad job file: hello is still the first event (protocol)
+            events.emit("hello", engine_version=__version__, protocol=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
+                        command="batch", jobs=0, skipped=0, backend="ray" if args.ray else "local",
+                        workers=args.workers)
         events.emit("error", code=exc.code, message=str(exc), fatal=True)
         print(f"error [{exc.code}]: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR

@@ -2,8 +2,8 @@
 
 Why a command of its own: the Blender add-on previews the crop before a long render, and users
 fix hard cases (animals, paintings, profiles) by trying ``--crop points:...``/``--scale``
-quickly. ``animate`` frames with the same function and the same options, so what you see here
-is what gets animated.
+quickly. ``animate`` frames with the same pipeline steps (engine/pipeline/crop.py) and the same
+options, so what you see here is what gets animated. Options -> :class:`engine.jobs.CropJob`.
 
 ``--json`` prints exactly one JSON object on one line (the framing, see
 :meth:`engine.framing.frame.Framing.to_json`, plus ``warnings`` and ``out``; on failure
@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from engine.errors import BadRequest, EngineError, OutputError
-from engine.runner import Reporter, run_protocol_command
+from engine.commands import run_job_pipeline
+from engine.errors import EngineError
+from engine.jobs import CropJob
+from engine.pipeline.context import Context
+from engine.pipeline.crop import frame_job
+from engine.runner import run_protocol_command
 
 
 def add_framing_arguments(c: Any) -> None:
@@ -55,67 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="json: protocol-v1 events on stdout (for the Blender add-on)")
 
 
-def optional_weights_root(arg: str | None) -> Path | None:
-    """``--weights``/``$JOYVASA_WEIGHTS`` if it names a folder; framing never requires one."""
-    raw = arg or os.environ.get("JOYVASA_WEIGHTS", "")
-    if not raw:
-        return None
-    root = Path(raw).expanduser()
-    return root if root.is_dir() else None
-
-
-def framing_options(args: argparse.Namespace, weights_root: Path | None = None) -> Any:
-    """FramingOptions from parsed CLI args (also used by ``animate``)."""
-    from engine.framing.frame import FramingOptions, parse_crop_arg
-
-    return FramingOptions(crop=parse_crop_arg(args.crop), scale=args.scale, vx=args.vx, vy=args.vy,
-                          face_index=args.face_index, animal=bool(getattr(args, "animal", False)),
-                          weights_root=weights_root).validated()
-
-
-def report_framing(reporter: Reporter, framing: Any) -> None:
-    """The ``framing`` event and its warnings (shared with ``animate``)."""
-    reporter.events.emit("framing", **framing.to_json())
-    reporter.log(f"framing: {framing.method} box={framing.to_json()['box']} angle={framing.angle_deg:.1f} deg")
-    for code, message in framing.warnings:
-        reporter.warning(code, message)
-
-
-def run_crop(args: argparse.Namespace, reporter: Reporter | None = None) -> tuple[Any, dict[str, str]]:
-    """Frame ``args.image`` and write ``args.out``; returns (Framing, outputs). The worker calls this."""
-    import cv2
-
-    from engine.fileio import atomic_path, ensure_writable_dir
-    from engine.framing.frame import frame_portrait, load_picture
-
-    opts = framing_options(args, optional_weights_root(getattr(args, "weights", None)))
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            raise BadRequest(f"--out must end in .png or .jpg (got {out.name})")
-        ensure_writable_dir(out.parent if str(out.parent) else Path("."))
-    img = load_picture(args.image)
-    framing = frame_portrait(img, opts)
-    if reporter is not None:
-        report_framing(reporter, framing)
-    outputs: dict[str, str] = {}
-    if out is not None:
-        with atomic_path(out, suffix=out.suffix) as tmp:
-            ok = cv2.imwrite(str(tmp), cv2.cvtColor(framing.image, cv2.COLOR_RGB2BGR))
-            if not ok:
-                raise OutputError(f"cannot write {out}")
-        outputs["crop_image"] = str(out)
-        if reporter is not None:
-            reporter.artifact("crop_image", str(out))
-    return framing, outputs
-
-
 def _run_json(args: argparse.Namespace) -> int:
     """``--json``: one object on stdout, nothing else there (logs and tracebacks go to stderr)."""
     real_stdout = sys.stdout
     sys.stdout = sys.stderr
     try:
-        framing, outputs = run_crop(args)
+        framing, outputs = frame_job(CropJob.from_args(args))
         obj = framing.to_json()
         obj["warnings"] = [{"code": c, "message": m} for c, m in framing.warnings]
         obj["out"] = outputs.get("crop_image")
@@ -136,16 +83,8 @@ def _run_json(args: argparse.Namespace) -> int:
     return code
 
 
-def execute(args: argparse.Namespace, ctx: Any) -> dict[str, str]:
-    """The pipeline entry (one-shot ``--progress`` runs and the ``serve`` worker)."""
-    ctx.reporter.hello("crop", device="cpu", dtype="uint8")
-    return run_crop(args, ctx.reporter)[1]
-
-
 def run(args: argparse.Namespace) -> int:
     if args.json:
         return _run_json(args)
-
-    from engine.pipeline.context import Context
-
-    return run_protocol_command("crop", args.progress, lambda rep: execute(args, Context(rep)))
+    return run_protocol_command("crop", args.progress,
+                                lambda rep: run_job_pipeline(CropJob.from_args(args), Context(rep)))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import OutputError, WeightsCorrupt, WeightsMissing
+from engine.jobs import FetchJob
 from engine.runner import Reporter, run_protocol_command
 
 #: doctor groups that prove each part loads
@@ -162,7 +163,7 @@ def verify(reporter: Reporter, out: Path, parts: list[Any]) -> dict[str, Any]:
     return groups
 
 
-def body(args: argparse.Namespace, reporter: Reporter) -> tuple[dict[str, str], dict[str, Any]]:
+def body(args: FetchJob, reporter: Reporter) -> tuple[dict[str, str], dict[str, Any]]:
     from engine.fetch import hub
     from engine.weights import fetch_parts
 
@@ -205,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"partial downloads kept in {staging}: run the same command again to resume "
                   "(nothing incomplete is in the weights folder)", file=sys.stderr, flush=True)
 
-    rc = run_protocol_command("fetch", args.progress, lambda reporter: body(args, reporter), cleanup=kept)
+    rc = run_protocol_command("fetch", args.progress, lambda reporter: body(FetchJob.from_args(args), reporter),
+                              cleanup=kept)
     if rc == 0 and args.progress != "json" and not args.plan_only:
         print(out)   # the folder to use, alone on stdout, for scripts
     return rc

@@ -1,5 +1,7 @@
 """``python -m engine motion``: speech audio -> motion ``.npz`` (head pose + expression).
 
+Parse options -> :class:`engine.jobs.MotionJob` -> :func:`engine.pipeline.motion.run_motion`.
+
 Protocol: JSON-lines v1 (:mod:`engine.protocol`) on stdout with
 ``--progress json``; human-readable progress on stderr otherwise. Event sequence:
 
@@ -24,21 +26,15 @@ from __future__ import annotations
 
 import argparse
 
-
-def dtype_arg(text: str) -> str:
-    """argparse type of ``--dtype`` (motion and animate): any spelling users type → canonical."""
-    from engine.protocol import canonical_dtype
-
-    try:
-        return canonical_dtype(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from engine.commands import run_job_pipeline
+from engine.jobs import MotionJob
+from engine.pipeline.context import Context
+from engine.protocol import DEFAULT_SAMPLER, DEFAULT_STEPS, DTYPES, PE_VARIANTS, SAMPLERS
+from engine.runner import run_protocol_command
 
 
 def add_motion_options(p: argparse.ArgumentParser) -> None:
     """Sampling options shared with ``animate`` (not --fps/--device/--weights: those are per command)."""
-    from engine.protocol import DEFAULT_SAMPLER, DEFAULT_STEPS, PE_VARIANTS, SAMPLERS
-
     steps_help = ", ".join(f"{k} {v if v is not None else 'all N=50'}" for k, v in DEFAULT_STEPS.items())
     g = p.add_argument_group("motion sampling")
     g.add_argument("--seed", type=int, default=0, help="seed of the torch generator (default 0)")
@@ -52,17 +48,15 @@ def add_motion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--smooth", dest="smooth", action="store_true", default=True,
                    help="EMA-smooth head pose as upstream (default)")
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="keep the raw pose")
-    g.add_argument("--pe", dest="pe_variant", choices=PE_VARIANTS, default="head",
+    g.add_argument("--pe", choices=PE_VARIANTS, default="head",
                    help="positional encoding: head = upstream today (default); legacy = the code the "
                         "official checkpoint was trained with (before JoyVASA commit 74290f6)")
 
 
-def motion_config_from_args(args: argparse.Namespace):  # -> MotionConfig
-    from engine.pipeline.config import MotionConfig
-
-    return MotionConfig(seed=args.seed, sampler=args.sampler, steps=args.steps, cfg_scale=args.cfg_scale,
-                        cfg_mode=getattr(args, "cfg_mode", "incremental"), smooth=args.smooth,
-                        pe_variant=args.pe_variant, fps=getattr(args, "motion_fps", None))
+def add_runtime_options(p: argparse.ArgumentParser, dtype_help: str) -> None:
+    """``--device`` and ``--dtype`` (motion and animate): the job's one precision decision."""
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu)")
+    p.add_argument("--dtype", default="auto", metavar="|".join(DTYPES), help=dtype_help)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,34 +64,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output motion .npz")
     p.add_argument("--weights", default=None, help="weights folder (default $JOYVASA_WEIGHTS)")
     add_motion_options(p)
-    p.add_argument("--fps", dest="motion_fps", type=float, default=None,
+    p.add_argument("--fps", type=float, default=None,
                    help="resample to this frame rate (default: the model's 25 fps)")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu)")
-    p.add_argument("--dtype", default="auto", type=dtype_arg, metavar="auto|fp32|bf16|fp16",
-                   help="audio-encoder precision (default auto: bfloat16 on CPUs with native bf16 for the "
-                        "fast samplers, float32 for --sampler ancestral and elsewhere; fp32 = upstream's numbers)")
+    add_runtime_options(p, "precision of the motion networks (bf16, fp16, fp32 also accepted; default auto: "
+                           "bfloat16 on CPUs with native bf16 for the fast samplers, float32 for --sampler "
+                           "ancestral and elsewhere; fp32 = upstream's numbers)")
     p.add_argument("--controls", default=None,
-                   help="art-direction controls .json applied to the sampled motion (README 'Art direction')")
+                   help="art-direction controls .json applied to the sampled motion (docs: art direction)")
     p.add_argument("--progress", choices=("text", "json"), default="text",
                    help="json: protocol-v1 events on stdout (for the Blender add-on)")
 
 
-def job_from_args(args: argparse.Namespace):  # -> MotionJob
-    from engine.pipeline.config import MotionJob, RuntimeConfig
-
-    return MotionJob(audio=args.audio, out=args.out, weights=args.weights, motion=motion_config_from_args(args),
-                     runtime=RuntimeConfig(device=args.device, dtype=args.dtype), controls=getattr(args, "controls", None))
-
-
-def execute(args: argparse.Namespace, ctx) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """Parsed arguments → job config → pipeline (shared by the one-shot command and ``serve``)."""
-    from engine.pipeline.motion import run_motion
-
-    return run_motion(job_from_args(args), ctx)
-
-
 def run(args: argparse.Namespace) -> int:
-    from engine.pipeline.context import Context
-    from engine.runner import run_protocol_command
-
-    return run_protocol_command("motion", args.progress, lambda rep: execute(args, Context(rep)))
+    return run_protocol_command("motion", args.progress,
+                                lambda rep: run_job_pipeline(MotionJob.from_args(args), Context(rep)))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from engine.jobs import EXPORT_SUFFIXES
 from engine.motion.npz import MotionData
 
 
@@ -25,11 +26,11 @@ class ExportFormat:
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("livelinkface-csv", ".csv", "Live Link Face take CSV (Unreal): 52 ARKit blendshapes + head rotation",
+    ExportFormat("livelinkface-csv", EXPORT_SUFFIXES["livelinkface-csv"], "Live Link Face take CSV (Unreal): 52 ARKit blendshapes + head rotation",
                  "livelink:write_csv"),
-    ExportFormat("lp-pkl", ".pkl", "LivePortrait motion template (driving template for LivePortrait & co.)",
+    ExportFormat("lp-pkl", EXPORT_SUFFIXES["lp-pkl"], "LivePortrait motion template (driving template for LivePortrait & co.)",
                  "lp_template:write_pkl"),
-    ExportFormat("bvh", ".bvh", "BVH head joint + root (Blender, Maya, MotionBuilder, ...)", "bvh:write_bvh"),
+    ExportFormat("bvh", EXPORT_SUFFIXES["bvh"], "BVH head joint + root (Blender, Maya, MotionBuilder, ...)", "bvh:write_bvh"),
 )}
 
 
@@ -53,6 +54,10 @@ def export_motion(m: MotionData, fmt: str, out: Path, *, fps: float | None = Non
     """Write ``m`` as ``fmt`` to ``out`` atomically; returns the frames written."""
     from engine.fileio import atomic_path
 
+    if fmt == "lp-pkl":  # its output_fps is an integer: resample to a whole rate (engine/export/lp_template.py)
+        from engine.export.lp_template import integer_fps
+
+        fps = integer_fps(fps if fps is not None else m.fps)
     frames = export_frames(m, fps, upstream_timing=upstream_timing)
     with atomic_path(Path(out)) as tmp:
         writer(fmt)(tmp, frames, **options)

@@ -6,7 +6,8 @@ change its UI code). Why not only a shared data file: the readout is data (the t
 directions, full scales and ARKit targets, in ``semantic_basis.json``) *plus* an algorithm
 (reference choice, NNLS, clipping, the channel -> key max rule). So:
 
-* the data is shared byte for byte: ``engine/export/semantic_basis.json`` is a copy of the
+* the data is shared byte for byte: ``engine/motion/semantic_basis.json`` (loaded by
+  engine/motion/basis.py, which the motion edits use too) is a copy of the
   add-on's ``data/semantic_basis.json`` (tests/contract/test_arkit_readout_copy.py compares
   the bytes), so re-tuning the basis cannot silently diverge;
 * the algorithm is re-implemented here in ~80 lines, and the same test runs both
@@ -19,48 +20,14 @@ reference ``auto``, groups mouth/eyes/brows, the channels keyed by default.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-DATA_FILE = Path(__file__).resolve().parent / "semantic_basis.json"
-REFERENCE_MODES = ("auto", "median", "first", "lip_array")
+from engine.jobs import REFERENCE_MODES  # noqa: F401  (the job types own the choices)
+from engine.motion.basis import DATA_FILE, Basis, Channel, load_basis  # noqa: F401  (the basis is motion's)
+
 DEFAULT_GROUPS = ("mouth", "eyes", "brows")
-_AXIS = {"x": 0, "y": 1, "z": 2}
-
-
-@dataclass(frozen=True)
-class Channel:
-    name: str
-    vector: np.ndarray          # (63,) exp offset per slider unit
-    full_scale: float
-    group: str
-    targets: tuple[str, ...]    # ARKit shape-key names (camelCase)
-    keyed: bool
-
-
-@dataclass(frozen=True)
-class Basis:
-    channels: tuple[Channel, ...]
-    lip_array: np.ndarray       # (21, 3)
-    lip_rows: tuple[int, ...]
-
-
-@lru_cache(maxsize=1)
-def load_basis() -> Basis:
-    data = json.loads(DATA_FILE.read_text())
-    chans = []
-    for c in data["channels"]:
-        vec = np.zeros(63)
-        for kp, axis, coef in c["terms"]:
-            vec[int(kp) * 3 + _AXIS[axis]] += float(coef)
-        chans.append(Channel(c["name"], vec, float(c["full_scale_slider_units"]), c["group"],
-                             tuple(c.get("arkit_targets", [])), bool(c.get("keyed_by_default"))))
-    return Basis(tuple(chans), np.asarray(data["lip_array"], np.float64).reshape(21, 3), tuple(data["lip_rows"]))
 
 
 def nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ they are filled from the semantic readout (eye open = ``EYE_OPEN * (1 - blink)``
 """
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,33 @@ def template(frames: MotionData) -> dict[str, Any]:
             "c_lip_lst": [np.array([[lip[i]]], f32) for i in range(n)]}
 
 
+class _Numpy1CompatPickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Names numpy's array reconstruction ``numpy.core.multiarray._reconstruct``, which numpy 1.x
+    has and numpy 2.x still resolves (to ``numpy._core``): a pickle written by numpy 2 names
+    ``numpy._core.multiarray`` and fails in numpy-1.x clients (FasterLivePortrait, many ComfyUI
+    installs) with ``No module named 'numpy._core'``. The pure-Python pickler is used because its
+    ``save_global`` can be overridden; the template is small."""
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        module = getattr(obj, "__module__", "") or ""
+        if module.startswith("numpy._core."):
+            self.save("numpy.core." + module[len("numpy._core."):])
+            self.save(name or obj.__qualname__)
+            self.write(pickle.STACK_GLOBAL)
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+#: LivePortrait stores ``output_fps`` as an integer: a template must play at a whole frame rate
+def integer_fps(fps: float) -> int:
+    """The whole frame rate an lp-pkl export is resampled to (12.5 -> 13: the template then lasts
+    as long as the audio, instead of 75 frames at 12 fps = 6.25 s against 6.0 s of audio)."""
+    return max(1, int(math.floor(float(fps) + 0.5)))
+
+
 def write_pkl(path: Path, frames: MotionData) -> None:
+    if abs(frames.fps - round(frames.fps)) > 1e-6:
+        raise ValueError(f"lp-pkl needs a whole frame rate, got {frames.fps:g} (engine.export resamples first)")
     with open(path, "wb") as fh:
-        pickle.dump(template(frames), fh, protocol=4)
+        _Numpy1CompatPickler(fh, protocol=4).dump(template(frames))

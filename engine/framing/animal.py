@@ -5,9 +5,10 @@ X-Pose's weights are an optional, non-commercial download. Without them the lice
 that finds some animal faces is Joseph Howse's cat-face Haar cascade that OpenCV 4 shipped
 (BSD-3 licence, notice kept inside the gzipped file in ``data/``); OpenCV 5 has neither the
 cascade nor ``CascadeClassifier``, so it runs on the engine's own evaluator
-(engine/render/haar.py). Everything else (dogs, alpacas, cartoons, a missed cat, an X-Pose score
+(engine/framing/haar.py). Everything else (dogs, alpacas, cartoons, a missed cat, an X-Pose score
 below :data:`engine.framing.xpose.MIN_SCORE`) gets a centred square and a warning that names
-the clicked-points way: ``--animal`` never fails on framing.
+the clicked-points way: ``--animal`` never fails on framing (a damaged X-Pose file gives an
+``xpose_unusable`` warning naming the file and its first bad key, then the path without it).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import BadRequest
-from engine.framing.frame import (CROP_SIZE, POINTS_HINT, Framing, FramingOptions, _pick, _result, downscaled,
+from engine.errors import BadRequest, WeightsCorrupt, WeightsMissing
+from engine.framing.crop import (CROP_SIZE, POINTS_HINT, Framing, FramingOptions, _pick, _result, downscaled,
                                   frame_box, warp_crop)
 
 CAT_CASCADE = Path(__file__).with_name("data") / "haarcascade_frontalcatface.xml.gz"
@@ -31,7 +32,7 @@ ANIMAL_DETECT_SIDE = 320
 
 def detect_cat_faces(img: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Frontal cat faces (x, y, w, h) in ``img`` (RGB uint8, already downscaled), best first."""
-    from engine.render.haar import detect_faces
+    from engine.framing.haar import detect_faces
 
     grey = cv2.equalizeHist(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
     min_side = max(24, int(0.1 * min(grey.shape)))
@@ -86,8 +87,19 @@ def frame_animal(img: np.ndarray, opts: FramingOptions) -> Framing:
     from engine.framing import xpose
 
     path = xpose.xpose_path(opts.weights_root)
+    problem = None
     if path is not None:
-        return frame_xpose(img, path, opts)
+        try:
+            return frame_xpose(img, path, opts)
+        except (WeightsCorrupt, WeightsMissing) as exc:  # a damaged optional file must not stop --animal
+            problem = ("xpose_unusable", f"X-Pose not used: {exc}")
+    out = _frame_without_xpose(img, opts)
+    if problem is not None:
+        out.warnings.insert(0, problem)
+    return out
+
+
+def _frame_without_xpose(img: np.ndarray, opts: FramingOptions) -> Framing:
     small, f = downscaled(img, ANIMAL_DETECT_SIDE)
     boxes = detect_cat_faces(small)
     if boxes:

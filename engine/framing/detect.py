@@ -9,7 +9,7 @@ Animals (engine/framing/animal.py): X-Pose when ``liveportrait_animals/xpose.pth
 weights folder, else OpenCV's cat-face Haar cascade (BSD data bundled in engine/framing/data),
 else a centred square and a warning that names ``--crop points:`` and the Blender Frame Face tool.
 
-All detection runs on the downscaled copy (:func:`engine.framing.frame.downscaled`); results
+All detection runs on the downscaled copy (:func:`engine.framing.crop.downscaled`); results
 are mapped back to the original file's pixels before framing. The chosen human face then gets
 its source lip-open ratio from MediaPipe's face mesh (engine/framing/face_mesh.py; crops taken
 from the full-resolution picture around the face only); a failed or unsure mesh leaves
@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.errors import NoFaceError
 from engine.framing import face_mesh, mtcnn
-from engine.framing.frame import (DETECT_SIDE, NO_FACE_HINT, Framing, FramingOptions, _pick, downscaled,
+from engine.framing.crop import (DETECT_SIDE, NO_FACE_HINT, Framing, FramingOptions, _pick, downscaled,
                                   frame_box, frame_three)
 
 #: MTCNN detections below this O-Net score are ignored (clean portraits score > 0.99)
@@ -132,7 +132,7 @@ def frame_human(img: np.ndarray, opts: FramingOptions) -> Framing:
                           face_index=idx)
         with _single_thread():  # the source lip-open ratio from the face mesh; the crop stays as framed
             return face_mesh.attach_lip_open(img, out, *three)
-    from engine.render.crop import detect_faces_haar
+    from engine.framing.haar import detect_faces_haar
 
     boxes = detect_faces_haar(small)
     if not boxes:

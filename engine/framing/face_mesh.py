@@ -13,7 +13,7 @@ the face is upright, 1.5× the face's extent, and returns 468 (x, y, z) points i
 face-presence logit. Pass 1 places that square from the detector's eyes and mouth; pass 2 places
 it again from pass 1's landmarks (MediaPipe's tracking ROI: the landmarks' box in the eye-line frame
 × 1.5), which makes the result nearly independent of the detector's box. Crops are resampled from
-the full-resolution picture, only around the face (``frame.warp_crop``), so a 6000×4000 photo
+the full-resolution picture, only around the face (``crop.warp_crop``), so a 6000×4000 photo
 costs what a small one does.
 
 ``lip_open`` = |p13 − p14| / |p61 − p291|: inner upper-lip midpoint to inner lower-lip midpoint,
@@ -33,7 +33,7 @@ from engine.framing import geometry as geo
 from engine.framing import tflite
 
 if TYPE_CHECKING:
-    from engine.framing.frame import Framing
+    from engine.framing.crop import Framing
 
 MODEL_PATH = Path(__file__).with_name("data") / "face_landmark.tflite"
 INPUT_SIZE = 192
@@ -100,7 +100,7 @@ def roi_from_mesh(points: np.ndarray) -> np.ndarray:
 
 def run_crop(img: np.ndarray, M_c2o: np.ndarray) -> Mesh:
     """One pass: the 192² crop ``M_c2o`` of ``img`` (RGB uint8) → the mesh in ``img`` pixels."""
-    from engine.framing.frame import warp_crop
+    from engine.framing.crop import warp_crop
 
     crop = warp_crop(img, M_c2o, INPUT_SIZE)
     x = crop.astype(np.float32)[None] * (1.0 / 255.0)

@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.framing import face_mesh
 from engine.framing import geometry as geo
-from engine.framing.frame import Framing, FramingOptions, _pick, _result
+from engine.framing.crop import Framing, FramingOptions, _pick, _result
 
 DET_SIZE = 640
 LMK_SIZE = 192

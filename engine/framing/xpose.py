@@ -16,7 +16,6 @@ cascade / centred fallback / clicked points stay the way animals are framed (eng
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ import numpy as np
 
 #: where upstream's weights layout keeps the file (relative to the weights folder)
 XPOSE_FILE = "liveportrait_animals/xpose.pth"
-LICENCE = ("X-Pose weights: non-commercial scientific research only (IDEA Research X-Pose licence); "
-           "optional, never downloaded by default")
 #: our own "no animal here": upstream has no threshold (it always returns its top query). Real
 #: animal faces score well above this; empty pictures and non-animals score low.
 MIN_SCORE = 0.3
@@ -298,10 +295,3 @@ def frame_points9(pts9: np.ndarray, scale: float, vx: float, vy: float) -> Any:
 
     e0, e1 = axis_points(pts9)
     return geo.frame_from_landmarks(np.asarray(pts9, np.float64), e0, e1, scale, vx, vy)
-
-
-def timed_detect(img: np.ndarray, path: Path, device: Any = None) -> tuple[list[AnimalFace], float]:
-    """:func:`detect` and its wall time in seconds (for the log and the benchmark)."""
-    t0 = time.perf_counter()
-    faces = detect(img, path, device)
-    return faces, time.perf_counter() - t0

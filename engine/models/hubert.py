@@ -17,7 +17,6 @@ for LayerDrop); the generator in :mod:`engine.motion.generate` makes those draws
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -50,10 +49,16 @@ def build_hf_encoder(folder: Path, native: bool = True) -> nn.Module:
     cfg_path = Path(folder) / "config.json"
     if not cfg_path.is_file():
         raise WeightsMissing(f"missing audio-encoder config {cfg_path}. {OFFICIAL_WEIGHTS_HINT}")
+    from engine.models.encoder_config import check_encoder_config
+    from engine.protocol import JSONLimitError, loads_limited
+
     try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WeightsCorrupt(f"{cfg_path} is not valid JSON: {exc}") from exc
+        raw = loads_limited(cfg_path.read_bytes(), str(cfg_path))
+    except OSError as exc:
+        raise WeightsCorrupt(f"{cfg_path} cannot be read: {exc}") from exc
+    except JSONLimitError as exc:
+        raise WeightsCorrupt(f"{exc} (the audio encoder's config.json)") from None
+    check_encoder_config(raw, cfg_path)
     if native:
         from engine.models.hubert_native import build_native, native_config
 

@@ -28,7 +28,6 @@ The meaning of each control is in engine/motion/edit.py and README.md ("Art dire
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -50,6 +49,12 @@ TOP_KEYS = frozenset({"version", "schema", "fps", "head_gain", "head_offset_deg"
 BLINK_DEFAULTS = {"rate_per_min": 15.0, "duration_s": 0.2, "seed": 0, "depth": 1.0}
 SILENCE_DEFAULTS = {"relax": True, "threshold_db": -35.0, "attack_s": 0.05, "release_s": 0.2,
                     "min_silence_s": 0.25, "calm_head": 0.0}
+
+
+#: the same bound as ``--seed`` (engine/preflight.py): numpy's generator takes 0 .. 2**63-1 here
+SEED_MAX = 2**63 - 1
+#: a per-frame track of an hour at 1000 fps is ~70 MB of JSON; more is no real controls file
+MAX_CONTROLS_BYTES = 64 * 1024 * 1024
 
 
 class ControlsError(ValueError):
@@ -179,8 +184,8 @@ def parse_controls(data: Any) -> Controls:
     if data.get("blink") is not None:
         b = _obj(data["blink"], "blink", tuple(BLINK_DEFAULTS))
         seed = b.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ControlsError(f"blink.seed must be an integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+            raise ControlsError(f"blink.seed must be an integer between 0 and {SEED_MAX}, got {str(seed)[:40]}")
         c.blink = Blink(rate_per_min=_num(b.get("rate_per_min", 15.0), "blink.rate_per_min", 0.0, 120.0),
                         duration_s=_num(b.get("duration_s", 0.2), "blink.duration_s", 0.04, 2.0),
                         seed=int(seed), depth=_num(b.get("depth", 1.0), "blink.depth", 0.0, 2.0))
@@ -215,17 +220,33 @@ def parse_controls(data: Any) -> Controls:
 
 def load_controls(path: str | os.PathLike[str]) -> Controls:
     """Read and validate a controls JSON file (ControlsError says what is wrong)."""
+    from engine.pathguard import input_problem
+
+    problem = input_problem(path)  # a FIFO would block the read forever
+    if problem:
+        raise ControlsError(f"controls file {path} {problem}")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_bytes()  # decoded (strict UTF-8) by parse_controls_text
     except FileNotFoundError:
         raise ControlsError(f"controls file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ControlsError(f"cannot read controls file {path}: {exc}") from None
+    return parse_controls_text(text, f"controls file {path}")
+
+
+def parse_controls_text(text: str | bytes, what: str = "the controls") -> Controls:
+    """Controls from JSON text (a file's, or the canonical JSON a motion file records), read with
+    the protocol's limits (depth, size, number length): ControlsError naming ``what``."""
+    from engine.protocol import JSONLimitError, loads_limited
+
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ControlsError(f"controls file {path} is not valid JSON: {exc}") from None
-    return parse_controls(data)
+        data = loads_limited(text, what, max_bytes=MAX_CONTROLS_BYTES)
+    except JSONLimitError as exc:
+        raise ControlsError(str(exc)) from None
+    try:
+        return parse_controls(data)
+    except ControlsError as exc:
+        raise ControlsError(f"{what}: {exc}") from None
 
 
 def shorthand_controls(*, pose_strength: float = 1.0, exp_strength: float = 1.0, region: str = "all",

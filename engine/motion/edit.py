@@ -23,6 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from engine.motion.basis import load_basis
 from engine.motion.controls import (AXES, Controls, ControlsError, is_neutral_track, sample_track)
 
 LIP_ROWS: tuple[int, ...] = (6, 12, 14, 17, 19, 20)
@@ -58,12 +59,10 @@ class RawMotion:
         return np.arange(self.n_frames) / self.fps + self.audio_offset_s
 
 
-# -- semantic directions (engine copy of the basis, engine/export/semantic_basis.json) ----------
+# -- semantic directions (engine copy of the basis, engine/motion/semantic_basis.json) ----------
 @lru_cache(maxsize=1)
 def _directions() -> dict[str, np.ndarray]:
     """Per-slider-unit (21,3) directions by channel name, and ``lip_array``."""
-    from engine.export.arkit import load_basis
-
     basis = load_basis()
     out = {c.name: c.vector.reshape(21, 3) for c in basis.channels}
     out["lip_array"] = basis.lip_array
@@ -411,11 +410,10 @@ def controls_for_run(path: str | None, *, pose_strength: float = 1.0, exp_streng
     controls ``recorded`` in a given motion file (so ``animate --motion edited.npz`` renders it
     as edited), with the ``--pose-strength``/``--exp-strength``/``--region`` shorthands
     multiplied in."""
-    import json
+    from engine.motion.controls import load_controls, parse_controls_text, shorthand_controls
 
-    from engine.motion.controls import load_controls, parse_controls, shorthand_controls
-
-    base = load_controls(path) if path else (parse_controls(json.loads(recorded)) if recorded else None)
+    base = load_controls(path) if path else (parse_controls_text(recorded, "the motion file's recorded controls")
+                                             if recorded else None)
     return shorthand_controls(pose_strength=pose_strength, exp_strength=exp_strength, region=region, base=base)
 
 
@@ -426,14 +424,13 @@ def direct_motion(m, controls: Controls, wave: np.ndarray | None = None):  # -> 
     return apply_controls(m, controls, vad_db=vad)
 
 
-def load_run_controls(args, recorded: str = "") -> Controls:  # (argparse.Namespace) -> Controls
-    """``--controls`` (else ``recorded``) + the strength/region shorthands of a parsed command
-    line; BadRequest on errors."""
+def load_run_controls(path: str | None, *, pose_strength: float = 1.0, exp_strength: float = 1.0,
+                      region: str = "all", recorded: str = "") -> Controls:
+    """:func:`controls_for_run` with every error as BadRequest (``motion``/``animate`` pipelines)."""
     from engine.errors import BadRequest
 
     try:
-        return controls_for_run(getattr(args, "controls", None), pose_strength=getattr(args, "pose_strength", 1.0),
-                                exp_strength=getattr(args, "exp_strength", 1.0), region=getattr(args, "region", "all"),
+        return controls_for_run(path, pose_strength=pose_strength, exp_strength=exp_strength, region=region,
                                 recorded=recorded)
     except (ControlsError, ValueError) as exc:
         raise BadRequest(f"controls: {exc}") from None

@@ -39,7 +39,7 @@ from engine.motion.checkpoint import MotionGenConfig, config_from_checkpoint, lo
 from engine.motion.npz import MotionData
 from engine.motion.smooth import smooth_pose
 from engine.motion.template import denormalize, load_template
-from engine.pipeline.config import MotionConfig
+from engine.jobs import MotionConfig
 from engine.profiling import Breakdown
 from engine.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
 from engine.sampling import DEFAULT_STEPS, make_sampler, run_sampler
@@ -55,7 +55,7 @@ ENCODE_CHUNK = 2
 DEFAULT_SAMPLER = _DEFAULT_SAMPLER
 
 
-#: sampling options: the pipeline's frozen config (one definition, see engine/pipeline/config.py)
+#: sampling options: the job's frozen config (one definition, see engine/jobs.py)
 MotionOptions = MotionConfig
 
 

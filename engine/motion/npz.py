@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.motion.npz_reader import MemberSpec, MotionFileError, NpzReader
+
 SCHEMA = "joyvasa.motion"
 SCHEMA_VERSION = 1
 SCHEMA_MINOR = 1
@@ -76,10 +78,8 @@ PER_FRAME_KEYS = ("exp", "scale", "t", "pitch", "yaw", "roll", "R", "coef")
 #: tests/contract/test_motion_bounds_copy.py checks that both agree.
 PLAUSIBLE_ABS_MAX = {"exp": 10.0, "scale": 100.0, "t": 100.0, "pitch": 720.0, "yaw": 720.0, "roll": 720.0}
 FPS_RANGE = (1.0, 120.0)
-
-
-class MotionFileError(ValueError):
-    """The file is not a valid motion file (message says why)."""
+#: most frames a motion file may hold: 10 hours at 25 fps (a header claiming more is damaged)
+MAX_FRAMES = 900_000
 
 
 @dataclass
@@ -207,42 +207,59 @@ def save_motion(path: str | os.PathLike[str], m: MotionData) -> Path:
 
 
 def load_motion(path: str | os.PathLike[str]) -> MotionData:
-    """Read and validate a motion file; raises MotionFileError with the reason."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise MotionFileError(f"motion file {path} does not exist") from None
-    except IsADirectoryError:
-        raise MotionFileError(f"motion file {path} is a folder; pass a .npz file") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise MotionFileError(f"{path} is not a JoyVASA motion file (not a readable .npz archive of plain "
-                              f"arrays: {_reason(exc)})") from None
-    if str(data.get("schema", "")) != SCHEMA:
-        raise MotionFileError(f"{path} is not a JoyVASA motion file (schema {data.get('schema')!r})")
-    version = int(data.get("schema_version", -1))
-    if version != SCHEMA_VERSION:
-        raise MotionFileError(f"{path} has motion schema v{version}; this engine reads v{SCHEMA_VERSION}")
-    try:
-        m = MotionData(
-            fps=float(data["fps"]), exp=data["exp"], scale=data["scale"], t=data["t"],
-            pitch=data["pitch"], yaw=data["yaw"], roll=data["roll"], R=data["R"], coef=data["coef"],
-            smoothed=bool(data["smoothed"]),
-            meta={k: (str(data[k]) if k in data and data[k].dtype.kind == "U" else data[k].item())
-                  for k in _META_DEFAULTS if k in data},
-        )
-    except KeyError as exc:
-        raise MotionFileError(f"{path} lacks the key {exc.args[0]!r}") from None
-    if all(f"raw_{k}" in data for k in RAW_KEYS):
-        m.raw = {k: data[f"raw_{k}"] for k in RAW_KEYS}
-    elif any(f"raw_{k}" in data for k in RAW_KEYS):
-        raise MotionFileError(f"{path} has some raw_* arrays but not all of {', '.join('raw_' + k for k in RAW_KEYS)}")
-    if "vad_db" in data:
-        m.vad_db = data["vad_db"]
-    if "controls" in data:
-        m.controls = str(data["controls"])
-    if int(data.get("n_frames", m.n_frames)) != m.n_frames:
-        raise MotionFileError(f"{path}: n_frames does not match the arrays")
+    """Read and validate a motion file; raises MotionFileError with the reason.
+
+    Lazy and typed (engine/motion/npz_reader.py): only the keys this schema uses are read, each
+    one's dtype and shape checked against its header before its data, so an unknown key that
+    inflates to gigabytes is never touched and a damaged header is refused in milliseconds."""
+    from engine.pathguard import input_problem
+
+    problem = input_problem(path)
+    if problem:
+        hint = "; pass a .npz file" if "folder" in problem else ""
+        raise MotionFileError(f"motion file {path} {problem}{hint}")
+    with NpzReader(path) as z:
+        try:
+            schema = z.get("schema", MemberSpec.text()) if "schema" in z else None
+        except MotionFileError:
+            schema = "not text"
+        if schema != SCHEMA:
+            raise MotionFileError(f"{path} is not a JoyVASA motion file (schema {schema!r})")
+        version = z.get("schema_version", MemberSpec.integer())
+        if version != SCHEMA_VERSION:
+            raise MotionFileError(f"{path} has motion schema v{version}; this engine reads v{SCHEMA_VERSION}")
+        missing = [k for k in ("fps", *PER_FRAME_KEYS, "smoothed") if k not in z]
+        if missing:
+            raise MotionFileError(f"{path} lacks the key {missing[0]!r}")
+        exp = z.get("exp", MemberSpec.numbers((None, N_KP, 3), max_items=MAX_FRAMES * N_KP * 3))
+        n = int(exp.shape[0])
+        shapes = {"exp": (n, N_KP, 3), "scale": (n,), "t": (n, 3), "pitch": (n,), "yaw": (n,), "roll": (n,),
+                  "R": (n, 3, 3)}
+        arrays = {"exp": exp, **{k: z.get(k, MemberSpec.numbers(shape)) for k, shape in shapes.items() if k != "exp"}}
+        arrays["coef"] = z.get("coef", MemberSpec.numbers((None, None), max_items=MAX_FRAMES * 1024))
+        m = MotionData(fps=float(z.get("fps", MemberSpec.number())), coef=arrays.pop("coef"), **arrays,
+                       smoothed=bool(z.get("smoothed", MemberSpec.flag())),
+                       meta={k: z.get(k, MemberSpec.text() if _META_TYPES[k] is np.str_ else MemberSpec.number())
+                             for k in _META_DEFAULTS if k in z})
+        present = [k for k in RAW_KEYS if f"raw_{k}" in z]
+        if len(present) == len(RAW_KEYS):
+            m.raw = {k: z.get(f"raw_{k}", MemberSpec.numbers(shapes[k])) for k in RAW_KEYS}
+        elif present:
+            raise MotionFileError(f"{path} has some raw_* arrays but not all of "
+                                  f"{', '.join('raw_' + k for k in RAW_KEYS)}")
+        if "vad_db" in z:
+            m.vad_db = z.get("vad_db", MemberSpec.numbers((n,)))
+        if "controls" in z:
+            m.controls = str(z.get("controls", MemberSpec.text()))
+            if m.controls:  # a record that is not even sane JSON is a damaged file (its keys: checked on use)
+                from engine.protocol import JSONLimitError, loads_limited
+
+                try:
+                    loads_limited(m.controls, "its recorded controls")
+                except JSONLimitError as exc:
+                    raise MotionFileError(f"{path}: {exc}") from None
+        if "n_frames" in z and z.get("n_frames", MemberSpec.integer()) != m.n_frames:
+            raise MotionFileError(f"{path}: n_frames does not match the arrays")
     try:
         validate(m)
     except MotionFileError as exc:

@@ -55,7 +55,26 @@ def load_template(path: str | Path) -> dict[str, np.ndarray]:
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise WeightsCorrupt(f"motion template {path} lacks {', '.join(missing)}")
-    return {k: np.asarray(v) for k, v in data.items()}
+    out = {k: np.asarray(v) for k, v in data.items()}
+    check_template(out, path)
+    return out
+
+
+#: values per statistic that :func:`denormalize` reads (exp: 21 x 3 offsets; t: x, y, z)
+TEMPLATE_SIZES = {"exp": 63, "scale": 1, "t": 3, "pitch": 1, "yaw": 1, "roll": 1}
+
+
+def check_template(data: dict[str, np.ndarray], path: Path) -> None:
+    """Each statistic :func:`denormalize` reads is finite numbers of the size it needs, so a
+    damaged template is ``weights_corrupt`` at load, not a broadcasting error after sampling."""
+    for key in REQUIRED_KEYS:
+        arr = data[key]
+        want = TEMPLATE_SIZES[key.split("_", 1)[1]]
+        if arr.dtype.kind not in "fiu" or arr.size != want:
+            raise WeightsCorrupt(f"motion template {path}: {key!r} must be {want} number(s), got "
+                                 f"{arr.dtype.str} of shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise WeightsCorrupt(f"motion template {path}: {key!r} contains NaN or infinite values")
 
 
 def _rotation_matrix(pitch: Any, yaw: Any, roll: Any) -> Any:

@@ -1,21 +1,13 @@
-"""The pipeline layer: frozen job configs → numbered pipeline steps, behind every entry point.
+"""The pipeline layer: ``engine/pipeline/<command>.py`` holds ``run_<command>(job, ctx)``, a short
+numbered list of named steps for one typed job (engine/jobs.py); each module docstring lists the
+steps and says where new ones plug in. :mod:`engine.pipeline.context` holds ``Context``
+(reporter + ``ModelCache``; the cache is what makes the ``serve`` worker warm).
 
-* :mod:`engine.pipeline.config` — ``MotionJob``/``AnimateJob`` made of ``MotionConfig``,
-  ``RenderConfig`` and ``RuntimeConfig`` (device + the one precision); JSON round-trip.
-* :mod:`engine.pipeline.context` — ``Context`` (reporter + ``ModelCache``); the cache is what
-  makes the ``serve`` worker warm.
-* :mod:`engine.pipeline.motion` — ``run_motion(job, ctx)``; :mod:`engine.pipeline.animate` —
-  ``run_animate(job, ctx)``. Their module docstrings list the numbered steps and say where
-  new steps plug in.
-
-Entry points: ``engine/commands/<name>.py`` is "parse arguments → job config → pipeline";
-``engine serve`` parses a request's ``args`` with the same parser (:mod:`engine.serve`);
-``bench`` calls the same functions. Nothing here imports torch at module level.
+Entry points never call these modules directly: they go through
+:func:`engine.commands.run_job_pipeline`. Nothing here imports torch at module level.
 """
 from __future__ import annotations
 
-from engine.pipeline.config import (AnimateJob, MotionConfig, MotionJob, RenderConfig,  # noqa: F401
-                                    RuntimeConfig)
-from engine.pipeline.context import Context, ModelCache  # noqa: F401
+from engine.pipeline.context import Context, ModelCache
 
-__all__ = ["AnimateJob", "Context", "ModelCache", "MotionConfig", "MotionJob", "RenderConfig", "RuntimeConfig"]
+__all__ = ["Context", "ModelCache"]

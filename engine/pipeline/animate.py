@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import (OFFICIAL_WEIGHTS_HINT, BadRequest, EngineError, WeightsCorrupt, WeightsMissing)
-from engine.pipeline.config import AnimateJob, RenderConfig
+from engine.jobs import AnimateJob, RenderConfig
 from engine.pipeline.context import Context
 from engine.protocol import REGIONS, SAMPLERS
 
@@ -44,15 +44,21 @@ def compose_options(render: RenderConfig) -> Any:
         raise BadRequest(str(exc)) from None
 
 
-def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Any = None, animal: bool = False) -> Any:
-    """StageOne in ``precision`` from the weights folder; bad files become WeightsMissing/WeightsCorrupt."""
+def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Any = None, animal: bool = False,
+                   animal_models: str = "auto") -> Any:
+    """StageOne in ``precision`` from the weights folder; bad files become WeightsMissing/WeightsCorrupt.
+
+    Animals: LivePortrait's v1.1 animal models when present, else v1 (``--animal-models`` overrides)."""
     from engine.models.stage_one import StageOne
-    from engine.weights import animal_layout
+    from engine.weights import ANIMAL_MODEL_DIRS, animal_layout, choose_animal_models
 
     use = layout
     if animal:
-        if (layout.root / "liveportrait_animals/base_models").is_dir():
-            use = animal_layout(layout)
+        version = choose_animal_models(layout.root, animal_models)
+        if version is not None:
+            use = animal_layout(layout, version)
+            if reporter is not None:
+                reporter.log(f"animal models: {version} ({ANIMAL_MODEL_DIRS[version]})")
         elif reporter is not None:
             reporter.warning("animal_weights_missing", "liveportrait_animals/ not found: using the human "
                                                        "LivePortrait weights with the animal pipeline")
@@ -68,14 +74,18 @@ def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Any = Non
         raise WeightsCorrupt(f"cannot load the LivePortrait weights from {layout.root}: {exc}") from exc
 
 
-def stage_one(ctx: Context, layout: Any, device: Any, precision: Any, animal: bool) -> Any:
-    """Step 4 through the cache: key (weights folder, device, precision, human/animal)."""
+def stage_one(ctx: Context, layout: Any, device: Any, precision: Any, animal: bool,
+              animal_models: str = "auto") -> Any:
+    """Step 4 through the cache: key (weights folder, device, precision, human/animal and which animal models)."""
+    from engine.weights import choose_animal_models
+
     rep = ctx.reporter
-    key = ("stage_one", str(layout.root.resolve()), str(device), precision.name, "animal" if animal else "human")
+    kind = f"animal-{choose_animal_models(layout.root, animal_models)}" if animal else "human"
+    key = ("stage_one", str(layout.root.resolve()), str(device), precision.name, kind)
 
     def load() -> Any:
         with rep.breakdown.part("load"):
-            return load_stage_one(layout, device, precision, rep, animal=animal)
+            return load_stage_one(layout, device, precision, rep, animal=animal, animal_models=animal_models)
 
     return ctx.models.get(key, list(layout.liveportrait_files().values()), load)
 
@@ -83,13 +93,9 @@ def stage_one(ctx: Context, layout: Any, device: Any, precision: Any, animal: bo
 def _check_outputs(job: AnimateJob) -> tuple[Path | None, Path | None]:
     from engine.fileio import FramesOutput, check_output_file
 
-    out = Path(job.out) if job.out else None
+    out = Path(job.out) if job.out else None           # names and suffixes: checked by the job type
     frames_dir = Path(job.frames_dir) if job.frames_dir else None
-    if out is None and frames_dir is None:
-        raise BadRequest("nothing to write: pass --out OUT.mp4 and/or --frames-dir DIR")
     if out is not None:
-        if out.suffix.lower() not in (".mp4", ".mov", ".mkv"):
-            raise BadRequest(f"--out must end in .mp4 (got {out.name})")
         check_output_file(out)
     if frames_dir is not None:
         FramesOutput(frames_dir, job.overwrite).check()
@@ -106,9 +112,10 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
                                    select_precision)
         from engine.motion.npz import MotionFileError, load_motion, save_motion
         from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving, lip_normalization
-        from engine.commands.crop import report_framing
+        from engine.pipeline.crop import framing_options, report_framing
         from engine.framing.frame import frame_portrait
-        from engine.render.crop import load_image_rgb, paste_canvas
+        from engine.framing.frame import load_picture
+        from engine.render.canvas import paste_canvas
         from engine.render.renderer import plan_render, render_frames
         from engine.render.timeline import plan_frames
         from engine.render.writers import Mp4Writer, PngSequenceWriter, pick_video_codec
@@ -128,20 +135,18 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     # 2. validate cheap things first: options, packages, outputs, image, audio, free space, weights
     from engine import preflight
 
-    preflight.check_animate_request(job.cli_view())
+    preflight.check_animate_request(job)
     opts = compose_options(render)
-    from types import SimpleNamespace
-
     from engine.motion.controls import ControlsError
     from engine.motion.edit import direct_motion, load_run_controls
 
-    run_args = SimpleNamespace(controls=job.controls, pose_strength=render.pose_strength,
-                               exp_strength=render.exp_strength, region=render.region)
-    controls = load_run_controls(run_args)         # --controls + the region/strength shorthands
-    crop_mode = render.framing_options().crop
+    shorthands = {"pose_strength": render.pose_strength, "exp_strength": render.exp_strength,
+                  "region": render.region}
+    controls = load_run_controls(job.controls, **shorthands)   # --controls + the region/strength shorthands
+    crop_mode = render.crop_mode
     out, frames_dir = _check_outputs(job)
     codec = pick_video_codec(render.codec) if out is not None else None   # --codec, checked before any network
-    original = load_image_rgb(job.image)          # the file at full resolution: framing reports its pixels
+    original = load_picture(job.image)          # the file at full resolution: framing reports its pixels
     image, canvas_fx, canvas_fy = paste_canvas(original)   # ≤1280 px paste-back canvas (upstream)
     wave, audio_duration = None, None
     if job.audio:
@@ -150,10 +155,6 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         with rep.breakdown.part("audio"):
             wave = load_audio(job.audio)
         audio_duration = wave.size / SAMPLE_RATE
-    elif job.motion_file is None:
-        raise BadRequest("pass --audio (speech to animate) or --motion (a motion .npz)")
-    elif out is not None:
-        raise BadRequest("an mp4 needs its soundtrack: pass --audio (or write only --frames-dir)")
     motion = None
     if job.motion_file:
         try:
@@ -172,10 +173,10 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     # 3. framing (NoFaceError before loading any network)
     rep.stage_begin("load")
     rep.progress("load", 0, 2, "file")
-    crop = frame_portrait(original, render.framing_options(layout.root))
+    crop = frame_portrait(original, framing_options(render, layout.root))
     report_framing(rep, crop)                       # the `framing` event: the same object as `engine crop`
     # 4. networks in the job's precision
-    s1 = stage_one(ctx, layout, device, precision, render.animal)
+    s1 = stage_one(ctx, layout, device, precision, render.animal, render.animal_models)
     # 5. source portrait
     with torch.inference_mode():
         info = s1.extract(crop.image)
@@ -202,7 +203,7 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
                                                  f"{job.audio}; lips will not match the soundtrack")
     if job.motion_file:                            # 6b: a given file's controls apply to its raw motion
         if not job.controls and motion.controls:   # no --controls: keep the file's own edits
-            controls = load_run_controls(run_args, recorded=motion.controls)
+            controls = load_run_controls(None, **shorthands, recorded=motion.controls)
         try:
             motion = direct_motion(motion, controls, wave)
         except ControlsError as exc:
@@ -239,7 +240,7 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     width, height = setup.size
     writers: list[Any] = []
     if out is not None:
-        writers.append(Mp4Writer(out, out_fps, width, height, Path(job.audio), codec=codec or "auto",
+        writers.append(Mp4Writer(out, out_fps, width, height, Path(job.audio), codec=render.codec,
                                  audio_max_s=None if render.upstream_timing else audio_duration))
     if frames_dir is not None:
         writers.append(PngSequenceWriter(frames_dir, overwrite=job.overwrite))

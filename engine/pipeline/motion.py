@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.pipeline.config import MotionJob
+from engine.jobs import MotionJob
 from engine.pipeline.context import Context
 
 
@@ -88,7 +88,7 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
               capabilities={"samplers": list(SAMPLERS), "pe_variants": list(PE_VARIANTS)})
     from engine import preflight                                                      # 2
 
-    preflight.check_motion_request(job.cli_view())
+    preflight.check_motion_request(job)
     if not Path(job.audio).is_file():
         as_wave(job.audio)  # the AudioError that says why
     layout = resolve_weights_dir(job.weights, rep)
@@ -96,11 +96,9 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
     layout.require(layout.motion_template)
     out = Path(job.out)
     check_output_file(out)
-    from types import SimpleNamespace
-
     from engine.motion.edit import direct_motion, load_run_controls
 
-    controls = load_run_controls(SimpleNamespace(controls=job.controls))  # a bad file fails before any work
+    controls = load_run_controls(job.controls)  # a bad file fails before any work
     model = motion_model(ctx, layout, device)                                          # 3
     rep.stage_begin("audio")                                                           # 4
     rep.progress("audio", 0, 1, "file")

@@ -21,10 +21,11 @@ import numpy as np
 
 from engine.errors import AudioError, BadRequest, OutputError
 from engine.fileio import atomic_path, frames_output
+from engine.jobs import CODECS
 
 VIDEO_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
 #: what ``--codec`` accepts: auto = h264_nvenc when it works here, else libx264 (else a fallback)
-CODEC_CHOICES = ("auto", "libx264", "h264_nvenc")
+CODEC_CHOICES = CODECS   # defined with the job types (engine/jobs.py), the one place options are checked
 #: NVENC settings chosen to look like libx264 crf 18 / preset medium: constant-quality VBR at
 #: cq 19 with no bitrate ceiling, preset p5 (slow end of the fast presets), tune hq. Its PSNR
 #: against libx264 has not been measured yet (no NVIDIA card here): tools/bench_gpu.sh prints it.
@@ -53,7 +54,8 @@ def nvenc_status() -> tuple[bool, str]:
         ctx.encode(frame)
         ctx.encode(None)
     except Exception as exc:  # noqa: BLE001 - no driver / no NVENC unit / old driver: all mean "not here"
-        return False, f"h264_nvenc does not open here (no NVIDIA driver/NVENC?): {type(exc).__name__}: {exc}"
+        detail = str(exc).split(": 'avcodec_open2", 1)[0].strip() or type(exc).__name__  # drop the echoed options
+        return False, f"h264_nvenc does not open here (no NVIDIA driver or NVENC unit?): {detail[:160]}"
     return True, "h264_nvenc opens and encodes"
 
 
@@ -135,6 +137,7 @@ class Mp4Writer(FrameWriter):
         self.crf = crf
         self.codec_choice = codec
         self.codec: str | None = None        # the encoder actually used (after __enter__)
+        self.fallback_reason: str | None = None  # auto: why h264_nvenc was not used after all
         self.frames_written = 0
         self._stack = contextlib.ExitStack()
         self._container: Any = None
@@ -145,17 +148,16 @@ class Mp4Writer(FrameWriter):
 
         tmp = self._stack.enter_context(atomic_path(self.path, suffix=".mp4"))
         try:
-            self._container = av.open(str(tmp), mode="w")
-            codec = self.codec = pick_video_codec(self.codec_choice)
-            self._vstream = self._container.add_stream(codec, rate=self.fps)
-            self._vstream.width, self._vstream.height = self.width, self.height
-            self._vstream.pix_fmt = "yuv420p"
-            if codec == "libx264":
-                self._vstream.options = {"crf": str(self.crf), **X264_OPTIONS}
-            elif codec == "h264_nvenc":
-                self._vstream.options = dict(NVENC_OPTIONS)
-            elif codec == "mpeg4":
-                self._vstream.bit_rate = 4_000_000
+            codec = pick_video_codec(self.codec_choice)
+            try:
+                self._open_video(av, tmp, codec)
+            except Exception as exc:  # noqa: BLE001 - an encoder that does not open now
+                self._close_container()
+                if not (codec == "h264_nvenc" and self.codec_choice == "auto"):
+                    raise OutputError(f"cannot open the {codec} video encoder: {exc}") from exc
+                # NVENC passed the probe but not now (e.g. every NVENC session of the card is taken)
+                self.fallback_reason = f"h264_nvenc did not open ({exc}); encoded with libx264"
+                self._open_video(av, tmp, pick_video_codec("libx264"))
             if self.audio_path is not None:
                 self._mux_audio(av)
         except BaseException as exc:
@@ -163,6 +165,21 @@ class Mp4Writer(FrameWriter):
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return self
+
+    def _open_video(self, av: Any, tmp: Path, codec: str) -> None:
+        """Container + H.264 stream with the encoder opened now, so a failure shows before any frame."""
+        self._container = av.open(str(tmp), mode="w")
+        self._vstream = self._container.add_stream(codec, rate=self.fps)
+        self._vstream.width, self._vstream.height = self.width, self.height
+        self._vstream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self._vstream.options = {"crf": str(self.crf), **X264_OPTIONS}
+        elif codec == "h264_nvenc":
+            self._vstream.options = dict(NVENC_OPTIONS)
+        elif codec == "mpeg4":
+            self._vstream.bit_rate = 4_000_000
+        self._vstream.codec_context.open()
+        self.codec = codec
 
     def _mux_audio(self, av: Any) -> None:
         """Decode the whole input audio and encode it as AAC now (audio is small)."""

@@ -138,44 +138,16 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 # -- command lines ----------------------------------------------------------------------------
-def _opt(argv: list[str], flag: str, value: Any) -> None:
-    if value is None or value == "":
-        return
-    argv += [flag, str(value)]
-
-
-def motion_args(*, audio: str, out: str, seed: int | None = None, sampler: str | None = None,
-                steps: int | None = None, cfg_scale: float | None = None, smooth: bool | None = None,
-                fps: float | None = None) -> list[str]:
-    """Options shared by ``engine motion`` and ``engine animate`` (the motion part)."""
-    argv = ["--audio", audio, "--out", out]
-    _opt(argv, "--seed", seed)
-    _opt(argv, "--sampler", sampler)
-    _opt(argv, "--steps", steps if steps else None)
-    _opt(argv, "--cfg-scale", cfg_scale)
-    if smooth is not None:
-        argv.append("--smooth" if smooth else "--no-smooth")
-    _opt(argv, "--fps", fps)
-    return argv
-
-
-def engine_argv(python: str, command: str, args: Sequence[str], *, weights: str = "", device: str = "",
-                dtype: str = "", progress: bool = True) -> list[str]:
+def engine_argv(python: str, command: str, args: Sequence[str], *, weights: str = "",
+                progress: bool = True) -> list[str]:
+    """A plain command line (``doctor --json``, ``crop --json``). Jobs are not sent this way:
+    they travel as JSON (core/requests.py: ``engine run --job -`` or a warm request)."""
     argv = [python, "-m", "engine", command, *args]
-    _opt(argv, "--weights", weights)
-    if command != "doctor":
-        if command != "crop":        # framing runs on the CPU and takes no --device
-            _opt(argv, "--device", device)
-        if command in ("motion", "animate"):   # the Precision preference: every network of a job
-            _opt(argv, "--dtype", dtype)
-        if progress:
-            argv += ["--progress", "json"]
+    if weights:
+        argv += ["--weights", str(weights)]
+    if progress and command != "doctor":
+        argv += ["--progress", "json"]
     return argv
-
-
-def edit_args(*, motion: str, controls: str, out: str) -> list[str]:
-    """``engine edit``: re-apply a controls file to a motion's raw arrays (no sampling)."""
-    return ["--motion", motion, "--controls", controls, "--out", out]
 
 
 # -- the process ------------------------------------------------------------------------------
@@ -183,8 +155,9 @@ class EngineProcess:
     """One engine run. Threads read stdout (events -> queue) and stderr (tail); never touch bpy."""
 
     def __init__(self, argv: Sequence[str], cwd: str | os.PathLike[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, stdin_text: str = "") -> None:
         self.argv = [str(a) for a in argv]
+        self.stdin_text = stdin_text     # written first (``engine run --job -`` reads its job there)
         self.cwd = str(cwd) if cwd else None
         self.env = env if env is not None else clean_env()
         self.events: "queue.Queue[dict[str, Any]]" = queue.Queue()
@@ -203,6 +176,13 @@ class EngineProcess:
             stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
             creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if win else 0,
             start_new_session=not win)
+        if self.stdin_text:              # stdin stays open afterwards: it carries ``cancel``
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(self.stdin_text)
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass                      # the engine died at once: its exit code and stderr say why
         for fn in (self._read_stdout, self._read_stderr):
             th = threading.Thread(target=fn, daemon=True)
             th.start()

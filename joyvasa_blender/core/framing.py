@@ -140,19 +140,25 @@ def _num(v: float) -> str:
     return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
 
 
-def framing_args(mode: str, *, box: Sequence[float] = (), points: Sequence[float] = (),
-                 scale: float = DEFAULT_SCALE, vx: float = DEFAULT_VX, vy: float = DEFAULT_VY,
-                 face_index: int = 0) -> list[str]:
-    """Engine options for the framing (shared by ``engine crop`` and ``engine animate``)."""
-    args = ["--crop", crop_value(mode, box, points)]
-    if abs(scale - DEFAULT_SCALE) > 1e-6:
-        args += ["--scale", f"{scale:.4g}"]
-    if abs(vx - DEFAULT_VX) > 1e-6:
-        args += ["--vx", f"{vx:.4g}"]
-    if abs(vy - DEFAULT_VY) > 1e-6:
-        args += ["--vy", f"{vy:.4g}"]
+def framing_fields(mode: str, *, box: Sequence[float] = (), points: Sequence[float] = (),
+                   scale: float = DEFAULT_SCALE, vx: float = DEFAULT_VX, vy: float = DEFAULT_VY,
+                   face_index: int = 0) -> dict[str, Any]:
+    """The framing fields of a crop/animate job (core/requests.py); values at the engine's
+    defaults are left out, so the engine's own defaults apply."""
+    fields: dict[str, Any] = {"crop": crop_value(mode, box, points)}
+    for key, value, default in (("scale", scale, DEFAULT_SCALE), ("vx", vx, DEFAULT_VX), ("vy", vy, DEFAULT_VY)):
+        if abs(value - default) > 1e-6:
+            fields[key] = float(f"{value:.4g}")
     if mode == "AUTO" and face_index > 0:
-        args += ["--face-index", str(int(face_index))]
+        fields["face_index"] = int(face_index)
+    return fields
+
+
+def framing_args(mode: str, **kw: Any) -> list[str]:
+    """The same framing as command-line options (``engine crop --json``, tools/batch.py's check)."""
+    args: list[str] = []
+    for key, value in framing_fields(mode, **kw).items():
+        args += ["--" + key.replace("_", "-"), value if isinstance(value, str) else f"{value:g}"]
     return args
 
 
@@ -166,7 +172,15 @@ def framing_summary(event: dict[str, Any] | None) -> str:
     if not event:
         return ""
     method = event.get("method", "?")
-    parts = [f"{method}"]
+    score = event.get("score")
+    if method == "xpose":  # upstream's animal framing (X-Pose's 9 face points)
+        parts = ["animal face found (X-Pose" + (f", score {score:.2f})" if isinstance(score, (int, float)) else ")")]
+    elif method == "fallback":
+        parts = ["no animal face found: centred square"
+                 + (f" (X-Pose best score {score:.2f})" if isinstance(score, (int, float)) else "")
+                 + "; use Frame Face to mark eyes and mouth"]
+    else:
+        parts = [f"{method}"]
     if event.get("faces"):
         parts.append(f"face {int(event.get('face_index') or 0) + 1} of {event['faces']}")
     angle = event.get("angle_deg")
@@ -180,7 +194,7 @@ def framing_summary(event: dict[str, Any] | None) -> str:
 
 def points_from_event(event: dict[str, Any] | None) -> list[float] | None:
     """The three framing points (6 numbers) that reproduce an automatic framing, for editing:
-    the two eyes and the mouth centre of the detector's five points."""
+    the two eyes and the mouth centre of the detector's five points (or of X-Pose's nine)."""
     if not event or not event.get("points"):
         return None
     p = event["points"]
@@ -189,4 +203,31 @@ def points_from_event(event: dict[str, Any] | None) -> list[float] | None:
         return [p[0][0], p[0][1], p[1][0], p[1][1], m[0], m[1]]
     if len(p) == 3:
         return [v for xy in p for v in xy]
+    if len(p) == 9:  # X-Pose: eye corners pairwise (the animal's right eye first), lip corners 5 and 6
+        a = ((p[0][0] + p[1][0]) / 2, (p[0][1] + p[1][1]) / 2)
+        b = ((p[2][0] + p[3][0]) / 2, (p[2][1] + p[3][1]) / 2)
+        m = ((p[5][0] + p[6][0]) / 2, (p[5][1] + p[6][1]) / 2)
+        left, right = (a, b) if a[0] <= b[0] else (b, a)
+        return [left[0], left[1], right[0], right[1], m[0], m[1]]
     return None
+
+
+def crop_view_points(event: dict[str, Any] | None) -> list[tuple[float, float]]:
+    """The framing's landmarks (X-Pose's 9, the detector's 5, clicked 3) where they fall on the crop
+    preview, in the Image Editor's normalised view coordinates (0..1, origin bottom-left): what
+    Preview Crop draws over the crop. Points outside the crop are left out."""
+    if not event or not event.get("points") or not event.get("M_c2o"):
+        return []
+    (a, b, c), (d, e, f) = event["M_c2o"]
+    det = a * e - b * d
+    if abs(det) < 1e-12:
+        return []
+    size = float(event.get("crop_size") or 512)
+    out = []
+    for x, y in event["points"]:
+        dx, dy = x - c, y - f
+        cx, cy = (e * dx - b * dy) / det, (-d * dx + a * dy) / det   # inverse of the crop → picture map
+        if 0.0 <= cx <= size and 0.0 <= cy <= size:
+            out.append(pixel_to_view(cx, cy, int(size), int(size)))
+    return out
+

@@ -1,4 +1,4 @@
-"""JoyVASA engine <-> add-on protocol, version 1.3 (stdlib only).
+"""JoyVASA engine <-> add-on protocol, version 1.4 (stdlib only).
 
 This file is the single source of truth for the contract between ``engine/`` and
 ``joyvasa_blender/``. ``joyvasa_blender/core/protocol.py`` is a byte-for-byte copy (a test
@@ -14,10 +14,15 @@ since the engine started). Job events may carry ``job``.
 
 Worker (``python -m engine serve``, minor 2): one request per stdin line, answered on stdout;
 the worker first sends a ``hello`` with command "serve" and capabilities {commands, requests}.
-    run      {"v": 1, "type": "run", "job": ID, "command": "motion"|"animate"|"doctor"|...,
-              "args": {...}}  args = the command's long options without "--", "-" -> "_"
-              (``{"audio": "a.wav", "out": "m.npz", "cfg_scale": 2.0, "smooth": false}``;
-              a boolean picks the flag: ``"smooth": false`` = ``--no-smooth``). Every event of
+    run      {"v": 1, "type": "run", "job": ID, "command": "motion"|"animate"|"crop"|"edit"|
+              "export"|"doctor", "args": {...}}  args = the job's wire form (engine/jobs.py,
+              schema "joyvasa.job" v1): the command's long options without "--", "-" -> "_",
+              with JSON types (``{"audio": "a.wav", "out": "m.npz", "cfg_scale": 2.0,
+              "smooth": false}``; a switch pair is its positive name: ``"smooth": false`` =
+              ``--no-smooth``). 1.4: args are typed and checked by the job type (before: a
+              command line for argparse, strings and ``"no_smooth": true`` accepted; now refused
+              as bad_request naming the option). ``python -m engine run --job -`` takes the same
+              object (with its "command") as a one-shot process. Every event of
               the request carries ``"job": ID``: hello, progress..., then exactly one of
               done / error / cancelled. Requests run one at a time, in order.
     cancel   {"v": 1, "type": "cancel", "job": ID}  (no job: the running request)
@@ -39,7 +44,8 @@ Event types and their fields (optional fields in brackets)
     warning   code, message
     error     code (one of ERROR_CODES), message, fatal
     framing   method, box, points, angle_deg, M_c2o (2x3: crop pixel -> pixel of the image file),
-              crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1)
+              crop_size, image_size [w, h], faces, face_index, lip_open (``crop``, ``animate``; 1.1),
+              score (detector confidence or null: X-Pose animal faces, method ``xpose``)
     done      outputs {motion_npz?, video?, frames_dir?, motion_export?, crop_image?,
               driving_keypoints?, weights_dir?}, timings {stage: s},
               peak_mem {host_mb, [device_mb]}, [rtf], [breakdown {part: s}] (1.2: where the
@@ -66,7 +72,7 @@ import time
 from typing import IO, Any
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 3
+PROTOCOL_MINOR = 4
 
 EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing", "plan")
 REQUEST_TYPES = ("run", "cancel", "release")
@@ -128,6 +134,81 @@ def canonical_dtype(name: str | None) -> str:
 
 class ProtocolError(ValueError):
     """A line that is not a valid protocol-v1 event."""
+
+
+# -- JSON with limits: every JSON the engine reads from a user or a client ----------------------
+#: nesting beyond this is no real request, controls or job file (and 100 000 ``[`` would blow
+#: Python's recursion limit inside json.loads)
+MAX_JSON_DEPTH = 64
+#: digits of one JSON number: more is no real value (a 401-digit integer cannot become a float,
+#: 5000 digits hit Python's int-conversion limit)
+MAX_NUMBER_DIGITS = 100
+
+
+class JSONLimitError(ValueError):
+    """JSON text that is not UTF-8, too large, too deep or has an absurd number (message says which)."""
+
+
+def _number(text: str) -> str:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise JSONLimitError(f"a number with {len(text)} characters (at most {MAX_NUMBER_DIGITS})")
+    return text
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONLimitError(f"{name} is not a JSON number (use a finite number)")
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of arrays/objects, ignoring brackets inside strings (C-speed regexes)."""
+    import re
+
+    if "[" not in text and "{" not in text:
+        return 0
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    deepest = depth = 0
+    for ch in re.findall(r"[\[\]{}]", bare):
+        depth += 1 if ch in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:  # enough to refuse it
+                break
+    return deepest
+
+
+def decode_utf8(data: bytes | bytearray, what: str, max_bytes: int = MAX_LINE_BYTES) -> str:
+    """Strict UTF-8 text of at most ``max_bytes`` (JSONLimitError naming ``what`` otherwise)."""
+    if len(data) > max_bytes:
+        raise JSONLimitError(f"{what} is larger than {max_bytes // 1024} KiB")
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JSONLimitError(f"{what} is not UTF-8 text (byte {exc.start}: {bytes(data)[exc.start:exc.start + 1]!r}); "
+                             "send or save it as UTF-8") from None
+
+
+def loads_limited(text: str | bytes, what: str = "JSON", max_bytes: int = MAX_LINE_BYTES) -> Any:
+    """``json.loads`` for untrusted text: strict UTF-8, at most ``max_bytes``, :data:`MAX_JSON_DEPTH`
+    levels, :data:`MAX_NUMBER_DIGITS` characters per number, no NaN/Infinity. Every failure is a
+    :class:`JSONLimitError` naming ``what`` (never a RecursionError or a traceback)."""
+    if isinstance(text, (bytes, bytearray)):
+        text = decode_utf8(text, what, max_bytes)
+    elif len(text) > max_bytes:
+        raise JSONLimitError(f"{what} is larger than {max_bytes // 1024} KiB")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    depth = _depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise JSONLimitError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(text, parse_int=lambda t: int(_number(t)), parse_float=lambda t: float(_number(t)),
+                          parse_constant=_no_constant)
+    except JSONLimitError as exc:
+        raise JSONLimitError(f"{what}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise JSONLimitError(f"{what} is not valid JSON: {exc}") from None
+    except (RecursionError, ValueError, MemoryError) as exc:  # last line of defence
+        raise JSONLimitError(f"{what} cannot be read as JSON: {type(exc).__name__}") from None
 
 
 class EventWriter:
@@ -212,25 +293,29 @@ def make_request(type_: str, job: str | None = None, **fields: Any) -> str:
 
 def parse_request(line: str | bytes) -> dict[str, Any] | None:
     """Parse one stdin line of the worker: None for a blank line; ProtocolError when it is not
-    a request this side understands (bare ``cancel`` is accepted as a cancel request)."""
-    if isinstance(line, bytes):
-        line = line.decode("utf-8", errors="replace")
+    a request this side understands (bare ``cancel`` is accepted as a cancel request). Never
+    raises anything else: bytes are decoded here (strict UTF-8), JSON with :func:`loads_limited`."""
+    if isinstance(line, (bytes, bytearray)):
+        try:
+            line = decode_utf8(line, "request line")
+        except JSONLimitError as exc:
+            raise ProtocolError(str(exc)) from None
     text = line.strip()
     if not text:
         return None
     if text == "cancel":
         return {"v": PROTOCOL_MAJOR, "type": "cancel"}
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError:
-        raise ProtocolError(f"request is not a JSON line: {text[:120]!r}") from None
+        obj = loads_limited(text, "request")
+    except JSONLimitError as exc:
+        raise ProtocolError(f"{exc}: {text[:120]!r}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"request is not a JSON object: {text[:120]!r}")
     if obj.get("v", PROTOCOL_MAJOR) != PROTOCOL_MAJOR:
-        raise ProtocolError(f"request speaks protocol v{obj.get('v')}, this worker understands v{PROTOCOL_MAJOR}")
+        raise ProtocolError(f"request speaks protocol v{obj.get('v')!r:.40}, this worker understands v{PROTOCOL_MAJOR}")
     if obj.get("type") not in REQUEST_TYPES:
-        raise ProtocolError(f"unknown request type {obj.get('type')!r}: use one of {', '.join(REQUEST_TYPES)}")
-    if "job" in obj and not isinstance(obj["job"], (str, int)):
+        raise ProtocolError(f"unknown request type {str(obj.get('type'))[:40]!r}: use one of {', '.join(REQUEST_TYPES)}")
+    if "job" in obj and (isinstance(obj["job"], bool) or not isinstance(obj["job"], (str, int))):
         raise ProtocolError("request field 'job' must be a string")
     if "job" in obj:
         obj["job"] = str(obj["job"])
@@ -244,16 +329,23 @@ def parse_request(line: str | bytes) -> dict[str, Any] | None:
     return obj
 
 
-def is_cancel_request(line: str) -> bool:
-    """True for a stdin line asking the engine to cancel (``cancel`` or a cancel request)."""
-    text = line.strip()
-    if text == "cancel":
-        return True
+def request_job(line: str | bytes) -> str | None:
+    """The ``job`` of a line that failed :func:`parse_request`, when one can be read (for its error)."""
     try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, ValueError):
+        obj = loads_limited(line, "request")
+    except JSONLimitError:
+        return None
+    job = obj.get("job") if isinstance(obj, dict) else None
+    return str(job) if isinstance(job, (str, int)) and not isinstance(job, bool) else None
+
+
+def is_cancel_request(line: str | bytes) -> bool:
+    """True for a stdin line asking the engine to cancel (``cancel`` or a cancel request)."""
+    try:
+        req = parse_request(line)
+    except ProtocolError:
         return False
-    return isinstance(obj, dict) and obj.get("type") == "cancel"
+    return req is not None and req.get("type") == "cancel"
 
 
 def format_event_for_humans(event: dict[str, Any]) -> str:

@@ -46,6 +46,9 @@ DEFAULT_NECK_SHARE = 0.4
 ARKIT = "ARKit 52"
 AXES = {"X": 0, "Y": 1, "Z": 2}
 _TOP_KEYS = {"schema", "version", "name", "description", "head", "detect", "channels"}
+#: Default clamp of the signed channels (every other channel: [0, 1]).
+SIGNED_CLAMP = {"gazeX": (-1.0, 1.0), "gazeY": (-1.0, 1.0), "headPitch": (-math.pi, math.pi),
+                "headYaw": (-math.pi, math.pi), "headRoll": (-math.pi, math.pi)}
 _TARGET_KEYS = {"shape_key", "bone", "property", "rotation", "location", "full", "rest", "gain", "offset", "clamp"}
 
 
@@ -103,6 +106,9 @@ class Preset:
     def targets(self) -> list[tuple[str, Target]]:
         return [(ch, t) for ch, ts in self.channels.items() for t in ts]
 
+    def uses_head_channels(self) -> bool:
+        return any(ch in semantic.HEAD for ch in self.channels)
+
     def uses_gaze(self) -> bool:
         """Whether a gaze channel is mapped (then the gaze group is projected)."""
         gaze = {c.name for c in semantic.load_basis().channels if c.group == "gaze"} | {"gazeX", "gazeY"}
@@ -110,7 +116,7 @@ class Preset:
 
     def to_dict(self) -> dict[str, Any]:
         """The preset as a file's JSON (what :func:`parse_preset` reads back)."""
-        def tdict(t: Target) -> dict[str, Any]:
+        def tdict(t: Target, ch: str) -> dict[str, Any]:
             d: dict[str, Any] = {}
             if t.kind == "shape_key":
                 d["shape_key"] = t.name
@@ -129,7 +135,7 @@ class Preset:
                 d["gain"] = t.gain
             if t.offset:
                 d["offset"] = t.offset
-            if (t.lo, t.hi) != (0.0, 1.0):
+            if (t.lo, t.hi) != SIGNED_CLAMP.get(ch, (0.0, 1.0)):
                 d["clamp"] = [t.lo, t.hi]
             return d
         out: dict[str, Any] = {"schema": SCHEMA, "version": VERSION, "name": self.name}
@@ -139,7 +145,7 @@ class Preset:
             out["head"] = {"bone": self.head.bone, "neck": self.head.neck, "neck_share": self.head.neck_share}
         if self.detect_bones or self.detect_shape_keys:
             out["detect"] = {"bones": list(self.detect_bones), "shape_keys": list(self.detect_shape_keys)}
-        out["channels"] = {ch: [tdict(t) for t in ts] for ch, ts in self.channels.items()}
+        out["channels"] = {ch: [tdict(t, ch) for t in ts] for ch, ts in self.channels.items()}
         return out
 
 
@@ -156,7 +162,7 @@ def _name(value: Any, where: str) -> str:
     return value
 
 
-def _target(d: Any, where: str) -> Target:
+def _target(d: Any, where: str, channel: str = "") -> Target:
     if not isinstance(d, dict):
         raise PresetError(f"{where}: must be an object like {{\"shape_key\": \"jawOpen\"}}, got {d!r}")
     unknown = sorted(set(d) - _TARGET_KEYS)
@@ -168,7 +174,7 @@ def _target(d: Any, where: str) -> Target:
     kind = kinds[0]
     gain = _num(d.get("gain", 1.0), f"{where}.gain")
     offset = _num(d.get("offset", 0.0), f"{where}.offset")
-    lo, hi = 0.0, 1.0
+    lo, hi = SIGNED_CLAMP.get(channel, (0.0, 1.0))
     if "clamp" in d:
         c = d["clamp"]
         if not isinstance(c, list) or len(c) != 2:
@@ -258,7 +264,7 @@ def _parse(data: Any) -> Preset:
             targets = [targets]
         if not isinstance(targets, list) or not targets:
             raise PresetError(f"channels.{ch}: must be a list of targets")
-        channels[ch] = tuple(_target(t, f"channels.{ch}[{i}]") for i, t in enumerate(targets))
+        channels[ch] = tuple(_target(t, f"channels.{ch}[{i}]", ch) for i, t in enumerate(targets))
     preset = Preset(name, channels, head, desc, "", detect["bones"], detect["shape_keys"])
     _check_consistent(preset)
     return preset
@@ -328,9 +334,10 @@ def list_presets(user_dir: str | Path | None = None) -> tuple[list[Preset], list
 
 
 def find_preset(name_or_path: str, user_dir: str | Path | None = None) -> Preset:
-    """A preset by its name (shipped or user, case-insensitive) or by a path to its file."""
+    """A preset by its name (case-insensitive; a shipped preset wins over a user preset of the same
+    name) or by the path of its file (a name ending in .json, or an existing file)."""
     text = name_or_path.strip()
-    if text.lower().endswith(".json") or "/" in text or "\\" in text:
+    if text.lower().endswith(".json") or Path(text).expanduser().is_file():
         return load_preset_file(Path(text).expanduser())
     presets, _errors = list_presets(user_dir)
     for p in presets:
@@ -482,6 +489,14 @@ def evaluate(preset: Preset, channels: Mapping[str, np.ndarray]) -> Plan:
                 key = (t.bone, t.name)
                 plan.properties[key] = plan.properties.get(key, np.full(len(vals), t.rest)) + t.full * x
     return plan
+
+
+def head_channels(M_rel: np.ndarray) -> dict[str, np.ndarray]:
+    """The head readout channels (radians) from relative camera-frame rotations (N, 3, 3)."""
+    from . import motion_core as mc
+
+    p, y, r = mc.pyr_from_rotation(M_rel)
+    return {"headPitch": np.radians(p), "headYaw": np.radians(y), "headRoll": np.radians(r)}
 
 
 def split_head_rotation(M: np.ndarray, neck_share: float, inherit: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

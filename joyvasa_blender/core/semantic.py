@@ -272,7 +272,13 @@ def readout(proj: Projection, *, mirrored_source: bool = False) -> dict[str, np.
     return out
 
 
+#: Head rotation channels (radians, relative to the panel's Neutral Pose, LivePortrait's signs:
+#: + pitch = nod down, + yaw = turn to the subject's right, + roll = head top to image right);
+#: added by the keying code, which has the pose (core/retarget.head_channels).
+HEAD = ("headPitch", "headYaw", "headRoll")
+
+
 def readout_names(basis: Basis | None = None) -> tuple[str, ...]:
-    """Every name :func:`readout` can return (all groups projected): what a preset may map."""
+    """Every name a preset may map: what :func:`readout` returns (all groups projected) + HEAD."""
     basis = basis or load_basis()
-    return tuple(basis.names) + DERIVED + VISEMES
+    return tuple(basis.names) + DERIVED + VISEMES + HEAD

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, drain_queue, kill_process, pump_events
 from .protocol import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, ProtocolError, hello_problem, make_request, parse_event
@@ -32,28 +32,6 @@ START_TIMEOUT_S = 120.0   # interpreter + engine imports; torch alone takes seco
 #: commands the add-on sends to the warm engine (those that load networks); others run one-shot
 WARM_COMMANDS = ("motion", "animate", "doctor")
 _ids = itertools.count(1)
-
-
-def argv_to_args(argv: Sequence[str]) -> dict[str, Any]:
-    """Command-line options → a request's ``args`` (``--cfg-scale 2`` → ``cfg_scale: "2"``,
-    a bare switch ``--no-smooth`` → ``no_smooth: true``). The worker parses them with the
-    command's own parser, so both paths accept exactly the same options."""
-    args: dict[str, Any] = {}
-    items = list(argv)
-    i = 0
-    while i < len(items):
-        tok = items[i]
-        if not tok.startswith("--"):
-            raise ValueError(f"unexpected argument {tok!r}")
-        key = tok[2:].replace("-", "_")
-        if i + 1 < len(items) and not items[i + 1].startswith("--"):
-            args[key] = items[i + 1]
-            i += 2
-        else:
-            args[key] = True
-            i += 1
-    args.pop("progress", None)
-    return args
 
 
 class WorkerJob:
@@ -299,7 +277,8 @@ class EngineWorker:
 
     # -- requests -----------------------------------------------------------------------------
     def submit(self, command: str, args: dict[str, Any]) -> WorkerJob:
-        """Start (or restart) the worker if needed and send one run request."""
+        """Start (or restart) the worker if needed and send one run request; ``args`` is the job
+        dict of core/requests.py (the engine's job wire form)."""
         if not self.alive():
             self.start()
         job = WorkerJob(self, f"{os.getpid()}-{next(_ids)}", command)

@@ -11,6 +11,7 @@ import pytest
 
 from joyvasa_blender.core import engine_client as ec
 from joyvasa_blender.core import media_check as mc
+from joyvasa_blender.core import requests
 from joyvasa_blender.core.jobs import JobState
 from joyvasa_blender.core.protocol import PROTOCOL_MAJOR, hello_problem
 
@@ -35,10 +36,10 @@ def _transcript(tmp_path: Path, lines: list[dict]) -> str:
 
 def _run(fake_python: str, tmp_path: Path, transcript: str, **run_kw) -> tuple[JobState, int, ec.EngineProcess]:
     env = ec.clean_env({"JOYVASA_FAKE_TRANSCRIPT": transcript})
-    argv = ec.engine_argv(fake_python, "motion", ec.motion_args(audio="a.wav", out=str(tmp_path / "m.npz")))
+    request = requests.job_dict("motion", audio="a.wav", out=str(tmp_path / "m.npz"))
     job = JobState(kind="motion")
     job.start()
-    proc = ec.EngineProcess(argv, env=env).start()
+    proc = ec.EngineProcess(requests.one_shot_argv(fake_python), env=env, stdin_text=requests.to_line(request)).start()
     rc = proc.run_sync(job.feed, timeout=60, **run_kw)
     job.finish(rc, proc.stderr_tail(), proc.cancel_requested)
     return job, rc, proc

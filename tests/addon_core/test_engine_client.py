@@ -1,6 +1,7 @@
 """Engine client + job state against the fake engine (no bpy)."""
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from joyvasa_blender.core import engine_client as ec
+from joyvasa_blender.core import requests
 from joyvasa_blender.core.jobs import JobState
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -23,10 +25,10 @@ def fake_python(tmp_path):
 def run(fake_python, tmp_path, transcript, command="motion", cancel_after=None):
     env = ec.clean_env({"JOYVASA_FAKE_TRANSCRIPT": transcript})
     out = tmp_path / ("m.npz" if command == "motion" else "v.mp4")
-    argv = ec.engine_argv(fake_python, command, ec.motion_args(audio="a.wav", out=str(out), seed=3), device="cpu")
+    request = requests.job_dict(command, {"seed": 3}, {"device": "cpu"}, audio="a.wav", out=str(out))
     job = JobState(kind=command)
     job.start()
-    proc = ec.EngineProcess(argv, env=env).start()
+    proc = ec.EngineProcess(requests.one_shot_argv(fake_python), env=env, stdin_text=requests.to_line(request)).start()
     t0 = time.monotonic()
     rc = proc.run_sync(job.feed, should_cancel=(lambda: time.monotonic() - t0 > cancel_after) if cancel_after else None,
                        timeout=30)
@@ -34,27 +36,29 @@ def run(fake_python, tmp_path, transcript, command="motion", cancel_after=None):
     return job, out, rc
 
 
-def test_argv_shape():
-    argv = ec.engine_argv("py", "motion", ec.motion_args(audio="a.wav", out="m.npz", seed=1, sampler="ddim",
-                                                           steps=10, cfg_scale=2.5, smooth=False, fps=24),
-                          weights="/w", device="cpu")
-    assert argv[:4] == ["py", "-m", "engine", "motion"]
-    for pair in (["--seed", "1"], ["--sampler", "ddim"], ["--steps", "10"], ["--cfg-scale", "2.5"],
-                 ["--fps", "24"], ["--weights", "/w"], ["--device", "cpu"], ["--progress", "json"]):
-        i = argv.index(pair[0])
-        assert argv[i:i + 2] == pair
-    assert "--no-smooth" in argv
-    assert "--progress" not in ec.engine_argv("py", "doctor", ["--json"])
+def test_job_dict_shape():
+    """The panel's settings -> the job dict (core/requests.py): the table's fields, the operator's own,
+    the preferences; the one-shot engine reads the same JSON on stdin."""
+    st = {"seed": 1, "sampler": "ddim", "steps": 10, "cfg_scale": 2.50001, "smooth": False}
+    job = requests.job_dict("motion", st, {"weights": "/w", "device": "cpu", "dtype": "auto"}, audio="a.wav",
+                            out="m.npz", fps=24.0)
+    assert job == {"schema": "joyvasa.job", "version": 1, "command": "motion", "seed": 1, "sampler": "ddim",
+                   "steps": 10, "cfg_scale": 2.5, "smooth": False, "audio": "a.wav", "out": "m.npz", "fps": 24.0,
+                   "weights": "/w", "device": "cpu", "dtype": "auto"}
+    assert "steps" not in requests.job_dict("motion", {**st, "steps": 0})          # 0 = the sampler's default
+    assert requests.one_shot_argv("py") == ["py", "-m", "engine", "run", "--job", "-", "--progress", "json"]
+    assert json.loads(requests.to_line(job)) == job
+    assert ec.engine_argv("py", "doctor", ["--json"], weights="/w") == ["py", "-m", "engine", "doctor", "--json",
+                                                                       "--weights", "/w"]
 
 
 def test_precision_preference_reaches_generate_motion_cold_and_warm():
-    """issue 19: Generate Motion got no --dtype (only animate did); one precision for every network."""
-    from joyvasa_blender.core.worker import argv_to_args
-
+    """issue 19: Generate Motion got no --dtype (only animate did): the Precision preference joins
+    every job that loads networks, and cold and warm send the same dict."""
     for command in ("motion", "animate"):
-        argv = ec.engine_argv("py", command, ec.motion_args(audio="a.wav", out="m.npz"), dtype="float16")
-        assert argv[argv.index("--dtype") + 1] == "float16"               # the one-shot engine
-        assert argv_to_args(argv[4:])["dtype"] == "float16"                # the warm worker's request
+        job = requests.with_prefs({"command": command, "audio": "a.wav"}, {"dtype": "float16", "device": "cpu"})
+        assert job["dtype"] == "float16" and job["device"] == "cpu"
+    assert "dtype" not in requests.with_prefs({"command": "edit"}, {"dtype": "float16"})
 
 
 def test_success(fake_python, tmp_path):

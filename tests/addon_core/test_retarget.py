@@ -278,3 +278,16 @@ def test_mapping_row_error_names_the_row():
     rows[2]["gain"], rows[0]["kind"] = 1.0, "bone_scale"
     with pytest.raises(retarget.PresetError, match="row 1: kind must be one of"):
         retarget.preset_from_rows("Mine", rows)
+
+
+def test_head_rotation_channels_signed_by_default():
+    p = retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "h", "channels": {
+        "headYaw": [{"property": "yaw"}], "gazeX": [{"shape_key": "g"}], "jawOpen": [{"shape_key": "j"}]}})
+    assert (p.channels["headYaw"][0].lo, p.channels["headYaw"][0].hi) == (-np.pi, np.pi)
+    assert (p.channels["gazeX"][0].lo, p.channels["jawOpen"][0].lo) == (-1.0, 0.0)
+    assert "clamp" not in p.to_dict()["channels"]["headYaw"][0] and p.uses_head_channels()
+    M = mc.rotation_from_pyr([0.0, 5.0], [0.0, -12.0], [0.0, 3.0])
+    h = retarget.head_channels(M)
+    np.testing.assert_allclose(np.degrees([h["headPitch"][1], h["headYaw"][1], h["headRoll"][1]]), [5, -12, 3], atol=1e-9)
+    plan = retarget.evaluate(p, h)
+    np.testing.assert_allclose(plan.properties[("", "yaw")], np.radians([0, -12]), atol=1e-12)

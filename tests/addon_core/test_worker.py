@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from joyvasa_blender.core import engine_client as ec
+from joyvasa_blender.core import requests
 from joyvasa_blender.core.jobs import JobState
-from joyvasa_blender.core.worker import EngineWorker, argv_to_args, worker_for
+from joyvasa_blender.core.worker import EngineWorker, worker_for
 
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
@@ -45,15 +46,6 @@ def _take(worker, command, args, cancel_after=None, timeout=60):
 
 def _processes(log: Path) -> int:
     return sum(1 for line in log.read_text().splitlines() if json.loads(line)[0] == "serve")
-
-
-def test_argv_to_args_round_trip():
-    argv = ec.motion_args(audio="a.wav", out="m.npz", seed=3, sampler="ddim", steps=4, cfg_scale=2.5, smooth=False)
-    assert argv_to_args(argv + ["--progress", "json"]) == {"audio": "a.wav", "out": "m.npz", "seed": "3",
-                                                           "sampler": "ddim", "steps": "4", "cfg_scale": "2.5",
-                                                           "no_smooth": True}
-    with pytest.raises(ValueError):
-        argv_to_args(["stray"])
 
 
 def test_two_takes_one_process_and_eof_exit(fake_python, tmp_path):
@@ -165,8 +157,9 @@ def test_real_engine_two_takes_load_once(tiny_weights, tmp_path):
     for seed in (1, 2):
         job = JobState(kind="motion")
         job.start()
-        args = argv_to_args(ec.motion_args(audio=str(audio), out=str(tmp_path / f"m{seed}.npz"), seed=seed,
-                                           sampler="ddim", steps=2) + ["--weights", str(tiny_weights), "--device", "cpu"])
+        args = requests.job_dict("motion", {"seed": seed, "sampler": "ddim", "steps": 2},
+                                 {"weights": str(tiny_weights), "device": "cpu"}, audio=str(audio),
+                                 out=str(tmp_path / f"m{seed}.npz"))
         seen = []
         rc = w.submit("motion", args).run_sync(lambda ev: (seen.append(ev), job.feed(ev)), timeout=600)
         job.finish(rc, w.stderr_tail(), False)

@@ -25,7 +25,7 @@ GOLDEN = REPO / "tests" / "contract" / "motion_v1.npz"
 
 def test_basis_data_file_is_a_byte_identical_copy() -> None:
     assert arkit.DATA_FILE.read_bytes() == Path(semantic.DATA_FILE).read_bytes(), (
-        "engine/export/semantic_basis.json must be a copy of the add-on's semantic_basis.json: "
+        "engine/motion/semantic_basis.json must be a copy of the add-on's semantic_basis.json: "
         "copy the add-on's file over the engine's")
 
 

@@ -21,13 +21,15 @@ PORTRAIT = REPO / "examples" / "portrait.jpg"
 
 
 def test_args_become_the_commands_own_options() -> None:
-    """Job args go through the warm worker's translation and the command's own parser."""
-    _, ns = parse("motion", {"audio": "a.wav", "out": "m.npz", "cfg_scale": 1.5, "smooth": False,
-                             "pe": "legacy", "fps": 30})
-    assert ns.cfg_scale == 1.5 and ns.smooth is False and ns.pe_variant == "legacy" and ns.motion_fps == 30
-    _, ns = parse("animate", {"image": "p.jpg", "audio": "a.wav", "out": "v.mp4", "frames_dir": "f",
-                              "upstream_timing": True, "pose_strength": 0.5, "stitching": False})
-    assert ns.frames_dir == "f" and ns.upstream_timing is True and ns.pose_strength == 0.5 and ns.stitching is False
+    """Job args are the typed job's wire form (engine/jobs.py), the same as a warm worker's request."""
+    job = parse("motion", {"audio": "a.wav", "out": "m.npz", "cfg_scale": 1.5, "smooth": False,
+                           "pe": "legacy", "fps": 30})
+    m = job.motion
+    assert m.cfg_scale == 1.5 and m.smooth is False and m.pe_variant == "legacy" and m.fps == 30
+    job = parse("animate", {"image": "p.jpg", "audio": "a.wav", "out": "v.mp4", "frames_dir": "f",
+                            "upstream_timing": True, "pose_strength": 0.5, "stitching": False})
+    r = job.render
+    assert job.frames_dir == "f" and r.upstream_timing is True and r.pose_strength == 0.5 and r.stitching is False
     for command, bad in (("motion", {"audio": "a", "out": "m.npz", "bogus": 1}),
                          ("motion", {"audio": "a", "out": "m.npz", "steps": "many"}),
                          ("motion", {"audio": "a", "out": "m.npz", "smooth": "yes"}),

@@ -83,20 +83,15 @@ def test_bad_controls_fail_before_any_work(tmp_path: Path) -> None:
 
 
 def test_warm_worker_requests_and_batch_jobs_carry_the_controls() -> None:
-    """``serve`` requests and batch jobs use the command's own parser: `controls` and
-    `save_driving` reach the job configs the pipelines read."""
-    from engine.commands import animate, motion
-    from engine.serve import args_to_argv, parser_for
-
-    p = parser_for("animate", animate)
-    argv = args_to_argv(p, {"image": "p.png", "motion": "m.npz", "frames_dir": "f", "controls": "c.json",
-                            "save_driving": "kp.npy", "pose_strength": 0.5})
-    job = animate.job_from_args(p.parse_args(argv))
-    assert (job.controls, job.save_driving, job.render.pose_strength) == ("c.json", "kp.npy", 0.5)
-    p = parser_for("motion", motion)
-    job = motion.job_from_args(p.parse_args(args_to_argv(p, {"audio": "a.wav", "out": "m.npz", "controls": "c.json"})))
-    assert job.controls == "c.json"
+    """``serve`` requests and batch jobs are the job's wire form: `controls` and `save_driving`
+    reach the job configs the pipelines read."""
     from engine.errors import BadRequest
+    from engine.jobs import job_from_dict
+
+    job = job_from_dict({"image": "p.png", "motion": "m.npz", "frames_dir": "f", "controls": "c.json",
+                         "save_driving": "kp.npy", "pose_strength": 0.5}, "animate")
+    assert (job.controls, job.save_driving, job.render.pose_strength) == ("c.json", "kp.npy", 0.5)
+    job = job_from_dict({"audio": "a.wav", "out": "m.npz", "controls": "c.json"}, "motion")
+    assert job.controls == "c.json"
     with pytest.raises(BadRequest, match="--save-driving"):
-        animate.job_from_args(parser_for("animate", animate).parse_args(
-            ["--image", "p.png", "--frames-dir", "f", "--save-driving", "kp.txt"]))
+        job_from_dict({"image": "p.png", "motion": "m.npz", "frames_dir": "f", "save_driving": "kp.txt"}, "animate")

@@ -1,4 +1,4 @@
-"""Face crop names animate imports (engine/render/crop.py over engine/framing): Haar fallback boxes,
+"""Framing as animate uses it (engine/framing; the paste-back canvas: engine/render/canvas.py): Haar boxes,
 auto crop on the example portrait, manual box, none, no-face error, affine round trip."""
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ import numpy as np
 import pytest
 
 from engine.errors import BadRequest, ImageError, NoFaceError
-from engine.render.crop import (CROP_SIZE, crop_portrait, detect_faces_haar, load_image_rgb, parse_crop_arg,
-                                resize_to_limit)
+from engine.framing.frame import CROP_SIZE, Framing, FramingOptions, frame_portrait, parse_crop_arg
+from engine.framing.frame import load_picture as load_image_rgb
+from engine.framing.haar import detect_faces_haar
+from engine.render.canvas import resize_to_limit
 
 REPO = Path(__file__).resolve().parents[2]
 PORTRAIT = REPO / "examples" / "portrait.jpg"
+
+
+def crop_portrait(img: np.ndarray, mode: object = "auto", **options: object) -> Framing:
+    """Frame ``img`` as animate does (``mode``: a parse_crop_arg result)."""
+    return frame_portrait(img, FramingOptions(crop=mode, **options))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +37,7 @@ def test_haar_finds_the_example_face(portrait: np.ndarray) -> None:
 
 
 def test_numpy_cascade_agrees_on_the_example(portrait: np.ndarray) -> None:
-    from engine.render.haar import detect_faces
+    from engine.framing.haar import detect_faces
 
     grey = cv2.equalizeHist(cv2.cvtColor(portrait, cv2.COLOR_RGB2GRAY))
     faces = detect_faces(grey, min_neighbors=4, min_size=25)

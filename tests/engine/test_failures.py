@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from engine import preflight
+from engine import jobs, preflight
 from engine.errors import BadRequest, DiskFull, MissingDependency, classify_failure
 
 
@@ -67,19 +67,19 @@ def test_broken_package_is_named_as_broken(monkeypatch) -> None:
                                       (float("nan"), False), (float("inf"), False), (None, True)])
 def test_fps_bounds(value, ok: bool) -> None:
     if ok:
-        preflight.check_number("--fps", value, preflight.FPS_MIN, preflight.FPS_MAX)
+        jobs.check_number("--fps", value, jobs.FPS_MIN, jobs.FPS_MAX)
     else:
         with pytest.raises(BadRequest, match="--fps"):
-            preflight.check_number("--fps", value, preflight.FPS_MIN, preflight.FPS_MAX)
+            jobs.check_number("--fps", value, jobs.FPS_MIN, jobs.FPS_MAX)
 
 
 def test_seed_range_matches_the_motion_file_int64() -> None:
     import numpy as np
 
-    assert preflight.SEED_MAX == np.iinfo(np.int64).max
-    preflight.check_sampling(preflight.SEED_MAX, None, None)
+    assert jobs.SEED_MAX == np.iinfo(np.int64).max
+    jobs.check_sampling(jobs.SEED_MAX, None, None)
     with pytest.raises(BadRequest, match="--seed"):
-        preflight.check_sampling(preflight.SEED_MAX + 1, None, None)
+        jobs.check_sampling(jobs.SEED_MAX + 1, None, None)
 
 
 def test_free_space_estimate(tmp_path, monkeypatch) -> None:

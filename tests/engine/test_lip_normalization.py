@@ -86,7 +86,7 @@ def test_animate_applies_the_framings_lip_open(tiny_weights: Path, tmp_path: Pat
 
     import engine.framing.frame as frame_mod
     from engine.pipeline.animate import run_animate
-    from engine.pipeline.config import AnimateJob, MotionConfig, RenderConfig, RuntimeConfig
+    from engine.jobs import AnimateJob, MotionConfig, RenderConfig, RuntimeConfig
     from engine.pipeline.context import Context
     from engine.runner import Reporter
 

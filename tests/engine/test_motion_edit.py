@@ -268,18 +268,13 @@ def test_controls_file_roundtrip_and_errors(tmp_path):
 
 
 def test_run_controls_default_to_the_files_own_and_take_the_shorthands():
-    import argparse
-
     from engine.motion.edit import load_run_controls
 
     recorded = json.dumps(parse_controls({"head_gain": 0.5, "blink": {"rate_per_min": 10}}).to_dict())
-    args = argparse.Namespace(controls=None, pose_strength=1.0, exp_strength=1.0, region="all")
-    c = load_run_controls(args, recorded=recorded)                  # animate --motion edited.npz: as edited
+    c = load_run_controls(None, recorded=recorded)                  # animate --motion edited.npz: as edited
     assert c.head_gain["yaw"] == 0.5 and c.blink.rate_per_min == 10
-    args.pose_strength, args.region = 0.5, "pose"                   # shorthands multiply in
-    c = load_run_controls(args, recorded=recorded)
+    c = load_run_controls(None, pose_strength=0.5, region="pose", recorded=recorded)   # shorthands multiply in
     assert c.head_gain["pitch"] == 0.25 and c.expression_gain == 0.0
-    args.region = "lip"
-    c = load_run_controls(args)
+    c = load_run_controls(None, pose_strength=0.5, region="lip")
     assert c.head_gain["roll"] == 0.0 and c.eye_gain == 0.0 and c.other_gain == 0.0 and c.lip_gain == 1.0
-    assert E.is_neutral(load_run_controls(argparse.Namespace(controls=None)))
+    assert E.is_neutral(load_run_controls(None))

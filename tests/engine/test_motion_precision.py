@@ -67,7 +67,7 @@ def test_motion_command_records_and_honours_the_precision(tiny_weights: Path, tm
     import soundfile as sf
 
     from engine.motion.npz import load_motion
-    from engine.pipeline.config import MotionConfig, MotionJob, RuntimeConfig
+    from engine.jobs import MotionConfig, MotionJob, RuntimeConfig
     from engine.pipeline.context import Context
     from engine.pipeline.motion import run_motion
     from engine.runner import Reporter

@@ -2,6 +2,7 @@
 the model cache loads each network set once, CLI arguments and configs agree."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.errors import BadRequest
-from engine.pipeline.config import AnimateJob, MotionConfig, MotionJob, RenderConfig, RuntimeConfig
+from engine.jobs import AnimateJob, MotionConfig, MotionJob, RenderConfig, RuntimeConfig
 from engine_testkit import speech_clip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +25,8 @@ def test_configs_round_trip_through_json() -> None:
                           upstream_timing=True, batch=2, max_frames=5)
     jobs = [MotionJob(audio="a.wav", out="m.npz", weights="/w", motion=motion, runtime=RuntimeConfig("cpu")),
             AnimateJob(image="p.png", audio="a.wav", out="o.mp4", frames_dir="f", save_motion="s.npz",
-                       weights="/w", render=render, motion=motion, runtime=RuntimeConfig("cpu", "bf16"))]
+                       weights="/w", render=render, motion=dataclasses.replace(motion, fps=None),
+                       runtime=RuntimeConfig("cpu", "bf16"))]
     for job in jobs:
         text = job.to_json()
         assert json.loads(text)  # plain JSON, no custom types
@@ -40,7 +42,7 @@ def test_configs_are_frozen_and_validated() -> None:
     for bad in ({"sampler": "euler"}, {"steps": 0}, {"cfg_scale": float("nan")}, {"pe_variant": "x"}):
         with pytest.raises(BadRequest):
             MotionConfig(**bad)
-    # numeric bounds are engine/preflight.py's (the same messages on every entry point)
+    # numeric bounds are engine/jobs.py's (the same messages on every entry point)
     for bad in ({"region": "nose"}, {"fps": 500.0}, {"batch": 0}, {"pose_strength": float("inf")}):
         with pytest.raises(BadRequest):
             RenderConfig(**bad)
@@ -50,7 +52,7 @@ def test_configs_are_frozen_and_validated() -> None:
         RuntimeConfig(dtype="int8")
     with pytest.raises(BadRequest):
         MotionJob(audio="a.wav", out="m.mp4")
-    with pytest.raises(BadRequest, match="unknown field"):
+    with pytest.raises(BadRequest, match="unknown option"):
         MotionJob.from_dict({"audio": "a.wav", "out": "m.npz", "colour": "red"})
 
 
@@ -58,22 +60,19 @@ def test_configs_are_frozen_and_validated() -> None:
                                                  ("fp16", "float16"), ("bfloat16", "bfloat16"), ("auto", "auto")])
 def test_cli_dtype_spellings_reach_the_job(spelling: str, canonical: str) -> None:
     from engine.cli import build_parser
-    from engine.commands.animate import job_from_args
 
     args = build_parser(["animate"]).parse_args(["animate", "--image", "p.png", "--audio", "a.wav", "--out", "o.mp4",
                                                  "--dtype", spelling])
-    assert job_from_args(args).runtime.dtype == canonical
+    assert AnimateJob.from_args(args).runtime.dtype == canonical
 
 
 def test_cli_defaults_equal_config_defaults() -> None:
     """Parsing no options gives the configs' own defaults: the CLI and the configs cannot drift apart."""
     from engine.cli import build_parser
-    from engine.commands.animate import job_from_args as animate_job
-    from engine.commands.motion import job_from_args as motion_job
 
-    a = animate_job(build_parser(["animate"]).parse_args(["animate", "--image", "p.png", "--out", "o.mp4"]))
+    a = AnimateJob.from_args(build_parser(["animate"]).parse_args(["animate", "--image", "p.png", "--audio", "a.wav", "--out", "o.mp4"]))
     assert a.render == RenderConfig() and a.motion == MotionConfig() and a.runtime == RuntimeConfig()
-    m = motion_job(build_parser(["motion"]).parse_args(["motion", "--audio", "a.wav", "--out", "m.npz"]))
+    m = MotionJob.from_args(build_parser(["motion"]).parse_args(["motion", "--audio", "a.wav", "--out", "m.npz"]))
     assert m.motion == MotionConfig() and m.runtime == RuntimeConfig()
 
 

@@ -49,7 +49,7 @@ def _motion_variant(path: Path, **changes: Callable[[np.ndarray], np.ndarray]) -
     with np.load(GOLDEN_MOTION, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     for key, fn in changes.items():
-        data[key] = fn(data[key])
+        data[key] = fn(data.get(key))  # type: ignore[arg-type]  (None: a key the golden file lacks)
     with open(path, "wb") as fh:
         np.savez(fh, **data)
     return path
@@ -61,10 +61,22 @@ class _Evil:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
+    """Every entry under ``root``: folders, file hashes, link targets, and other kinds (a FIFO
+    is never opened: reading it would block)."""
+    import stat
+
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = "link:" + os.readlink(p)
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = "dir"
+        elif stat.S_ISREG(st.st_mode):
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() + f":{st.st_ino}"
+        else:
+            out[rel] = f"special:{stat.S_IFMT(st.st_mode)}"
     return out
 
 
@@ -129,6 +141,18 @@ class Ctx:
         opts.update({"--" + k.replace("_", "-"): v for k, v in over.items()})
         return ["export", *[x for k, v in opts.items() if v is not None for x in (k, v)], *extra]
 
+    def crop_cmd(self, *extra: str, **over: str | None) -> list[str]:
+        opts: dict[str, str | None] = {"--image": str(PORTRAIT), "--out": str(self.out / "crop.png"),
+                                       "--crop": "none"}
+        opts.update({"--" + k.replace("_", "-"): v for k, v in over.items()})
+        return ["crop", *[x for k, v in opts.items() if v is not None for x in (k, v)], *extra]
+
+    def portrait(self, where: Path) -> Path:
+        """A copy of the example portrait at ``where`` (any name: decoders go by content)."""
+        where.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PORTRAIT, where)
+        return where
+
     def motion_cmd(self, *extra: str, **over: str | None) -> list[str]:
         opts: dict[str, str | None] = {"--audio": str(self.clip), "--out": str(self.out / "m.npz"),
                                        "--weights": str(self.weights)}
@@ -145,6 +169,7 @@ class Case:
     early: bool = True           # refused before any work (no progress event)
     rc: int = 1
     needs_nonroot: bool = False
+    absent: tuple[str, ...] = ()  # words the message must NOT contain (advice that does not apply)
 
 
 def _weights_with(ctx: Ctx, edit: Callable[[Path], None]) -> str:
@@ -332,6 +357,163 @@ BAD_INPUTS: list[Case] = [
 ]
 
 
+# -- the second bad-input walk (issue #21) --------------------------------------------------------
+
+def _png_claiming(ctx: Ctx, name: str, width: int, height: int) -> str:
+    """A real 20x20 PNG whose IHDR (CRC fixed) claims ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.zeros((20, 20, 3), np.uint8))
+    raw = bytearray(data.tobytes())
+    raw[16:24] = struct.pack(">II", width, height)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])) & 0xFFFFFFFF)
+    return str(ctx.file(name, bytes(raw)))
+
+
+def _frames_holding_portrait(ctx: Ctx) -> tuple[str, str]:
+    frames = ctx.inp / "frames"
+    for i in range(3):
+        ctx.file(f"frames/frame_0000{i}.png", b"an old frame")
+    return str(ctx.portrait(frames / "frame_00007.png")), str(frames)
+
+
+def _symlinked_dir(ctx: Ctx) -> Path:
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    link = ctx.out / "link"
+    link.symlink_to(ctx.inp, target_is_directory=True)
+    return link
+
+
+def _hardlink(ctx: Ctx, src: Path, name: str) -> str:
+    dst = ctx.out / name
+    os.link(src, dst)
+    return str(dst)
+
+
+def _fifo(ctx: Ctx, name: str) -> str:
+    p = ctx.inp / name
+    os.mkfifo(p)
+    return str(p)
+
+
+def _loop(ctx: Ctx, name: str) -> str:
+    p = ctx.inp / name
+    p.symlink_to(p)
+    return str(p)
+
+
+def _controls(ctx: Ctx, text: str) -> str:
+    return str(ctx.file("c.json", text))
+
+
+def _template_with(ctx: Ctx, key: str, value: np.ndarray) -> str:
+    from engine.motion.template import load_template
+
+    def edit(w: Path) -> None:
+        path = w / "JoyVASA/motion_template/motion_template.pkl"
+        data = load_template(path)
+        data[key] = value
+        path.write_bytes(pickle.dumps(data, protocol=4))
+    return _weights_with(ctx, edit)
+
+
+def _hubert_config_with(ctx: Ctx, **fields: object) -> str:
+    def edit(w: Path) -> None:
+        path = w / "TencentGameMate:chinese-hubert-base/config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    return _weights_with(ctx, edit)
+
+
+NESTED = "[" * 10000 + "]" * 10000
+
+WALK_2: list[Case] = [
+    # --- the user's files: inputs are never outputs (real paths, inodes, derived outputs) -------
+    Case("crop-out-is-image", lambda c: c.crop_cmd(image=str(c.portrait(c.inp / "p.png")), out=str(c.inp / "p.png")),
+         "output_unwritable", ("also an input",)),
+    Case("crop-out-dotdot-image", lambda c: c.crop_cmd(image=str(c.portrait(c.inp / "p.png")),
+                                                       out=str(c.out / ".." / "inp" / "p.png")),
+         "output_unwritable", ("also an input",)),
+    Case("preview-sheet-over-portrait", lambda c: c.animate("--preview", image=str(c.portrait(c.out / "o_contact.png"))),
+         "output_unwritable", ("contact sheet", "also an input")),
+    Case("image-is-a-frame", lambda c: c.animate(out=None, **dict(zip(("image", "frames_dir"), _frames_holding_portrait(c)))),
+         "output_unwritable", ("frame_00007.png", "--frames-dir")),
+    Case("out-dotdot-image", lambda c: c.animate(image=str(c.portrait(c.inp / "p.mp4")),
+                                                 out=str(c.out / ".." / "inp" / "p.mp4")),
+         "output_unwritable", ("also an input",)),
+    Case("out-symlinked-dir-image", lambda c: c.animate(image=str(c.portrait(c.inp / "p.mp4")),
+                                                        out=str(_symlinked_dir(c) / "p.mp4")),
+         "output_unwritable", ("also an input",)),
+    Case("m-out-dotdot-audio", lambda c: c.motion_cmd(audio=str(c.file("x.npz", b"x")),
+                                                      out=str(c.out / ".." / "inp" / "x.npz")),
+         "output_unwritable", ("also an input",)),
+    Case("m-out-hardlink-audio", lambda c: c.motion_cmd(audio=str(c.file("x.npz", b"x")),
+                                                        out=_hardlink(c, c.inp / "x.npz", "h.npz")),
+         "output_unwritable", ("also an input",)),
+    Case("m-out-is-controls", lambda c: c.motion_cmd(controls=str(c.file("c.npz", "{}")),
+                                                     out=str(c.inp / ".." / "inp" / "c.npz")),
+         "output_unwritable", ("also an input", "--controls")),
+    # --- outputs checked before work ---------------------------------------------------------------
+    Case("save-driving-parent-file", lambda c: c.animate(save_driving=str(c.file("blocker") / "d.npy")),
+         "output_unwritable", ("--save-driving",)),
+    Case("preview-sheet-is-folder", lambda c: c.animate("--preview", out=str(c.out / "o.mp4")) if _mkdir(
+        c.out / "o_contact.png") else [], "output_unwritable", ("contact sheet", "folder")),
+    Case("frames-name-300", lambda c: c.animate(out=None, frames_dir=str(c.out / ("f" * 300))), "output_unwritable",
+         ("--frames-dir", "255")),
+    Case("preview-sheet-name-over-255", lambda c: c.animate("--preview", out=str(c.out / ("o" * 246 + ".mp4"))),
+         "output_unwritable", ("contact sheet", "255")),
+    Case("m-out-name-300", lambda c: c.motion_cmd(out=str(c.out / ("a" * 296 + ".npz"))), "output_unwritable",
+         ("255",)),
+    # --- inputs that are not files: each its own message --------------------------------------------
+    Case("img-name-304", lambda c: c.animate(image=str(c.inp / ("p" * 300 + ".png"))), "image_invalid", ("too long",)),
+    Case("img-fifo", lambda c: c.animate(image=_fifo(c, "p.png")), "image_invalid", ("pipe",)),
+    Case("img-png-claims-10^10-pixels", lambda c: c.animate(image=_png_claiming(c, "huge.png", 100_000, 100_000)),
+         "image_invalid", ("100000x100000", "megapixels")),
+    Case("img-too-small-says-its-minimum", lambda c: c.animate(image=_png_claiming(c, "tiny.png", 8, 8)),
+         "image_invalid", ("16x16",), absent=("256x256",)),
+    Case("aud-fifo", lambda c: c.animate(audio=_fifo(c, "a.wav")), "audio_invalid", ("pipe",)),
+    Case("aud-symlink-loop", lambda c: c.animate(audio=_loop(c, "a.wav")), "audio_invalid", ("loop",)),
+    Case("aud-nan-says-nan", lambda c: c.motion_cmd(audio=str(_write_clip(c.file("n.wav"), 0.3, nan=True))),
+         "audio_invalid", ("NaN",), early=False, absent=("Use WAV",)),
+    Case("motion-symlink-loop", lambda c: c.animate(motion=_loop(c, "m.npz")), "bad_request", ("loop",)),
+    # --- controls: JSON limits and every range before work --------------------------------------------
+    Case("ctl-nested-10000", lambda c: c.motion_cmd(controls=_controls(c, '{"head_gain": ' + NESTED + "}")),
+         "bad_request", ("nested", "c.json")),
+    Case("ctl-int-401-digits", lambda c: c.motion_cmd(controls=_controls(c, '{"lip_gain": 1' + "0" * 400 + "}")),
+         "bad_request", ("c.json", "number")),
+    Case("ctl-int-5001-digits", lambda c: c.motion_cmd(controls=_controls(c, '{"lip_gain": 1' + "0" * 5000 + "}")),
+         "bad_request", ("c.json", "number")),
+    Case("ctl-blink-seed-negative", lambda c: c.motion_cmd(controls=_controls(c, '{"blink": {"seed": -1}}')),
+         "bad_request", ("blink.seed",)),
+    Case("ctl-fifo", lambda c: c.motion_cmd(controls=_fifo(c, "c.json")), "bad_request", ("pipe", "c.json")),
+    Case("ctl-not-utf8", lambda c: c.motion_cmd(controls=str(c.file("c.json", b'{"lip_gain": "\xff\xfe"}'))),
+         "bad_request", ("UTF-8",)),
+    # --- motion files: typed fields --------------------------------------------------------------------
+    Case("motion-fps-array", lambda c: c.animate(motion=str(c.motion(fps=lambda a: np.array([25.0, 25.0], np.float32)))),
+         "bad_request", ("fps", "motion.npz")),
+    Case("motion-seed-array", lambda c: c.animate(motion=str(c.motion(seed=lambda a: np.zeros(3, np.int64)))),
+         "bad_request", ("seed", "motion.npz")),
+    Case("motion-smoothed-array", lambda c: c.animate(motion=str(c.motion(smoothed=lambda a: np.ones(4, bool)))),
+         "bad_request", ("smoothed", "motion.npz")),
+    Case("motion-schema-version-text", lambda c: c.animate(motion=str(c.motion(schema_version=lambda a: np.array("1")))),
+         "bad_request", ("schema_version", "motion.npz")),
+    Case("motion-exp-text", lambda c: c.animate(motion=str(c.motion(exp=lambda a: np.full(a.shape, "x")))),
+         "bad_request", ("exp", "motion.npz")),
+    Case("motion-recorded-controls-nested", lambda c: c.animate(motion=str(c.motion(
+        controls=lambda a: np.array('{"head_gain": ' + NESTED + "}")))), "bad_request", ("nested", "motion.npz")),
+    Case("x-motion-fps-array", lambda c: c.export(motion=str(c.motion(fps=lambda a: np.array([25.0], np.float32)))),
+         "bad_request", ("fps", "motion.npz")),
+    # --- weights: typed template and encoder config -------------------------------------------------------
+    Case("m-template-std-exp-shape", lambda c: c.motion_cmd(weights=_template_with(c, "std_exp", np.ones(5, np.float32))),
+         "weights_corrupt", ("std_exp", "motion_template"), early=False),
+    Case("m-hubert-hidden-size-text", lambda c: c.motion_cmd(weights=_hubert_config_with(c, hidden_size="big")),
+         "weights_corrupt", ("hidden_size", "config.json"), early=False),
+]
+BAD_INPUTS += WALK_2
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write_clip(tmp_path_factory.mktemp("rel_clip") / "clip.wav", 0.3)
@@ -361,6 +543,8 @@ def test_bad_input(case: Case, capsys, tmp_path: Path, tiny_weights: Path, clip:
             for word in case.match:
                 assert word in err["message"], err
             assert "allow_pickle" not in err["message"]
+            for word in case.absent:
+                assert word not in err["message"], err
             if case.early:
                 assert not [e for e in events if e["type"] == "progress"], "must be refused before any work"
         assert _snapshot(tmp_path) == before, "inputs changed or something was left behind"

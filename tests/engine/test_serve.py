@@ -140,31 +140,33 @@ def test_two_animate_requests_load_stage_one_once(tiny_weights: Path, tmp_path: 
     assert (tmp_path / "f1" / "frame_00000.png").is_file()
 
 
-def test_request_args_map_onto_the_command_line() -> None:
-    from engine.commands import animate
-    from engine.serve import args_to_argv, parser_for
+def test_request_args_are_the_jobs_wire_form() -> None:
+    """A request's ``args`` are the typed job's flat wire form (engine/jobs.py): switch pairs by their
+    positive name, lists for crop boxes' text given as a string, null = the default."""
+    from engine.jobs import AnimateJob, job_from_dict
 
-    p = parser_for("animate", animate)
-    argv = args_to_argv(p, {"image": "p.png", "cfg_scale": 1.5, "smooth": False, "relative": False,
-                            "stitching": True, "pasteback": False, "crop": [1, 2, 30, 40], "animal": False,
-                            "pe_variant": "legacy", "steps": None, "progress": "text"})
-    assert argv == ["--image", "p.png", "--cfg-scale", "1.5", "--no-smooth", "--absolute", "--stitching",
-                    "--no-pasteback", "--crop", "1,2,30,40", "--pe", "legacy"]
-    ns = p.parse_args(argv)
-    assert (ns.smooth, ns.relative, ns.pasteback, ns.crop) == (False, False, False, "1,2,30,40")
-    for bad in ({"colour": "red"}, {"animal": "yes"}, {"cfg_scale": True}):
+    job = job_from_dict({"image": "p.png", "audio": "a.wav", "out": "o.mp4", "cfg_scale": 1.5, "smooth": False,
+                         "relative": False, "stitching": True, "pasteback": False, "crop": "1,2,30,40",
+                         "animal": False, "pe": "legacy", "steps": None}, "animate")
+    assert isinstance(job, AnimateJob)
+    assert (job.motion.smooth, job.render.relative, job.render.pasteback, job.render.crop) == \
+        (False, False, False, "1,2,30,40")
+    assert job.motion.cfg_scale == 1.5 and job.motion.pe_variant == "legacy" and job.motion.steps is None
+    base = {"image": "p.png", "audio": "a.wav", "out": "o.mp4"}
+    for bad in ({"colour": "red"}, {"animal": "yes"}, {"cfg_scale": True}, {"progress": "text"},
+                {"no_smooth": True}, {"cfg_scale": "1.5"}):
         with pytest.raises(BadRequest):
-            args_to_argv(p, bad)
-    with pytest.raises(BadRequest, match="required"):
-        p.parse_args([])
+            job_from_dict({**base, **bad}, "animate")
+    with pytest.raises(BadRequest, match="needs --image"):
+        job_from_dict({}, "animate")
 
 
 def test_crop_request_and_unknown_command_through_the_one_table(tmp_path: Path) -> None:
-    """``crop`` is one line of engine.serve.WORKER_COMMANDS; an unknown command is a bad_request."""
-    from engine.serve import WORKER_COMMANDS
+    """``crop`` is one line of engine.commands.PIPELINES; an unknown command is a bad_request."""
+    from engine.commands import PIPELINES
     from engine.serve import Worker as ServeWorker
 
-    assert "crop" in WORKER_COMMANDS
+    assert "crop" in PIPELINES
     lines = (make_request("run", "k", command="crop", args={"image": str(PORTRAIT), "out": str(tmp_path / "c.png")})
              + make_request("run", "x", command="teleport", args={}))
     out = io.StringIO()

@@ -83,15 +83,20 @@ def test_bad_checkpoint_names_the_file_and_the_first_bad_key(tiny_state, tmp_pat
     assert str(path) in str(err.value) and needle in str(err.value)
 
 
+class _Evil:
+    """Pickles into a call that would create ``marker``: proof that nothing ran if it is absent."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
 def test_pickled_code_in_the_weights_is_refused_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-
-    class Evil:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
     path = tmp_path / "xpose.pth"
-    torch.save({"model": {"x": Evil()}}, path)
+    torch.save({"model": {"x": _Evil(marker)}}, path)
     with pytest.raises(WeightsCorrupt, match="refused"):
         xpose.read_state_dict(path)
     assert not marker.exists()
@@ -118,13 +123,8 @@ def test_shipped_prompts_are_the_real_pickles_bit_for_bit_without_cuda(k: int) -
 
 def test_prompt_reader_refuses_anything_but_tensors(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-
-    class Evil:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
     bad = tmp_path / "evil.pkl"
-    bad.write_bytes(pickle.dumps((Evil(), Evil())))
+    bad.write_bytes(pickle.dumps((_Evil(marker), _Evil(marker))))
     with pytest.raises(PromptError, match="refused global"):
         read_prompt_pickle(bad)
     assert not marker.exists()
@@ -284,3 +284,163 @@ def test_real_network_end_to_end_on_a_tiny_random_model(tiny_state, tmp_path: Pa
     fr = frame_portrait(img, FramingOptions(animal=True, weights_root=root))
     assert fr.method == "xpose" and fr.score == pytest.approx(faces[0].score)
     assert np.allclose(fr.points, faces[0].points)
+
+
+def test_cpu_sparse_sampling_is_grid_sample_exactly() -> None:
+    """The CPU path (one sparse matrix) and grid_sample (CUDA/MPS) compute the same bilinear sums."""
+    from engine.framing.xpose_model import _grid_sample, _sparse_sample
+
+    shapes = [(9, 11), (5, 6), (3, 3), (2, 2)]
+    S = sum(h * w for h, w in shapes)
+    g = torch.Generator().manual_seed(0)
+    value = torch.randn(1, S, 8, 4, generator=g, dtype=torch.float64)
+    loc = torch.rand(1, 7, 8, 4, 4, 2, generator=g, dtype=torch.float64) * 1.4 - 0.2   # some samples outside
+    loc[0, 0, 0, 0, 0] = torch.tensor([0.0, 1.0], dtype=torch.float64)                 # exactly on the edge
+    w = torch.softmax(torch.randn(1, 7, 8, 16, generator=g, dtype=torch.float64), -1).view(1, 7, 8, 4, 4)
+    a, b = _grid_sample(value, shapes, loc, w), _sparse_sample(value, shapes, loc, w)
+    assert a.shape == (1, 7, 32) and torch.allclose(a, b, rtol=0, atol=1e-12)
+    a32, b32 = _grid_sample(value.float(), shapes, loc.float(), w.float()), _sparse_sample(value.float(), shapes, loc.float(), w.float())
+    assert torch.allclose(a32, b32, atol=1e-5)
+
+
+# hand-labelled 9 points (upstream's order) on scikit-image's ``chelsea`` (CC0), 451×300 pixels
+CHELSEA_9 = np.array([[135, 112], [207, 137], [295, 150], [345, 122], [260, 245], [237, 266], [285, 263],
+                      [259, 257], [259, 273]], np.float64)
+#: a synthetic muzzle-heavy (dog-like) face: eyes 0.8 d apart, eye corners ±0.15 d, lips 0.25 d wide
+_d = 100.0
+DOG_9 = np.array([[-55, -10], [-25, 0], [25, 0], [55, -10], [0, 70], [-25, 100], [25, 100], [0, 95], [0, 110]],
+                 np.float64) * (_d / 100) + [300, 200]
+
+
+@pytest.mark.parametrize("pts, within", [(CHELSEA_9, 0.03), (DOG_9, 0.10)])
+def test_clicked_animal_points_frame_like_the_nine_point_crop(pts: np.ndarray, within: float) -> None:
+    from engine.framing import geometry as geo
+
+    e0, lip = xpose.axis_points(pts)
+    d = float(np.hypot(*(lip - e0)))
+    nine = xpose.frame_points9(pts, 2.3, 0.0, -0.125)
+    eye_l, eye_r = (pts[0] + pts[1]) / 2, (pts[2] + pts[3]) / 2
+    clicked = geo.frame_from_points(eye_l, eye_r, lip, 2.3, 0.0, -0.125, animal=True)
+    human = geo.frame_from_points(eye_l, eye_r, lip, 2.3, 0.0, -0.125)
+    assert d / clicked.side == pytest.approx(d / nine.side, rel=within)
+    assert np.hypot(*(np.subtract(clicked.center, nine.center))) < 0.05 * nine.side
+    assert d / human.side < 0.8 * (d / nine.side)        # the human sizing left animal faces too small
+
+
+def test_clicked_points_with_animal_use_the_animal_sizing() -> None:
+    img = np.zeros((300, 451, 3), np.uint8)
+    eye_l, eye_r = (CHELSEA_9[0] + CHELSEA_9[1]) / 2, (CHELSEA_9[2] + CHELSEA_9[3]) / 2
+    lip = (CHELSEA_9[5] + CHELSEA_9[6]) / 2
+    spec = ("points", tuple(np.concatenate([eye_l, eye_r, lip]).tolist()))
+    animal = frame_portrait(img, FramingOptions(crop=spec, animal=True))
+    human = frame_portrait(img, FramingOptions(crop=spec))
+    side = lambda fr: float(np.hypot(*fr.M_c2o[:, 0])) * 512  # noqa: E731
+    d = float(np.hypot(*(lip - (eye_l + eye_r) / 2)))
+    assert animal.method == "points" and d / side(animal) == pytest.approx(0.283, abs=0.01)
+    assert d / side(human) == pytest.approx(0.205, abs=0.005)
+
+
+def test_doctor_reports_presence_strict_load_and_licence(tiny_state, tmp_path: Path) -> None:
+    from engine.commands.doctor import check_optional_parts, print_text
+    from engine.weights import WeightsLayout
+
+    root = _weights_with_xpose(tmp_path, tiny_state)
+    files: dict = {}
+    g = check_optional_parts(WeightsLayout(root), files)["xpose"]
+    assert files["xpose"]["present"] and g["loads"] and "seconds" in g and "NON-COMMERCIAL" in g["licence"]
+    broken = dict(tiny_state)
+    del broken["transformer.enc_output.bias"]
+    _save(root / xpose.XPOSE_FILE, {"model": broken})
+    g = check_optional_parts(WeightsLayout(root), {})["xpose"]
+    assert not g["loads"] and "transformer.enc_output.bias" in g["error"] and str(root / xpose.XPOSE_FILE) in g["error"]
+    buf = io.StringIO()
+    report = {"versions": {}, "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
+              "weights": {"root": str(root), "files": {}, "groups": {"xpose": g}}, "ok": False, "next": []}
+    print_text(report, out=buf)
+    assert "xpose: does NOT load" in buf.getvalue() and "xpose licence: X-Pose model: NON-COMMERCIAL" in buf.getvalue()
+
+
+@pytest.mark.slow
+def test_crop_animal_json_reports_xpose_or_the_scored_fallback(tiny_state, tmp_path: Path) -> None:
+    """``engine crop --animal --json`` with the X-Pose file: one JSON object naming the method, the
+    score, the 9 points and M_c2o (random tiny weights: either way is legitimate, but consistent)."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    root = _weights_with_xpose(tmp_path, tiny_state)
+    pic = tmp_path / "cat.png"
+    cv2.imwrite(str(pic), np.random.default_rng(4).integers(0, 256, (180, 240, 3), dtype=np.uint8))
+    r = subprocess.run([sys.executable, "-m", "engine", "crop", "--image", str(pic), "--animal", "--weights", str(root),
+                        "--json", "--out", str(tmp_path / "crop.png")], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    obj = json.loads(r.stdout)
+    assert obj["method"] in ("xpose", "fallback") and isinstance(obj["score"], float)
+    assert len(obj["M_c2o"]) == 2 and (tmp_path / "crop.png").is_file()
+    if obj["method"] == "xpose":
+        assert obj["score"] >= xpose.MIN_SCORE and len(obj["points"]) == 9 and not obj["warnings"]
+    else:
+        assert obj["score"] < xpose.MIN_SCORE and obj["warnings"][0]["code"] == "animal_face_not_found"
+        assert f"{obj['score']:.2f}" in obj["warnings"][0]["message"]
+
+
+def test_fewer_image_tokens_than_queries_still_runs(tiny_state, tmp_path: Path) -> None:
+    """A very wide strip (e.g. 6000×80 → 1350×18: 742 tokens) has fewer image tokens than the
+    official 900 queries, where upstream's topk fails; here every token becomes a query."""
+    path = _save(tmp_path / xpose.XPOSE_FILE, {"model": tiny_state})
+    model = xpose.build_from_state_dict(xpose.read_state_dict(path), path)
+    ins, kpt = load_prompts(9)
+    out = xpose.run_network(model, torch.randn(1, 3, 64, 64), ins, kpt)   # 8² + 4² + 2² + 1 = 85 < 100 tokens
+    assert out["pred_boxes"].shape == (1, 50, 4) and torch.isfinite(out["pred_boxes"]).all()
+    out = xpose.run_network(model, torch.randn(1, 3, 32, 32), ins, kpt)   # 16 + 4 + 1 + 1 = 22 tokens
+    assert out["pred_boxes"].shape == (1, 22, 4)
+    assert xpose.resized_size(6000, 80) == (1350, 18)
+
+
+@pytest.mark.slow
+def test_animate_animal_frames_with_xpose_like_crop(tiny_weights: Path, tiny_state, tmp_path: Path) -> None:
+    """``engine animate --animal`` with the X-Pose file frames with the same function as ``engine crop``:
+    the same framing object (method, score, points, M_c2o)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import cv2
+
+    root = tmp_path / "w"
+    shutil.copytree(tiny_weights, root, symlinks=True)
+    _save(root / xpose.XPOSE_FILE, {"model": tiny_state})
+    pic = tmp_path / "pet.png"
+    cv2.imwrite(str(pic), np.random.default_rng(7).integers(0, 256, (160, 200, 3), dtype=np.uint8))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("JOYVASA_WEIGHTS", None)
+
+    def engine(*args: str) -> list[dict]:
+        r = subprocess.run([sys.executable, "-m", "engine", *args, "--progress", "json"], capture_output=True,
+                           text=True, timeout=600, env=env, cwd=REPO, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    motion = REPO / "tests" / "contract" / "motion_v1.npz"
+    anim = engine("animate", "--image", str(pic), "--motion", str(motion), "--frames-dir", str(tmp_path / "f"),
+                  "--weights", str(root), "--max-frames", "1", "--animal")
+    crop = engine("crop", "--image", str(pic), "--animal", "--weights", str(root))
+    [fa] = [e for e in anim if e["type"] == "framing"]
+    [fc] = [e for e in crop if e["type"] == "framing"]
+    assert fa["method"] in ("xpose", "fallback") and fa["score"] is not None
+    assert {k: fa[k] for k in ("method", "score", "points", "M_c2o")} == {k: fc[k] for k in ("method", "score", "points", "M_c2o")}
+
+
+def test_a_damaged_xpose_file_warns_and_frames_without_it(tiny_state, tmp_path: Path) -> None:
+    broken = dict(tiny_state)
+    del broken["transformer.tgt_embed.weight"]
+    root = tmp_path / "w"
+    _save(root / xpose.XPOSE_FILE, {"model": broken})
+    img = np.random.default_rng(3).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    fr = frame_portrait(img, FramingOptions(animal=True, weights_root=root))
+    assert fr.method in ("cat_haar", "fallback")
+    code, message = fr.warnings[0]
+    assert code == "xpose_unusable" and "transformer.tgt_embed.weight" in message and str(root) in message

@@ -168,22 +168,23 @@ def scene(installed, fake_python, monkeypatch):
 
 
 def logged_commands(log: Path) -> list[list[str]]:
-    """The engine command lines in a fake-engine argv log, whether each ran as a one-shot process
-    (``["motion", "--seed", "11", ...]``) or as a request to the warm worker (its args as options)."""
+    """The engine jobs in a fake-engine argv log as command lines (``["motion", "--seed", "11", ...]``),
+    whether each ran as a one-shot process (``engine run --job -``: its ``job`` line), as a request
+    to the warm worker, or as a plain command (``doctor --json``)."""
     import json
+
+    from fake_engine import job_argv
 
     out = []
     for line in log.read_text().splitlines():
         item = json.loads(line)
-        if item[0] == "serve":
+        if item[0] in ("serve", "run"):
             continue
         if item[0] == "serve-request":
-            if item[1] != "run":
-                continue
-            argv = [item[2]]
-            for key, value in (item[3] or {}).items():
-                argv += ["--" + key.replace("_", "-")] + ([] if value is True else [str(value)])
-            out.append(argv)
+            if item[1] == "run":
+                out.append([item[2], *job_argv(item[3] or {})])
+        elif item[0] == "job":
+            out.append([item[1].get("command"), *job_argv(item[1])])
         else:
             out.append(item)
     return out
@@ -193,7 +194,7 @@ def engine_processes(log: Path) -> int:
     """How many engine processes were started (one-shot runs and warm workers)."""
     import json
 
-    return sum(1 for line in log.read_text().splitlines() if json.loads(line)[0] != "serve-request")
+    return sum(1 for line in log.read_text().splitlines() if json.loads(line)[0] not in ("serve-request", "job"))
 
 
 def addon(name: str):

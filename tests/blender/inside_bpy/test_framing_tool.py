@@ -87,7 +87,7 @@ def test_preview_crop_loads_the_engine_crop(scene, tmp_path, monkeypatch):
     argv = _argv(log)
     assert argv[0] == "crop" and argv[argv.index("--crop") + 1] == "auto"
     assert argv[argv.index("--face-index") + 1] == "1" and "--device" not in argv
-    assert argv[argv.index("--progress") + 1] == "json"
+    assert json.loads(log.read_text().splitlines()[0]) == ["run", "--job", "-", "--progress", "json"]
     img = bpy.data.images[addon("ops_framing").PREVIEW_IMAGE]
     assert tuple(img.size) == (16, 16) and Path(st.crop_preview).exists()
     assert st.crop_summary.startswith("mtcnn, face 1 of 2") and "tilt +4" in st.crop_summary

@@ -3,7 +3,9 @@
 Why: OpenCV 5 dropped ``cv2.CascadeClassifier`` and the bundled cascades from the main
 package, yet the engine must find a face with no extra download. We ship OpenCV's
 ``haarcascade_frontalface_default.xml`` (Intel License, notice kept inside the file; gzip)
-and evaluate it here. Where OpenCV still has ``CascadeClassifier`` (4.x) crop.py uses that.
+and evaluate it here. Where OpenCV still has ``CascadeClassifier`` (4.x), :func:`detect_faces_haar`
+uses that. Framing owns every detector: this is the human detector's last fallback (no
+``mtcnn`` package) and the animal framing's cat cascade (engine/framing/animal.py).
 
 Evaluation follows OpenCV's HaarEvaluator: fixed 24×24 window over an image pyramid (scale
 factor 1.1), integral images, variance normalisation over the inner (w−2)×(h−2) window,
@@ -171,3 +173,26 @@ def detect_faces(grey: np.ndarray, *, scale_factor: float = 1.1, min_neighbors: 
     # most neighbours first: real faces collect many overlapping hits, false ones few
     groups.sort(key=lambda g: (g[1], g[0][2] * g[0][3]), reverse=True)
     return [g[0] for g in groups]  # type: ignore[misc]
+
+
+def detect_faces_haar(img: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Frontal faces (x, y, w, h) with a Haar cascade, most confident first (no landmarks).
+
+    OpenCV 4.x: its ``CascadeClassifier`` + bundled cascade; OpenCV 5 (no cascades any more):
+    the same cascade file, shipped with the engine, evaluated by :func:`detect_faces` here.
+    """
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    f = min(1.0, 400.0 / max(grey.shape))
+    small = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else grey
+    small = cv2.equalizeHist(small)
+    min_side = max(24, int(0.08 * min(small.shape)))
+    cascade_cls = getattr(cv2, "CascadeClassifier", None)
+    data = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    xml = Path(data) / "haarcascade_frontalface_default.xml" if data else None
+    if cascade_cls is not None and xml is not None and xml.is_file():
+        cascade = cascade_cls(str(xml))
+        found = cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        found = sorted((tuple(b) for b in found), key=lambda b: b[2] * b[3], reverse=True)
+    else:
+        found = detect_faces(small, scale_factor=1.1, min_neighbors=4, min_size=min_side)
+    return [tuple(int(round(v / f)) for v in b) for b in found]  # type: ignore[misc]

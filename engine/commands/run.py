@@ -1,0 +1,62 @@
+"""``python -m engine run --job JOB.json|-``: run one job given in its wire form (engine/jobs.py).
+
+Why: the Blender add-on's one-shot path sends exactly the JSON it would send the warm worker
+(``engine serve``), so the cold and the warm paths differ only in process lifetime. ``--job -``
+reads the job from the first line of stdin; later stdin lines may be ``cancel`` (as for every
+``--progress json`` command). The job names its ``command``; events are that command's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.commands import run_job_pipeline
+from engine.errors import BadRequest
+from engine.jobs import job_from_dict
+from engine.pipeline.context import Context
+from engine.runner import Reporter, run_protocol_command
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--job", required=True, metavar="JOB.json|-",
+                   help="the job as one JSON object (schema joyvasa.job, with its command); - = the first stdin line")
+    p.add_argument("--progress", choices=("text", "json"), default="text",
+                   help="json: protocol-v1 events on stdout (for the Blender add-on)")
+
+
+def read_job_text(source: str) -> str:
+    """The job's JSON text from a file or (``-``) the first line of stdin."""
+    if source == "-":
+        return sys.stdin.readline()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadRequest(f"cannot read the job file {source}: {exc.strerror or exc}") from None
+
+
+def parse_job_text(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise BadRequest(f"the job is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"the job must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        data: dict[str, Any] | BadRequest = parse_job_text(read_job_text(args.job))
+    except BadRequest as exc:
+        data = exc
+    command = str(data.get("command") or "run") if isinstance(data, dict) else "run"
+
+    def body(rep: Reporter) -> Any:
+        if isinstance(data, BadRequest):
+            raise data
+        return run_job_pipeline(job_from_dict(data), Context(rep))
+
+    return run_protocol_command(command, args.progress, body)

@@ -1,0 +1,18 @@
+"""Runs tests/blender/inside_bpy/test_rigs_real.py (a real-engine take on tiny synthetic weights
+keyed onto a generated Rigify rig, a VRoid and a VRM 1.0 mesh) inside the oldest and newest bpy
+of the base matrix. The synthetic-motion rig tests (test_rigs.py) run in every version with the
+rest of inside_bpy/ (test_bpy_versions.py::test_addon_in_bpy)."""
+from __future__ import annotations
+
+import pytest
+
+from test_bpy_versions import VERSIONS, _check, run_inside
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+@pytest.mark.parametrize("version", sorted({VERSIONS[0], VERSIONS[-1]}))
+def test_rig_presets_real_engine_in_bpy(version, tiny_weights):
+    cp = run_inside(version, "tests/blender/inside_bpy/test_rigs_real.py", {"JOYVASA_TEST_WEIGHTS": str(tiny_weights)})
+    _check(cp, version)
+    assert "skipped" not in cp.stdout.splitlines()[-1], cp.stdout[-3000:]
