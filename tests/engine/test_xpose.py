@@ -432,3 +432,15 @@ def test_animate_animal_frames_with_xpose_like_crop(tiny_weights: Path, tiny_sta
     [fc] = [e for e in crop if e["type"] == "framing"]
     assert fa["method"] in ("xpose", "fallback") and fa["score"] is not None
     assert {k: fa[k] for k in ("method", "score", "points", "M_c2o")} == {k: fc[k] for k in ("method", "score", "points", "M_c2o")}
+
+
+def test_a_damaged_xpose_file_warns_and_frames_without_it(tiny_state, tmp_path: Path) -> None:
+    broken = dict(tiny_state)
+    del broken["transformer.tgt_embed.weight"]
+    root = tmp_path / "w"
+    _save(root / xpose.XPOSE_FILE, {"model": broken})
+    img = np.random.default_rng(3).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    fr = frame_portrait(img, FramingOptions(animal=True, weights_root=root))
+    assert fr.method in ("cat_haar", "fallback")
+    code, message = fr.warnings[0]
+    assert code == "xpose_unusable" and "transformer.tgt_embed.weight" in message and str(root) in message
