@@ -144,17 +144,20 @@ def _load_group(load: Any) -> dict[str, Any]:
 def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
     """Optional parts (``engine fetch --animals/--xpose/--detector``) are load-checked when present:
     a present but broken file is as much a problem as a broken required one."""
-    from engine.weights import FETCH_PARTS, animal_layout
+    from engine.weights import ANIMAL_MODEL_DIRS, FETCH_PARTS, animal_layout
 
     root = layout.root
     groups: dict[str, Any] = {}
-    animals = animal_layout(layout)
-    if (root / "liveportrait_animals/base_models").is_dir():
+    for version, folder in ANIMAL_MODEL_DIRS.items():   # v1 (base_models) and v1.1 (base_models_v1.1)
+        if not (root / folder).is_dir():
+            continue
+        animals = animal_layout(layout, version)
+        suffix = "" if version == "v1" else f"_{version}"
         paths = {k: v for k, v in animals.liveportrait_files().items() if k != "stitching_retargeting_module"}
         for name, path in paths.items():
-            files[f"animal_{name}"] = _file(path, required=False)
+            files[f"animal{suffix}_{name}"] = _file(path, required=False)
 
-        def load_animals() -> None:
+        def load_animals(animals: Any = animals, paths: dict[str, Path] = paths) -> None:
             from engine.models.config import LivePortraitConfig
             from engine.models.stage_one import StageOne
 
@@ -162,7 +165,7 @@ def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
             if missing:
                 raise FileNotFoundError("missing " + ", ".join(missing))
             StageOne.load(animals, "cpu", config=LivePortraitConfig.for_weights(layout.models_yaml))
-        groups["liveportrait_animals"] = _load_group(load_animals)
+        groups[f"liveportrait_animals{suffix}"] = _load_group(load_animals)
     onnx = [root / f.dest for f in FETCH_PARTS["detector"].files]
     if any(p.is_file() for p in onnx):
         def load_detector() -> None:
