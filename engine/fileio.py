@@ -252,6 +252,10 @@ class FramesOutput:
     def check(self) -> None:
         """Refuse a file, an unwritable folder, or (without ``overwrite``) a folder holding user files."""
         folder = self.folder
+        try:
+            check_output_name(folder)
+        except OutputError as exc:
+            raise OutputError(f"--frames-dir: {exc}") from None
         if folder.exists() and not folder.is_dir():
             raise OutputError(f"--frames-dir {folder} is a file, not a folder")
         ensure_writable_dir(_parent(folder))

@@ -219,3 +219,20 @@ def test_contract_page_follows_the_protocol() -> None:
     errors = (REPO / "docs" / "errors.md").read_text(encoding="utf-8")
     missing = [c for c in protocol.ERROR_CODES if f"| `{c}` |" not in errors]
     assert not missing, f"error codes without a row in docs/errors.md: {missing}"
+
+
+REPO_PATH = re.compile(r"^(?:engine|joyvasa_blender|tools|tests|examples|docs|\.ci)/[\w./-]*$")
+
+
+@pytest.mark.parametrize("page", PAGES + NOTES, ids=lambda p: str(p.relative_to(REPO)))
+def test_quoted_repository_paths_exist(page: Path) -> None:
+    """A file or folder of this repository named in inline code (`engine/jobs.py`) exists: a moved
+    or deleted module must not stay in the docs."""
+    prose, _ = split_page(page.read_text(encoding="utf-8"))
+    bad = []
+    for line in prose:
+        for m in INLINE_CODE.finditer(line):
+            text = m.group(2).strip()
+            if REPO_PATH.match(text) and not (REPO / text).exists():
+                bad.append(text)
+    assert not bad, f"{page.relative_to(REPO)} names paths that do not exist: {sorted(set(bad))}"

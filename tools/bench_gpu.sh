@@ -5,7 +5,8 @@
 #   cold + warm, sequential vs overlapped writer (bench animate --whole --writer both --pasteback),
 #   device paste-back vs the sequential path (max grey-level difference), the default settings
 #   under an 8 GB cap (JOYVASA_GPU_MEMORY_MB=8192: batch plan, peak memory, OOM or not), and
-#   libx264 vs h264_nvenc (bench codec: speed, PSNR); then, if time is left, bench motion --whole.
+#   libx264 vs h264_nvenc (bench codec: speed, PSNR), W+G variants (CUDA graph, torch.compile:
+#   measure-only); then, if time is left, bench motion --whole.
 # Weights: official-size synthetic (random: timings real, pictures noise) unless BENCH_WEIGHTS=DIR.
 # Every step's output is also kept in $OUT/<step>.txt (default ./bench-gpu-out).
 #
@@ -104,7 +105,7 @@ compare() {
 import sys
 from pathlib import Path
 import numpy as np
-from engine.render.crop import load_image_rgb
+from engine.framing.frame import load_picture as load_image_rgb
 a, b = (sorted(Path(d).glob("frame_*.png")) for d in sys.argv[1:3])
 assert len(a) == len(b) and a, (len(a), len(b))
 worst = max(int(np.abs(load_image_rgb(x).astype(int) - load_image_rgb(y).astype(int)).max()) for x, y in zip(a, b))
@@ -128,6 +129,12 @@ if [ "$DEVICE" = cuda ]; then step "8 GB card (memory cap)" 60 bash -c cap_run; 
 
 step "H.264 encoders (bench codec: libx264 vs h264_nvenc)" 30 \
   "$PY" -m engine bench codec --frames "$TMP/dev/frames"
+
+# measure-only W+G variants (engine/bench/variants.py): CUDA graph of the auto batch, torch.compile of W and G
+VARIANT_DTYPE=$([ "$DEVICE" = cuda ] && echo bfloat16 || echo float32)
+step "W+G variants: eager vs CUDA graph vs torch.compile ($VARIANT_DTYPE, auto batch)" 150 \
+  "$PY" -m engine bench render --device "$DEVICE" --weights "$WEIGHTS" --dtype "$VARIANT_DTYPE" --batch 0 \
+  --frames "$FRAMES" --variants eager,graph,compile
 
 # the motion stage (not issue 20's, kept from the earlier GPU set): only with time to spare
 step "motion whole (default sampler)" 90 \

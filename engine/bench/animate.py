@@ -55,7 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pasteback", action="store_true",
                    help="--whole: crop the face and paste it back into the portrait (animate's default output) "
                         "instead of --crop none --no-pasteback")
-    p.add_argument("--codec", choices=("auto", "libx264", "h264_nvenc"), default="auto", help="animate --codec")
+    from engine.jobs import CODECS
+
+    p.add_argument("--codec", choices=CODECS, default="auto", help="animate --codec")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
 

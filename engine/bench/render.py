@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="upstream op order: no BatchNorm folding, no channel padding / fused SPADE")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", type=_csv(str), default=[],
+                   help="also time these W+G execution variants per setting: eager,graph,compile (CUDA graph of "
+                        "the batch shape, torch.compile of W and G; measure-only, animate does not use them)")
     p.add_argument("--device", default="cpu", help="cpu|cuda|mps|auto (default cpu; on a GPU the batch list may "
                    "include 0 = sized from free memory, as animate does)")
 
@@ -178,6 +181,11 @@ def _bench(args, layout, np, torch, StageOne, GFLOP, UPSTREAM, load_average, pea
                     + (f", peak GPU {device_peak_mb(device):.0f} MiB" if device.type == "cuda" else "") + psnr)
             _log(line)
             results.append((dtype, batch, per))
+            if args.variants:  # measure-only execution variants (engine/bench/variants.py)
+                from engine.bench.variants import measure_variants
+
+                del frames
+                measure_variants(s1, src, drive, batch, calls, args.variants, device, f"W+G {dtype} batch {batch}", _log)
     _log(f"upstream (spec §7, fp32, 2 threads): {UPSTREAM['WG']:.2f} s/frame "
          f"(W {UPSTREAM['W']:.2f} + G {UPSTREAM['G']:.2f}), {GFLOP['WG'] / UPSTREAM['WG']:.0f} GFLOP/s")
     if results:

@@ -51,6 +51,10 @@ def devices() -> dict[str, Any]:
                             "auto_dtype": select_precision(dev, "auto").name,
                             "auto_motion_dtype": select_motion_precision(dev, "auto", DEFAULT_SAMPLER).name,
                             "cpu_native_bf16": cpu_has_native_bf16()}
+    from engine.accelerator import device_in_use
+
+    in_use = device_in_use(dev)
+    info.update(in_use=in_use.line, gpu_warning=in_use.warning)
     try:
         from engine.render.writers import nvenc_status, pick_video_codec
         usable, reason = nvenc_status()   # --codec auto uses h264_nvenc only where this says usable
@@ -144,17 +148,20 @@ def _load_group(load: Any) -> dict[str, Any]:
 def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
     """Optional parts (``engine fetch --animals/--xpose/--detector``) are load-checked when present:
     a present but broken file is as much a problem as a broken required one."""
-    from engine.weights import FETCH_PARTS, animal_layout
+    from engine.weights import ANIMAL_MODEL_DIRS, FETCH_PARTS, animal_layout
 
     root = layout.root
     groups: dict[str, Any] = {}
-    animals = animal_layout(layout)
-    if (root / "liveportrait_animals/base_models").is_dir():
+    for version, folder in ANIMAL_MODEL_DIRS.items():   # v1 (base_models) and v1.1 (base_models_v1.1)
+        if not (root / folder).is_dir():
+            continue
+        animals = animal_layout(layout, version)
+        suffix = "" if version == "v1" else f"_{version}"
         paths = {k: v for k, v in animals.liveportrait_files().items() if k != "stitching_retargeting_module"}
         for name, path in paths.items():
-            files[f"animal_{name}"] = _file(path, required=False)
+            files[f"animal{suffix}_{name}"] = _file(path, required=False)
 
-        def load_animals() -> None:
+        def load_animals(animals: Any = animals, paths: dict[str, Path] = paths) -> None:
             from engine.models.config import LivePortraitConfig
             from engine.models.stage_one import StageOne
 
@@ -162,7 +169,7 @@ def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
             if missing:
                 raise FileNotFoundError("missing " + ", ".join(missing))
             StageOne.load(animals, "cpu", config=LivePortraitConfig.for_weights(layout.models_yaml))
-        groups["liveportrait_animals"] = _load_group(load_animals)
+        groups[f"liveportrait_animals{suffix}"] = _load_group(load_animals)
     onnx = [root / f.dest for f in FETCH_PARTS["detector"].files]
     if any(p.is_file() for p in onnx):
         def load_detector() -> None:
@@ -239,6 +246,8 @@ def build_report(weights_arg: str | None, load: bool = True) -> dict[str, Any]:
     # ready to run, but not a model: every consumer (Check Engine, the demo) reads this one flag
     report["synthetic"] = bool(w.get("synthetic"))
     report["next"] = next_steps(report)
+    if report["devices"].get("gpu_warning"):   # whatever else is missing: a GPU machine running at CPU speed
+        report["next"].append(report["devices"]["in_use"])
     return report
 
 
@@ -250,6 +259,8 @@ def print_text(report: dict[str, Any], out=None) -> None:
     print(f"devices: {', '.join(d['available'])}; auto -> {d['auto']} (rendering {d['auto_dtype']}, motion "
           f"{d.get('auto_motion_dtype', '?')}; CPU bf16 instructions: {'yes' if d.get('cpu_native_bf16') else 'no'}); "
           f"video codec: {d.get('video_codec') or 'NONE'}", file=out)
+    if d.get("in_use"):
+        print(f"device: {d['in_use']}", file=out)
     if d.get("nvenc"):
         print(f"hardware H.264 (h264_nvenc): {'yes' if d['nvenc']['usable'] else 'no'} ({d['nvenc']['reason']})",
               file=out)

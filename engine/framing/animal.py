@@ -7,7 +7,8 @@ that finds some animal faces is Joseph Howse's cat-face Haar cascade that OpenCV
 cascade nor ``CascadeClassifier``, so it runs on the engine's own evaluator
 (engine/framing/haar.py). Everything else (dogs, alpacas, cartoons, a missed cat, an X-Pose score
 below :data:`engine.framing.xpose.MIN_SCORE`) gets a centred square and a warning that names
-the clicked-points way: ``--animal`` never fails on framing.
+the clicked-points way: ``--animal`` never fails on framing (a damaged X-Pose file gives an
+``xpose_unusable`` warning naming the file and its first bad key, then the path without it).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import BadRequest
+from engine.errors import BadRequest, WeightsCorrupt, WeightsMissing
 from engine.framing.crop import (CROP_SIZE, POINTS_HINT, Framing, FramingOptions, _pick, _result, downscaled,
                                   frame_box, warp_crop)
 
@@ -86,8 +87,19 @@ def frame_animal(img: np.ndarray, opts: FramingOptions) -> Framing:
     from engine.framing import xpose
 
     path = xpose.xpose_path(opts.weights_root)
+    problem = None
     if path is not None:
-        return frame_xpose(img, path, opts)
+        try:
+            return frame_xpose(img, path, opts)
+        except (WeightsCorrupt, WeightsMissing) as exc:  # a damaged optional file must not stop --animal
+            problem = ("xpose_unusable", f"X-Pose not used: {exc}")
+    out = _frame_without_xpose(img, opts)
+    if problem is not None:
+        out.warnings.insert(0, problem)
+    return out
+
+
+def _frame_without_xpose(img: np.ndarray, opts: FramingOptions) -> Framing:
     small, f = downscaled(img, ANIMAL_DETECT_SIDE)
     boxes = detect_cat_faces(small)
     if boxes:

@@ -387,10 +387,10 @@ def _sampling_matrix(shapes: list[tuple[int, int]], loc: torch.Tensor, weights: 
     loc = loc.permute(5, 3, 0, 2, 1, 4).contiguous()                                  # 2, L, N, M, Lq, P
     weights = weights.permute(3, 0, 2, 1, 4).contiguous()                             # L, N, M, Lq, P
     head = (torch.arange(N * M, device=dev, dtype=torch.int64) * S).view(N, M, 1, 1)
-    level_cols, level_vals = [], []
+    col = torch.empty((N, M, Lq, L, P, 4), dtype=torch.int64, device=dev)   # written in place: no stacking
+    val = torch.empty((N, M, Lq, L, P, 4), dtype=loc.dtype, device=dev)
     start = 0
     for lid, (h, w) in enumerate(shapes):
-        cols, vals = [], []
         # grid_sample's unnormalisation of the grid 2·loc − 1 (align_corners=False)
         px = ((2 * loc[0, lid] - 1 + 1) * w - 1) / 2
         py = ((2 * loc[1, lid] - 1 + 1) * h - 1) / 2
@@ -398,20 +398,19 @@ def _sampling_matrix(shapes: list[tuple[int, int]], loc: torch.Tensor, weights: 
         fx, fy = px - x0f, py - y0f
         x0, y0 = x0f.to(torch.int64), y0f.to(torch.int64)
         aw = weights[lid]
+        c = 0
         for dy, wy in ((0, 1 - fy), (1, fy)):
             yy = y0 + dy
-            wy = wy * ((yy >= 0) & (yy < h))
+            wy = aw * wy * ((yy >= 0) & (yy < h))
             row = head + start + yy.clamp(0, h - 1) * w
             for dx, wx in ((0, 1 - fx), (1, fx)):
                 xx = x0 + dx
-                cols.append(row + xx.clamp(0, w - 1))
-                vals.append(aw * wy * (wx * ((xx >= 0) & (xx < w))))
-        level_cols.append(torch.stack(cols, -1))                                      # N, M, Lq, P, 4
-        level_vals.append(torch.stack(vals, -1))
+                torch.add(row, xx.clamp(0, w - 1), out=col[:, :, :, lid, :, c])
+                torch.mul(wy, wx * ((xx >= 0) & (xx < w)), out=val[:, :, :, lid, :, c])
+                c += 1
         start += h * w
     k = L * P * 4
-    col = torch.stack(level_cols, 3).reshape(-1)                                      # N, M, Lq, L, P, 4
-    val = torch.stack(level_vals, 3).reshape(-1)
+    col, val = col.view(-1), val.view(-1)
     rows = torch.arange(0, N * M * Lq * k + 1, k, device=dev)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the one op used here is stable
         warnings.simplefilter("ignore", UserWarning)

@@ -289,7 +289,7 @@ def render_video(job: AnimateJob, p: Prepared, crop: Any, s1: Any, info: Any, x_
     width, height = setup.size
     writers: list[Any] = []
     if out is not None:
-        writers.append(Mp4Writer(out, out_fps, width, height, Path(job.audio), codec=p.codec or "auto",
+        writers.append(Mp4Writer(out, out_fps, width, height, Path(job.audio), codec=render.codec,
                                  audio_max_s=None if render.upstream_timing else audio_duration))
     if frames_dir is not None:
         writers.append(PngSequenceWriter(frames_dir, overwrite=job.overwrite))

@@ -25,6 +25,9 @@ from engine.render.overlap import InlineSink, WriterThread
 from engine.render.pasteback import frames_to_uint8_tensor
 from engine.render.writers import FrameWriter
 
+#: host memory the writer queue may hold in finished frames (MiB), whatever the clip length
+QUEUE_MB = 512.0
+
 
 @dataclass
 class RenderStats:
@@ -54,13 +57,15 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
                   post: Callable[[np.ndarray], np.ndarray] | None = None,
                   device_post: Callable[[torch.Tensor], torch.Tensor] | None = None,
                   to_uint8: Callable[[torch.Tensor], np.ndarray] | None = None,
-                  overlap: bool = True, depth: int = 2, adapt_batch: bool = False) -> RenderStats:
+                  overlap: bool = True, depth: int | None = None, adapt_batch: bool = False) -> RenderStats:
     """Render frames ``x_d`` (N,21,3) and stream them to ``writers`` (already entered).
 
     ``post`` maps each (512,512,3) uint8 frame to the written frame on the writer side (CPU
     paste-back); ``device_post`` maps a (B,3,512,512) float batch to (B,H,W,3) uint8 on the device
     (device paste-back). ``adapt_batch`` (the batch was chosen automatically): an out-of-memory
     W+G call halves the batch and retries; otherwise it is an ``oom`` error naming ``--batch``.
+    ``depth``: batches the writer queue holds (default: 2, fewer when 2 finished batches would pass
+    QUEUE_MB of host memory, e.g. batch 32 of 1280² portraits).
     Precision is stage one's own (it was loaded in the job's precision), never re-decided here.
     """
     import time
@@ -87,10 +92,21 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
             cancel.check("render", stats.frames)
 
     if reporter is not None:
+        for w in writers:   # e.g. --codec auto: NVENC passed the probe but did not open for this video
+            reason = getattr(w, "fallback_reason", None)
+            if reason and hasattr(reporter, "warning"):
+                reporter.warning("codec_fallback", reason)
         reporter.progress("render", 0, n, "frame")
     x_s = x_s.to(device)
     f_s = f_s.to(device)
-    sink = WriterThread(writers, post, depth=depth) if overlap else InlineSink(writers, post)
+    sink: InlineSink | None = None   # made at the first batch, when its size in bytes is known
+
+    def make_sink(batch_bytes: int) -> InlineSink:
+        if not overlap:
+            return InlineSink(writers, post)
+        queued = depth if depth is not None else max(1, min(2, int(QUEUE_MB * 2**20 // max(1, batch_bytes))))
+        return WriterThread(writers, post, depth=queued)
+
     try:
         start = 0
         while start < n:
@@ -115,6 +131,8 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
                 batch //= 2
                 continue
             stats.render_s += time.perf_counter() - t0
+            if sink is None:
+                sink = make_sink(frames.nbytes)
             sink.put(frames, checkpoint)
             del frames
             start += int(kp.shape[0])
@@ -122,13 +140,16 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
             stats.batches += 1
             if reporter is not None:
                 reporter.progress("render", stats.frames, n, "frame")  # raises Cancelled if asked
-        sink.close(checkpoint)
+        if sink is not None:
+            sink.close(checkpoint)
     except BaseException:
-        sink.abort()   # joins the writer thread before the caller's writers clean up
+        if sink is not None:
+            sink.abort()   # joins the writer thread before the caller's writers clean up
         raise
     finally:
         stats.batch = batch
-        stats.write_s, stats.wait_s = sink.write_s, sink.wait_s
+        if sink is not None:
+            stats.write_s, stats.wait_s = sink.write_s, sink.wait_s
     return stats
 
 

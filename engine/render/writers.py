@@ -137,6 +137,7 @@ class Mp4Writer(FrameWriter):
         self.crf = crf
         self.codec_choice = codec
         self.codec: str | None = None        # the encoder actually used (after __enter__)
+        self.fallback_reason: str | None = None  # auto: why h264_nvenc was not used after all
         self.frames_written = 0
         self._stack = contextlib.ExitStack()
         self._container: Any = None
@@ -147,17 +148,16 @@ class Mp4Writer(FrameWriter):
 
         tmp = self._stack.enter_context(atomic_path(self.path, suffix=".mp4"))
         try:
-            self._container = av.open(str(tmp), mode="w")
-            codec = self.codec = pick_video_codec(self.codec_choice)
-            self._vstream = self._container.add_stream(codec, rate=self.fps)
-            self._vstream.width, self._vstream.height = self.width, self.height
-            self._vstream.pix_fmt = "yuv420p"
-            if codec == "libx264":
-                self._vstream.options = {"crf": str(self.crf), **X264_OPTIONS}
-            elif codec == "h264_nvenc":
-                self._vstream.options = dict(NVENC_OPTIONS)
-            elif codec == "mpeg4":
-                self._vstream.bit_rate = 4_000_000
+            codec = pick_video_codec(self.codec_choice)
+            try:
+                self._open_video(av, tmp, codec)
+            except Exception as exc:  # noqa: BLE001 - an encoder that does not open now
+                self._close_container()
+                if not (codec == "h264_nvenc" and self.codec_choice == "auto"):
+                    raise OutputError(f"cannot open the {codec} video encoder: {exc}") from exc
+                # NVENC passed the probe but not now (e.g. every NVENC session of the card is taken)
+                self.fallback_reason = f"h264_nvenc did not open ({exc}); encoded with libx264"
+                self._open_video(av, tmp, pick_video_codec("libx264"))
             if self.audio_path is not None:
                 self._mux_audio(av)
         except BaseException as exc:
@@ -165,6 +165,21 @@ class Mp4Writer(FrameWriter):
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return self
+
+    def _open_video(self, av: Any, tmp: Path, codec: str) -> None:
+        """Container + H.264 stream with the encoder opened now, so a failure shows before any frame."""
+        self._container = av.open(str(tmp), mode="w")
+        self._vstream = self._container.add_stream(codec, rate=self.fps)
+        self._vstream.width, self._vstream.height = self.width, self.height
+        self._vstream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self._vstream.options = {"crf": str(self.crf), **X264_OPTIONS}
+        elif codec == "h264_nvenc":
+            self._vstream.options = dict(NVENC_OPTIONS)
+        elif codec == "mpeg4":
+            self._vstream.bit_rate = 4_000_000
+        self._vstream.codec_context.open()
+        self.codec = codec
 
     def _mux_audio(self, av: Any) -> None:
         """Decode the whole input audio and encode it as AAC now (audio is small)."""

@@ -176,17 +176,23 @@ def _depth(text: str) -> int:
     return deepest
 
 
+def decode_utf8(data: bytes | bytearray, what: str, max_bytes: int = MAX_LINE_BYTES) -> str:
+    """Strict UTF-8 text of at most ``max_bytes`` (JSONLimitError naming ``what`` otherwise)."""
+    if len(data) > max_bytes:
+        raise JSONLimitError(f"{what} is larger than {max_bytes // 1024} KiB")
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JSONLimitError(f"{what} is not UTF-8 text (byte {exc.start}: {bytes(data)[exc.start:exc.start + 1]!r}); "
+                             "send or save it as UTF-8") from None
+
+
 def loads_limited(text: str | bytes, what: str = "JSON", max_bytes: int = MAX_LINE_BYTES) -> Any:
     """``json.loads`` for untrusted text: strict UTF-8, at most ``max_bytes``, :data:`MAX_JSON_DEPTH`
     levels, :data:`MAX_NUMBER_DIGITS` characters per number, no NaN/Infinity. Every failure is a
     :class:`JSONLimitError` naming ``what`` (never a RecursionError or a traceback)."""
     if isinstance(text, (bytes, bytearray)):
-        if len(text) > max_bytes:
-            raise JSONLimitError(f"{what} is larger than {max_bytes // 1024} KiB")
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise JSONLimitError(f"{what} is not UTF-8 text (byte {exc.start}: {bytes(text)[exc.start:exc.start + 1]!r})") from None
+        text = decode_utf8(text, what, max_bytes)
     elif len(text) > max_bytes:
         raise JSONLimitError(f"{what} is larger than {max_bytes // 1024} KiB")
     if text.startswith("\ufeff"):
@@ -290,12 +296,10 @@ def parse_request(line: str | bytes) -> dict[str, Any] | None:
     a request this side understands (bare ``cancel`` is accepted as a cancel request). Never
     raises anything else: bytes are decoded here (strict UTF-8), JSON with :func:`loads_limited`."""
     if isinstance(line, (bytes, bytearray)):
-        if len(line) > MAX_LINE_BYTES:
-            raise ProtocolError(f"request line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
         try:
-            line = bytes(line).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"request is not UTF-8 text (byte {exc.start}); send UTF-8 JSON lines") from None
+            line = decode_utf8(line, "request line")
+        except JSONLimitError as exc:
+            raise ProtocolError(str(exc)) from None
     text = line.strip()
     if not text:
         return None

@@ -300,3 +300,87 @@ def test_unusable_codec_fails_before_any_network(tiny_weights: Path, tmp_path: P
     assert error["code"] == "output_unwritable" and "--codec auto" in error["message"]
     assert not any(e["type"] == "progress" and e["stage"] == "load" for e in events)
     assert not (tmp_path / "o" / "v.mp4").exists()
+
+
+def test_plan_render_picks_the_path_per_device(monkeypatch) -> None:
+    """CPU: cv2 paste-back on the writer thread; CUDA/MPS: paste-back on the device (faked here with
+    CPU tensors), batch from the memory plan including the paste-back's working set; --sequential:
+    the reference path everywhere."""
+    import cv2
+
+    import engine.render.pasteback as pasteback
+    from engine.device import GpuMemory
+    from engine.framing.frame import FramingOptions, frame_box
+    from engine.render.renderer import plan_render
+
+    rng = np.random.default_rng(5)
+    original = cv2.GaussianBlur(rng.integers(0, 256, (400, 360, 3), dtype=np.uint8), (0, 0), 2)
+    M = frame_box(original, (100, 100, 120, 120), FramingOptions()).M_c2o
+    cpu = plan_render(original, M, CPU, "float32", None)
+    assert isinstance(cpu.post, pasteback.PasteBack) and cpu.device_post is None
+    assert cpu.overlap and cpu.size == (360, 400) and cpu.batch.batch == 1 and cpu.adapt_batch
+    assert "paste-back on the CPU, overlapped writer" in cpu.describe()
+    assert not plan_render(original, M, CPU, "float32", 2, sequential=True).overlap
+    bare = plan_render(None, None, CPU, "float32", 3)
+    assert bare.size == (512, 512) and bare.post is None and bare.batch.batch == 3 and not bare.adapt_batch
+
+    real = pasteback.DevicePasteBack
+    monkeypatch.setattr(pasteback, "DevicePasteBack", lambda cpu_paste, device: real(cpu_paste, CPU))
+    card = GpuMemory(total_mb=8192, free_mb=8000, allocated_mb=1500, reserved_mb=1600)
+    gpu = plan_render(original, M, torch.device("cuda"), "bfloat16", None, memory=card)
+    assert gpu.device_post is not None and gpu.post is None and gpu.overlap and gpu.adapt_batch
+    assert "paste-back on the device" in gpu.describe()
+    assert gpu.batch.predicted_peak_mb <= gpu.batch.budget_mb <= 0.7 * 8192
+    seq = plan_render(original, M, torch.device("cuda"), "bfloat16", None, sequential=True, memory=card)
+    assert seq.device_post is None and isinstance(seq.post, pasteback.PasteBack) and not seq.overlap
+
+
+def test_codec_fallback_is_a_warning() -> None:
+    w, rep = ListWriter(), CancelAfter(limit=10**9)
+    w.fallback_reason = "h264_nvenc did not open (faked); encoded with libx264"
+    _render(FakeStageOne(), [w], 2, batch=2, reporter=rep, to_uint8=_to_uint8)
+    assert rep.warnings == [("codec_fallback", w.fallback_reason)] and len(w.frames) == 2
+
+
+def test_queue_depth_follows_the_batch_size(monkeypatch) -> None:
+    """Big batches of big frames queue fewer batches, so host memory stays bounded (QUEUE_MB)."""
+    import engine.render.renderer as renderer
+
+    depths: list[int] = []
+    real = renderer.WriterThread
+
+    def spy(writers, post, *, depth):
+        depths.append(depth)
+        return real(writers, post, depth=depth)
+
+    monkeypatch.setattr(renderer, "WriterThread", spy)
+    monkeypatch.setattr(renderer, "QUEUE_MB", 8 * 8 * 3 * 3 / 2**20)  # room for exactly one batch of 3
+    _render(FakeStageOne(), [ListWriter()], 6, batch=3, to_uint8=_to_uint8)
+    monkeypatch.setattr(renderer, "QUEUE_MB", 512.0)
+    _render(FakeStageOne(), [ListWriter()], 6, batch=3, to_uint8=_to_uint8)
+    assert depths == [1, 2]
+
+
+@pytest.mark.slow
+def test_animate_auto_codec_falls_back_when_nvenc_will_not_open(tiny_weights: Path, tmp_path: Path, capsys,
+                                                                 monkeypatch) -> None:
+    """In the pipeline: the probe says NVENC works (faked), the encoder does not open (no driver here):
+    the job still writes its video with libx264 and says so in a codec_fallback warning."""
+    import json
+
+    import engine.render.writers as writers
+    from engine.cli import main
+    from engine_testkit import speech_clip
+
+    if writers.nvenc_status()[0]:
+        pytest.skip("h264_nvenc really opens on this machine")
+    monkeypatch.setattr(writers, "nvenc_status", lambda: (True, "faked"))
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "v.mp4"
+    rc = main(["animate", "--image", str(repo / "examples" / "portrait.jpg"), "--audio", str(speech_clip(tmp_path, 0.12)),
+               "--weights", str(tiny_weights), "--out", str(out), "--progress", "json"])
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip().startswith("{")]
+    assert rc == 0, events[-1]
+    warnings = [e for e in events if e["type"] == "warning" and e["code"] == "codec_fallback"]
+    assert len(warnings) == 1 and "libx264" in warnings[0]["message"]
+    assert writers.probe_video(out)["codec"] == "h264"

@@ -460,6 +460,10 @@ WALK_2: list[Case] = [
          "output_unwritable", ("--save-driving",)),
     Case("preview-sheet-is-folder", lambda c: c.animate("--preview", out=str(c.out / "o.mp4")) if _mkdir(
         c.out / "o_contact.png") else [], "output_unwritable", ("contact sheet", "folder")),
+    Case("frames-name-300", lambda c: c.animate(out=None, frames_dir=str(c.out / ("f" * 300))), "output_unwritable",
+         ("--frames-dir", "255")),
+    Case("preview-sheet-name-over-255", lambda c: c.animate("--preview", out=str(c.out / ("o" * 246 + ".mp4"))),
+         "output_unwritable", ("contact sheet", "255")),
     Case("m-out-name-300", lambda c: c.motion_cmd(out=str(c.out / ("a" * 296 + ".npz"))), "output_unwritable",
          ("255",)),
     # --- inputs that are not files: each its own message --------------------------------------------

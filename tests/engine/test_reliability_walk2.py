@@ -16,7 +16,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from pathlib import Path

@@ -157,3 +157,22 @@ def test_doctor_reports_hardware_encode(monkeypatch) -> None:
     assert "hardware H.264 (h264_nvenc): no (h264_nvenc does not open here (faked))" in buf.getvalue()
     monkeypatch.setattr(writers, "nvenc_status", lambda: (True, "faked"))
     assert devices()["video_codec"] == "h264_nvenc"
+
+
+def test_auto_falls_back_when_nvenc_does_not_open_after_the_probe(tmp_path: Path, monkeypatch) -> None:
+    """The probe said yes, but the encoder does not open now (all NVENC sessions taken): auto
+    writes with libx264 and says why; an explicit h264_nvenc is a clear OutputError."""
+    import engine.render.writers as writers
+
+    if writers.nvenc_status()[0]:
+        pytest.skip("h264_nvenc really opens on this machine")
+    monkeypatch.setattr(writers, "nvenc_status", lambda: (True, "faked"))
+    with Mp4Writer(tmp_path / "a.mp4", 25, 32, 32, None, codec="auto") as w:
+        w.write(np.zeros((32, 32, 3), np.uint8))
+    assert w.codec == "libx264" and "h264_nvenc did not open" in w.fallback_reason
+    assert probe_video(tmp_path / "a.mp4")["frames"] == 1
+    with pytest.raises(writers.OutputError) as exc:
+        with Mp4Writer(tmp_path / "b.mp4", 25, 32, 32, None, codec="h264_nvenc"):
+            pass
+    assert "h264_nvenc" in str(exc.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]

@@ -397,3 +397,50 @@ def test_fewer_image_tokens_than_queries_still_runs(tiny_state, tmp_path: Path) 
     out = xpose.run_network(model, torch.randn(1, 3, 32, 32), ins, kpt)   # 16 + 4 + 1 + 1 = 22 tokens
     assert out["pred_boxes"].shape == (1, 22, 4)
     assert xpose.resized_size(6000, 80) == (1350, 18)
+
+
+@pytest.mark.slow
+def test_animate_animal_frames_with_xpose_like_crop(tiny_weights: Path, tiny_state, tmp_path: Path) -> None:
+    """``engine animate --animal`` with the X-Pose file frames with the same function as ``engine crop``:
+    the same framing object (method, score, points, M_c2o)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import cv2
+
+    root = tmp_path / "w"
+    shutil.copytree(tiny_weights, root, symlinks=True)
+    _save(root / xpose.XPOSE_FILE, {"model": tiny_state})
+    pic = tmp_path / "pet.png"
+    cv2.imwrite(str(pic), np.random.default_rng(7).integers(0, 256, (160, 200, 3), dtype=np.uint8))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("JOYVASA_WEIGHTS", None)
+
+    def engine(*args: str) -> list[dict]:
+        r = subprocess.run([sys.executable, "-m", "engine", *args, "--progress", "json"], capture_output=True,
+                           text=True, timeout=600, env=env, cwd=REPO, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    motion = REPO / "tests" / "contract" / "motion_v1.npz"
+    anim = engine("animate", "--image", str(pic), "--motion", str(motion), "--frames-dir", str(tmp_path / "f"),
+                  "--weights", str(root), "--max-frames", "1", "--animal")
+    crop = engine("crop", "--image", str(pic), "--animal", "--weights", str(root))
+    [fa] = [e for e in anim if e["type"] == "framing"]
+    [fc] = [e for e in crop if e["type"] == "framing"]
+    assert fa["method"] in ("xpose", "fallback") and fa["score"] is not None
+    assert {k: fa[k] for k in ("method", "score", "points", "M_c2o")} == {k: fc[k] for k in ("method", "score", "points", "M_c2o")}
+
+
+def test_a_damaged_xpose_file_warns_and_frames_without_it(tiny_state, tmp_path: Path) -> None:
+    broken = dict(tiny_state)
+    del broken["transformer.tgt_embed.weight"]
+    root = tmp_path / "w"
+    _save(root / xpose.XPOSE_FILE, {"model": broken})
+    img = np.random.default_rng(3).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    fr = frame_portrait(img, FramingOptions(animal=True, weights_root=root))
+    assert fr.method in ("cat_haar", "fallback")
+    code, message = fr.warnings[0]
+    assert code == "xpose_unusable" and "transformer.tgt_embed.weight" in message and str(root) in message

@@ -104,3 +104,15 @@ def test_the_job_and_the_cli_know_the_same_choices() -> None:
         ["animate", "--image", "a.png", "--audio", "a.wav", "--out", "o.mp4", "--animal", "--animal-models", "v1"])
     job = AnimateJob.from_args(args)
     assert job.render.animal_models == "v1" and job.to_dict()["animal_models"] == "v1"
+
+
+def test_doctor_checks_both_animal_model_folders(synthetic_tiny_lp: Path, tmp_path: Path) -> None:
+    from engine.commands.doctor import check_optional_parts
+
+    root = _folder(tmp_path, synthetic_tiny_lp, ("v1", "v1.1"))
+    (root / ANIMAL_MODEL_DIRS["v1.1"] / "motion_extractor.pth").write_bytes(b"broken")
+    files: dict = {}
+    groups = check_optional_parts(WeightsLayout(root), files)
+    assert groups["liveportrait_animals"]["loads"] is True
+    assert groups["liveportrait_animals_v1.1"]["loads"] is False and groups["liveportrait_animals_v1.1"]["error"]
+    assert files["animal_v1.1_warping_module"]["present"] and files["animal_warping_module"]["present"]
