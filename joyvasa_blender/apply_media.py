@@ -82,7 +82,7 @@ def resolve_audio(context: Any) -> tuple[str, int]:
         path = bpy.path.abspath(strip.sound.filepath, library=strip.sound.library)
         if not os.path.isfile(path):
             raise InputError(f"the sound of strip {strip.name} is not a file on disk ({path})")
-        return path, int(strip.frame_start)
+        return path, compat.strip_content_start(strip)
     path = bpy.path.abspath(st.audio_path)
     if not st.audio_path or not os.path.isfile(path):
         raise InputError(f"audio file not found: {st.audio_path or '(none)'}")
@@ -127,7 +127,7 @@ def _free_channel(scene: Any, start: int, end: int, need: int = 2) -> int:
     """Lowest channel c such that channels c..c+need-1 have no strip overlapping [start, end)."""
     busy = set()
     for s in compat.all_strips(scene):
-        if s.frame_final_start < end and s.frame_final_end > start:
+        if compat.strip_left(s) < end and compat.strip_right(s) > start:
             busy.add(s.channel)
     c = 1
     while any(c + i in busy for i in range(need)):
@@ -146,7 +146,7 @@ def _existing_sound(scene: Any, audio: str, start: int) -> Any:
     """A sound strip of ``scene`` that already plays ``audio`` from ``start`` (reused, not duplicated)."""
     for s in compat.sound_strips(scene):
         path = bpy.path.abspath(s.sound.filepath, library=s.sound.library)
-        if int(s.frame_start) == int(start) and _same_file(path, audio):
+        if compat.strip_content_start(s) == int(start) and _same_file(path, audio):
             return s
     return None
 
@@ -169,7 +169,7 @@ def add_strips(context: Any, video: str, audio: str | None, start: int, name: st
     scene = target_scene(context)
     coll = compat.strips_collection(scene)
     probe = coll.new_movie(name=name, filepath=video, channel=128, frame_start=start)
-    end = probe.frame_final_end
+    end = compat.strip_right(probe)
     coll.remove(probe)
     existing = _existing_sound(scene, audio, start) if audio else None
     chan = _free_channel(scene, start, end, 2 if (audio and existing is None) else 1)
@@ -180,7 +180,7 @@ def add_strips(context: Any, video: str, audio: str | None, start: int, name: st
             scene.render.resolution_x, scene.render.resolution_y = elem.orig_width, elem.orig_height
             scene.render.resolution_percentage = 100
     out: dict[str, Any] = {"scene": scene.name, "movie": movie.name, "channel": chan, "start": start,
-                           "end": movie.frame_final_end, "warnings": []}
+                           "end": compat.strip_right(movie), "warnings": []}
     sound = existing
     if existing is not None:
         out["sound"], out["sound_reused"] = existing.name, True
@@ -192,10 +192,11 @@ def add_strips(context: Any, video: str, audio: str | None, start: int, name: st
             out["warnings"].append(f"sound strip not added: {exc}")
     # verify lengths: the video must cover the audio (±1 frame of rounding)
     fps = scene.render.fps / scene.render.fps_base
-    expected = sound.frame_final_duration if sound is not None else (audio_frames(audio, fps) if audio else None)
-    if expected and abs(movie.frame_final_duration - expected) > 1:
-        out["warnings"].append(f"video strip is {movie.frame_final_duration} frames but the audio lasts {expected} "
+    expected = compat.strip_duration(sound) if sound is not None else (audio_frames(audio, fps) if audio else None)
+    length = compat.strip_duration(movie)
+    if expected and abs(length - expected) > 1:
+        out["warnings"].append(f"video strip is {length} frames but the audio lasts {expected} "
                                f"at {fps:g} fps in {scene.name}: the file may be truncated or the frame rate differs")
-    if scene.frame_end < movie.frame_final_end - 1:
-        scene.frame_end = movie.frame_final_end - 1
+    if scene.frame_end < compat.strip_right(movie) - 1:
+        scene.frame_end = compat.strip_right(movie) - 1
     return out

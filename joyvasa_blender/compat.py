@@ -1,8 +1,11 @@
-"""Small version shims for Blender 4.2 LTS .. 5.0 (actions, sequencer).
+"""Small version shims for Blender 4.2 LTS .. 5.3 (actions, sequencer).
 
 Why: 4.4 introduced slotted actions and 5.0 removed ``Action.fcurves``; 4.4 renamed
 ``sequences`` to ``strips`` and 5.0 dropped the old name; 5.0 edits the workspace's
-``sequencer_scene``. Everything version-dependent is here, nowhere else.
+``sequencer_scene``; 5.1 renamed the strip timing properties (``frame_final_start`` ->
+``left_handle``, ``frame_start`` -> ``content_start``, ...) and warns that the old names are
+"expected to be removed in Blender 6.0". Everything version-dependent is here, nowhere else;
+the inside-bpy tests turn the add-on's own DeprecationWarnings into errors.
 """
 from __future__ import annotations
 
@@ -111,3 +114,33 @@ def all_strips(scene: Any) -> list[Any]:
 
 def sound_strips(scene: Any) -> list[Any]:
     return [s for s in all_strips(scene) if s.type == 'SOUND']
+
+
+#: strip timing, new name (5.1+) -> the name 4.2 .. 5.0 have (deprecated from 5.1, gone in 6.0)
+STRIP_TIMING = {"left_handle": "frame_final_start", "right_handle": "frame_final_end",
+                "duration": "frame_final_duration", "content_start": "frame_start"}
+
+
+def _strip_timing(strip: Any, new: str) -> Any:
+    """Read a timing property by its current name; ``hasattr`` on the new name never warns."""
+    return getattr(strip, new) if hasattr(strip, new) else getattr(strip, STRIP_TIMING[new])
+
+
+def strip_left(strip: Any) -> int:
+    """First timeline frame the strip shows (after trimming): its left handle."""
+    return int(_strip_timing(strip, "left_handle"))
+
+
+def strip_right(strip: Any) -> int:
+    """First timeline frame after the strip (exclusive end): its right handle."""
+    return int(_strip_timing(strip, "right_handle"))
+
+
+def strip_duration(strip: Any) -> int:
+    """Frames between the handles (what plays)."""
+    return int(_strip_timing(strip, "duration"))
+
+
+def strip_content_start(strip: Any) -> int:
+    """Timeline frame of the source's first frame (sample 0 of a sound), trimmed or not."""
+    return int(_strip_timing(strip, "content_start"))

@@ -185,7 +185,7 @@ class JOYVASA_OT_use_strip(bpy.types.Operator):
             self.report({'ERROR'}, "select a sound strip in the Sequencer first")
             return {'CANCELLED'}
         st = context.scene.joyvasa
-        st.audio_source, st.audio_strip, st.start_frame = "STRIP", strip.name, int(strip.frame_start)
+        st.audio_source, st.audio_strip, st.start_frame = "STRIP", strip.name, compat.strip_content_start(strip)
         return {'FINISHED'}
 
 

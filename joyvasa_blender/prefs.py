@@ -16,13 +16,20 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .core import engine_client as ec
+from .core import torch_build
 from .core.worker import EngineWorker, worker_for
 from . import runtime
 
 DEVICES = [("auto", "Auto", "CUDA, then Apple MPS, then CPU"), ("cuda", "CUDA", "NVIDIA GPU"),
            ("mps", "Apple MPS", "Apple Silicon GPU"), ("cpu", "CPU", "Slow but always available")]
-DTYPES = [("auto", "Auto", "fp16 on CUDA (upstream policy), fp32 elsewhere"), ("float32", "FP32", "Full precision"),
-          ("float16", "FP16", "Half precision (CUDA)"), ("bfloat16", "BF16", "bfloat16 (recent GPUs)")]
+#: What the engine does for each choice (engine/device.py select_precision / select_motion_precision):
+#: one --dtype for every network of a job; "auto" is resolved per device and per stage.
+DTYPES = [("auto", "Auto", "The engine decides per device: rendering in bf16 on CUDA GPUs that support it "
+                           "(fp16 on older ones), fp16 on Apple MPS, fp32 on CPU; motion in fp32 (bf16 on CPUs "
+                           "with bf16 instructions when a fast sampler is used)"),
+          ("float32", "FP32", "Full precision for every network (upstream's numbers; slowest on GPUs)"),
+          ("float16", "FP16", "Half precision for every network (CUDA and MPS; not on CPU)"),
+          ("bfloat16", "BF16", "bfloat16 for every network (recent NVIDIA GPUs, CPUs with bf16 instructions)")]
 
 
 def user_dir(sub: str = "") -> str:
@@ -200,8 +207,13 @@ class JOYVASA_OT_check_engine(bpy.types.Operator):
             lines += failure
         if warm:
             lines.append(engine_state_text())
-        runtime.DOCTOR = {"ok": ok, "text": lines, "synthetic": synthetic}
-        if ok and synthetic:
+        devices = report.get("devices") if isinstance(report, dict) and isinstance(report.get("devices"), dict) else {}
+        gpu_warning = bool(devices.get("gpu_warning"))
+        runtime.DOCTOR = {"ok": ok, "text": lines, "synthetic": synthetic, "device": str(devices.get("in_use") or ""),
+                          "gpu_warning": gpu_warning}
+        if ok and gpu_warning:
+            self.report({'WARNING'}, f"Engine OK, but {devices['in_use']}")
+        elif ok and synthetic:
             self.report({'WARNING'}, f"Engine OK, but {ec.SYNTHETIC_NOTE}: videos will show noise")
         else:
             self.report({'INFO'} if ok else {'WARNING'}, "Engine OK" if ok else "Engine check found problems: see the preferences")
@@ -224,6 +236,24 @@ class JOYVASA_OT_detect_python(bpy.types.Operator):
         return {'FINISHED'}
 
 
+def install_plan(context=None) -> tuple[torch_build.TorchChoice, list[tuple[str, list[str]]]] | str:
+    """What Create Engine Environment will run: the torch choice for this machine (Torch Build
+    preference, probed GPU) and the command lines; a string says why nothing can run."""
+    p = get_prefs(context)
+    src = ec.find_engine_src(p.engine_src if p else "")
+    req = src / "requirements.txt" if src else None
+    if req is None or not req.exists():
+        return "engine requirements.txt not found next to the engine sources"
+    base = ec.base_python_for_venv()
+    if base is None:
+        return "no Python found to create the environment with"
+    try:
+        choice = torch_build.choose(runtime.machine(), p.torch_build if p else "auto")
+    except ValueError as exc:
+        return str(exc)
+    return choice, torch_build.install_steps(base, Path(user_dir()) / "venv", req, choice)
+
+
 def _poll_installer():
     inst = runtime.INSTALLER
     for window in getattr(bpy.context.window_manager, "windows", []):
@@ -238,7 +268,7 @@ def _poll_installer():
 
 
 class JOYVASA_OT_install_engine(bpy.types.Operator):
-    """Create a virtual environment in the add-on's user folder and install the engine's requirements (runs in the background; large download)"""
+    """(Re)create the engine's virtual environment in the add-on's user folder: torch built for this machine's GPU (see Torch Build), then the engine's requirements (runs in the background; large download)"""
     bl_idname = "joyvasa.install_engine"
     bl_label = "Create Engine Environment"
 
@@ -246,16 +276,16 @@ class JOYVASA_OT_install_engine(bpy.types.Operator):
         if runtime.INSTALLER is not None and not runtime.INSTALLER.done:
             self.report({'WARNING'}, "Already installing")
             return {'CANCELLED'}
-        src = ec.find_engine_src(get_prefs(context).engine_src)
-        req = src / "requirements.txt" if src else None
-        if req is None or not req.exists():
-            self.report({'ERROR'}, "engine requirements.txt not found next to the engine sources")
+        plan = install_plan(context)
+        if isinstance(plan, str):
+            self.report({'ERROR'}, plan)
             return {'CANCELLED'}
-        base = ec.base_python_for_venv()
-        if base is None:
-            self.report({'ERROR'}, "no Python found to create the environment with")
+        choice, steps = plan
+        if runtime.CURRENT is not None:
+            self.report({'ERROR'}, "an engine job is running: cancel it before recreating the environment")
             return {'CANCELLED'}
-        steps = ec.install_steps(base, Path(user_dir()) / "venv", req)
+        runtime.stop_worker()      # the warm engine may run from this venv (files in use on Windows)
+        self.report({'INFO'}, f"Installing {choice.summary}")
         runtime.INSTALLER = ec.StepRunner(steps).start()
         if bpy.app.background:
             runtime.INSTALLER.join()
@@ -288,7 +318,10 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
                                description="Folder containing the 'engine' package (empty: the copy inside the extension)")
     weights_dir: StringProperty(name="Weights", subtype='DIR_PATH', description="Folder with the JoyVASA/LivePortrait weights (empty: $JOYVASA_WEIGHTS)")
     device: EnumProperty(name="Device", items=DEVICES, default="auto")
-    dtype: EnumProperty(name="Precision", items=DTYPES, default="auto")
+    dtype: EnumProperty(name="Precision", items=DTYPES, default="auto",
+                        description="Compute precision of the engine's networks (motion and rendering)")
+    torch_build: EnumProperty(name="Torch Build", items=torch_build.BUILD_CHOICES, default="auto",
+                              description="Which torch Create Engine Environment installs")
     watchdog_s: IntProperty(name="Watchdog (s)", min=0, soft_max=3600, default=ec.DEFAULT_WATCHDOG_S,
                             description="Background and scripted runs: stop an engine that sends nothing for this "
                                         "many seconds and report it as hung, so batches never hang (0: off; "
@@ -340,6 +373,8 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
             col.operator(JOYVASA_OT_cancel_install.bl_idname, icon='CANCEL')
         else:
             row.operator(JOYVASA_OT_install_engine.bl_idname, icon='CONSOLE')
+            row.prop(self, "torch_build", text="")
+            draw_install_plan(layout, context)
             if inst is not None and inst.error:
                 layout.label(text=inst.error[:120], icon='ERROR')
         if runtime.DOCTOR:
@@ -348,8 +383,26 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
             box.label(text=("Engine OK - " + ec.SYNTHETIC_NOTE) if runtime.DOCTOR["ok"] and synthetic
                       else "Engine OK" if runtime.DOCTOR["ok"] else "Engine problems",
                       icon='ERROR' if synthetic or not runtime.DOCTOR["ok"] else 'CHECKMARK')
+            if runtime.DOCTOR.get("gpu_warning"):   # the one-click fix next to the warning
+                box.label(text=runtime.DOCTOR["device"][:140], icon='ERROR')
+                box.operator(JOYVASA_OT_install_engine.bl_idname, text="Recreate Engine Environment", icon='CONSOLE')
             for line in runtime.DOCTOR["text"]:
                 box.label(text=line[:140])
+
+
+def draw_install_plan(layout, context) -> None:
+    """The torch build Create Engine Environment will install, why, and its pip command line."""
+    plan = install_plan(context)
+    if isinstance(plan, str):
+        layout.label(text=plan, icon='INFO')
+        return
+    choice, steps = plan
+    col = layout.column(align=True)
+    col.label(text=f"Torch: {choice.summary}"[:160], icon='INFO')
+    torch_step = next((argv for label, argv in steps if label.startswith("Installing torch")), None)
+    if torch_step is not None:   # the venv's interpreter path is long: shown on its own line
+        col.label(text="Runs: python " + torch_build.command_text(torch_step[1:])[:160])
+        col.label(text=f"with python = {torch_step[0]}"[:200])
 
 
 def draw_engine_state(layout, prefs=None) -> None:

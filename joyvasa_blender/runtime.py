@@ -8,6 +8,7 @@ from typing import Any
 
 from .core.engine_client import EngineProcess, StepRunner
 from .core.jobs import JobState
+from .core.torch_build import Machine, probe_machine
 from .core.worker import EngineWorker, WorkerJob
 
 
@@ -33,6 +34,15 @@ INSTALLER: StepRunner | None = None
 DOCTOR: dict[str, Any] = {}          # {"ok": bool, "text": [...lines]}
 WORKER: EngineWorker | None = None   # the warm engine (python -m engine serve), started on first use
 FETCH: Fetch | None = None           # the last/current Download Weights run (independent of CURRENT)
+MACHINE: Machine | None = None       # platform + GPU probe for Create Engine Environment (once per session)
+
+
+def machine() -> Machine:
+    """This machine's platform and GPUs (nvidia-smi / ROCm probes run once; tests set MACHINE)."""
+    global MACHINE
+    if MACHINE is None:
+        MACHINE = probe_machine()
+    return MACHINE
 
 
 def stop_worker() -> None:

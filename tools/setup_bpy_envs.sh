@@ -1,23 +1,68 @@
 #!/usr/bin/env bash
-# Create the bpy test venvs used by tests/blender/ (idempotent; CI runs it).
-#   .venvs/bpy-4.2  bpy==4.2.23   (no audio support in the wheel)
-#   .venvs/bpy-4.5  bpy==4.5.x    (latest 4.5 LTS)
-#   .venvs/bpy-5.0  bpy==5.0.1
-# Usage: tools/setup_bpy_envs.sh [4.2 4.5 5.0]   (default: all three)
+# Create the bpy test venvs used by tests/blender/ (idempotent; CI runs it): one venv per row of
+# tools/bpy_versions.tsv, .venvs/bpy-<version>, made with that row's CPython (the wheels are built
+# for one CPython each: 4.2 LTS .. 5.0 for 3.11, 5.1 .. 5.3 for 3.13).
+# Usage: tools/setup_bpy_envs.sh [4.2 4.5 5.0 5.1 5.2 5.3]   (default: every row)
+# The interpreters are found at run time: PATH, then pyenv (BPY_PY311 / BPY_PY313 override).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${BPY_BASE_PYTHON:-$(command -v python3.11 || echo python3.11)}   # the bpy wheels are cp311-only
-declare -A PIN=( [4.2]="bpy==4.2.23" [4.5]="bpy>=4.5,<4.6" [5.0]="bpy==5.0.1" )
+
+# find_python 3.13 -> the path of a working python3.13 (PATH, then pyenv), or nothing.
+# A pyenv shim on PATH exists even when that version is not selected, so each candidate is run.
+find_python() {
+  local want=$1 cand root
+  local -a cands=()
+  cands+=("$(command -v "python$want" 2>/dev/null || true)")
+  if command -v pyenv >/dev/null 2>&1; then
+    cands+=("$(pyenv which "python$want" 2>/dev/null || true)")
+    root=$(pyenv root 2>/dev/null || true)
+    [ -n "$root" ] && cands+=($(ls -d "$root"/versions/"$want"*/bin/"python$want" 2>/dev/null | sort -V -r))
+  fi
+  cands+=($(ls -d "$HOME"/.pyenv/versions/"$want"*/bin/"python$want" 2>/dev/null | sort -V -r))
+  for cand in "${cands[@]}"; do
+    [ -n "$cand" ] || continue
+    if "$cand" -c "import sys, venv; sys.exit(0 if sys.version.startswith('$want.') else 1)" >/dev/null 2>&1; then
+      echo "$cand"
+      return 0
+    fi
+  done
+  return 1
+}
+
+declare -A PIN=() PYVER=()
+ALL=()
+while IFS=$'\t' read -r v pin pyv; do
+  [ -z "$v" ] || [ "${v:0:1}" = "#" ] && continue
+  PIN[$v]=$pin; PYVER[$v]=$pyv; ALL+=("$v")
+done < tools/bpy_versions.tsv
+# numpy: the 3.11 wheels were built against numpy 1.x; numpy 1.x has no cp313 wheels.
+declare -A NUMPY=( [3.11]="numpy<2" [3.13]="numpy>=2,<3" )
 versions=("$@")
-[ ${#versions[@]} -eq 0 ] && versions=(4.2 4.5 5.0)
+[ ${#versions[@]} -eq 0 ] && versions=("${ALL[@]}")
 mkdir -p .venvs
 for v in "${versions[@]}"; do
+  if [ -z "${PIN[$v]:-}" ]; then
+    echo "[setup_bpy_envs] unknown bpy version '$v' (known: ${ALL[*]})" >&2
+    exit 2
+  fi
   dir=".venvs/bpy-$v"
+  pyv=${PYVER[$v]}
   if [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "import bpy, numpy, pytest" >/dev/null 2>&1; then
     echo "[setup_bpy_envs] $dir ok ($("$dir/bin/python" -c 'import bpy; print(bpy.app.version_string)' 2>/dev/null | tail -1))"
     continue
   fi
-  echo "[setup_bpy_envs] creating $dir (${PIN[$v]})"
-  [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"
-  "$dir/bin/python" -m pip install -q --disable-pip-version-check "${PIN[$v]}" 'numpy<2' pytest
+  override_var="BPY_PY${pyv/./}"
+  base=${!override_var:-}
+  [ -n "$base" ] || base=$(find_python "$pyv") || {
+    echo "[setup_bpy_envs] bpy $v needs Python $pyv: none found on PATH or in pyenv (set $override_var)" >&2
+    exit 1
+  }
+  echo "[setup_bpy_envs] creating $dir (${PIN[$v]}, $base)"
+  # a half-made venv (interrupted install, other Python) is rebuilt from scratch
+  if [ -x "$dir/bin/python" ] && ! "$dir/bin/python" -c "import sys; sys.exit(0 if sys.version.startswith('$pyv.') else 1)" 2>/dev/null; then
+    rm -rf "$dir"
+  fi
+  [ -x "$dir/bin/python" ] || "$base" -m venv "$dir"
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check "${PIN[$v]}" "${NUMPY[$pyv]}" pytest
+  "$dir/bin/python" -c "import bpy, numpy, pytest; print('[setup_bpy_envs] $dir', bpy.app.version_string)" | tail -1
 done

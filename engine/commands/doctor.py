@@ -51,6 +51,10 @@ def devices() -> dict[str, Any]:
                             "auto_dtype": select_precision(dev, "auto").name,
                             "auto_motion_dtype": select_motion_precision(dev, "auto", DEFAULT_SAMPLER).name,
                             "cpu_native_bf16": cpu_has_native_bf16()}
+    from engine.accelerator import device_in_use
+
+    in_use = device_in_use(dev)
+    info.update(in_use=in_use.line, gpu_warning=in_use.warning)
     try:
         from engine.render.writers import nvenc_status, pick_video_codec
         usable, reason = nvenc_status()   # --codec auto uses h264_nvenc only where this says usable
@@ -242,6 +246,8 @@ def build_report(weights_arg: str | None, load: bool = True) -> dict[str, Any]:
     # ready to run, but not a model: every consumer (Check Engine, the demo) reads this one flag
     report["synthetic"] = bool(w.get("synthetic"))
     report["next"] = next_steps(report)
+    if report["devices"].get("gpu_warning"):   # whatever else is missing: a GPU machine running at CPU speed
+        report["next"].append(report["devices"]["in_use"])
     return report
 
 
@@ -253,6 +259,8 @@ def print_text(report: dict[str, Any], out=None) -> None:
     print(f"devices: {', '.join(d['available'])}; auto -> {d['auto']} (rendering {d['auto_dtype']}, motion "
           f"{d.get('auto_motion_dtype', '?')}; CPU bf16 instructions: {'yes' if d.get('cpu_native_bf16') else 'no'}); "
           f"video codec: {d.get('video_codec') or 'NONE'}", file=out)
+    if d.get("in_use"):
+        print(f"device: {d['in_use']}", file=out)
     if d.get("nvenc"):
         print(f"hardware H.264 (h264_nvenc): {'yes' if d['nvenc']['usable'] else 'no'} ({d['nvenc']['reason']})",
               file=out)

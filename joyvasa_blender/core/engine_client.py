@@ -415,6 +415,8 @@ def summarize_doctor(report: dict[str, Any]) -> list[str]:
     d = report.get("devices")
     if isinstance(d, dict):
         out.append(f"Devices: {', '.join(map(str, d.get('available', [])))} (auto: {d.get('auto')}, {d.get('auto_dtype')})")
+        if d.get("in_use"):   # "GPU in use: <name>" or "CPU only: <why and the fix>"
+            out.append(str(d["in_use"]))
     w = report.get("weights")
     if isinstance(w, dict):
         out.append(f"Weights: {w.get('root')}" + (f" - {w['error']}" if w.get("error") else ""))
@@ -435,17 +437,7 @@ def summarize_doctor(report: dict[str, Any]) -> list[str]:
     return out[:16]
 
 
-# -- engine environment installer (venv + pip), for the preferences button --------------------
-def install_steps(base_python: str, venv_dir: Path, requirements: Path) -> list[tuple[str, list[str]]]:
-    """(label, argv) steps that create the engine venv and install the engine's requirements."""
-    py = str(venv_python(venv_dir))
-    return [
-        ("Creating virtual environment", [base_python, "-m", "venv", str(venv_dir)]),
-        ("Installing engine requirements (torch is large: minutes)",
-         [py, "-m", "pip", "install", "--progress-bar", "off", "-r", str(requirements)]),
-    ]
-
-
+# -- engine environment installer (the steps: core/torch_build.install_steps) ------------------
 def base_python_for_venv() -> str | None:
     """A real CPython to create the venv with: Blender's own interpreter (sys.executable is
     Blender's bundled python in 4.2+), else python3 on PATH."""

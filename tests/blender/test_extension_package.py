@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_bpy_versions import VERSIONS   # tools/bpy_versions.tsv (tests/blender is on sys.path)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,7 +43,7 @@ def test_zip_layout(zip_path):
     assert {"engine_src/engine/commands/fetch.py", "engine_src/engine/fetch/transfer.py"} <= names
 
 
-@pytest.mark.parametrize("version", ["4.2", "4.5", "5.0"])
+@pytest.mark.parametrize("version", VERSIONS)
 def test_blender_validator_accepts_zip_and_manifest(zip_path, version):
     found = sorted(REPO.glob(f".venvs/bpy-{version}/lib/python3*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
     if not found:

@@ -369,12 +369,12 @@ def test_render_adds_strips_at_start_frame(scene, speech_wav, tmp_path, monkeypa
     se = edit.sequence_editor
     strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
     movie = [s for s in strips if s.type == 'MOVIE']
-    assert len(movie) == 1 and movie[0].frame_start == 10
-    assert movie[0].frame_final_duration == 48                # 2 s at 24 fps
+    assert len(movie) == 1 and addon("compat").strip_content_start(movie[0]) == 10
+    assert addon("compat").strip_duration(movie[0]) == 48                # 2 s at 24 fps
     sound = [s for s in strips if s.type == 'SOUND']
     if HAS_SOUND:
-        assert len(sound) == 1 and sound[0].frame_start == 10 and sound[0].channel != movie[0].channel
-        assert abs(sound[0].frame_final_duration - 48) <= 1
+        assert len(sound) == 1 and addon("compat").strip_content_start(sound[0]) == 10 and sound[0].channel != movie[0].channel
+        assert abs(addon("compat").strip_duration(sound[0]) - 48) <= 1
     else:
         assert not sound
     assert edit.frame_end == 10 + 48 - 1 and edit.render.fps == scene.render.fps
@@ -429,13 +429,13 @@ def test_render_never_changes_what_f12_renders(scene, speech_wav, tmp_path, port
     own = coll.new_effect(name="Mine", type='COLOR', channel=1, frame_start=1, **(
         {"length": 10} if bpy.app.version >= (5, 0, 0) else {"frame_end": 11}))
     scene.render.use_sequencer = False
-    before = (scene.render.use_sequencer, [(s.name, s.type, s.channel, s.frame_final_start) for s in _strips(scene)],
+    before = (scene.render.use_sequencer, [(s.name, s.type, s.channel, addon("compat").strip_left(s)) for s in _strips(scene)],
               scene.frame_end)
     st = scene.joyvasa
     st.audio_path, st.start_frame, st.output_dir = str(speech_wav), 1, str(tmp_path)
     st.portrait_path = str(portrait_png)
     assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}, addon("runtime").LAST.report_text()
-    after = (scene.render.use_sequencer, [(s.name, s.type, s.channel, s.frame_final_start) for s in _strips(scene)],
+    after = (scene.render.use_sequencer, [(s.name, s.type, s.channel, addon("compat").strip_left(s)) for s in _strips(scene)],
              scene.frame_end)
     assert after == before and own.name == "Mine"
     edit = st.sequencer_scene
@@ -446,7 +446,7 @@ def test_render_never_changes_what_f12_renders(scene, speech_wav, tmp_path, port
     st.sequencer_scene = mine
     assert bpy.ops.joyvasa.render_portrait() == {"FINISHED"}
     assert [s.type for s in _strips(mine)].count('MOVIE') == 1 and len(_strips(edit)) in (1, 2)
-    assert after == (scene.render.use_sequencer, [(s.name, s.type, s.channel, s.frame_final_start)
+    assert after == (scene.render.use_sequencer, [(s.name, s.type, s.channel, addon("compat").strip_left(s))
                                                   for s in _strips(scene)], scene.frame_end)
 
 
@@ -463,7 +463,7 @@ def test_sound_strip_source_is_reused_not_duplicated(scene, speech_wav, tmp_path
     sounds = [s for s in _strips(edit) if s.type == 'SOUND']
     movies = [s for s in _strips(edit) if s.type == 'MOVIE']
     assert [s.name for s in sounds] == ["Speech"]
-    assert len(movies) == 1 and movies[0].frame_start == 30 and movies[0].channel != 1
+    assert len(movies) == 1 and addon("compat").strip_content_start(movies[0]) == 30 and movies[0].channel != 1
     assert "reused its sound strip" in addon("runtime").LAST.message
     assert not addon("runtime").LAST.warnings                     # lengths agree (2 s at 24 fps)
 

@@ -117,7 +117,8 @@ def test_preferences_draw():
                                                                   ("engine_python", "weights_dir", "device", "dtype", "engine_src",
                                                                    "output_dir", "unsaved_output_dir", "watchdog_s",
                                                                    "keep_warm", "idle_minutes", "download_dir",
-                                                                   "fetch_animals", "fetch_xpose", "fetch_detector")}),
+                                                                   "fetch_animals", "fetch_xpose", "fetch_detector", "torch_build")}),
                      bpy.context)
     ops = {x[1] for x in log if x[0] == "operator"}
     assert {"joyvasa.check_engine", "joyvasa.install_engine", "joyvasa.detect_python", "joyvasa.download_weights"} <= ops
+    assert ("prop", "torch_build") in log and any(x[0] == "label" and x[1].startswith("Torch: ") for x in log)

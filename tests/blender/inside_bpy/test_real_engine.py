@@ -4,6 +4,7 @@ pair. Run from tests/blender/test_bpy_versions.py::test_real_engine_in_bpy."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import bpy
@@ -100,12 +101,12 @@ def test_render_to_strips_with_real_engine(real, tmp_path):
     se = edit.sequence_editor
     strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
     movie = [s for s in strips if s.type == 'MOVIE']
-    assert len(movie) == 1 and movie[0].frame_start == 20
-    assert movie[0].frame_final_duration == 12        # 0.5 s at 24 fps
+    assert len(movie) == 1 and addon("compat").strip_content_start(movie[0]) == 20
+    assert addon("compat").strip_duration(movie[0]) == 12        # 0.5 s at 24 fps
     sound = [s for s in strips if s.type == 'SOUND']
     if HAS_SOUND:
-        assert len(sound) == 1 and sound[0].frame_start == 20
-        assert abs(sound[0].frame_final_duration - 12) <= 1
+        assert len(sound) == 1 and addon("compat").strip_content_start(sound[0]) == 20
+        assert abs(addon("compat").strip_duration(sound[0]) - 12) <= 1
     assert edit.frame_end >= 20 + 12 - 1
 
 
@@ -130,6 +131,10 @@ def test_check_engine_with_real_engine(real):
     assert doc["ok"], doc
     assert any(line.startswith("Versions: engine") for line in doc["text"])
     assert any("joyvasa: loads" in line for line in doc["text"]), doc
+    # the device line, from one op on the device auto picks (no nvidia-smi on a GPU-less machine)
+    expected = ("CPU only: no GPU found",) if shutil.which("nvidia-smi") is None else ("GPU in use: ", "CPU only: ")
+    assert doc["device"].startswith(expected) and doc["device"] in doc["text"], doc
+    assert doc["gpu_warning"] is (not doc["device"].startswith(("GPU in use", "CPU only: no GPU"))), doc
 
 
 def test_cancel_real_engine_changes_nothing(real, tmp_path):

@@ -1,0 +1,77 @@
+"""Create Engine Environment inside Blender: the torch build chosen per platform/GPU (faked
+machines: no GPU here) and the command lines the button runs; the Torch Build override."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import pytest
+
+from conftest import MODULE, addon
+
+NV = "NVIDIA GeForce RTX 4070"
+
+
+def _machines():
+    tb = addon("core.torch_build")
+    return {
+        "windows-nvidia": (tb.Machine("Windows", "AMD64", tb.NvidiaInfo((NV,), "566.36", (12, 7))),
+                           "https://download.pytorch.org/whl/cu126"),
+        "linux-nvidia": (tb.Machine("Linux", "x86_64", tb.NvidiaInfo((NV,), "580.65", (13, 0))),
+                         "https://download.pytorch.org/whl/cu130"),
+        "linux-rocm": (tb.Machine("Linux", "x86_64", None, rocm=True), "https://download.pytorch.org/whl/rocm6.4"),
+        "macos-arm64": (tb.Machine("Darwin", "arm64"), None),
+        "cpu-only": (tb.Machine("Linux", "x86_64"), "https://download.pytorch.org/whl/cpu"),
+    }
+
+
+@pytest.fixture()
+def engine_src(scene, tmp_path):
+    src = tmp_path / "engine_src"
+    (src / "engine").mkdir(parents=True)
+    (src / "engine" / "__main__.py").write_text("")
+    (src / "requirements.txt").write_text("torch>=2.2\nnumpy>=1.24\n")
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.engine_src, prefs.torch_build = str(src), "auto"
+    yield src
+    prefs.engine_src, prefs.torch_build = "", "auto"
+    addon("runtime").MACHINE = None
+
+
+@pytest.mark.parametrize("case", ["windows-nvidia", "linux-nvidia", "linux-rocm", "macos-arm64", "cpu-only"])
+def test_install_command_lines_per_platform(engine_src, case):
+    machine, url = _machines()[case]
+    addon("runtime").MACHINE = machine
+    choice, steps = addon("prefs").install_plan(bpy.context)
+    assert choice.index_url == url
+    torch_step = steps[1][1]
+    assert torch_step[3:6] == ["install", "--progress-bar", "off"] and torch_step[6] == "torch>=2.2"
+    assert torch_step[7:] == ([] if url is None else ["--index-url", url])
+    assert steps[0][1][-2] == "--clear" and Path(steps[0][1][-1]).name == "venv"
+    assert steps[2][1][-2:] == ["-r", str(engine_src / "requirements.txt")]
+    if "nvidia" in case:
+        assert NV in choice.reason
+
+
+def test_torch_build_preference_overrides_auto(engine_src):
+    addon("runtime").MACHINE = _machines()["windows-nvidia"][0]
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.torch_build = "cpu"
+    choice, steps = addon("prefs").install_plan(bpy.context)
+    assert choice.build == "cpu" and steps[1][1][-1] == "https://download.pytorch.org/whl/cpu"
+
+
+def test_preferences_draw_the_plan(engine_src):
+    """The preferences panel draws without error with the plan (torch line + pip command)."""
+    addon("runtime").MACHINE = _machines()["linux-nvidia"][0]
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    lines: list[str] = []
+
+    class Layout:
+        def __getattr__(self, name):
+            return lambda *a, **kw: self if name in ("row", "column", "box", "split") else \
+                lines.append(kw.get("text", "")) if name == "label" else None
+
+    addon("prefs").draw_install_plan(Layout(), bpy.context)
+    assert any(line.startswith("Torch: torch cu130 from https://download.pytorch.org/whl/cu130") for line in lines), lines
+    assert any("--index-url https://download.pytorch.org/whl/cu130" in line for line in lines), lines
