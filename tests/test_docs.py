@@ -222,12 +222,14 @@ def test_contract_page_follows_the_protocol() -> None:
 
 
 REPO_PATH = re.compile(r"^(?:engine|joyvasa_blender|tools|tests|examples|docs|\.ci)/[\w./-]*$")
+SIBLING = re.compile(r"^[a-z_][a-z0-9_]*\.py$")
 
 
 @pytest.mark.parametrize("page", PAGES + NOTES, ids=lambda p: str(p.relative_to(REPO)))
 def test_quoted_repository_paths_exist(page: Path) -> None:
-    """A file or folder of this repository named in inline code (`engine/jobs.py`) exists: a moved
-    or deleted module must not stay in the docs."""
+    """A file or folder of this repository named in inline code (`engine/jobs.py`) exists, and so
+    does a module a package note names bare (`renderer.py` in engine/render/README.md): a moved or
+    deleted module must not stay in the docs."""
     prose, _ = split_page(page.read_text(encoding="utf-8"))
     bad = []
     for line in prose:
@@ -235,4 +237,7 @@ def test_quoted_repository_paths_exist(page: Path) -> None:
             text = m.group(2).strip()
             if REPO_PATH.match(text) and not (REPO / text).exists():
                 bad.append(text)
+            elif page.parent.parent == REPO / "engine" and SIBLING.match(text) and not (page.parent / text).exists() \
+                    and not (REPO / "engine" / text).exists():
+                bad.append(text)  # a package note names its own modules (or engine-level ones) bare
     assert not bad, f"{page.relative_to(REPO)} names paths that do not exist: {sorted(set(bad))}"

@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = "bl_ext.user_default.joyvasa_blender"
@@ -34,10 +35,15 @@ def install_extension(bpy) -> None:
         raise SystemExit(f"installing {zpath} failed: {res}")
 
 
-def build_scene(bpy, fps: int):
-    """Armature root > neck > head (head pointing up) + a face mesh with ARKit-named shape keys."""
+def build_scene(bpy, fps: int, shape_keys: Sequence[str] = SHAPE_KEYS, frames: tuple[int, int] | None = None):
+    """Armature root > neck > head (head pointing up) + a face mesh with ARKit-named shape keys.
+
+    The inside-bpy tests build their scene with this too (tests/blender/inside_bpy/conftest.py),
+    so the picture keys the rig the tests check."""
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = fps, 1.0
+    if frames is not None:
+        scene.frame_start, scene.frame_end = frames
     arm = bpy.data.armatures.new("RigData")
     rig = bpy.data.objects.new("Rig", arm)
     scene.collection.objects.link(rig)
@@ -55,7 +61,7 @@ def build_scene(bpy, fps: int):
     face = bpy.data.objects.new("Face", mesh)
     scene.collection.objects.link(face)
     face.shape_key_add(name="Basis")
-    for name in SHAPE_KEYS:
+    for name in shape_keys:
         face.shape_key_add(name=name)
     scene.joyvasa.rig, scene.joyvasa.mesh = rig, face
     return scene, rig, face

@@ -12,6 +12,7 @@ the clicked-points way: ``--animal`` never fails on framing (a damaged X-Pose fi
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -62,12 +63,15 @@ def frame_xpose(img: np.ndarray, path: Path, opts: FramingOptions) -> Framing:
     score first; ``--face-index N`` picks the N-th of those above the threshold."""
     from engine.framing import xpose
 
-    found = xpose.detect(img, path)
+    t0 = time.perf_counter()
+    device = xpose.default_device()
+    found = xpose.detect(img, path, device)
+    note = f"X-Pose {time.perf_counter() - t0:.1f} s on {device}"  # once per portrait, the slow part of framing
     faces = [f for f in found if f.score >= xpose.MIN_SCORE]
     if not faces:
         best = max((f.score for f in found), default=0.0)
         out = centred_fallback(img, opts)
-        out.score = best
+        out.score, out.detector_note = best, note
         out.warnings.append(("animal_face_not_found",
                              f"X-Pose found no animal face (best score {best:.2f} < {xpose.MIN_SCORE:.2f}): "
                              f"using a centred square; {POINTS_HINT}"))
@@ -79,7 +83,7 @@ def frame_xpose(img: np.ndarray, path: Path, opts: FramingOptions) -> Framing:
     face = faces[idx]
     fr = xpose.frame_points9(face.points, opts.scale, opts.vx, opts.vy)
     return _result(img, fr, "xpose", box=face.box, points=face.points.tolist(), faces=len(faces),
-                   face_index=idx, score=face.score)
+                   face_index=idx, score=face.score, detector_note=note)
 
 
 def frame_animal(img: np.ndarray, opts: FramingOptions) -> Framing:

@@ -72,6 +72,7 @@ class Framing:
     face_index: int | None = None      # which one was used
     lip_open: float | None = None      # source lip-open ratio, when the landmarks allow it
     score: float | None = None         # detector confidence where it has one (X-Pose animal faces)
+    detector_note: str = ""            # for the log: e.g. "X-Pose 7.9 s on cpu" (not in the JSON)
     warnings: list[tuple[str, str]] = field(default_factory=list)
 
     @property

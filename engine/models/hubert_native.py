@@ -9,7 +9,7 @@ checks the outputs are identical to transformers' on the same weights.
 
 Supported: ``feat_extract_norm == "group"``, ``do_stable_layer_norm == False``, weight-norm
 positional conv (HuBERT base, chinese-hubert-base, wav2vec2-base). Anything else returns None
-from :func:`native_config` and :mod:`engine.models.hubert` falls back to transformers.
+from :func:`native_config` and :mod:`engine.models.audio_encoder` falls back to transformers.
 """
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ class Encoder(nn.Module):
 
 
 class NativeHubert(nn.Module):
-    """The parts of ``HubertModel`` that :class:`engine.models.hubert.AudioEncoder` calls."""
+    """The parts of ``HubertModel`` that :class:`engine.models.audio_encoder.AudioEncoder` calls."""
 
     def __init__(self, c: NativeConfig) -> None:
         super().__init__()

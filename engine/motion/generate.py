@@ -33,7 +33,7 @@ from engine import __version__
 from engine.audio import PRE_PAD, SAMPLE_RATE, as_wave, audio_sha256, iter_windows, plan_windows
 from engine.checkpoints import sha256_file
 from engine.errors import BadRequest, WeightsCorrupt
-from engine.models.hubert import AudioEncoder, build_hf_encoder, load_audio_encoder
+from engine.models.audio_encoder import AudioEncoder, build_hf_encoder, load_audio_encoder
 from engine.models.motion_dit import DenoisingNetwork
 from engine.motion.checkpoint import MotionGenConfig, config_from_checkpoint, load_checkpoint, sub_state_dict
 from engine.motion.npz import MotionData

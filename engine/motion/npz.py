@@ -236,7 +236,8 @@ def load_motion(path: str | os.PathLike[str]) -> MotionData:
         shapes = {"exp": (n, N_KP, 3), "scale": (n,), "t": (n, 3), "pitch": (n,), "yaw": (n,), "roll": (n,),
                   "R": (n, 3, 3)}
         arrays = {"exp": exp, **{k: z.get(k, MemberSpec.numbers(shape)) for k, shape in shapes.items() if k != "exp"}}
-        arrays["coef"] = z.get("coef", MemberSpec.numbers((None, None), max_items=MAX_FRAMES * 1024))
+        # coef is at the model's 25 fps whatever fps is (>= 1): at most ~25 rows per frame, C = 70 or 73
+        arrays["coef"] = z.get("coef", MemberSpec.numbers((None, None), max_items=(25 * n + 256) * 128))
         m = MotionData(fps=float(z.get("fps", MemberSpec.number())), coef=arrays.pop("coef"), **arrays,
                        smoothed=bool(z.get("smoothed", MemberSpec.flag())),
                        meta={k: z.get(k, MemberSpec.text() if _META_TYPES[k] is np.str_ else MemberSpec.number())

@@ -21,13 +21,25 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import preflight
+from engine.audio import audio_sha256
 from engine.errors import (OFFICIAL_WEIGHTS_HINT, BadRequest, EngineError, WeightsCorrupt, WeightsMissing)
+from engine.fileio import FramesOutput, atomic_path, check_output_file
+from engine.framing import frame
 from engine.jobs import AnimateJob, RenderConfig
+from engine.motion.edit import direct_motion, load_run_controls
 from engine.pipeline.context import Context
+from engine.pipeline.crop import framing_options, report_framing
+from engine.pipeline.edit import read_motion
+from engine.pipeline.motion import audio_features, motion_model
 from engine.protocol import REGIONS, SAMPLERS
+from engine.render.canvas import paste_canvas
+from engine.runner import Reporter
+from engine.weights import resolve_weights_dir
 
 
 def compose_options(render: RenderConfig) -> Any:
@@ -91,8 +103,6 @@ def stage_one(ctx: Context, layout: Any, device: Any, precision: Any, animal: bo
 
 
 def _check_outputs(job: AnimateJob) -> tuple[Path | None, Path | None]:
-    from engine.fileio import FramesOutput, check_output_file
-
     out = Path(job.out) if job.out else None           # names and suffixes: checked by the job type
     frames_dir = Path(job.frames_dir) if job.frames_dir else None
     if out is not None:
@@ -102,28 +112,41 @@ def _check_outputs(job: AnimateJob) -> tuple[Path | None, Path | None]:
     return out, frames_dir
 
 
-def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
-    """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
-    rep = ctx.reporter
+@dataclass
+class Prepared:
+    """What step 2 checked and read, before any network loads."""
+
+    out: Path | None
+    frames_dir: Path | None
+    codec: str | None                 # the H.264 encoder (None: no mp4)
+    original: Any                     # the portrait file at full resolution (RGB uint8)
+    canvas: Any                       # ≤1280 px paste-back canvas (upstream) ...
+    canvas_scale: tuple[float, float]  # ... canvas pixel = original pixel × (fx, fy)
+    wave: Any                         # 16 kHz speech, or None
+    audio_duration: float | None
+    motion: Any                       # the given motion file, or None (generate it)
+    layout: Any                       # the weights folder
+    controls: Any                     # --controls + the region/strength shorthands
+    opts: Any                         # ComposeOptions
+
+
+def import_heavy(rep: Reporter) -> None:
+    """Import torch and the render code up front so the breakdown shows the import cost on its own.
+
+    Deliberately deferred in this file (function-local imports below): building and dispatching an
+    animate job must not import torch; these modules are loaded here, inside the job."""
     with rep.breakdown.part("import"):
-        import torch
+        import torch  # noqa: F401
 
-        from engine.device import (describe_device, device_peak_mb, select_device, select_motion_precision,
-                                   select_precision)
-        from engine.motion.npz import MotionFileError, load_motion, save_motion
-        from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving, lip_normalization
-        from engine.pipeline.crop import framing_options, report_framing
-        from engine.framing.frame import frame_portrait
-        from engine.framing.frame import load_picture
-        from engine.render.canvas import paste_canvas
-        from engine.render.renderer import plan_render, render_frames
-        from engine.render.timeline import plan_frames
-        from engine.render.writers import Mp4Writer, PngSequenceWriter, pick_video_codec
-        from engine.weights import resolve_weights_dir
+        import engine.render.compose  # noqa: F401
+        import engine.render.renderer  # noqa: F401
+        import engine.render.writers  # noqa: F401
 
-    render = job.render
-    t_start = time.monotonic()
-    # 1. runtime: device and the one precision decision; hello is the first event
+
+def runtime(job: AnimateJob, rep: Reporter) -> tuple[Any, Any]:
+    """Step 1: device and the one precision decision; ``hello`` is the first event."""
+    from engine.device import describe_device, select_device, select_precision
+
     try:
         device = select_device(job.runtime.device)
         precision = select_precision(device, job.runtime.dtype)
@@ -132,110 +155,136 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
         raise
     rep.hello("animate", device=describe_device(device), dtype=precision.name,
               capabilities={"regions": list(REGIONS), "samplers": list(SAMPLERS), "outputs": ["mp4", "png"]})
-    # 2. validate cheap things first: options, packages, outputs, image, audio, free space, weights
-    from engine import preflight
+    return device, precision
 
+
+def prepare(job: AnimateJob, rep: Reporter) -> Prepared:
+    """Step 2: packages, outputs, controls, codec, image, audio, motion file, free space, weights."""
+    from engine.audio import SAMPLE_RATE, load_audio
+    from engine.render.writers import pick_video_codec
+
+    render = job.render
     preflight.check_animate_request(job)
     opts = compose_options(render)
-    from engine.motion.controls import ControlsError
-    from engine.motion.edit import direct_motion, load_run_controls
-
-    shorthands = {"pose_strength": render.pose_strength, "exp_strength": render.exp_strength,
-                  "region": render.region}
-    controls = load_run_controls(job.controls, **shorthands)   # --controls + the region/strength shorthands
-    crop_mode = render.crop_mode
+    controls = load_run_controls(job.controls, **_shorthands(render))
     out, frames_dir = _check_outputs(job)
-    codec = pick_video_codec(render.codec) if out is not None else None   # --codec, checked before any network
-    original = load_picture(job.image)          # the file at full resolution: framing reports its pixels
-    image, canvas_fx, canvas_fy = paste_canvas(original)   # ≤1280 px paste-back canvas (upstream)
+    codec = pick_video_codec(render.codec) if out is not None else None   # checked before any network
+    original = frame.load_picture(job.image)          # the file at full resolution: framing reports its pixels
+    canvas, fx, fy = paste_canvas(original)
     wave, audio_duration = None, None
     if job.audio:
-        from engine.audio import SAMPLE_RATE, load_audio
-
         with rep.breakdown.part("audio"):
             wave = load_audio(job.audio)
         audio_duration = wave.size / SAMPLE_RATE
-    motion = None
-    if job.motion_file:
-        try:
-            motion = load_motion(job.motion_file)
-        except MotionFileError as exc:
-            raise BadRequest(str(exc)) from None
+    motion = read_motion(job.motion_file) if job.motion_file else None
     duration = audio_duration if audio_duration is not None else (motion.n_frames / motion.fps if motion else None)
-    side = (image.shape[1], image.shape[0]) if render.pasteback and crop_mode != "none" else (512, 512)
+    side = (canvas.shape[1], canvas.shape[0]) if render.pasteback and render.crop_mode != "none" else (512, 512)
     preflight.check_animate_space(out, frames_dir, preflight.AnimateSize(
         preflight.estimate_frames(duration, render.fps) or 0, *side))
     layout = resolve_weights_dir(job.weights, rep)
     if motion is None:  # fail before any heavy work if the motion generator is absent
         layout.require(layout.motion_generator)
         layout.require(layout.motion_template)
+    return Prepared(out, frames_dir, codec, original, canvas, (fx, fy), wave, audio_duration, motion, layout,
+                    controls, opts)
 
-    # 3. framing (NoFaceError before loading any network)
+
+def _shorthands(render: RenderConfig) -> dict[str, Any]:
+    return {"pose_strength": render.pose_strength, "exp_strength": render.exp_strength, "region": render.region}
+
+
+def source(ctx: Context, job: AnimateJob, p: Prepared, device: Any, precision: Any) -> tuple[Any, Any, Any]:
+    """Steps 3-5: framing (no_face before any network loads), stage one, F and M of the crop."""
+    import torch
+
+    rep, render = ctx.reporter, job.render
     rep.stage_begin("load")
     rep.progress("load", 0, 2, "file")
-    crop = frame_portrait(original, framing_options(render, layout.root))
+    crop = frame.frame_portrait(p.original, framing_options(render, p.layout.root))
     report_framing(rep, crop)                       # the `framing` event: the same object as `engine crop`
-    # 4. networks in the job's precision
-    s1 = stage_one(ctx, layout, device, precision, render.animal, render.animal_models)
-    # 5. source portrait
+    s1 = stage_one(ctx, p.layout, device, precision, render.animal, render.animal_models)
     with torch.inference_mode():
         info = s1.extract(crop.image)
     rep.progress("load", 2, 2, "file")
     rep.stage_end("load")
+    return crop, s1, info
 
-    # 6. motion
-    if motion is None:
-        from engine.motion.generate import generate_motion
-        from engine.pipeline.motion import audio_features, motion_model
 
-        model = motion_model(ctx, layout, device)
+def motion_for(ctx: Context, job: AnimateJob, p: Prepared, device: Any) -> Any:
+    """Steps 6-6b: the motion (generated, or the given file) with the art-direction controls applied."""
+    from engine.motion.controls import ControlsError
+    from engine.motion.generate import generate_motion
+    from engine.motion.npz import save_motion
+
+    rep = ctx.reporter
+    if p.motion is None:
+        from engine.device import select_motion_precision
+
+        model = motion_model(ctx, p.layout, device)
         mp = select_motion_precision(device, job.runtime.dtype, job.motion.sampler)
-        motion = generate_motion(layout, wave, job.motion, reporter=rep, device=str(device), model=model,
-                                 features=audio_features(ctx, model, wave, mp), dtype=mp.compute)
-        motion = direct_motion(motion, controls, wave)                                  # 6b
+        motion = generate_motion(p.layout, p.wave, job.motion, reporter=rep, device=str(device), model=model,
+                                 features=audio_features(ctx, model, p.wave, mp), dtype=mp.compute)
+        motion = direct_motion(motion, p.controls, p.wave)
         if job.save_motion:
-            path = save_motion(job.save_motion, motion)
-            rep.artifact("motion_npz", str(path))
-    elif wave is not None and motion.meta.get("audio_sha256"):
-        from engine.audio import audio_sha256
-        if motion.meta["audio_sha256"] != audio_sha256(wave):
-            rep.warning("motion_audio_mismatch", f"{job.motion_file} was generated from different audio than "
-                                                 f"{job.audio}; lips will not match the soundtrack")
-    if job.motion_file:                            # 6b: a given file's controls apply to its raw motion
-        if not job.controls and motion.controls:   # no --controls: keep the file's own edits
-            controls = load_run_controls(None, **shorthands, recorded=motion.controls)
-        try:
-            motion = direct_motion(motion, controls, wave)
-        except ControlsError as exc:
-            raise BadRequest(f"{job.motion_file}: {exc}") from None
-    if audio_duration is None:
-        audio_duration = float(motion.meta.get("audio_duration_s", 0.0) or 0.0) or None
-    # 7. timeline
-    plan = plan_frames(motion, audio_duration_s=audio_duration, fps=render.fps,
-                       upstream_timing=render.upstream_timing, max_frames=render.max_frames)
+            rep.artifact("motion_npz", str(save_motion(job.save_motion, motion)))
+        return motion
+    motion = p.motion
+    if p.wave is not None and motion.meta.get("audio_sha256") and motion.meta["audio_sha256"] != audio_sha256(p.wave):
+        rep.warning("motion_audio_mismatch", f"{job.motion_file} was generated from different audio than "
+                                             f"{job.audio}; lips will not match the soundtrack")
+    controls = p.controls                           # a given file's controls apply to its raw motion
+    if not job.controls and motion.controls:        # no --controls: keep the file's own edits
+        controls = load_run_controls(None, **_shorthands(job.render), recorded=motion.controls)
+    try:
+        return direct_motion(motion, controls, p.wave)
+    except ControlsError as exc:
+        raise BadRequest(f"{job.motion_file}: {exc}") from None
+
+
+def timeline(job: AnimateJob, motion: Any, audio_duration: float | None, rep: Reporter) -> Any:
+    """Step 7: which motion frame drives which output frame."""
+    from engine.render.timeline import plan_frames
+
+    plan = plan_frames(motion, audio_duration_s=audio_duration, fps=job.render.fps,
+                       upstream_timing=job.render.upstream_timing, max_frames=job.render.max_frames)
     for note in plan.notes:
         rep.warning("timeline", note)
+    return plan
 
-    # 8. driving keypoints for every frame (small: N x 21 x 3)
+
+def driving(p: Prepared, crop: Any, s1: Any, info: Any, plan: Any, rep: Reporter) -> Any:
+    """Step 8: driving keypoints for every frame (small: N x 21 x 3)."""
+    import torch
+
+    from engine.render.compose import DrivingMotion, SourceKeypoints, compose_driving, lip_normalization
+
     src = SourceKeypoints.from_info(info)
     with torch.inference_mode():
-        lip_delta, lip_note = lip_normalization(opts, crop.lip_open, s1.S["lip"], src.x_s)
+        lip_delta, lip_note = lip_normalization(p.opts, crop.lip_open, s1.S["lip"], src.x_s)
         rep.log(lip_note)
-        x_d = compose_driving(src, DrivingMotion.from_motion(plan.frames, device=src.x_s.device), opts,
-                              stitch=s1.stitch if opts.stitching else None,
-                              reference=DrivingMotion.from_motion(plan.reference, device=src.x_s.device),
-                              lip_delta=lip_delta)
+        return compose_driving(src, DrivingMotion.from_motion(plan.frames, device=src.x_s.device), p.opts,
+                               stitch=s1.stitch if p.opts.stitching else None,
+                               reference=DrivingMotion.from_motion(plan.reference, device=src.x_s.device),
+                               lip_delta=lip_delta)
 
-    # 9. render, streaming to the writers (preview: a sparse subset of the same plan, engine/render/preview.py)
-    stride = 1
-    if job.preview:
-        from engine.render.preview import ContactSheetWriter, contact_sheet_path, preview_stride
-        stride = preview_stride(int(x_d.shape[0]))
+
+def render_video(job: AnimateJob, p: Prepared, crop: Any, s1: Any, info: Any, x_d: Any, plan: Any, device: Any,
+                 precision: Any, audio_duration: float | None, rep: Reporter) -> tuple[dict[str, str], Any, float, Any]:
+    """Step 9: batched W+G streamed to the writers, pasted back into the full portrait (preview: a
+    sparse subset of the same plan, engine/render/preview.py). Returns (outputs, render stats,
+    output fps, the batch's memory budget in MiB or None)."""
+    from engine.render.preview import ContactSheetWriter, contact_sheet_path, preview_stride
+    from engine.render.renderer import plan_render, render_frames
+    from engine.render.writers import Mp4Writer, PngSequenceWriter
+
+    render, out, frames_dir = job.render, p.out, p.frames_dir
+    stride = preview_stride(int(x_d.shape[0])) if job.preview else 1
+    if stride > 1:
         rep.log(f"preview: every {stride}th frame ({len(range(0, int(x_d.shape[0]), stride))} of {x_d.shape[0]})")
         x_d = x_d[::stride]
     out_fps = plan.fps / stride
     pasting = render.pasteback and crop.method != "none"
-    setup = plan_render(image if pasting else None, crop.M_c2o_scaled(canvas_fx, canvas_fy) if pasting else None,
+    setup = plan_render(p.canvas if pasting else None, crop.M_c2o_scaled(*p.canvas_scale) if pasting else None,
                         device, precision.name, render.batch, sequential=render.sequential)
     width, height = setup.size
     writers: list[Any] = []
@@ -247,7 +296,7 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     if stride > 1:
         writers.append(ContactSheetWriter(contact_sheet_path(out, frames_dir), stride / plan.fps))
     rep.log(f"rendering {int(x_d.shape[0])} frames at {out_fps:g} fps, {width}x{height}, {precision.name}, "
-            f"{setup.describe()}" + (f", {codec}" if codec else ""))
+            f"{setup.describe()}" + (f", {p.codec}" if p.codec else ""))
     rep.stage_begin("render")
     with rep.breakdown.part("render"), contextlib.ExitStack() as stack:
         for w in writers:
@@ -258,32 +307,55 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     rep.stage_end("render")
     rep.log(stats.summary())
     outputs: dict[str, str] = {}
-    if out is not None:
-        outputs["video"] = str(out)
-        rep.artifact("video", str(out))
-    if frames_dir is not None:
-        outputs["frames_dir"] = str(frames_dir)
-        rep.artifact("frames_dir", str(frames_dir))
-    if stride > 1:
-        outputs["contact_sheet"] = str(writers[-1].path)
-        rep.artifact("contact_sheet", str(writers[-1].path))
-    if job.save_driving:                           # what the renderer drove the portrait with, frame by frame
-        import numpy as np
+    for kind, path in (("video", out), ("frames_dir", frames_dir),
+                       ("contact_sheet", writers[-1].path if stride > 1 else None)):
+        if path is not None:
+            outputs[kind] = str(path)
+            rep.artifact(kind, str(path))
+    return outputs, stats, out_fps, setup.batch.budget_mb
 
-        from engine.fileio import atomic_path
-        with atomic_path(Path(job.save_driving)) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, x_d.detach().float().cpu().numpy())
-        outputs["driving_keypoints"] = str(job.save_driving)
-        rep.artifact("driving_keypoints", str(job.save_driving))
-    if job.save_motion and job.motion_file is None:
-        outputs["motion_npz"] = str(job.save_motion)
+
+def save_driving(job: AnimateJob, x_d: Any, rep: Reporter) -> dict[str, str]:
+    """What the renderer drove the portrait with, frame by frame (``--save-driving``), atomically."""
+    import numpy as np
+
+    if not job.save_driving:
+        return {}
+    with atomic_path(Path(job.save_driving)) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, x_d.detach().float().cpu().numpy())
+    rep.artifact("driving_keypoints", str(job.save_driving))
+    return {"driving_keypoints": str(job.save_driving)}
+
+
+def report_speed(rep: Reporter, stats: Any, out_fps: float, t_start: float, device: Any, budget: float | None) -> None:
+    """The closing log lines: seconds per second of video, peak device memory."""
+    from engine.device import device_peak_mb, device_peak_reserved_mb
+
     total = time.monotonic() - t_start
     video_s = stats.frames / out_fps if out_fps else 0.0
     rep.log(f"{stats.frames} frames in {total:.1f}s ({total / max(video_s, 1e-9):.2f} s per second of video)")
     dev_mb = device_peak_mb(device)
     if dev_mb is not None:
-        from engine.device import device_peak_reserved_mb
-        budget = setup.batch.budget_mb
         rep.log(f"peak device memory {dev_mb:.0f} MiB allocated, {device_peak_reserved_mb(device):.0f} MiB reserved"
                 + (f" (batch budget {budget:.0f} MiB)" if budget else ""))
+
+
+def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
+    """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
+    rep, t_start = ctx.reporter, time.monotonic()
+    import_heavy(rep)
+    device, precision = runtime(job, rep)                                    # 1
+    p = prepare(job, rep)                                                    # 2
+    crop, s1, info = source(ctx, job, p, device, precision)                  # 3-5
+    motion = motion_for(ctx, job, p, device)                                 # 6-6b
+    audio_duration = (p.audio_duration if p.audio_duration is not None
+                      else float(motion.meta.get("audio_duration_s", 0.0) or 0.0) or None)
+    plan = timeline(job, motion, audio_duration, rep)                        # 7
+    x_d = driving(p, crop, s1, info, plan, rep)                              # 8
+    outputs, stats, out_fps, budget = render_video(job, p, crop, s1, info, x_d, plan, device,  # 9
+                                                   precision, audio_duration, rep)
+    outputs.update(save_driving(job, x_d, rep))
+    if job.save_motion and job.motion_file is None:
+        outputs["motion_npz"] = str(job.save_motion)
+    report_speed(rep, stats, out_fps, t_start, device, budget)
     return outputs

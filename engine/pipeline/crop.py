@@ -42,7 +42,8 @@ def framing_options(job: CropJob | RenderConfig, weights_root: Path | None = Non
 def report_framing(reporter: Reporter, framing: Framing) -> None:
     """Step 4: the ``framing`` event and its warnings (shared with ``animate``)."""
     reporter.events.emit("framing", **framing.to_json())
-    reporter.log(f"framing: {framing.method} box={framing.to_json()['box']} angle={framing.angle_deg:.1f} deg")
+    reporter.log(f"framing: {framing.method} box={framing.to_json()['box']} angle={framing.angle_deg:.1f} deg"
+                 + (f" ({framing.detector_note})" if framing.detector_note else ""))
     for code, message in framing.warnings:
         reporter.warning(code, message)
 

@@ -17,12 +17,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine import preflight
+from engine.audio import as_wave, audio_sha256
+from engine.fileio import check_output_file
 from engine.jobs import MotionJob
+from engine.motion.edit import direct_motion, load_run_controls
+from engine.motion.npz import save_motion
 from engine.pipeline.context import Context
+from engine.protocol import DEFAULT_STEPS, PE_VARIANTS, SAMPLERS
+from engine.weights import resolve_weights_dir
 
 
 def import_heavy(ctx: Context) -> None:
-    """Import torch and the model code up front so the breakdown shows import cost on its own."""
+    """Import torch and the model code up front so the breakdown shows import cost on its own.
+
+    Deliberately deferred in this file (the function-local imports of engine.device and
+    engine.motion.generate): building and dispatching a motion job must not import torch."""
     with ctx.reporter.breakdown.part("import"):
         import torch  # noqa: F401
 
@@ -51,8 +61,6 @@ def motion_model(ctx: Context, layout: Any, device: Any) -> Any:
 def audio_features(ctx: Context, model: Any, wave: Any, precision: Any) -> Any:
     """Step 5: per-window audio features in ``precision`` (engine.device.select_motion_precision),
     cached by (model, precision, audio content hash)."""
-    from engine.audio import audio_sha256
-
     rep = ctx.reporter
     key = ("features", str(model.checkpoint_path), str(model.device), precision.name, audio_sha256(wave))
 
@@ -71,13 +79,8 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
     """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
     rep = ctx.reporter
     import_heavy(ctx)
-    from engine.audio import as_wave
     from engine.device import describe_device, select_device, select_motion_precision
-    from engine.fileio import check_output_file
     from engine.motion.generate import generate_motion
-    from engine.motion.npz import save_motion
-    from engine.protocol import DEFAULT_STEPS, PE_VARIANTS, SAMPLERS
-    from engine.weights import resolve_weights_dir
 
     opts = job.motion
     device = select_device(job.runtime.device)                                         # 1
@@ -86,9 +89,7 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
               steps=opts.steps if opts.steps is not None else DEFAULT_STEPS.get(opts.sampler),
               cfg_scale=opts.cfg_scale, pe_variant=opts.pe_variant, seed=opts.seed,
               capabilities={"samplers": list(SAMPLERS), "pe_variants": list(PE_VARIANTS)})
-    from engine import preflight                                                      # 2
-
-    preflight.check_motion_request(job)
+    preflight.check_motion_request(job)                                               # 2
     if not Path(job.audio).is_file():
         as_wave(job.audio)  # the AudioError that says why
     layout = resolve_weights_dir(job.weights, rep)
@@ -96,8 +97,6 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
     layout.require(layout.motion_template)
     out = Path(job.out)
     check_output_file(out)
-    from engine.motion.edit import direct_motion, load_run_controls
-
     controls = load_run_controls(job.controls)  # a bad file fails before any work
     model = motion_model(ctx, layout, device)                                          # 3
     rep.stage_begin("audio")                                                           # 4

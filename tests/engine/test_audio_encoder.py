@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.audio import pad_audio
-from engine.models.hubert import load_audio_encoder
+from engine.models.audio_encoder import load_audio_encoder
 
 
 @pytest.mark.parametrize("kind", ["hubert", "wav2vec2"])

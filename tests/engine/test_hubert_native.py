@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from engine.models.hubert import AudioEncoder, build_hf_encoder, load_audio_encoder
+from engine.models.audio_encoder import AudioEncoder, build_hf_encoder, load_audio_encoder
 from engine.models.hubert_native import NativeHubert, native_config
 from engine.motion.checkpoint import config_from_checkpoint, load_checkpoint
 

@@ -72,7 +72,7 @@ def test_template_restricted_unpickler(tmp_path, synthetic_tiny_joyvasa):
 
 def test_both_weight_norm_namings_give_same_encoder(tiny_reference):
     """The .pt uses parametrizations.*; renaming them to legacy weight_g/weight_v must not matter."""
-    from engine.models.hubert import load_audio_encoder
+    from engine.models.audio_encoder import load_audio_encoder
 
     ck = load_checkpoint(tiny_reference / "JoyVASA/motion_generator/motion_generator_hubert_chinese.pt")
     sd = ck["model"]
@@ -88,7 +88,7 @@ def test_both_weight_norm_namings_give_same_encoder(tiny_reference):
 
 
 def test_checkpoint_encoder_weights_win_over_folder(tiny_reference):
-    from engine.models.hubert import load_audio_encoder
+    from engine.models.audio_encoder import load_audio_encoder
 
     ck = load_checkpoint(tiny_reference / "JoyVASA/motion_generator/motion_generator_hubert_chinese.pt")
     enc = load_audio_encoder(tiny_reference / "TencentGameMate:chinese-hubert-base", ck["model"], 32, 20)

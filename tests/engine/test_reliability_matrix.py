@@ -455,6 +455,9 @@ WALK_2: list[Case] = [
     Case("m-out-is-controls", lambda c: c.motion_cmd(controls=str(c.file("c.npz", "{}")),
                                                      out=str(c.inp / ".." / "inp" / "c.npz")),
          "output_unwritable", ("also an input", "--controls")),
+    Case("edit-out-is-controls", lambda c: ["edit", "--motion", str(c.motion()), "--controls",
+                                            str(c.file("c.npz", "{}")), "--out", str(c.inp / ".." / "inp" / "c.npz")],
+         "output_unwritable", ("also an input", "--controls")),
     # --- outputs checked before work ---------------------------------------------------------------
     Case("save-driving-parent-file", lambda c: c.animate(save_driving=str(c.file("blocker") / "d.npy")),
          "output_unwritable", ("--save-driving",)),

@@ -284,6 +284,7 @@ def test_real_network_end_to_end_on_a_tiny_random_model(tiny_state, tmp_path: Pa
     fr = frame_portrait(img, FramingOptions(animal=True, weights_root=root))
     assert fr.method == "xpose" and fr.score == pytest.approx(faces[0].score)
     assert np.allclose(fr.points, faces[0].points)
+    assert fr.detector_note.startswith("X-Pose ") and " s on " in fr.detector_note
 
 
 def test_cpu_sparse_sampling_is_grid_sample_exactly() -> None:

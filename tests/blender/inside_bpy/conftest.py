@@ -124,32 +124,9 @@ ARKIT = ["jawOpen", "mouthSmileLeft", "mouthSmileRight", "eyeBlinkLeft", "eyeBli
 
 
 def build_scene(fps: int = 24):
-    """Armature (root > neck > head, head pointing up) + a face mesh with ARKit shape keys."""
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = fps, 1.0
-    scene.frame_start, scene.frame_end = 1, 10
-    arm = bpy.data.armatures.new("RigData")
-    rig = bpy.data.objects.new("Rig", arm)
-    scene.collection.objects.link(rig)
-    bpy.context.view_layer.objects.active = rig
-    bpy.ops.object.mode_set(mode='EDIT')
-    for name, head, tail, parent in (("root", (0, 0, 0), (0, 0, 1.4), None), ("neck", (0, 0, 1.4), (0, 0, 1.55), "root"),
-                                     ("head", (0, 0, 1.55), (0, 0, 1.8), "neck")):
-        b = arm.edit_bones.new(name)
-        b.head, b.tail = head, tail
-        if parent:
-            b.parent = arm.edit_bones[parent]
-    bpy.ops.object.mode_set(mode='OBJECT')
-    me = bpy.data.meshes.new("FaceData")
-    me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [(0, 1, 2)])
-    face = bpy.data.objects.new("Face", me)
-    scene.collection.objects.link(face)
-    face.shape_key_add(name="Basis")
-    for n in ARKIT:
-        face.shape_key_add(name=n)
-    st = scene.joyvasa
-    st.rig, st.mesh = rig, face
-    return scene, rig, face
+    """Armature (root > neck > head, head pointing up) + a face mesh with ARKit shape keys, in a
+    10-frame scene (tools/docs_keys_bpy.py builds it; the README picture keys the same rig)."""
+    return _load_tool("docs_keys_bpy").build_scene(bpy, fps, ARKIT, frames=(1, 10))
 
 
 @pytest.fixture()
