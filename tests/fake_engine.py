@@ -274,7 +274,7 @@ def serve() -> int:
                   "torch": None, "device": "cpu", "dtype": "float32", "command": "doctor"})
             emit({"type": "done", "job": job, "outputs": {}, "ok": True,
                   "report": {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                             "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
+                             "devices": fake_devices(),
                              "ok": True, "next": ["Ready (fake worker)"],
                              "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1",
                              "weights": {"root": (req.get("args") or {}).get("weights"), "files": {}, "groups": {}}}})
@@ -285,6 +285,16 @@ def serve() -> int:
         current["job"] = None
         if code is not None:
             return code
+
+
+def fake_devices() -> dict:
+    """doctor's devices; JOYVASA_FAKE_GPU_WARNING=1: an NVIDIA machine with a CPU-only torch."""
+    if os.environ.get("JOYVASA_FAKE_GPU_WARNING") == "1":
+        line = ("CPU only: your torch build (fake+cpu) has no CUDA although an NVIDIA GPU is present "
+                "(NVIDIA Fake RTX): recreate the environment")
+        return {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32", "in_use": line, "gpu_warning": True}
+    return {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32",
+            "in_use": "CPU only: no GPU found (rendering takes seconds per frame)", "gpu_warning": False}
 
 
 def main(argv: list[str]) -> int:
@@ -310,7 +320,7 @@ def main(argv: list[str]) -> int:
         return serve()
     if command == "doctor":
         print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                          "devices": {"available": ["cpu"], "auto": "cpu", "auto_dtype": "float32"},
+                          "devices": fake_devices(),
                           "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
                           "ok": True, "next": ["Ready (fake engine)"],
                           "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))

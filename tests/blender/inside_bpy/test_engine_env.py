@@ -2,6 +2,7 @@
 machines: no GPU here) and the command lines the button runs; the Torch Build override."""
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import bpy
@@ -93,3 +94,35 @@ def test_preferences_draw_the_plan(engine_src):
     addon("prefs").draw_install_plan(Layout(), bpy.context)
     assert any(line.startswith("Torch: torch cu130 from https://download.pytorch.org/whl/cu130") for line in lines), lines
     assert any("--index-url https://download.pytorch.org/whl/cu130" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_check_engine_warns_about_a_cpu_torch_on_a_gpu_machine(engine_src, monkeypatch, warm):
+    """Check Engine with doctor's "CPU only ... NVIDIA GPU is present" (fake engine): a warning, the
+    line first in the box, and the one-click fix (Recreate Engine Environment) beside it."""
+    monkeypatch.setenv("JOYVASA_FAKE_GPU_WARNING", "1")
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.engine_src, prefs.keep_warm = "", warm        # the fake engine's own sources
+    try:
+        assert bpy.ops.joyvasa.check_engine() == {"FINISHED"}
+        doc = addon("runtime").DOCTOR
+        assert doc["ok"] and doc["gpu_warning"] is True, doc
+        assert "has no CUDA although an NVIDIA GPU is present" in doc["device"] and doc["device"] in doc["text"]
+        calls: list[tuple[str, str]] = []
+
+        class Layout:
+            def __getattr__(self, name):
+                def call(*a, **kw):
+                    if name in ("label", "operator"):
+                        calls.append((name, kw.get("text", a[0] if a else "")))
+                    return self
+                return call
+
+        type(prefs).draw(types.SimpleNamespace(layout=Layout(), **{p: getattr(prefs, p) for p in prefs.bl_rna.properties.keys()
+                                                                  if p != "rna_type"}), bpy.context)
+        fix = calls.index(("operator", "Recreate Engine Environment"))
+        assert "NVIDIA GPU is present" in calls[fix - 1][1], calls
+    finally:
+        prefs.keep_warm = True
+        addon("runtime").stop_worker()
+        addon("runtime").DOCTOR = {}
