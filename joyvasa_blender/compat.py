@@ -14,6 +14,17 @@ from typing import Any, Iterator
 import bpy
 
 SLOTTED = bpy.app.version >= (4, 4, 0)
+#: the tested range, as the manifest says it (blender_version_min, blender_version_max exclusive)
+SUPPORTED_TEXT = "Blender 4.2 LTS – 5.3"
+SUPPORTED_MIN, SUPPORTED_MAX = (4, 2, 0), (6, 0, 0)
+
+
+def version_note() -> str:
+    """One line for the preferences: the supported range and this Blender, flagged when outside."""
+    here = bpy.app.version_string
+    if not (SUPPORTED_MIN <= tuple(bpy.app.version) < SUPPORTED_MAX):
+        return f"Untested: this is Blender {here}; JoyVASA supports {SUPPORTED_TEXT}"
+    return f"Supports {SUPPORTED_TEXT} (this is {here})"
 
 
 def assign_new_action(id_data: Any, name: str) -> tuple[Any, Any]:

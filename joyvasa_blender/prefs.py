@@ -348,6 +348,9 @@ class JoyVASAPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
+        from . import compat
+        note = compat.version_note()
+        layout.label(text=note, icon='ERROR' if note.startswith("Untested") else 'BLENDER')
         row = layout.row(align=True)
         row.prop(self, "engine_python")
         row.operator(JOYVASA_OT_detect_python.bl_idname, text="", icon='VIEWZOOM')

@@ -77,9 +77,15 @@ class TorchChoice:
         return f"torch {self.tag or self.build}{where}: {self.reason}"
 
 
+#: where older NVIDIA drivers put nvidia-smi on Windows (newer ones: System32, on PATH)
+NVSMI_WINDOWS = Path("C:/Program Files/NVIDIA Corporation/NVSMI/nvidia-smi.exe")
+
+
 def _run(argv: Sequence[str], timeout: float = 10.0) -> str | None:
     """Output of a probe command, None when it is missing, fails or hangs (never raises)."""
     exe = shutil.which(argv[0])
+    if exe is None and argv[0] == "nvidia-smi" and sys.platform == "win32" and NVSMI_WINDOWS.is_file():
+        exe = str(NVSMI_WINDOWS)
     if exe is None:
         return None
     try:

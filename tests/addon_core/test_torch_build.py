@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -170,3 +171,17 @@ def test_venv_step_creates_a_venv(tmp_path, req):
     r = ec.StepRunner(steps[:1]).start()
     r.join(120)
     assert r.error is None and ec.venv_python(tmp_path / "venv").exists()
+
+
+def test_probe_runs_a_real_nvidia_smi_on_path(tmp_path, monkeypatch):
+    """The default runner: an executable ``nvidia-smi`` found on PATH, its two outputs parsed."""
+    script = tmp_path / "nvidia-smi"
+    script.write_text("#!/bin/sh\nif [ \"$1\" = \"--query-gpu=name,driver_version\" ]; then\n"
+                      f"  printf '{QUERY_4090.strip()}\\n'\nelse\n  echo '| Driver Version: 572.16   CUDA Version: 12.8 |'\nfi\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    info = tb.probe_nvidia()
+    assert info == tb.NvidiaInfo(("NVIDIA GeForce RTX 4090",), "572.16", (12, 8))
+    assert tb.choose(tb.Machine("Linux", "x86_64", info)).index_url == "https://download.pytorch.org/whl/cu128"
+    script.write_text("#!/bin/sh\nexit 9\n")                 # a broken driver: no GPU, no exception
+    assert tb.probe_nvidia() is None

@@ -14,6 +14,7 @@ Check Engine's device line); the real-engine controls test runs on 4.5 and the n
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -196,3 +197,15 @@ def test_matrix_covers_every_current_blender():
     assert manifest["blender_version_min"].startswith(OLDEST + ".")
     newest = tuple(int(x) for x in NEWEST.split("."))
     assert tuple(int(x) for x in manifest["blender_version_max"].split(".")[:2]) > newest
+    # the preferences' line (compat.py imports bpy: read, not imported) says the same range
+    consts = {}
+    for node in ast.walk(ast.parse((REPO / "joyvasa_blender" / "compat.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)] or \
+                [e.id for t in node.targets if isinstance(t, ast.Tuple) for e in t.elts]
+            if names and names[0] in ("SUPPORTED_TEXT", "SUPPORTED_MIN"):
+                value = ast.literal_eval(node.value)
+                consts.update(zip(names, value) if len(names) > 1 else [(names[0], value)])
+    assert consts["SUPPORTED_TEXT"] == f"Blender {OLDEST} LTS – {NEWEST}"
+    assert ".".join(map(str, consts["SUPPORTED_MIN"])) == manifest["blender_version_min"]
+    assert ".".join(map(str, consts["SUPPORTED_MAX"])) == manifest["blender_version_max"]

@@ -122,3 +122,4 @@ def test_preferences_draw():
     ops = {x[1] for x in log if x[0] == "operator"}
     assert {"joyvasa.check_engine", "joyvasa.install_engine", "joyvasa.detect_python", "joyvasa.download_weights"} <= ops
     assert ("prop", "torch_build") in log and any(x[0] == "label" and x[1].startswith("Torch: ") for x in log)
+    assert ("label", f"Supports Blender 4.2 LTS – 5.3 (this is {bpy.app.version_string})") in log
