@@ -24,9 +24,9 @@ DEVICES = [("auto", "Auto", "CUDA, then Apple MPS, then CPU"), ("cuda", "CUDA", 
            ("mps", "Apple MPS", "Apple Silicon GPU"), ("cpu", "CPU", "Slow but always available")]
 #: What the engine does for each choice (engine/device.py select_precision / select_motion_precision):
 #: one --dtype for every network of a job; "auto" is resolved per device and per stage.
-DTYPES = [("auto", "Auto", "The engine decides per device: rendering in bf16 on CUDA GPUs that support it "
-                           "(fp16 on older ones), fp16 on Apple MPS, fp32 on CPU; motion in fp32 (bf16 on CPUs "
-                           "with bf16 instructions when a fast sampler is used)"),
+DTYPES = [("auto", "Auto", "The engine decides per device: rendering in bf16 on NVIDIA Ampere or newer, fp16 on "
+                           "older NVIDIA GPUs and on Apple MPS, fp32 on CPU; motion in fp32 (bf16 on CPUs with bf16 "
+                           "instructions when a fast sampler is used)"),
           ("float32", "FP32", "Full precision for every network (upstream's numbers; slowest on GPUs)"),
           ("float16", "FP16", "Half precision for every network (CUDA and MPS; not on CPU)"),
           ("bfloat16", "BF16", "bfloat16 for every network (recent NVIDIA GPUs, CPUs with bf16 instructions)")]

@@ -247,127 +247,179 @@ def is_neutral(c: Controls) -> bool:
             and is_neutral_track(c.follow_head, 1.0))
 
 
+@dataclass
+class _Edit:
+    """The arrays an edit works on (float64), the clock, and which arrays changed."""
+
+    raw: RawMotion
+    controls: Controls
+    times: np.ndarray                  # (N,) audio time of every frame
+    t_end: float                       # where the fade-out ends
+    ang: dict[str, np.ndarray]         # pitch/yaw/roll in degrees
+    ang0: dict[str, float]             # frame 0's angles (gains and fades are about them)
+    t: np.ndarray                      # (N,3)
+    scale: np.ndarray                  # (N,)
+    exp: np.ndarray                    # (N,21,3)
+    ref: np.ndarray                    # (21,3) neutral expression: frame 0 with LivePortrait's closed lips
+    pose_changed: bool = False
+    exp_changed: bool = False
+
+    def tr(self, track) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """A control track sampled at every motion frame."""
+        return sample_track(track, self.times, self.controls.fps or self.raw.fps)
+
+
+def _start(raw: RawMotion, c: Controls, audio_duration_s: float | None) -> _Edit:
+    n = raw.n_frames
+    times = raw.times()
+    ang = {a: np.asarray(getattr(raw, a), np.float64).reshape(-1) for a in AXES}
+    exp = np.asarray(raw.exp, np.float64).reshape(n, 21, 3)
+    ref = exp[0].copy()
+    ref[list(LIP_ROWS)] = _directions()["lip_array"][list(LIP_ROWS)]
+    return _Edit(raw, c, times, float(audio_duration_s) if audio_duration_s else float(times[-1]), ang,
+                 {a: ang[a][0] for a in AXES}, np.asarray(raw.t, np.float64).reshape(n, 3),
+                 np.asarray(raw.scale, np.float64).reshape(-1), exp, ref)
+
+
+def _head_gains(e: _Edit) -> None:
+    """Per-axis head gains about frame 0; translation/scale follow the mean head gain by default."""
+    c = e.controls
+    if all(is_neutral_track(v, 1.0) for v in c.head_gain.values()) and is_neutral_track(c.translation_gain, 1.0):
+        return
+    gains = {a: e.tr(c.head_gain[a]) for a in AXES}
+    for a in AXES:
+        e.ang[a] = e.ang0[a] + gains[a] * (e.ang[a] - e.ang0[a])
+    gt = e.tr(c.translation_gain) if c.translation_gain is not None else (gains["pitch"] + gains["yaw"] + gains["roll"]) / 3
+    e.t = e.t[0] + gt[:, None] * (e.t - e.t[0])
+    e.scale = e.scale[0] * np.power(np.maximum(e.scale / e.scale[0], 1e-6), gt)
+    e.pose_changed = True
+
+
+def _silence(e: _Edit, vad_db: np.ndarray | None) -> None:
+    """In silence the mouth relaxes to closed and the head optionally calms."""
+    s = e.controls.silence
+    if s is None or not (s.relax or s.calm_head > 0):
+        return
+    if vad_db is None:
+        raise ControlsError("silence handling needs the voice-activity track: this motion file has no "
+                            "vad_db (written before motion schema 1.1); pass --audio")
+    gate = silence_gate(np.asarray(vad_db, np.float64).reshape(-1), e.times, s.threshold_db, s.attack_s,
+                        s.release_s, s.min_silence_s)
+    if s.relax:
+        rows = list(LIP_ROWS)
+        e.exp = e.exp.copy()
+        e.exp[:, rows] = e.ref[rows] + gate[:, None, None] * (e.exp[:, rows] - e.ref[rows])
+        e.exp_changed = True
+    if s.calm_head > 0:
+        keep = (1 - s.calm_head * (1 - gate))
+        width = max(1, int(round(CALM_WINDOW_S * e.raw.fps)) | 1)
+        for a in AXES:
+            avg = _moving_average(e.ang[a], width)
+            e.ang[a] = avg + keep * (e.ang[a] - avg)
+        avg_t, avg_s = _moving_average(e.t, width), _moving_average(e.scale, width)
+        e.t = avg_t + keep[:, None] * (e.t - avg_t)
+        e.scale = avg_s + keep * (e.scale - avg_s)
+        e.pose_changed = True
+
+
+def _expression_gains(e: _Edit) -> None:
+    """Expression x (lip | eye | other) per row, about the neutral."""
+    c = e.controls
+    if all(is_neutral_track(getattr(c, k), 1.0) for k in ("expression_gain", "lip_gain", "eye_gain", "other_gain")):
+        return
+    g_all = e.tr(c.expression_gain)
+    G = np.repeat((g_all * e.tr(c.other_gain))[:, None], 21, axis=1)      # (N,21)
+    G[:, list(LIP_ROWS)] = (g_all * e.tr(c.lip_gain))[:, None]
+    G[:, list(EYE_ROWS)] = (g_all * e.tr(c.eye_gain))[:, None]
+    e.exp = e.ref + G[:, :, None] * (e.exp - e.ref)
+    e.exp_changed = True
+
+
+def _head_offsets(e: _Edit) -> None:
+    """Degrees added to pitch/yaw/roll."""
+    for a in AXES:
+        if not is_neutral_track(e.controls.head_offset_deg[a], 0.0):
+            e.ang[a] = e.ang[a] + e.tr(e.controls.head_offset_deg[a])
+            e.pose_changed = True
+
+
+def _expression_offsets(e: _Edit) -> None:
+    """Smile, mouth open, brows, eye openness along the semantic directions."""
+    for name, track in e.controls.expression_offset.items():
+        if not is_neutral_track(track, 0.0):
+            e.exp = e.exp + offset_vector(name, e.tr(track))
+            e.exp_changed = True
+
+
+def _blinks(e: _Edit) -> None:
+    """Eye closure = max(the model's own, the generated one)."""
+    b = e.controls.blink
+    if b is None or b.rate_per_min <= 0 or b.depth <= 0:
+        return
+    centres = blink_times(b.rate_per_min, b.duration_s, b.seed, 0.0, e.t_end)
+    want = blink_envelope(e.times, centres, b.duration_s) * b.depth * BLINK_FULL_UNITS
+    have = np.maximum(eye_closure_units(e.exp), 0.0)
+    add = np.maximum(want - have, 0.0)
+    if np.any(add > 0):
+        e.exp = e.exp + add[:, None, None] * blink_direction()
+        e.exp_changed = True
+
+
+def _gaze(e: _Edit) -> None:
+    """Gaze offset and head-turn compensation (follow_head 1 = the eyes turn with the head)."""
+    c = e.controls
+    comp = 1.0 - e.tr(c.follow_head)
+    if is_neutral_track(c.gaze_x, 0.0) and is_neutral_track(c.gaze_y, 0.0) and not np.any(comp != 0):
+        return
+    gx = e.tr(c.gaze_x) * GAZE_FULL_UNITS + comp * GAZE_PER_DEG["x"] * (e.ang["yaw"] - e.ang0["yaw"])
+    gy = e.tr(c.gaze_y) * GAZE_FULL_UNITS + comp * GAZE_PER_DEG["y"] * (e.ang["pitch"] - e.ang0["pitch"])
+    e.exp = e.exp + gaze_vector(gx, gy)
+    e.exp_changed = True
+
+
+def _fade(e: _Edit) -> None:
+    """From and to the neutral at the clip's ends."""
+    c, raw = e.controls, e.raw
+    if not (c.fade_in_s > 0 or c.fade_out_s > 0):
+        return
+    f = fade_envelope(e.times, e.t_end, c.fade_in_s, c.fade_out_s)
+    for a in AXES:
+        e.ang[a] = e.ang0[a] + f * (e.ang[a] - e.ang0[a])
+    t0 = np.asarray(raw.t, np.float64).reshape(raw.n_frames, 3)[0]
+    s0 = float(np.asarray(raw.scale).reshape(-1)[0])
+    e.t = t0 + f[:, None] * (e.t - t0)
+    e.scale = s0 + f * (e.scale - s0)
+    e.exp = e.ref + f[:, None, None] * (e.exp - e.ref)
+    e.pose_changed = e.exp_changed = True
+
+
 def edit_motion(raw: RawMotion, controls: Controls, vad_db: np.ndarray | None = None,
                 audio_duration_s: float | None = None) -> dict[str, np.ndarray]:
     """Edited ``exp, pitch, yaw, roll, t, scale, R``; arrays no step touched are ``raw``'s own.
 
     ``vad_db`` (N,): :func:`voice_level_db` per frame (needed only by ``silence``).
     ``audio_duration_s``: where the fade-out ends (default: the last frame's time)."""
-    c = controls
     out = {"exp": raw.exp, "pitch": raw.pitch, "yaw": raw.yaw, "roll": raw.roll, "t": raw.t,
            "scale": raw.scale, "R": raw.R}
-    n = raw.n_frames
-    if n == 0 or is_neutral(c):
+    if raw.n_frames == 0 or is_neutral(controls):
         return out
-    times = raw.times()
-    t_end = float(audio_duration_s) if audio_duration_s else float(times[-1])
-    cfps = c.fps or raw.fps
-
-    def tr(track) -> np.ndarray:  # type: ignore[no-untyped-def]
-        return sample_track(track, times, cfps)
-
-    ang = {a: np.asarray(getattr(raw, a), np.float64).reshape(-1) for a in AXES}
-    ang0 = {a: ang[a][0] for a in AXES}
-    t = np.asarray(raw.t, np.float64).reshape(n, 3)
-    scale = np.asarray(raw.scale, np.float64).reshape(-1)
-    exp = np.asarray(raw.exp, np.float64).reshape(n, 21, 3)
-    ref = exp[0].copy()                                          # (21,3) neutral expression
-    ref[list(LIP_ROWS)] = _directions()["lip_array"][list(LIP_ROWS)]
-    pose_changed = exp_changed = False
-
-    # 1. head gains (per axis, about frame 0); translation/scale follow the mean head gain by default
-    if not all(is_neutral_track(v, 1.0) for v in c.head_gain.values()) or not is_neutral_track(c.translation_gain, 1.0):
-        gains = {a: tr(c.head_gain[a]) for a in AXES}
+    e = _start(raw, controls, audio_duration_s)
+    _head_gains(e)              # 1. head gains (per axis, about frame 0)
+    _silence(e, vad_db)         # 2. silence: mouth relaxes to closed, head optionally calms
+    _expression_gains(e)        # 3. expression gains per row, about the neutral
+    _head_offsets(e)            # 4. head offsets (degrees)
+    _expression_offsets(e)      # 5. expression offsets along the semantic directions
+    _blinks(e)                  # 6. blinks
+    _gaze(e)                    # 7. gaze and head-turn compensation
+    _fade(e)                    # 8. fade from and to the neutral at the clip ends
+    if e.exp_changed:
+        out["exp"] = e.exp.astype(np.float32)
+    if e.pose_changed:
         for a in AXES:
-            ang[a] = ang0[a] + gains[a] * (ang[a] - ang0[a])
-        gt = tr(c.translation_gain) if c.translation_gain is not None else (gains["pitch"] + gains["yaw"] + gains["roll"]) / 3
-        t = t[0] + gt[:, None] * (t - t[0])
-        scale = scale[0] * np.power(np.maximum(scale / scale[0], 1e-6), gt)
-        pose_changed = True
-
-    # 2. silence: mouth relaxes to closed, head optionally calms
-    if c.silence is not None and (c.silence.relax or c.silence.calm_head > 0):
-        if vad_db is None:
-            raise ControlsError("silence handling needs the voice-activity track: this motion file has no "
-                                "vad_db (written before motion schema 1.1); pass --audio")
-        s = c.silence
-        gate = silence_gate(np.asarray(vad_db, np.float64).reshape(-1), times, s.threshold_db, s.attack_s,
-                            s.release_s, s.min_silence_s)
-        if s.relax:
-            rows = list(LIP_ROWS)
-            exp = exp.copy()
-            exp[:, rows] = ref[rows] + gate[:, None, None] * (exp[:, rows] - ref[rows])
-            exp_changed = True
-        if s.calm_head > 0:
-            keep = (1 - s.calm_head * (1 - gate))
-            width = max(1, int(round(CALM_WINDOW_S * raw.fps)) | 1)
-            for a in AXES:
-                avg = _moving_average(ang[a], width)
-                ang[a] = avg + keep * (ang[a] - avg)
-            avg_t, avg_s = _moving_average(t, width), _moving_average(scale, width)
-            t = avg_t + keep[:, None] * (t - avg_t)
-            scale = avg_s + keep * (scale - avg_s)
-            pose_changed = True
-
-    # 3. expression gains: expression x (lip | eye | other) per row, about the neutral
-    if not all(is_neutral_track(getattr(c, k), 1.0) for k in ("expression_gain", "lip_gain", "eye_gain", "other_gain")):
-        g_all = tr(c.expression_gain)
-        G = np.repeat((g_all * tr(c.other_gain))[:, None], 21, axis=1)      # (N,21)
-        G[:, list(LIP_ROWS)] = (g_all * tr(c.lip_gain))[:, None]
-        G[:, list(EYE_ROWS)] = (g_all * tr(c.eye_gain))[:, None]
-        exp = ref + G[:, :, None] * (exp - ref)
-        exp_changed = True
-
-    # 4. head offsets (degrees)
-    for a in AXES:
-        if not is_neutral_track(c.head_offset_deg[a], 0.0):
-            ang[a] = ang[a] + tr(c.head_offset_deg[a])
-            pose_changed = True
-
-    # 5. expression offsets along the semantic directions
-    for name, track in c.expression_offset.items():
-        if not is_neutral_track(track, 0.0):
-            exp = exp + offset_vector(name, tr(track))
-            exp_changed = True
-
-    # 6. blinks: eye closure = max(the model's own, the generated one)
-    if c.blink is not None and c.blink.rate_per_min > 0 and c.blink.depth > 0:
-        b = c.blink
-        centres = blink_times(b.rate_per_min, b.duration_s, b.seed, 0.0, t_end)
-        want = blink_envelope(times, centres, b.duration_s) * b.depth * BLINK_FULL_UNITS
-        have = np.maximum(eye_closure_units(exp), 0.0)
-        add = np.maximum(want - have, 0.0)
-        if np.any(add > 0):
-            exp = exp + add[:, None, None] * blink_direction()
-            exp_changed = True
-
-    # 7. gaze offset and head-turn compensation (follow_head 1 = eyes turn with the head)
-    comp = 1.0 - tr(c.follow_head)
-    if not is_neutral_track(c.gaze_x, 0.0) or not is_neutral_track(c.gaze_y, 0.0) or np.any(comp != 0):
-        gx = tr(c.gaze_x) * GAZE_FULL_UNITS + comp * GAZE_PER_DEG["x"] * (ang["yaw"] - ang0["yaw"])
-        gy = tr(c.gaze_y) * GAZE_FULL_UNITS + comp * GAZE_PER_DEG["y"] * (ang["pitch"] - ang0["pitch"])
-        exp = exp + gaze_vector(gx, gy)
-        exp_changed = True
-
-    # 8. fade from and to the neutral at the clip ends
-    if c.fade_in_s > 0 or c.fade_out_s > 0:
-        f = fade_envelope(times, t_end, c.fade_in_s, c.fade_out_s)
-        for a in AXES:
-            ang[a] = ang0[a] + f * (ang[a] - ang0[a])
-        t0, s0 = np.asarray(raw.t, np.float64).reshape(n, 3)[0], float(np.asarray(raw.scale).reshape(-1)[0])
-        t = t0 + f[:, None] * (t - t0)
-        scale = s0 + f * (scale - s0)
-        exp = ref + f[:, None, None] * (exp - ref)
-        pose_changed = exp_changed = True
-
-    if exp_changed:
-        out["exp"] = exp.astype(np.float32)
-    if pose_changed:
-        for a in AXES:
-            out[a] = ang[a].astype(np.float32)
-        out["t"] = t.astype(np.float32)
-        out["scale"] = scale.astype(np.float32)
-        out["R"] = rotation_from_angles(ang["pitch"], ang["yaw"], ang["roll"]).astype(np.float32)
+            out[a] = e.ang[a].astype(np.float32)
+        out["t"] = e.t.astype(np.float32)
+        out["scale"] = e.scale.astype(np.float32)
+        out["R"] = rotation_from_angles(e.ang["pitch"], e.ang["yaw"], e.ang["roll"]).astype(np.float32)
     return out
 
 

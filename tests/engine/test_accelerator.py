@@ -59,3 +59,36 @@ def test_doctor_reports_the_device_line(capsys, monkeypatch):
     assert any("has no CUDA although an NVIDIA GPU is present" in line for line in report["next"])
     main(["doctor", "--no-load"])
     assert "device: CPU only: your torch build" in capsys.readouterr().out
+
+
+def _auto_precision_text() -> str:
+    """The add-on's Precision > Auto description (prefs.py imports bpy, so it is read, not imported)."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "joyvasa_blender" / "prefs.py"
+    for node in ast.walk(ast.parse(src.read_text())):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "DTYPES" for t in node.targets):
+            return next(ast.literal_eval(e)[2] for e in node.value.elts if ast.literal_eval(e)[0] == "auto")
+    raise AssertionError("DTYPES not found in prefs.py")
+
+
+def test_precision_auto_text_says_what_the_engine_does(monkeypatch):
+    """Each clause of the preference's Auto text against engine/device.py's decision (faked cards)."""
+    from engine import device as dev
+
+    text = _auto_precision_text()
+    monkeypatch.setattr(dev, "cuda_capability", lambda d: (8, 6))
+    assert dev.select_precision(torch.device("cuda"), "auto").name == "bfloat16"
+    assert "bf16 on NVIDIA Ampere or newer" in text
+    monkeypatch.setattr(dev, "cuda_capability", lambda d: (7, 5))
+    assert dev.select_precision(torch.device("cuda"), "auto").name == "float16"
+    assert dev.select_precision(torch.device("mps"), "auto").name == "float16"
+    assert "fp16 on older NVIDIA GPUs and on Apple MPS" in text
+    assert dev.select_precision(torch.device("cpu"), "auto").name == "float32" and "fp32 on CPU" in text
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
+    assert dev.select_motion_precision(torch.device("cuda"), "auto", "dpmpp_2m").name == "float32"
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    assert dev.select_motion_precision(torch.device("cpu"), "auto", "ancestral").name == "float32"
+    assert dev.select_motion_precision(torch.device("cpu"), "auto", "dpmpp_2m").name == "bfloat16"
+    assert "motion in fp32 (bf16 on CPUs with bf16 instructions when a fast sampler is used)" in text

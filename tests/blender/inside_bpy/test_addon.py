@@ -398,25 +398,6 @@ def test_sound_strip_as_audio_source(scene, speech_wav, tmp_path):
     assert curve(rig, 'pose.bones["head"].rotation_quaternion')[0, 0] == 30
 
 
-def test_create_engine_environment(scene, tmp_path):
-    """The preferences button: venv + pip install -r requirements (an empty list here: no network)."""
-    src = tmp_path / "engine_src"
-    (src / "engine").mkdir(parents=True)
-    (src / "engine" / "__main__.py").write_text("")
-    (src / "requirements.txt").write_text("# nothing\n")
-    prefs = bpy.context.preferences.addons[MODULE].preferences
-    prefs.engine_src, prefs.engine_python = str(src), ""
-    try:
-        assert bpy.ops.joyvasa.install_engine() == {"FINISHED"}     # synchronous in background mode
-        inst = addon("runtime").INSTALLER
-        assert inst.done and inst.error is None, inst.log[-10:]
-        assert Path(prefs.engine_python).exists() and "venv" in prefs.engine_python
-        ok, version = addon("core.engine_client").check_interpreter(prefs.engine_python)
-        assert ok
-    finally:
-        prefs.engine_src, prefs.engine_python = "", ""
-
-
 def _strips(scene) -> list:
     se = scene.sequence_editor
     return [] if se is None else list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)

@@ -38,6 +38,24 @@ def engine_src(scene, tmp_path):
     addon("runtime").MACHINE = None
 
 
+def test_create_engine_environment(engine_src):
+    """The button itself, run for real: venv + pip install -r requirements (a list without torch
+    and without packages here: no network, so no torch step), then Engine Python is filled."""
+    (engine_src / "requirements.txt").write_text("# nothing\n")
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.engine_python = ""
+    try:
+        assert bpy.ops.joyvasa.install_engine() == {"FINISHED"}     # synchronous in background mode
+        inst = addon("runtime").INSTALLER
+        assert inst.done and inst.error is None, inst.log[-10:]
+        assert [label for label, _ in inst.steps] == ["Creating virtual environment", "Installing engine requirements"]
+        assert Path(prefs.engine_python).exists() and "venv" in prefs.engine_python
+        ok, _version = addon("core.engine_client").check_interpreter(prefs.engine_python)
+        assert ok
+    finally:
+        prefs.engine_python = ""
+
+
 @pytest.mark.parametrize("case", ["windows-nvidia", "linux-nvidia", "linux-rocm", "macos-arm64", "cpu-only"])
 def test_install_command_lines_per_platform(engine_src, case):
     machine, url = _machines()[case]
