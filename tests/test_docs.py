@@ -241,3 +241,20 @@ def test_quoted_repository_paths_exist(page: Path) -> None:
                     and not (REPO / "engine" / text).exists():
                 bad.append(text)  # a package note names its own modules (or engine-level ones) bare
     assert not bad, f"{page.relative_to(REPO)} names paths that do not exist: {sorted(set(bad))}"
+
+
+def test_readme_set_up_commands_match_ci() -> None:
+    """The README's two set-up commands are what CI does: the same torch pin as .ci/run, the same
+    test command it runs last, and scripts that exist."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    _, code = split_page(readme)
+    main_job = next(line for line in code if "tools/demo.py" in line and "venv" in line)
+    tests = next(line for line in code if "-m pytest" in line)
+    pin = re.search(r"torch==[\w.+]+", main_job)
+    assert pin and pin.group(0) in ci, (main_job, "torch pin differs from .ci/run")
+    test_command = tests.split("&&")[-1].strip()
+    assert test_command == ".venv/bin/python -m pytest"
+    assert [line.strip() for line in ci.splitlines() if line.strip()][-1] == test_command
+    for script in re.findall(r"(tools/[\w-]+\.(?:py|sh))", main_job + tests):
+        assert (REPO / script).is_file(), script
