@@ -81,7 +81,7 @@ class TorchChoice:
 NVSMI_WINDOWS = Path("C:/Program Files/NVIDIA Corporation/NVSMI/nvidia-smi.exe")
 
 
-def _run(argv: Sequence[str], timeout: float = 10.0) -> str | None:
+def _run(argv: Sequence[str], timeout: float = 5.0) -> str | None:
     """Output of a probe command, None when it is missing, fails or hangs (never raises)."""
     exe = shutil.which(argv[0])
     if exe is None and argv[0] == "nvidia-smi" and sys.platform == "win32" and NVSMI_WINDOWS.is_file():
