@@ -21,7 +21,7 @@ UNSAVED_DEFAULT = "~/JoyVASA"
 def output_dir(context: Any) -> Path:
     """Resolved output folder. The scene's folder if set, else the preferences' (``//joyvasa`` by
     default: next to the saved .blend). A ``//`` path of a never-saved file has no anchor: then the
-    preferences' folder for unsaved files, a visible ``~/JoyVASA`` by default (README)."""
+    preferences' folder for unsaved files, a visible ``~/JoyVASA`` by default (docs/blender.md)."""
     from .prefs import get_prefs
 
     prefs = get_prefs(context)

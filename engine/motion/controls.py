@@ -24,7 +24,7 @@ time; before the first and after the last value the end values hold.
      "fade_s": {"in": 0.0, "out": 0.0},
      "gaze": {"x": TRACK, "y": TRACK, "follow_head": TRACK}}
 
-The meaning of each control is in engine/motion/edit.py and README.md ("Art direction").
+The meaning of each control is in engine/motion/edit.py and docs/art-direction.md.
 """
 from __future__ import annotations
 

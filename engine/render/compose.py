@@ -40,7 +40,7 @@ StitchFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class ComposeOptions:
-    """How generated motion drives the portrait. Defaults = upstream gradio (see README)."""
+    """How generated motion drives the portrait. Defaults = upstream gradio (docs/engine-cli.md, animate)."""
 
     relative: bool = True               # upstream flag_relative_motion (gates the hull multiplier)
     expression_friendly: bool = True    # driving_option 'expression-friendly' (else 'pose-friendly')

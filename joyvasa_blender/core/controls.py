@@ -2,8 +2,8 @@
 
 Why here: the rig keys and the rendered video must come from the same edited motion, so the
 add-on never edits motion itself; it samples each control at every motion frame and hands the
-engine a ``joyvasa.controls`` v1 file (schema: engine/motion/controls.py, README "Art
-direction"). This module owns the list of controls (the bpy properties are generated from it)
+engine a ``joyvasa.controls`` v1 file (schema: engine/motion/controls.py,
+docs/art-direction.md). This module owns the list of controls (the bpy properties are generated from it)
 and the mapping to the file; the bpy side only supplies property values and F-curve samples.
 """
 from __future__ import annotations
