@@ -338,3 +338,14 @@ class MicSource:
                 except Exception as exc:  # noqa: BLE001 - a vanished device may refuse to stop
                     print(f"microphone {method}: {exc}", file=sys.stderr, flush=True)
         self.queue.close()
+
+
+def microphones_report(backend: Any = None) -> dict[str, Any]:
+    """For ``doctor``: ``{"devices": [...]}`` or ``{"error": code, "message": why}``; never raises
+    (a machine without a microphone is still ready for offline takes)."""
+    try:
+        return {"devices": list_input_devices(backend)}
+    except EngineError as exc:
+        return {"devices": [], "error": exc.code, "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - report, never crash doctor
+        return {"devices": [], "error": "audio_device", "message": f"{type(exc).__name__}: {exc}"}

@@ -1,0 +1,256 @@
+"""``python -m engine bench live``: a WAV streamed through the ``pcm`` source, per (H, F) and pace.
+
+What it prints per run (docs/live.md explains each number; docs/benchmarks.md holds the table):
+frame latency (audio arrival -> ``live_frame`` event) median / p95 / max; the steady-state playout
+delay D (the session's ``live_stats``); seconds per window (mean, and p95); whether the stream
+keeps up (lag at the end no larger than at the start, the real-time pace only); seam continuity
+(p99 frame-to-frame change at hop seams / inside hops, engine/live/metrics.py) and the distance
+from the offline take on the same seed, sampler and dtype; the process's memory (RSS) over time.
+
+Audio arrives as a microphone's would (``--pace realtime``: 20 ms blocks at their wall-clock
+time) or as fast as the session takes it (``fast``: the TTS case, 1 s blocks). The session is the
+same code the worker runs (engine/live/session.py), in this process; only the socket is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SETTINGS = "25:5,10:5,50:5"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None, help="weights folder (default: official-size synthetic weights)")
+    p.add_argument("--weights-cache", default=str(Path(tempfile.gettempdir()) / "joyvasa_bench_official"),
+                   help="where synthetic official-size weights are written once")
+    p.add_argument("--audio", default=str(REPO / "examples" / "speech.wav"), help="speech to stream")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="loop the audio to this length (e.g. 300 for the 5-minute sustained run)")
+    p.add_argument("--settings", default=DEFAULT_SETTINGS, help=f"comma list H:F (default {DEFAULT_SETTINGS})")
+    p.add_argument("--pace", default="realtime,fast", help="comma list of realtime, fast (default both)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", default=None, help="motion sampler (default: the engine's)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-offline", action="store_true", help="skip the offline take and the distance to it")
+    p.add_argument("--json", default=None, help="also write every run's numbers to this JSON file")
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        from engine.profiling import peak_rss_mb
+
+        return peak_rss_mb()
+
+
+class _Memory(threading.Thread):
+    """RSS every second while a run streams: (seconds since start, MiB)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self.done.wait(1.0 if self.samples else 0.0):
+            self.samples.append((time.monotonic() - t0, _rss_mb()))
+
+
+def _push(pcm: Any, wave: Any, pace: str) -> None:
+    """The client: 20 ms blocks at their real time, or 1 s blocks as fast as they are taken."""
+    from engine.errors import BadRequest
+    from engine.live.sources import BLOCK, RATE
+
+    step = BLOCK if pace == "realtime" else RATE
+    t0 = time.monotonic()
+    for start in range(0, len(wave), step):
+        block = wave[start:start + step]
+        if pace == "realtime":
+            wait = t0 + (start + len(block)) / RATE - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        while True:
+            try:
+                pcm.queue.put(block)
+                break
+            except BadRequest:          # the session is 30 s behind (fast pace): wait for it
+                time.sleep(0.05)
+    pcm.stop()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, float), q)) if values else float("nan")
+
+
+def _lag_trend(lags: list[tuple[float, float]], hop: int) -> tuple[float, float, bool]:
+    """(worst lag of the first quarter, of the last quarter, keeps up): the lag saw-tooths over a
+    hop, so compare maxima of whole quarters; keeping up = the end no worse than the start + 1 hop."""
+    values = [lag for _, lag in lags[2:]] or [lag for _, lag in lags]
+    if not values:
+        return float("nan"), float("nan"), False
+    q = max(1, len(values) // 4)
+    start, end = max(values[:q]), max(values[-q:])
+    return start, end, end <= start + hop / 25 + 0.05
+
+
+def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: str, args: argparse.Namespace,
+            offline: Any) -> dict[str, Any]:
+    from engine.device import select_device, select_motion_precision
+    from engine.jobs import LiveJob
+    from engine.live.session import LiveSession
+    from engine.live.sources import PcmSource
+    from engine.motion.edit import load_run_controls
+    from engine.pipeline.live import _as_motion, open_stream
+
+    job = LiveJob.from_dict({"out": "bench.npz", "source": "pcm", "hop": hop, "lookahead": lookahead,
+                             "seed": args.seed, "device": args.device, "dtype": args.dtype,
+                             **({"sampler": args.sampler} if args.sampler else {}),
+                             **({"steps": args.steps} if args.steps else {})})
+    device = select_device(job.runtime.device)
+    precision = select_motion_precision(device, job.runtime.dtype, job.motion.sampler)
+    stream = open_stream(model, layout, job, precision, load_run_controls(None))
+    pcm = PcmSource()
+    counts = {"live_frame": 0, "live_stats": 0}
+
+    def emit(kind: str, **fields: Any) -> None:
+        counts[kind] = counts.get(kind, 0) + 1
+
+    session = LiveSession(stream, pcm, emit, hop=hop, lookahead=lookahead,
+                          window_s=float(getattr(stream, "warm_window_s", 0.0) or 0.0))
+    mem = _Memory()
+    mem.start()
+    pusher = threading.Thread(target=_push, args=(pcm, wave, pace), daemon=True)
+    t0 = time.monotonic()
+    pusher.start()
+    session.run()
+    wall = time.monotonic() - t0
+    pusher.join()
+    mem.done.set()
+    mem.join()
+    st = session.stats
+    lag_start, lag_end, keeps = _lag_trend(st.lags, hop)
+    take = _as_motion(stream.take_arrays())
+    row: dict[str, Any] = {
+        "hop": hop, "lookahead": lookahead, "pace": pace, "audio_s": round(len(wave) / 16000, 2), "wall_s": round(wall, 2),
+        "frames": st.frames, "events": counts.get("live_frame", 0),
+        "latency_median_s": _percentile(st.latencies, 50), "latency_p95_s": _percentile(st.latencies, 95),
+        "latency_max_s": max(st.latencies) if st.latencies else float("nan"),
+        "delay_s": st.delay(), "window_mean_s": sum(st.windows) / len(st.windows) if st.windows else float("nan"),
+        "window_p95_s": _percentile(st.windows, 95), "windows": len(st.windows),
+        "lag_start_s": lag_start, "lag_end_s": lag_end, "keeps_up": keeps if pace == "realtime" else None,
+        "mem_mb": [(round(t, 1), round(m, 1)) for t, m in mem.samples],
+    }
+    row.update(_quality(take, hop, offline))
+    return row
+
+
+def _quality(take: Any, hop: int, offline: Any) -> dict[str, Any]:
+    """Seam continuity and distance from the offline take (engine/live/metrics.py, live-engine's)."""
+    try:
+        from engine.live import metrics
+    except ImportError:
+        return {}
+    out: dict[str, Any] = {}
+    seams = metrics.seam_continuity(take, hop)
+    out["seam"] = seams if isinstance(seams, dict) else {"ratio_p99": float(seams)}
+    if offline is not None:
+        dist = metrics.distance_from_offline(take, offline)
+        out["offline"] = dist if isinstance(dist, dict) else {"distance": float(dist)}
+    return out
+
+
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float) and v != v:
+        return "nan"
+    return format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+
+def _line(r: dict[str, Any]) -> str:
+    mem = r["mem_mb"]
+    after_1min = [m for t, m in mem if t >= 60]
+    mem_txt = (f"{mem[0][1]:.0f}->{mem[-1][1]:.0f}" if mem else "-") + (
+        f" (after 1 min {min(after_1min):.0f}..{max(after_1min):.0f})" if after_1min else "")
+    seam = r.get("seam", {})
+    seam_txt = _fmt(seam.get("ratio_p99"), ".2f") if seam else "-"
+    dist = r.get("offline", {})
+    dist_txt = ", ".join(f"{k} {_fmt(v, '.3g')}" for k, v in dist.items()) if dist else "-"
+    return (f"H={r['hop']:3d} F={r['lookahead']:2d} {r['pace']:8s} | latency med/p95/max "
+            f"{_fmt(r['latency_median_s'])}/{_fmt(r['latency_p95_s'])}/{_fmt(r['latency_max_s'])} s | D "
+            f"{_fmt(r['delay_s'])} s | window {_fmt(r['window_mean_s'], '.3f')} s (p95 {_fmt(r['window_p95_s'], '.3f')}, "
+            f"n {r['windows']}) | lag {_fmt(r['lag_start_s'])}->{_fmt(r['lag_end_s'])} s keeps up "
+            f"{_fmt(r['keeps_up'])} | frames {r['frames']}/{r['events']} events | seam p99 ratio {seam_txt} | "
+            f"vs offline: {dist_txt} | RSS MB {mem_txt} | {r['audio_s']} s audio in {r['wall_s']} s")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from engine.audio import as_wave
+    from engine.device import select_device, select_motion_precision
+    from engine.motion.generate import MotionModel, generate_motion
+    from engine.weights import resolve_weights_dir
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    weights = args.weights or _synthetic(args.weights_cache)
+    layout = resolve_weights_dir(weights, None)
+    device = select_device(args.device)
+    model = MotionModel.load(layout, device)
+    wave = as_wave(args.audio)
+    if args.seconds:
+        n = int(args.seconds * 16000)
+        wave = np.tile(wave, int(np.ceil(n / len(wave))))[:n].astype(np.float32)
+    settings = [tuple(int(x) for x in s.split(":")) for s in args.settings.split(",") if s.strip()]
+    paces = [p.strip() for p in args.pace.split(",") if p.strip()]
+    print(f"bench live: {len(wave) / 16000:.1f} s of {Path(args.audio).name}, weights {weights}, device {device}, "
+          f"torch threads {torch.get_num_threads()}, seed {args.seed}", flush=True)
+    rows = []
+    for hop, lookahead in settings:
+        offline = None
+        if not args.no_offline:
+            from engine.jobs import LiveJob
+
+            job = LiveJob.from_dict({"out": "x.npz", "source": "pcm", "seed": args.seed,
+                                     **({"sampler": args.sampler} if args.sampler else {}),
+                                     **({"steps": args.steps} if args.steps else {})})
+            precision = select_motion_precision(device, args.dtype, job.motion.sampler)
+            offline = generate_motion(layout, wave, job.motion, device=str(device), model=model, dtype=precision.compute)
+        for pace in paces:
+            row = run_one(model, layout, wave, hop, lookahead, pace, args, offline)
+            rows.append(row)
+            print(_line(row), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
+    return 0
+
+
+def _synthetic(cache: str) -> str:
+    root = Path(cache)
+    if not (root / "JoyVASA" / "motion_generator").is_dir():
+        import subprocess
+        import sys
+
+        print(f"writing official-size synthetic weights to {root} (once)", flush=True)
+        subprocess.run([sys.executable, str(REPO / "tools" / "make_synthetic_weights.py"), "--config", "official",
+                        "--only", "joyvasa", "--out", str(root)], check=True)
+    return str(root)
