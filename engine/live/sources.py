@@ -254,6 +254,8 @@ def list_input_devices(backend: Any = None) -> list[dict[str, Any]]:
     try:
         devices = sd.query_devices()
         default_in = sd.default.device[0] if isinstance(sd.default.device, (list, tuple)) else sd.default.device
+    except EngineError:
+        raise
     except Exception as exc:  # noqa: BLE001 - PortAudioError and friends
         raise AudioDeviceError(f"the audio devices cannot be listed: {exc}") from None
     return [{"index": i, "name": str(d.get("name")), "channels": int(d.get("max_input_channels", 0)),

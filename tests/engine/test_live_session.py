@@ -197,3 +197,45 @@ def test_portaudio_absent_is_portaudio_missing_with_the_linux_hint(synthetic_tin
     last = json.loads(buf.getvalue().splitlines()[-1])
     assert rc == 1 and last["code"] == "portaudio_missing" and "apt-get install libportaudio2" in last["message"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"source": "file"}, "--audio"),
+    ({"source": "pcm", "audio": "a.wav"}, "only for source file"),
+    ({"source": "pcm", "mic": "usb"}, "only for source mic"),
+    ({"source": "pcm", "hop": 0}, "--hop"),
+    ({"source": "pcm", "hop": 60, "lookahead": 50}, "at most 100"),
+    ({"source": "pcm", "schedule": "offline", "hop": 25}, "--hop 100 --lookahead 0"),
+    ({"source": "pcm", "livelink": "localhost:99999"}, "HOST:PORT"),
+    ({"source": "pcm", "vmc": "nope"}, "HOST:PORT"),
+    ({"source": "radio"}, "--source"),
+    ({"source": "pcm", "out": "take.wav"}, ".npz"),
+])
+def test_bad_live_jobs_are_bad_requests(args: dict[str, Any], words: str) -> None:
+    from engine.errors import BadRequest
+
+    with pytest.raises(BadRequest, match=words.replace("(", r"\(").replace(".", r"\.")):
+        LiveJob.from_dict({"out": "take.npz", **args})
+
+
+def test_live_job_defaults_and_host_ports() -> None:
+    from engine.jobs import parse_host_port
+
+    job = LiveJob.from_dict({"out": "dir/take.npz", "source": "mic", "mic": 2, "vmc": ":39539"})
+    assert job.mic == "2" and job.wav_path == "dir/take.wav" and job.to_dict()["vmc"] == ":39539"
+    assert parse_host_port("--vmc", ":39539") == ("127.0.0.1", 39539)
+    assert parse_host_port("--livelink", "11111") == ("127.0.0.1", 11111)
+    assert parse_host_port("--livelink", "192.168.1.5:11111") == ("192.168.1.5", 11111)
+
+
+def test_doctor_lists_microphones_or_says_why_not() -> None:
+    from engine.live.sources import PortAudioMissing, microphones_report
+
+    report = microphones_report(FakeSoundDevice())
+    assert [m["name"] for m in report["devices"]] == ["Fake USB Mic"] and report["devices"][0]["default"]
+
+    class Broken:
+        def query_devices(self) -> Any:
+            raise PortAudioMissing("no PortAudio")
+
+    assert microphones_report(Broken())["error"] == "portaudio_missing"
