@@ -114,8 +114,7 @@ def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: 
     from engine.jobs import LiveJob
     from engine.live.session import LiveSession
     from engine.live.sources import PcmSource
-    from engine.motion.edit import load_run_controls
-    from engine.pipeline.live import _as_motion, open_stream
+    from engine.pipeline.live import open_stream, take_motion
 
     job = LiveJob.from_dict({"out": "bench.npz", "source": "pcm", "hop": hop, "lookahead": lookahead,
                              "seed": args.seed, "device": args.device, "dtype": args.dtype,
@@ -123,7 +122,10 @@ def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: 
                              **({"steps": args.steps} if args.steps else {})})
     device = select_device(job.runtime.device)
     precision = select_motion_precision(device, job.runtime.dtype, job.motion.sampler)
-    stream = open_stream(model, layout, job, precision, load_run_controls(None))
+    from engine.pipeline.live import warm_up
+
+    window_s = warm_up(model, layout, job, precision, None)
+    stream = open_stream(model, layout, job, precision, None)
     pcm = PcmSource()
     counts = {"live_frame": 0, "live_stats": 0}
 
@@ -131,7 +133,7 @@ def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: 
         counts[kind] = counts.get(kind, 0) + 1
 
     session = LiveSession(stream, pcm, emit, hop=hop, lookahead=lookahead,
-                          window_s=float(getattr(stream, "warm_window_s", 0.0) or 0.0))
+                          window_s=window_s)
     mem = _Memory()
     mem.start()
     pusher = threading.Thread(target=_push, args=(pcm, wave, pace), daemon=True)
@@ -144,7 +146,7 @@ def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: 
     mem.join()
     st = session.stats
     lag_start, lag_end, keeps = _lag_trend(st.lags, hop)
-    take = _as_motion(stream.take_arrays())
+    take = take_motion(stream)
     row: dict[str, Any] = {
         "hop": hop, "lookahead": lookahead, "pace": pace, "audio_s": round(len(wave) / 16000, 2), "wall_s": round(wall, 2),
         "frames": st.frames, "events": counts.get("live_frame", 0),

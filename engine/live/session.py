@@ -156,15 +156,18 @@ class LiveSession:
         return arrival + (self.clock() - time.monotonic())
 
     def _timed(self, call: Callable[[], Sequence[Any]]) -> Sequence[Any]:
+        """Run a stream call; record the compute of every window it ran (the stream's own
+        ``windows`` statistics when it keeps them, else the call's time split evenly)."""
         t0 = time.perf_counter()
+        n0 = getattr(self.stream, "n_windows", None)
         frames = call()
-        if frames:
-            window = getattr(self.stream, "last_window_s", None)
-            if window is not None:
-                self.stats.windows.append(float(window))
-            else:   # one call may run several windows (a backlog): split its time evenly
-                n = max(1, round(len(frames) / max(1, self.hop)))
-                self.stats.windows += [(time.perf_counter() - t0) / n] * n
+        if n0 is not None:
+            new = int(self.stream.n_windows) - int(n0)
+            if new > 0:
+                self.stats.windows += [float(w.seconds) for w in list(self.stream.windows)[-new:]]
+        elif frames:
+            n = max(1, round(len(frames) / max(1, self.hop)))
+            self.stats.windows += [(time.perf_counter() - t0) / n] * n
         return frames
 
     def _commit(self, frames: Sequence[Any]) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from engine.audio import as_wave
 from engine.errors import BadRequest
 from engine.fileio import check_output_file
@@ -28,12 +30,22 @@ from engine.weights import resolve_weights_dir
 StreamFactory = Callable[..., Any]
 
 
-def open_stream(model: Any, layout: Any, job: LiveJob, precision: Any, controls: Any) -> Any:
-    """Step 4: the streaming sampler for this job (engine/live/stream.py)."""
+def open_stream(model: Any, layout: Any, job: LiveJob, precision: Any, controls: Any) -> Any:  # noqa: ARG001
+    """Step 4: the streaming sampler for this job (engine/live/stream.py). ``controls`` None = the
+    stream's live default (the lips relax in silence)."""
     from engine.live.stream import MotionStream
 
-    return MotionStream(model, layout=layout, hop=job.hop, lookahead=job.lookahead, schedule=job.schedule,
-                        options=job.motion, dtype=precision.compute, controls=controls)
+    return MotionStream(model, job.motion, hop=job.hop, lookahead=job.lookahead, schedule=job.schedule,
+                        controls=controls, dtype=precision.compute)
+
+
+def warm_up(model: Any, layout: Any, job: LiveJob, precision: Any, controls: Any) -> float:
+    """One throw-away window before the source opens (kernels, allocator, caches warm, so the first
+    real window is not the slowest); returns its compute time, the t_win of the predicted delay."""
+    stream = open_stream(model, layout, job, precision, controls)
+    stream.feed(np.zeros(640, np.float32))
+    stream.finish()
+    return float(sum(w.seconds for w in getattr(stream, "windows", ())))
 
 
 def open_source(job: LiveJob, pcm: Any = None) -> Any:
@@ -76,9 +88,10 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
         raise BadRequest("--out and --wav must be different files")
     check_output_file(out)
     check_output_file(wav)
-    controls = load_run_controls(job.controls)
+    controls = load_run_controls(job.controls) if job.controls else None   # None: the stream's live default
     livelink, vmc = parse_host_port("--livelink", job.livelink), parse_host_port("--vmc", job.vmc)
     model = motion_model(ctx, layout, device)                                           # 3
+    window_s = 0.0 if stream_factory else warm_up(model, layout, job, precision, controls)
     stream = (stream_factory or open_stream)(model, layout, job, precision, controls)    # 4
     source = (source_factory or open_source)(job, pcm)                                  # 5
     outputs = open_outputs(livelink, vmc)
@@ -86,7 +99,7 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
     lookahead = int(getattr(stream, "lookahead", job.lookahead or 0))
     session = LiveSession(stream, source, rep.events.emit, hop=hop, lookahead=lookahead,
                           clock=_clock(rep), outputs=outputs, cancel=rep.cancel,
-                          window_s=float(getattr(stream, "warm_window_s", 0.0) or 0.0))
+                          window_s=window_s)
     if on_session is not None:
         on_session(session)
     rep.stage_begin("motion")
@@ -105,7 +118,7 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
         rep.warning("live_empty", "the session received no audio: nothing was written")
         return {}, totals
     with rep.breakdown.part("write"):                                                   # 6
-        outputs_done = write_take(_as_motion(stream.take_arrays()), session.audio, out, wav)
+        outputs_done = write_take(take_motion(stream), session.audio, out, wav)
     rep.artifact("motion_npz", outputs_done["motion_npz"])
     rep.log(f"live take: {stats.frames} frames, {stats.received / 16000:.1f} s of audio -> {out} + {wav}")
     return outputs_done, totals
@@ -117,10 +130,6 @@ def _clock(rep: Any) -> Callable[[], float]:
     return writer.clock if writer is not None and hasattr(writer, "clock") else __import__("time").monotonic
 
 
-def _as_motion(arrays: Any) -> Any:
-    """``take_arrays()`` as the MotionData the motion file is written from."""
-    from engine.motion.npz import MotionData
-
-    if isinstance(arrays, MotionData):
-        return arrays
-    return MotionData(**arrays)
+def take_motion(stream: Any) -> Any:
+    """The stream's committed frames as the MotionData the take's file is written from."""
+    return stream.take_motion()

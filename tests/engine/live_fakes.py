@@ -67,7 +67,7 @@ class FakeStream:
         self.frames += rest
         return out + rest
 
-    def take_arrays(self) -> Any:
+    def take_motion(self) -> Any:
         from engine.motion.npz import MotionData
 
         fr = self.frames
