@@ -14,6 +14,7 @@ same code the worker runs (engine/live/session.py), in this process; only the so
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -43,6 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-offline", action="store_true", help="skip the offline take and the distance to it")
     p.add_argument("--json", default=None, help="also write every run's numbers to this JSON file")
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 def _rss_mb() -> float:
@@ -97,15 +105,15 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, float), q)) if values else float("nan")
 
 
-def _lag_trend(lags: list[tuple[float, float]], hop: int) -> tuple[float, float, bool]:
-    """(worst lag of the first quarter, of the last quarter, keeps up): the lag saw-tooths over a
-    hop, so compare maxima of whole quarters; keeping up = the end no worse than the start + 1 hop."""
-    values = [lag for _, lag in lags[2:]] or [lag for _, lag in lags]
-    if not values:
+def _keeps_up(latencies: list[float], hop: int) -> tuple[float, float, bool]:
+    """(worst frame latency of the first quarter, of the last quarter, keeps up). Latency saw-tooths
+    over a hop, so compare whole quarters' maxima; keeping up = the end no worse than the start
+    plus one hop (a stream that falls behind gains latency with every window)."""
+    if len(latencies) < 8:
         return float("nan"), float("nan"), False
-    q = max(1, len(values) // 4)
-    start, end = max(values[:q]), max(values[-q:])
-    return start, end, end <= start + hop / 25 + 0.05
+    q = len(latencies) // 4
+    start, end = max(latencies[:q]), max(latencies[-q:])
+    return start, end, end <= start + hop / 25 + 0.1
 
 
 def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: str, args: argparse.Namespace,
@@ -145,7 +153,8 @@ def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: 
     mem.done.set()
     mem.join()
     st = session.stats
-    lag_start, lag_end, keeps = _lag_trend(st.lags, hop)
+    lat_start, lat_end, keeps = _keeps_up(st.latencies, hop)
+    lags = [lag for _, lag in st.lags]
     take = take_motion(stream)
     row: dict[str, Any] = {
         "hop": hop, "lookahead": lookahead, "pace": pace, "audio_s": round(len(wave) / 16000, 2), "wall_s": round(wall, 2),
@@ -154,25 +163,30 @@ def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: 
         "latency_max_s": max(st.latencies) if st.latencies else float("nan"),
         "delay_s": st.delay(), "window_mean_s": sum(st.windows) / len(st.windows) if st.windows else float("nan"),
         "window_p95_s": _percentile(st.windows, 95), "windows": len(st.windows),
-        "lag_start_s": lag_start, "lag_end_s": lag_end, "keeps_up": keeps if pace == "realtime" else None,
+        "latency_first_quarter_s": lat_start, "latency_last_quarter_s": lat_end,
+        "lag_max_s": max(lags) if lags else float("nan"), "keeps_up": keeps if pace == "realtime" else None,
+        "load_average": _load(),
         "mem_mb": [(round(t, 1), round(m, 1)) for t, m in mem.samples],
     }
-    row.update(_quality(take, hop, offline))
+    row.update(_quality(take, stream, offline))
     return row
 
 
-def _quality(take: Any, hop: int, offline: Any) -> dict[str, Any]:
-    """Seam continuity and distance from the offline take (engine/live/metrics.py, live-engine's)."""
+def _quality(take: Any, stream: Any, offline: Any) -> dict[str, Any]:
+    """Seam continuity and distance from the offline take (engine/live/metrics.py, on coef)."""
     try:
         from engine.live import metrics
     except ImportError:
         return {}
-    out: dict[str, Any] = {}
-    seams = metrics.seam_continuity(take, hop)
-    out["seam"] = seams if isinstance(seams, dict) else {"ratio_p99": float(seams)}
+    seams = [w.commit[0] for w in stream.windows if w.commit[0] > 0]
+    st = metrics.seam_continuity(take.coef, seams)
+    out: dict[str, Any] = {"seam": {"ratio_p99": st.ratio, "p99_seam": st.p99_seam, "p99_inside": st.p99_inside,
+                                    "n_seams": st.n_seams}}
     if offline is not None:
-        dist = metrics.distance_from_offline(take, offline)
-        out["offline"] = dist if isinstance(dist, dict) else {"distance": float(dist)}
+        d = metrics.distance(take.coef, offline[0].coef)
+        ref = metrics.distance(offline[1].coef, offline[0].coef)
+        out["offline"] = {"rms": d.rms, "rms_exp": d.rms_exp, "rms_pose": d.rms_pose,
+                          "other_seed_rms": ref.rms}
     return out
 
 
@@ -192,15 +206,15 @@ def _line(r: dict[str, Any]) -> str:
     mem_txt = (f"{mem[0][1]:.0f}->{mem[-1][1]:.0f}" if mem else "-") + (
         f" (after 1 min {min(after_1min):.0f}..{max(after_1min):.0f})" if after_1min else "")
     seam = r.get("seam", {})
-    seam_txt = _fmt(seam.get("ratio_p99"), ".2f") if seam else "-"
+    seam_txt = (f"{_fmt(seam.get('ratio_p99'))} ({seam.get('n_seams')} seams)") if seam else "-"
     dist = r.get("offline", {})
     dist_txt = ", ".join(f"{k} {_fmt(v, '.3g')}" for k, v in dist.items()) if dist else "-"
     return (f"H={r['hop']:3d} F={r['lookahead']:2d} {r['pace']:8s} | latency med/p95/max "
             f"{_fmt(r['latency_median_s'])}/{_fmt(r['latency_p95_s'])}/{_fmt(r['latency_max_s'])} s | D "
             f"{_fmt(r['delay_s'])} s | window {_fmt(r['window_mean_s'], '.3f')} s (p95 {_fmt(r['window_p95_s'], '.3f')}, "
-            f"n {r['windows']}) | lag {_fmt(r['lag_start_s'])}->{_fmt(r['lag_end_s'])} s keeps up "
-            f"{_fmt(r['keeps_up'])} | frames {r['frames']}/{r['events']} events | seam p99 ratio {seam_txt} | "
-            f"vs offline: {dist_txt} | RSS MB {mem_txt} | {r['audio_s']} s audio in {r['wall_s']} s")
+            f"n {r['windows']}) | latency 1st->last quarter {_fmt(r['latency_first_quarter_s'])}->"
+            f"{_fmt(r['latency_last_quarter_s'])} s, keeps up {_fmt(r['keeps_up'])} | frames {r['frames']}/{r['events']} events | seam p99 ratio {seam_txt} | "
+            f"vs offline: {dist_txt} | RSS MB {mem_txt} | {r['audio_s']} s audio in {r['wall_s']} s, load {r['load_average']}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,18 +239,22 @@ def run(args: argparse.Namespace) -> int:
     settings = [tuple(int(x) for x in s.split(":")) for s in args.settings.split(",") if s.strip()]
     paces = [p.strip() for p in args.pace.split(",") if p.strip()]
     print(f"bench live: {len(wave) / 16000:.1f} s of {Path(args.audio).name}, weights {weights}, device {device}, "
-          f"torch threads {torch.get_num_threads()}, seed {args.seed}", flush=True)
+          f"torch threads {torch.get_num_threads()}, seed {args.seed}, load average {_load()}", flush=True)
+    offline = None
+    if not args.no_offline:   # engine motion on the same audio: the seed's take, and another seed's for scale
+        from engine.jobs import LiveJob
+
+        job = LiveJob.from_dict({"out": "x.npz", "source": "pcm", "seed": args.seed,
+                                 **({"sampler": args.sampler} if args.sampler else {}),
+                                 **({"steps": args.steps} if args.steps else {})})
+        precision = select_motion_precision(device, args.dtype, job.motion.sampler)
+        other = dataclasses.replace(job.motion, seed=args.seed + 1)
+        t0 = time.monotonic()
+        offline = tuple(generate_motion(layout, wave, opts, device=str(device), model=model, dtype=precision.compute)
+                        for opts in (job.motion, other))
+        print(f"offline takes (seeds {args.seed}, {args.seed + 1}): {time.monotonic() - t0:.1f} s", flush=True)
     rows = []
     for hop, lookahead in settings:
-        offline = None
-        if not args.no_offline:
-            from engine.jobs import LiveJob
-
-            job = LiveJob.from_dict({"out": "x.npz", "source": "pcm", "seed": args.seed,
-                                     **({"sampler": args.sampler} if args.sampler else {}),
-                                     **({"steps": args.steps} if args.steps else {})})
-            precision = select_motion_precision(device, args.dtype, job.motion.sampler)
-            offline = generate_motion(layout, wave, job.motion, device=str(device), model=model, dtype=precision.compute)
         for pace in paces:
             row = run_one(model, layout, wave, hop, lookahead, pace, args, offline)
             rows.append(row)

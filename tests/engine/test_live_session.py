@@ -239,3 +239,17 @@ def test_doctor_lists_microphones_or_says_why_not() -> None:
             raise PortAudioMissing("no PortAudio")
 
     assert microphones_report(Broken())["error"] == "portaudio_missing"
+
+
+def test_bench_live_runs_and_prints_its_table(synthetic_tiny_joyvasa: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`engine bench live` end to end on tiny weights (numbers are printed, never asserted)."""
+    from engine.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "live", "--weights", str(synthetic_tiny_joyvasa), "--settings", "10:2", "--pace", "fast",
+                 "--seconds", "1", "--no-offline", "--threads", "1", "--json", str(out)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("H= 10 F= 2 fast") and "latency med/p95/max" in line
+    row = json.loads(out.read_text())[0]
+    assert row["frames"] == row["events"] == 25 and row["windows"] >= 2
