@@ -252,4 +252,4 @@ def test_bench_live_runs_and_prints_its_table(synthetic_tiny_joyvasa: Path, tmp_
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("H= 10 F= 2 fast") and "latency med/p95/max" in line
     row = json.loads(out.read_text())[0]
-    assert row["frames"] == row["events"] == 25 and row["windows"] >= 2
+    assert row["frames"] == row["events"] >= 25 and row["windows"] >= 2
