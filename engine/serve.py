@@ -2,7 +2,7 @@
 
 Why: a one-shot ``engine motion`` pays interpreter start-up, imports, construction and loading on
 every take; an artist re-taking a line with a new seed only needs the sampler. The worker reads
-requests (one JSON line each, see :mod:`engine.protocol`) from stdin, runs them one at a time in
+requests (one JSON line each, see :mod:`engine.contract.protocol`) from stdin, runs them one at a time in
 the main thread as the CLI runs them: the request's ``args`` are the job's wire form
 (:func:`engine.jobs.job_from_dict`), dispatched through :func:`engine.commands.run_job_pipeline`;
 the worker keeps one :class:`~engine.pipeline.context.ModelCache` for its whole life. A reader thread handles ``cancel`` immediately; ``run`` and ``release`` are
@@ -27,7 +27,7 @@ from engine.commands import PIPELINES, run_job_pipeline
 from engine.errors import BadRequest
 from engine.jobs import LiveJob, job_from_dict
 from engine.pipeline.context import Context, ModelCache
-from engine.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, REQUEST_TYPES, EventWriter
+from engine.contract.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, REQUEST_TYPES, EventWriter
 from engine.runner import Reporter, run_job
 
 class _LiveSlot:
@@ -183,19 +183,27 @@ class Worker:
                 if slot.stop_requested:
                     session.stop()
 
-        try:
-            def body(r: Reporter) -> Any:
-                live = job_from_dict(req.get("args") or {}, "live")
-                assert isinstance(live, LiveJob)
-                return run_live(live, Context(r, self.models), pcm=slot.pcm if slot else None, on_session=on_session)
-
-            run_job(rep, body)
-        finally:
+        def end_session() -> None:   # before the last event: a request sent after it sees no session
             with self._lock:
-                self._current = None
                 self._live = None
             if slot is not None and slot.pcm is not None:
                 slot.pcm.close()
+
+        try:
+            def body(r: Reporter) -> Any:
+                try:
+                    live = job_from_dict(req.get("args") or {}, "live")
+                    assert isinstance(live, LiveJob)
+                    return run_live(live, Context(r, self.models), pcm=slot.pcm if slot else None,
+                                    on_session=on_session)
+                finally:
+                    end_session()
+
+            run_job(rep, body)
+        finally:
+            end_session()
+            with self._lock:
+                self._current = None
 
     def release(self, req: dict[str, Any]) -> None:
         released = self.models.release()

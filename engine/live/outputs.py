@@ -38,7 +38,7 @@ import numpy as np
 
 from engine.export import arkit
 from engine.export.livelink import arkit_column
-from engine.motion.basis import load_basis
+
 
 #: frames the live neutral expression is measured over (10 s at 25 fps)
 REFERENCE_FRAMES = 250
@@ -81,7 +81,7 @@ class LiveArkit:
 
     def __init__(self, reference_frames: int = REFERENCE_FRAMES) -> None:
         self._history: deque[np.ndarray] = deque(maxlen=reference_frames)
-        self._basis = load_basis()
+        self._basis = arkit.load_basis()
 
     def __call__(self, exp: Any) -> dict[str, float]:
         """PascalCase ARKit shape -> weight in [0, 1] (every one of the 52; unread shapes are 0)."""
