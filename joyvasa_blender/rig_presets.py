@@ -36,7 +36,7 @@ def resolve(st: Any) -> tuple[retarget.Preset, retarget.Coverage, bool]:
     """(preset, its coverage on the scene's targets, auto-picked?) for ``scene.joyvasa``:
     the edited mapping table when Use Edited Mapping is on, else the Rig Preset by name or path,
     or with Auto ("") the best match. The ARKit preset takes the panel's Name Map as its shape-key
-    table. Raises PresetError (a ValueError) for a bad preset or table."""
+    table, plus the eyeLook* keys when Gaze is on. Raises PresetError (a ValueError) for a bad preset or table."""
     bones, keys = target_names(st.rig, st.mesh)
     if st.use_rig_mapping and len(st.rig_mapping):
         base = _base_preset(st, bones, keys)[0]
@@ -44,7 +44,7 @@ def resolve(st: Any) -> tuple[retarget.Preset, retarget.Coverage, bool]:
         return preset, retarget.coverage(preset, bones, keys), False
     preset, auto = _base_preset(st, bones, keys)
     if preset.name == retarget.ARKIT:
-        preset = retarget.with_name_map(preset, st.name_map)
+        preset = retarget.with_name_map(preset, st.name_map, gaze=st.include_gaze)
     return preset, retarget.coverage(preset, bones, keys), auto
 
 

@@ -374,13 +374,19 @@ def save_user_preset(preset: Preset, user_dir: str | Path) -> Path:
 
 
 # -- the ARKit name map (the panel's text field) -------------------------------------------------
-def with_name_map(preset: Preset, text: str) -> Preset:
+def with_name_map(preset: Preset, text: str, gaze: bool = False) -> Preset:
     """``preset`` with its shape-key targets replaced by a name-map text
-    (``channel=Key1,Key2*gain; ...``, semantic.parse_name_map): the ARKit preset's editable form."""
+    (``channel=Key1,Key2*gain; ...``, semantic.parse_name_map): the ARKit preset's editable form.
+    ``gaze`` (the panel's Gaze): the gaze channels the text does not name key their ARKit
+    eyeLook* shape keys (the basis's targets: lookImageRight = eyeLookOutLeft + eyeLookInRight...)."""
     try:
         mapping = semantic.parse_name_map(text)
     except ValueError as exc:
         raise PresetError(f"rig preset {preset.name}: name map: {exc}") from None
+    if gaze:
+        for c in semantic.load_basis().channels:
+            if c.group == "gaze" and c.targets and c.name not in mapping:
+                mapping[c.name] = [(key, 1.0) for key in c.targets]
     known = semantic.readout_names()
     channels: dict[str, list[Target]] = {}
     for ch, ts in preset.channels.items():

@@ -32,18 +32,38 @@ def _readout(amounts: dict[str, float], groups=("mouth", "eyes", "brows")) -> di
 
 # -- visemes ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("amounts, viseme", [
-    ({"jawOpen": 0.7}, "viseme_aa"), ({"mouthStretch": 1.0}, "viseme_ee"), ({"mouthPucker": 1.0}, "viseme_ou"),
+    ({"jawOpen": 0.7}, "viseme_aa"), ({"mouthStretch": 1.0, "jawOpen": 0.2}, "viseme_ee"),
+    ({"mouthPucker": 1.0, "jawOpen": 0.2}, "viseme_ou"),
     ({"mouthPucker": 1.0, "jawOpen": 1.0}, "viseme_oh"), ({"mouthStretch": 1.0, "jawOpen": 1.0}, "viseme_ih"),
+    ({"mouthPucker": 0.6, "jawOpen": 0.6}, "viseme_oh"), ({"jawOpen": 0.9, "mouthPucker": 0.1}, "viseme_aa"),
     ({}, "viseme_sil")])
 def test_each_viseme_along_its_semantic_direction(amounts, viseme):
     r = _readout(amounts)
     vis = {v: r[v] for v in semantic.VISEMES}
     assert max(vis, key=vis.get) == viseme, vis
     assert sum(vis.values()) == pytest.approx(1.0, abs=1e-9)
-    if viseme == "viseme_aa":                     # the documented rule, with o = 0.7, w = r = 0
+    if viseme == "viseme_aa" and len(amounts) == 1:     # a pure opening: aa equals it, the rest is sil
         assert vis["viseme_aa"] == pytest.approx(0.7, abs=1e-6) and vis["viseme_sil"] == pytest.approx(0.3, abs=1e-6)
-    if len(amounts) == 1 or viseme == "viseme_sil":
-        assert vis[viseme] == pytest.approx(max(list(amounts.values()) or [1.0]), abs=1e-6)
+    if viseme == "viseme_sil":
+        assert vis[viseme] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("amounts", [{}, {"mouthPucker": 1.0}, {"mouthStretch": 1.0}, {"mouthSmile": 0.8},
+                                     {"mouthPucker": 0.4, "mouthStretch": 0.3}, {"_jawPress": 0.5}])
+def test_a_closed_mouth_reads_as_rest(amounts):
+    """A closed mouth - even with rounded or wide lips, a smile, pressed lips - keys no viseme:
+    the share left over goes to ``sil`` (which VRM/VRoid presets do not key)."""
+    r = _readout(amounts)
+    assert all(r[v] < 0.02 for v in semantic.VISEMES if v != "viseme_sil"), {v: r[v] for v in semantic.VISEMES}
+
+
+def test_pure_opening_reads_aa_following_the_jaw():
+    """A take of pure opening from neutral (expression gain 0 + a mouth-open track): aa follows the
+    jaw exactly, every other viseme stays at 0."""
+    for o in np.linspace(0, 1, 11):
+        r = _readout({"jawOpen": float(o)})
+        assert r["viseme_aa"] == pytest.approx(r["jawOpen"], abs=1e-9) and r["jawOpen"] == pytest.approx(o, abs=1e-6)
+        assert all(r[v] < 1e-9 for v in ("viseme_ih", "viseme_ou", "viseme_ee", "viseme_oh"))
 
 
 def test_viseme_formulas_partition_the_mouth_state():
@@ -53,7 +73,11 @@ def test_viseme_formulas_partition_the_mouth_state():
     np.testing.assert_allclose(sum(v.values()), 1.0, atol=1e-12)
     np.testing.assert_allclose(v["viseme_ih"], o * (1 - r) * w)
     np.testing.assert_allclose(v["viseme_oh"], o * r)
+    c = np.minimum(1, o / semantic.VISEME_GATE) * (1 - o)
+    np.testing.assert_allclose(v["viseme_ou"], c * r)
     assert all(((a >= 0) & (a <= 1)).all() for a in v.values())
+    closed = semantic.visemes(np.zeros(200), w, r)            # jaw closed: rest, whatever the lips do
+    assert all(np.all(closed[k] == 0) for k in semantic.VISEMES if k != "viseme_sil")
 
 
 def test_derived_blink_and_gaze_channels():
