@@ -107,6 +107,86 @@ def _head_bones(rig: Any, st: Any, preset: retarget.Preset, warnings: list[str])
     return head, neck
 
 
+def _layer_of(context: Any, obj: Any) -> Any:
+    """A view layer that evaluates ``obj`` (the context's, else the first of the scene that has it)."""
+    layer = getattr(context, "view_layer", None)
+    if layer is None or obj.name not in layer.objects:
+        layer = next((vl for vl in context.scene.view_layers if obj.name in vl.objects), layer)
+    return layer
+
+
+# -- presets replace each other: what earlier takes keyed on the rig and its meshes ------------
+#: the rest value of the pose channels a take keys (custom properties have no known rest: kept)
+_REST = {"location": (0.0, 0.0, 0.0), "rotation_euler": (0.0, 0.0, 0.0), "scale": (1.0, 1.0, 1.0),
+         "rotation_quaternion": (1.0, 0.0, 0.0, 0.0), "rotation_axis_angle": (0.0, 0.0, 1.0, 0.0), "value": (0.0,)}
+
+
+def _take_owners(rig: Any, mesh: Any) -> list[Any]:
+    """The IDs a take may key: the rig, the face mesh and every mesh the rig deforms or parents,
+    with their shape keys."""
+    meshes = [mesh] if mesh is not None else []
+    if rig is not None:
+        for ob in bpy.data.objects:
+            if ob.type == 'MESH' and (ob.parent == rig or any(m.type == 'ARMATURE' and m.object == rig
+                                                               for m in ob.modifiers)):
+                meshes.append(ob)
+    out, seen = [], set()
+    for owner in ([rig] if rig is not None else []) + meshes + [getattr(m.data, "shape_keys", None) for m in meshes]:
+        if owner is not None and owner.as_pointer() not in seen:
+            seen.add(owner.as_pointer())
+            out.append(owner)
+    return out
+
+
+def _previous_takes(owners: list[Any]) -> list[tuple[Any, Any, set[tuple[str, int]]]]:
+    """(owner, its JoyVASA take Action, the channels it keys) for each owner playing a take; the
+    artist's own Actions are not takes and are never listed."""
+    out = []
+    for owner in owners:
+        ad = owner.animation_data
+        action = ad.action if ad is not None else None
+        if action is not None and action.get("joyvasa_take"):
+            out.append((owner, action, {(fc.data_path, fc.array_index) for fc in compat.iter_fcurves(owner)}))
+    return out
+
+
+def _retire_previous(previous: list[tuple[Any, Any, set[tuple[str, int]]]]) -> list[str]:
+    """After keying a take: an earlier take still assigned where this one keyed nothing is
+    unassigned (its Action stays in the file, as every take's does), and every control an earlier
+    take keyed that this one does not returns to its rest pose. Returns one line per owner."""
+    lines = []
+    for owner, action, paths in previous:
+        ad = owner.animation_data
+        unassigned = ad.action == action
+        if unassigned:
+            ad.action = None
+        now = {(fc.data_path, fc.array_index) for fc in compat.iter_fcurves(owner)}
+        gone = sorted(paths - now)
+        reset = sum(_reset_to_rest(owner, path, index) for path, index in gone)
+        if unassigned or reset:
+            what = f"{action.get('joyvasa_preset', 'take')} take {action.name}"
+            lines.append(f"{owner.name}: " + (f"removed {what} ({len(paths)} F-curves)" if unassigned else
+                                              f"replaced {what}") + (f", {reset} controls back to rest" if reset else ""))
+    return lines
+
+
+def _reset_to_rest(owner: Any, path: str, index: int) -> bool:
+    """Set one keyed channel (a pose bone's transform, a shape key's value) to its rest value."""
+    base, _dot, attr = path.rpartition(".")
+    if attr not in _REST or not base:
+        return False
+    try:
+        struct = owner.path_resolve(base)
+        current = getattr(struct, attr)
+        if attr == "value":
+            setattr(struct, attr, 0.0)
+        else:
+            current[index] = _REST[attr][index]
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return False
+    return True
+
+
 def _pose_rotation(pb: Any) -> Any:
     return getattr(pb, mc.rotation_data_path(pb.rotation_mode))[:]
 
@@ -232,7 +312,9 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     channels = semantic.readout(proj, mirrored_source=st.mirrored_source)
     if preset.uses_head_channels():
         channels.update(retarget.head_channels(M_scaled))
-    plan = retarget.evaluate(preset, channels)
+    geometry = (rig_presets.rig_geometry(rig, preset, bone_name or preset.head.bone or guess_head_bone(rig),
+                                         _layer_of(context, rig)) if rig is not None else None)
+    plan = retarget.evaluate(preset, channels, geometry)
     rig_plan = (_split_plan(plan, {b.name for b in rig.data.bones}, warnings, rig.name) if rig is not None
                 else retarget.Plan())
     mesh_props = {k: v for k, v in plan.properties.items() if not k[0]} if rig is None and st.mesh is not None else {}
@@ -241,6 +323,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     clash = sorted({b for b, t in rig_plan.bones if t == "rotation"} & {bone_name, neck_name} - {""})
     if clash:
         raise ValueError(f"preset {preset.name}: bone {clash[0]} gets the head rotation and a rotation target")
+    previous = _previous_takes(_take_owners(rig, st.mesh))      # what earlier takes keyed here
 
     # -- head (and neck) bones, the preset's bone channels -------------------------------------
     rig_fcurves = None
@@ -321,6 +404,8 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
         action["joyvasa_preset"] = preset.name
         summary["actions"].append(action.name)
         _key_plan_on_rig(st.mesh, fcurves, retarget.Plan(properties=mesh_props), start, n)
+
+    summary["removed"] = _retire_previous(previous)
 
     # -- keypoint empties -------------------------------------------------------------------
     if st.make_empties:

@@ -55,7 +55,8 @@ class JOYVASA_OT_reapply_rig(bpy.types.Operator):
             return {'CANCELLED'}
         for w in summary["warnings"]:
             self.report({'WARNING'}, w)
-        self.report({'INFO'}, f"Re-applied take {summary['take']} with {summary['preset']} ({summary['coverage']})")
+        removed = f"; earlier take: {'; '.join(summary['removed'])}" if summary.get("removed") else ""
+        self.report({'INFO'}, f"Re-applied take {summary['take']} with {summary['preset']} ({summary['coverage']}){removed}")
         return {'FINISHED'}
 
 

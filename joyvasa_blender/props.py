@@ -53,6 +53,13 @@ class JOYVASA_PG_mapping_row(bpy.types.PropertyGroup):
     offset: FloatProperty(name="Offset", default=0.0, soft_min=-1.0, soft_max=1.0)
     lo: FloatProperty(name="Clamp Low", default=0.0)
     hi: FloatProperty(name="Clamp High", default=1.0)
+    space: EnumProperty(name="Space", default="LOCAL", items=[
+        ("LOCAL", "Local", "The bone's own location channel"),
+        ("HEAD", "Head", "An axis of the head bone's rest frame (X left, Y up), converted on the rig")],
+        description="Bone location: which axes the value moves along")
+    aim: StringProperty(name="Aim From", default="",
+                        description="Eye bones (comma separated) this eye target sits in front of: Full is then the "
+                                    "eyes' angle in radians, the distance is measured on the rig (head space)")
 
 
 class JOYVASA_PG_settings(bpy.types.PropertyGroup):

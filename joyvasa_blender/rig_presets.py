@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+import numpy as np
 
 from .core import retarget
 
@@ -51,7 +52,7 @@ def resolve(st: Any) -> tuple[retarget.Preset, retarget.Coverage, bool]:
 def table_rows(st: Any) -> list[dict[str, Any]]:
     """The mapping table as core rows."""
     return [{k: getattr(r, k) for k in ("channel", "kind", "target", "bone", "axis", "full", "rest", "gain",
-                                        "offset", "lo", "hi")} for r in st.rig_mapping]
+                                        "offset", "lo", "hi", "space", "aim")} for r in st.rig_mapping]
 
 
 def _base_preset(st: Any, bones: set[str], keys: set[str]) -> tuple[retarget.Preset, bool]:
@@ -86,3 +87,48 @@ def enum_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str, 
 
 
 _ENUM_CACHE: list = []
+
+
+#: probe step of rig_geometry (rig units): small, so Limit Distance and similar constraints stay out of it
+_PROBE = 1e-3
+
+
+def rig_geometry(rig: Any, preset: retarget.Preset, head_bone: str, layer: Any = None) -> retarget.RigGeometry:
+    """Measure on ``rig`` what the preset's head-space and aim targets need (core/retarget.py):
+    for each such bone, how its location channels move it in the head bone's frame (probed by
+    moving it a millimetre along each channel and evaluating the pose, so a bone whose location is
+    in its parent's space - Rigify's eye_common - is handled like any other), and an aim target's
+    distance from the midpoint of its eyes. The pose is restored. A function of the rig only: the
+    live player calls it once and evaluates any block of motion rows with it."""
+    geo = retarget.RigGeometry()
+    if rig is None or head_bone not in rig.pose.bones:
+        return geo
+    wanted = {b: aim for b, aim in retarget.head_space_bones(preset).items() if b in rig.pose.bones}
+    layer = layer or bpy.context.view_layer
+    head = rig.pose.bones[head_bone]
+    for bone, aim in wanted.items():
+        pb = rig.pose.bones[bone]
+        saved = tuple(pb.location)
+        try:
+            pb.location = (0.0, 0.0, 0.0)
+            layer.update()
+            H = np.array(head.matrix.to_3x3().normalized())           # the head's frame now (armature axes)
+            p0 = np.array(pb.matrix.translation)
+            eyes = [rig.pose.bones[e] for e in aim if e in rig.pose.bones]
+            if eyes:
+                mid = np.mean([np.array(e.head) for e in eyes], axis=0)
+                geo.aim_distance[bone] = float(np.linalg.norm(p0 - mid))
+            A = np.zeros((3, 3))
+            for i in range(3):
+                loc = [0.0, 0.0, 0.0]
+                loc[i] = _PROBE
+                pb.location = loc
+                layer.update()
+                A[:, i] = (np.array(pb.matrix.translation) - p0) / _PROBE
+        finally:
+            pb.location = saved
+            layer.update()
+        HA = H.T @ A                                                  # channel -> head frame
+        if abs(np.linalg.det(HA)) > 1e-9:
+            geo.to_channels[bone] = np.linalg.inv(HA)
+    return geo

@@ -23,6 +23,16 @@ Each target's value at every frame: ``x = clamp(gain * channel + offset, clamp)`
 keyed to ``x`` (several channels onto one key: the largest wins); a bone channel (local pose
 ``rotation`` in radians or ``location`` in rig units, one ``axis``) and a property to
 ``rest + full * x`` summed over the channels that drive it.
+
+A ``location`` target declares its ``space``: ``"local"`` (default) is the pose channel itself;
+``"head"`` is an axis of the head bone's rest frame (for an upright head: X = the character's
+left, Y = up, Z = its own Z), converted into the bone's location channels through
+:class:`RigGeometry` (measured on the rig by the Blender side): for controls whose rest axes are
+not the head's, or whose location is in their parent's space (Rigify's ``eye_common``). An
+``aim`` target (``"aim": [eye bones]``, head space) moves an eye target in front of those eyes:
+``full`` is then the eyes' angle in radians at x = 1, and the target moves by
+``D * tan(angle)`` with D the target's distance from the eyes' midpoint measured on the rig, the
+angle clamped to +-AIM_MAX_ANGLE (the eyes never turn past it, never flip).
 """
 from __future__ import annotations
 
@@ -49,7 +59,11 @@ _TOP_KEYS = {"schema", "version", "name", "description", "head", "detect", "chan
 #: Default clamp of the signed channels (every other channel: [0, 1]).
 SIGNED_CLAMP = {"gazeX": (-1.0, 1.0), "gazeY": (-1.0, 1.0), "headPitch": (-math.pi, math.pi),
                 "headYaw": (-math.pi, math.pi), "headRoll": (-math.pi, math.pi)}
-_TARGET_KEYS = {"shape_key", "bone", "property", "rotation", "location", "full", "rest", "gain", "offset", "clamp"}
+_TARGET_KEYS = {"shape_key", "bone", "property", "rotation", "location", "full", "rest", "gain", "offset", "clamp",
+                "space", "aim"}
+SPACES = ("local", "head")
+#: the largest eye angle an aim target asks for (radians, 35 degrees)
+AIM_MAX_ANGLE = math.radians(35.0)
 
 
 class PresetError(ValueError):
@@ -70,6 +84,8 @@ class Target:
     offset: float = 0.0
     lo: float = 0.0
     hi: float = 1.0
+    space: str = "local"       # location targets: local | head (see the module docstring)
+    aim: tuple[str, ...] = ()  # eye bones an aim target is in front of (full = their angle, radians)
 
     def x(self, values: np.ndarray) -> np.ndarray:
         """clamp(gain * values + offset) (the offset is skipped when 0, so ARKit keys stay bit-identical)."""
@@ -82,7 +98,8 @@ class Target:
         if self.kind == "shape_key":
             return f"shape key {self.name}"
         if self.kind == "bone":
-            return f"bone {self.bone} {self.transform} {'XYZ'[self.axis]}"
+            space = f" ({self.space} space)" if self.space != "local" else ""
+            return f"bone {self.bone} {self.transform} {'XYZ'[self.axis]}{space}"
         return f"property {self.name}" + (f" of bone {self.bone}" if self.bone else "")
 
 
@@ -124,6 +141,10 @@ class Preset:
                 d.update({"bone": t.bone, t.transform: "XYZ"[t.axis], "full": t.full})
                 if t.rest:
                     d["rest"] = t.rest
+                if t.space != "local":
+                    d["space"] = t.space
+                if t.aim:
+                    d["aim"] = list(t.aim)
             else:
                 d["property"] = t.name
                 if t.bone:
@@ -182,6 +203,10 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
         lo, hi = _num(c[0], f"{where}.clamp[0]"), _num(c[1], f"{where}.clamp[1]")
         if not lo < hi:
             raise PresetError(f"{where}.clamp: low must be below high, got {c!r}")
+    if kind != "bone" or "rotation" in d:
+        for key in ("space", "aim"):
+            if key in d:
+                raise PresetError(f"{where}.{key}: only a bone location target has a {key}")
     if kind == "shape_key":
         for key in ("rotation", "location", "full", "rest"):
             if key in d:
@@ -204,7 +229,18 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
         raise PresetError(f"{where}.{modes[0]}: must be the local axis X, Y or Z, got {axis!r}")
     if "full" not in d:
         raise PresetError(f"{where}.full: a bone target needs its value at full scale (radians or rig units)")
-    return Target("bone", "", _name(d["bone"], f"{where}.bone"), modes[0], AXES[axis], full, rest, gain, offset, lo, hi)
+    space = d.get("space", "local")
+    if space not in SPACES:
+        raise PresetError(f"{where}.space: must be one of {', '.join(SPACES)}, got {space!r}")
+    aim: tuple[str, ...] = ()
+    if "aim" in d:
+        if not isinstance(d["aim"], list) or not d["aim"]:
+            raise PresetError(f"{where}.aim: must be the list of eye bones the target is in front of")
+        aim = tuple(_name(n, f"{where}.aim[{i}]") for i, n in enumerate(d["aim"]))
+        if space != "head" or axis == "Z":
+            raise PresetError(f"{where}.aim: an aim target moves in head space along X or Y (add \"space\": \"head\")")
+    return Target("bone", "", _name(d["bone"], f"{where}.bone"), modes[0], AXES[axis], full, rest, gain, offset, lo, hi,
+                  space, aim)
 
 
 def parse_preset(data: Any, source: str = "") -> Preset:
@@ -274,9 +310,16 @@ def _check_consistent(p: Preset) -> None:
     """Targets that share a bone channel or property must agree on its rest value; the head and
     neck bones take no rotation targets (they are keyed from the head rotation)."""
     rests: dict[tuple, tuple[float, str]] = {}
+    spaces: dict[str, tuple[str, str]] = {}
     for ch, t in p.targets():
         if t.kind == "shape_key":
             continue
+        if t.kind == "bone" and t.transform == "location":
+            if t.space != "local" and t.rest:
+                raise PresetError(f"channels.{ch}: {t.label()}: a head-space target has no rest (its rest is the bone's)")
+            if spaces.setdefault(t.bone, (t.space, ch))[0] != t.space:
+                raise PresetError(f"channels.{ch}: {t.label()}, but channels.{spaces[t.bone][1]} moves bone {t.bone} "
+                                  f"in {spaces[t.bone][0]} space: one space per bone")
         key = (t.kind, t.bone, t.transform, t.axis, t.name)
         if key in rests and rests[key][0] != t.rest:
             raise PresetError(f"channels.{ch}: {t.label()} has rest {t.rest}, but channels.{rests[key][1]} "
@@ -470,9 +513,28 @@ class Plan:
     properties: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (bone or "", name) -> (N,)
 
 
-def evaluate(preset: Preset, channels: Mapping[str, np.ndarray]) -> Plan:
-    """Turn readout channels ((N,) arrays, semantic.readout) into the values to key. Channels the
-    readout lacks (e.g. gaze when it was not projected) drive nothing."""
+@dataclass
+class RigGeometry:
+    """What head-space and aim targets need from the rig (measured by rig_presets.rig_geometry):
+    per bone, the 3x3 matrix taking a head-frame vector to its location channels, and per aim
+    target its distance from the eyes' midpoint (rig units)."""
+    to_channels: dict[str, np.ndarray] = field(default_factory=dict)
+    aim_distance: dict[str, float] = field(default_factory=dict)
+
+
+def head_space_bones(preset: Preset) -> dict[str, tuple[str, ...]]:
+    """Bones with head-space location targets -> the eye bones they aim from (() when none)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for _ch, t in preset.targets():
+        if t.kind == "bone" and t.space == "head":
+            out[t.bone] = out.get(t.bone, ()) or t.aim
+    return out
+
+
+def evaluate(preset: Preset, channels: Mapping[str, np.ndarray], geometry: RigGeometry | None = None) -> Plan:
+    """Turn readout channels ((N,) arrays, semantic.readout: one motion row or a block) into the
+    values to key. Channels the readout lacks (e.g. gaze when it was not projected) drive
+    nothing. Head-space targets need ``geometry`` for their bone; without it they are skipped."""
     plan = Plan()
     for ch, targets in preset.channels.items():
         if ch not in channels:
@@ -482,6 +544,21 @@ def evaluate(preset: Preset, channels: Mapping[str, np.ndarray]) -> Plan:
             x = t.x(vals)
             if t.kind == "shape_key":
                 plan.shape_keys[t.name] = np.maximum(plan.shape_keys[t.name], x) if t.name in plan.shape_keys else x
+            elif t.kind == "bone" and t.space == "head":
+                M = (geometry or RigGeometry()).to_channels.get(t.bone)
+                if M is None:
+                    continue
+                amount = t.full * x
+                if t.aim:
+                    D = (geometry or RigGeometry()).aim_distance.get(t.bone, 0.0)
+                    amount = D * np.tan(np.clip(t.full * x, -AIM_MAX_ANGLE, AIM_MAX_ANGLE))
+                key = (t.bone, "location")
+                if key not in plan.bones:
+                    plan.bones[key] = np.zeros((len(vals), 3))
+                    plan.bone_axes[key] = set()
+                column = np.asarray(M, np.float64)[:, t.axis]
+                plan.bones[key] += amount[:, None] * column[None, :]
+                plan.bone_axes[key] |= {i for i in range(3) if abs(column[i]) > 1e-9}
             elif t.kind == "bone":
                 key = (t.bone, t.transform)
                 if key not in plan.bones:
@@ -532,7 +609,8 @@ def rows_from_preset(preset: Preset) -> list[dict[str, Any]]:
         kind = t.kind if t.kind != "bone" else f"bone_{t.transform}"
         rows.append({"channel": ch, "kind": kind, "target": t.name if t.kind != "bone" else t.bone,
                      "bone": t.bone if t.kind == "property" else "", "axis": "XYZ"[t.axis], "full": t.full,
-                     "rest": t.rest, "gain": t.gain, "offset": t.offset, "lo": t.lo, "hi": t.hi})
+                     "rest": t.rest, "gain": t.gain, "offset": t.offset, "lo": t.lo, "hi": t.hi,
+                     "space": t.space.upper(), "aim": ", ".join(t.aim)})
     return rows
 
 
@@ -556,6 +634,12 @@ def preset_from_rows(name: str, rows: Iterable[Mapping[str, Any]], head: Head = 
         else:
             d.update({"bone": r.get("target", ""), kind.split("_")[1]: r.get("axis", "X"), "full": r.get("full", 1.0),
                       "rest": r.get("rest", 0.0)})
+            space = str(r.get("space") or "local").lower()
+            aim = [n.strip() for n in str(r.get("aim") or "").split(",") if n.strip()]
+            if kind == "bone_location" and space != "local":
+                d["space"] = space
+            if kind == "bone_location" and aim:
+                d["aim"] = aim
         ch = str(r.get("channel", ""))
         where[(ch, len(channels.get(ch, [])))] = i
         channels.setdefault(ch, []).append(d)

@@ -264,7 +264,8 @@ def test_coverage_text_and_missing_list():
 
 def test_every_shipped_preset_is_valid_and_maps_known_channels():
     presets, errors = retarget.list_presets()
-    assert {p.name for p in presets} == {"ARKit 52", "Rigify face", "VRoid (VRM 0.x)", "VRM 1.0 expressions"}
+    assert {p.name for p in presets} == {"ARKit 52", "Rigify face", "Rigify face (modular)", "VRoid (VRM 0.x)",
+                                         "VRM 1.0 expressions"}
     assert not errors
     for p in presets:
         assert p.source and Path(p.source).parent == retarget.SHIPPED_DIR
@@ -315,3 +316,78 @@ def test_head_rotation_channels_signed_by_default():
     np.testing.assert_allclose(np.degrees([h["headPitch"][1], h["headYaw"][1], h["headRoll"][1]]), [5, -12, 3], atol=1e-9)
     plan = retarget.evaluate(p, h)
     np.testing.assert_allclose(plan.properties[("", "yaw")], np.radians([0, -12]), atol=1e-12)
+
+
+# -- head-space location targets, aim targets, Rigify's two faces ------------------------------------
+def _rz(deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+def test_head_space_targets_go_through_the_measured_rig_geometry():
+    p = retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "H", "channels": {
+        "browUp": [{"bone": "brow", "location": "Y", "space": "head", "full": 0.01}],
+        "gazeX": [{"bone": "tgt", "location": "X", "space": "head", "aim": ["eye.L", "eye.R"], "full": 1.0}],
+        "gazeY": [{"bone": "tgt", "location": "Y", "space": "head", "aim": ["eye.L", "eye.R"], "full": 0.9}]}})
+    assert retarget.head_space_bones(p) == {"brow": (), "tgt": ("eye.L", "eye.R")}
+    # the brow's location channels are turned 90 degrees from the head's frame; the target's are in depth order
+    M_brow = np.linalg.inv(_rz(90))
+    M_tgt = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])          # head Y (up) is the channel Z
+    geo = retarget.RigGeometry({"brow": M_brow, "tgt": M_tgt}, {"tgt": 0.12})
+    gx = np.array([0.0, 0.3, -0.5, 1.0])
+    plan = retarget.evaluate(p, {"browUp": np.array([0, 1.0, 0.5, 0]), "gazeX": gx, "gazeY": np.array([0, 0, 0.4, -1.0])},
+                             geo)
+    brow = plan.bones[("brow", "location")]
+    np.testing.assert_allclose(_rz(90) @ brow[1], [0, 0.01, 0], atol=1e-12)      # back in head axes: up 1 cm
+    tgt = plan.bones[("tgt", "location")]
+    head_frame = tgt @ np.linalg.inv(M_tgt).T                                     # channel -> head axes
+    angle_x = np.arctan2(head_frame[:, 0], 0.12)
+    np.testing.assert_allclose(angle_x[:3], gx[:3], atol=1e-12)                   # the eyes turn by full x gaze
+    assert abs(angle_x[3]) == pytest.approx(retarget.AIM_MAX_ANGLE)              # clamped: never past 35 degrees
+    assert np.degrees(np.abs(np.arctan2(head_frame[:, 1], 0.12))).max() <= 35 + 1e-9
+    assert plan.bone_axes[("tgt", "location")] == {0, 2}
+    # without the rig's geometry, head-space targets key nothing (they cannot be placed)
+    assert ("tgt", "location") not in retarget.evaluate(p, {"gazeX": gx}).bones
+
+
+@pytest.mark.parametrize("target, message", [
+    ({"shape_key": "a", "space": "head"}, "only a bone location target has a space"),
+    ({"bone": "b", "rotation": "X", "full": 1, "space": "head"}, "only a bone location target has a space"),
+    ({"bone": "b", "location": "X", "full": 1, "space": "world"}, "space: must be one of local, head"),
+    ({"bone": "b", "location": "X", "full": 1, "aim": ["e"]}, "aim target moves in head space"),
+    ({"bone": "b", "location": "Z", "full": 1, "space": "head", "aim": ["e"]}, "aim target moves in head space"),
+    ({"bone": "b", "location": "X", "full": 1, "space": "head", "rest": 0.1}, "a head-space target has no rest")])
+def test_bad_space_and_aim_are_named(target, message):
+    with pytest.raises(retarget.PresetError, match=message):
+        retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "B", "channels": {"gazeX": [target]}})
+
+
+def test_one_space_per_bone():
+    with pytest.raises(retarget.PresetError, match="one space per bone"):
+        retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "B", "channels": {
+            "browUp": [{"bone": "b", "location": "Y", "full": 1}],
+            "browDown": [{"bone": "b", "location": "X", "full": 1, "space": "head"}]}})
+
+
+LEGACY_FACE = ["jaw_master", "lips.L", "lips.R", "lip.T", "lip.B", "eyes", "head", "neck"] + \
+    [f"lid.{tb}.{s}.002" for tb in "TB" for s in "LR"] + [f"brow.T.{s}.00{i}" for s in "LR" for i in (1, 2, 3)]
+MODULAR_FACE = [n for n in LEGACY_FACE if n not in ("lips.L", "lips.R", "eyes")] + \
+    ["lip_end.L.001", "lip_end.R.001", "eye_common", "ORG-eye.L", "ORG-eye.R"]
+
+
+@pytest.mark.parametrize("bones, name", [(LEGACY_FACE, "Rigify face"), (MODULAR_FACE, "Rigify face (modular)")])
+def test_auto_tells_rigifys_two_faces_apart(bones, name):
+    presets, _ = retarget.list_presets()
+    best, ranked = retarget.detect(presets, bones, [])
+    assert best.name == name and ranked[0].fraction == 1.0
+    other = next(c for c in ranked if c.preset.name.startswith("Rigify") and c.preset.name != name)
+    assert other.summary().endswith("13 of 16 controls found")
+
+
+def test_mapping_rows_keep_space_and_aim():
+    modular = retarget.find_preset("Rigify face (modular)")
+    rows = retarget.rows_from_preset(modular)
+    gaze = next(r for r in rows if r["channel"] == "gazeX")
+    assert gaze["space"] == "HEAD" and gaze["aim"] == "ORG-eye.L, ORG-eye.R"
+    back = retarget.preset_from_rows(modular.name, rows, modular.head)
+    assert back.channels == modular.channels
