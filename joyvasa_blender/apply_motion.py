@@ -290,6 +290,8 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     n = s.n_frames
     start = int(st.start_frame if start_frame is None else start_frame)
     warnings: list[str] = []
+    if not preset.channels:
+        warnings.append(f"{preset.name}: {retarget.HEAD_ONLY}")
     rig = st.rig
     mesh = st.mesh if st.apply_shape_keys else None
     bone_name, neck_name = "", ""

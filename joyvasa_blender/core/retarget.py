@@ -66,6 +66,9 @@ SPACES = ("local", "head")
 AIM_MAX_ANGLE = math.radians(35.0)
 
 
+HEAD_ONLY = "head only: this rig has no face controls"
+
+
 class PresetError(ValueError):
     """A preset file or dict is not a valid ``joyvasa.retarget`` v1 preset (the message names the key)."""
 
@@ -289,8 +292,9 @@ def _parse(data: Any) -> Preset:
             raise PresetError(f"detect.{key}: must be a list of names")
         detect[key] = tuple(_name(n, f"detect.{key}[{i}]") for i, n in enumerate(names))
     chans = data.get("channels")
-    if not isinstance(chans, dict) or not chans:
-        raise PresetError("channels: must map at least one readout channel to a list of targets")
+    if not isinstance(chans, dict) or not (chans or head.bone):
+        raise PresetError("channels: must map at least one readout channel to a list of targets "
+                          "(or, for a head-only rig, be {} with head.bone set)")
     known = semantic.readout_names()
     channels: dict[str, tuple[Target, ...]] = {}
     for ch, targets in chans.items():
@@ -460,7 +464,11 @@ class Coverage:
         return len(self.found) / self.total if self.total else 0.0
 
     def summary(self) -> str:
-        """``"Rigify face: 14 of 14 controls found"``."""
+        """``"Rigify face: 14 of 14 controls found"``; a preset without channels (a rig with a head but
+        no face: Mixamo) says so: ``"Mixamo (head only): head only: this rig has no face controls"``."""
+        if not self.preset.channels:
+            return f"{self.preset.name}: {HEAD_ONLY}" + ("" if not self.missing else
+                                                          f" ({len(self.found)} of {self.total} bones found)")
         bones = bool(self.preset.detect_bones) or any(t.kind == "bone" for _c, t in self.preset.targets())
         keys = bool(self.preset.detect_shape_keys) or any(t.kind == "shape_key" for _c, t in self.preset.targets())
         what = "controls" if bones and not keys else "shape keys" if keys and not bones else "targets"

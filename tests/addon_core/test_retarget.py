@@ -168,7 +168,7 @@ def test_good_preset_parses_and_round_trips():
     ("version", 2, False, "version: this add-on reads version 1, got 2"),
     ("colour", 1, False, "colour: unknown key"),
     ("name", "", False, "name: must be a non-empty name"),
-    ("channels", {}, False, "channels: must map at least one"),
+    ("channels", [], False, "channels: must map at least one"),
     ("channels/jawOpne", [{"shape_key": "x"}], False, "channels.jawOpne: unknown readout channel"),
     ("channels/jawOpen/1/gain", "2", False, "channels.jawOpen[1].gain: must be a finite number"),
     ("channels/jawOpen/1/clamp", [1, 0], False, "channels.jawOpen[1].clamp: low must be below high"),
@@ -265,7 +265,7 @@ def test_coverage_text_and_missing_list():
 def test_every_shipped_preset_is_valid_and_maps_known_channels():
     presets, errors = retarget.list_presets()
     assert {p.name for p in presets} == {"ARKit 52", "Rigify face", "Rigify face (modular)", "VRoid (VRM 0.x)",
-                                         "VRM 1.0 expressions"}
+                                         "VRM 1.0 expressions", "Mixamo (head only)"}
     assert not errors
     for p in presets:
         assert p.source and Path(p.source).parent == retarget.SHIPPED_DIR
@@ -391,3 +391,14 @@ def test_mapping_rows_keep_space_and_aim():
     assert gaze["space"] == "HEAD" and gaze["aim"] == "ORG-eye.L, ORG-eye.R"
     back = retarget.preset_from_rows(modular.name, rows, modular.head)
     assert back.channels == modular.channels
+
+
+def test_a_head_only_rig_is_told_so():
+    presets, _ = retarget.list_presets()
+    best, ranked = retarget.detect(presets, ["mixamorig:Hips", "mixamorig:Spine", "mixamorig:Neck", "mixamorig:Head",
+                                             "mixamorig:HeadTop_End"], [])
+    assert best.name == "Mixamo (head only)" and not best.channels
+    assert ranked[0].summary() == "Mixamo (head only): head only: this rig has no face controls"
+    assert best.head == retarget.Head("mixamorig:Head", "mixamorig:Neck", 0.4)
+    with pytest.raises(retarget.PresetError, match="head-only rig"):
+        retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "E", "channels": {}})
