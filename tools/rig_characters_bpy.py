@@ -184,10 +184,12 @@ def moving_fcurves(compat: Any, owners: list[Any]) -> tuple[int, int]:
     return moving, total
 
 
-def eye_angles(bpy: Any, rig: Any, eye: str = "DEF-eye.L", frames: range = range(N)) -> np.ndarray:
-    """(yaw, pitch) in degrees per frame of where a Rigify eye (its deform bone) looks (its Y axis) in the head's
-    frame (Rigify's head: X = the character's left, Y = up, Z = forward): + yaw = to the
-    character's left (image right), + pitch = up; evaluated by Blender."""
+def eye_angles(bpy: Any, rig: Any, frames: range = range(N)) -> np.ndarray:
+    """(yaw, pitch) in degrees per frame of where Rigify's left eye looks (the bone that turns:
+    DEF-eye.L on the modular face, ORG-eye.L on the legacy one; its Y axis) in the head's frame
+    (Rigify's head: X = the character's left, Y = up, Z = forward): + yaw = to the character's
+    left (image right), + pitch = up; evaluated by Blender."""
+    eye = "DEF-eye.L" if "DEF-eye.L" in rig.pose.bones else "ORG-eye.L"
     out = []
     for k in frames:
         bpy.context.scene.frame_set(1 + k)
