@@ -253,7 +253,8 @@ def _key_plan_on_rig(rig: Any, fcurves: Any, plan: retarget.Plan, start: int, n:
             for axis in sorted(plan.bone_axes[(bone, transform)]):
                 compat.key_array(fcurves, f"{base}.location", axis, mc.keyframe_co(vals[:, axis], start), n)
         else:
-            M = mc.matrix_from_euler(vals, "XYZ")                 # local X, then Y, then Z
+            M = (mc.matrix_from_euler(vals, "XYZ") if transform == "rotation"  # local X, then Y, then Z
+                 else _matrix_from_rotvec(vals))                                # head-space turns: axis x angle
             for i, ch in enumerate(mc.rotation_channels(M, pb.rotation_mode)):
                 compat.key_array(fcurves, f"{base}.{mc.rotation_data_path(pb.rotation_mode)}", i,
                                  mc.keyframe_co(ch, start), n)
@@ -264,6 +265,18 @@ def _key_plan_on_rig(rig: Any, fcurves: Any, plan: retarget.Plan, start: int, n:
         base = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]' if bone else ""
         compat.key_array(fcurves, f'{base}["{bpy.utils.escape_identifier(prop)}"]', 0, mc.keyframe_co(vals, start), n)
     return sorted(set(keyed))
+
+
+def _matrix_from_rotvec(v: np.ndarray) -> np.ndarray:
+    """Rotation matrices (N, 3, 3) of rotation vectors (N, 3) (axis x angle, Rodrigues)."""
+    angle = np.linalg.norm(v, axis=1)
+    safe = np.where(angle > 1e-12, angle, 1.0)
+    k = v / safe[:, None]
+    K = np.zeros((len(v), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
+    s, c = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
+    return np.eye(3)[None] + s * K + (1 - c) * (K @ K)
 
 
 def _split_plan(plan: retarget.Plan, bones: set[str], warnings: list[str], rig_name: str) -> retarget.Plan:
@@ -322,7 +335,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     mesh_props = {k: v for k, v in plan.properties.items() if not k[0]} if rig is None and st.mesh is not None else {}
     if rig is None and (plan.bones or len(mesh_props) < len(plan.properties)):
         warnings.append(f"preset {preset.name} keys bones: choose its rig")
-    clash = sorted({b for b, t in rig_plan.bones if t == "rotation"} & {bone_name, neck_name} - {""})
+    clash = sorted({b for b, t in rig_plan.bones if t in ("rotation", "rotvec")} & {bone_name, neck_name} - {""})
     if clash:
         raise ValueError(f"preset {preset.name}: bone {clash[0]} gets the head rotation and a rotation target")
     previous = _previous_takes(_take_owners(rig, st.mesh))      # what earlier takes keyed here

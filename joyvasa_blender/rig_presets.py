@@ -103,6 +103,10 @@ def rig_geometry(rig: Any, preset: retarget.Preset, head_bone: str, layer: Any =
     geo = retarget.RigGeometry()
     if rig is None or head_bone not in rig.pose.bones:
         return geo
+    H_rest = np.array(rig.data.bones[head_bone].matrix_local.to_3x3().normalized())
+    for bone in retarget.head_space_bones(preset, "rotation"):
+        if bone in rig.data.bones:
+            geo.rest_in_head[bone] = H_rest.T @ np.array(rig.data.bones[bone].matrix_local.to_3x3().normalized())
     wanted = {b: aim for b, aim in retarget.head_space_bones(preset).items() if b in rig.pose.bones}
     layer = layer or bpy.context.view_layer
     head = rig.pose.bones[head_bone]

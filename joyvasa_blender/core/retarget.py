@@ -24,7 +24,10 @@ keyed to ``x`` (several channels onto one key: the largest wins); a bone channel
 ``rotation`` in radians or ``location`` in rig units, one ``axis``) and a property to
 ``rest + full * x`` summed over the channels that drive it.
 
-A ``location`` target declares its ``space``: ``"local"`` (default) is the pose channel itself;
+A ``rotation`` target may declare ``"space": "head"``: the turn is about an axis of the head
+bone's rest frame, converted to the bone's own axes with its rest orientation (for rigs whose
+bones have arbitrary rolls, MakeHuman's); several such targets on one bone add their rotation
+vectors. A ``location`` target declares its ``space``: ``"local"`` (default) is the pose channel itself;
 ``"head"`` is an axis of the head bone's rest frame (for an upright head: X = the character's
 left, Y = up, Z = its own Z), converted into the bone's location channels through
 :class:`RigGeometry` (measured on the rig by the Blender side): for controls whose rest axes are
@@ -206,10 +209,10 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
         lo, hi = _num(c[0], f"{where}.clamp[0]"), _num(c[1], f"{where}.clamp[1]")
         if not lo < hi:
             raise PresetError(f"{where}.clamp: low must be below high, got {c!r}")
-    if kind != "bone" or "rotation" in d:
+    if kind != "bone":
         for key in ("space", "aim"):
             if key in d:
-                raise PresetError(f"{where}.{key}: only a bone location target has a {key}")
+                raise PresetError(f"{where}.{key}: only a bone target has a {key}")
     if kind == "shape_key":
         for key in ("rotation", "location", "full", "rest"):
             if key in d:
@@ -240,7 +243,7 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
         if not isinstance(d["aim"], list) or not d["aim"]:
             raise PresetError(f"{where}.aim: must be the list of eye bones the target is in front of")
         aim = tuple(_name(n, f"{where}.aim[{i}]") for i, n in enumerate(d["aim"]))
-        if space != "head" or axis == "Z":
+        if space != "head" or axis == "Z" or modes[0] != "location":
             raise PresetError(f"{where}.aim: an aim target moves in head space along X or Y (add \"space\": \"head\")")
     return Target("bone", "", _name(d["bone"], f"{where}.bone"), modes[0], AXES[axis], full, rest, gain, offset, lo, hi,
                   space, aim)
@@ -318,12 +321,13 @@ def _check_consistent(p: Preset) -> None:
     for ch, t in p.targets():
         if t.kind == "shape_key":
             continue
-        if t.kind == "bone" and t.transform == "location":
+        if t.kind == "bone":
             if t.space != "local" and t.rest:
                 raise PresetError(f"channels.{ch}: {t.label()}: a head-space target has no rest (its rest is the bone's)")
-            if spaces.setdefault(t.bone, (t.space, ch))[0] != t.space:
-                raise PresetError(f"channels.{ch}: {t.label()}, but channels.{spaces[t.bone][1]} moves bone {t.bone} "
-                                  f"in {spaces[t.bone][0]} space: one space per bone")
+            if spaces.setdefault((t.bone, t.transform), (t.space, ch))[0] != t.space:
+                other = spaces[(t.bone, t.transform)]
+                raise PresetError(f"channels.{ch}: {t.label()}, but channels.{other[1]} gives bone {t.bone}'s "
+                                  f"{t.transform} in {other[0]} space: one space per bone {t.transform}")
         key = (t.kind, t.bone, t.transform, t.axis, t.name)
         if key in rests and rests[key][0] != t.rest:
             raise PresetError(f"channels.{ch}: {t.label()} has rest {t.rest}, but channels.{rests[key][1]} "
@@ -516,7 +520,7 @@ def detect(presets: Iterable[Preset], bones: Iterable[str], shape_keys: Iterable
 class Plan:
     """Per-frame values to key, by target (see the module docstring for the rules)."""
     shape_keys: dict[str, np.ndarray] = field(default_factory=dict)             # name -> (N,)
-    bones: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)      # (bone, rotation|location) -> (N, 3)
+    bones: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)      # (bone, rotation|location|rotvec) -> (N, 3)
     bone_axes: dict[tuple[str, str], set[int]] = field(default_factory=dict)    # which axes a channel drives
     properties: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (bone or "", name) -> (N,)
 
@@ -528,13 +532,16 @@ class RigGeometry:
     target its distance from the eyes' midpoint (rig units)."""
     to_channels: dict[str, np.ndarray] = field(default_factory=dict)
     aim_distance: dict[str, float] = field(default_factory=dict)
+    #: per bone with head-space rotation targets: its rest axes in the head's rest frame (3x3,
+    #: columns = the bone's X, Y, Z): a turn about head axis a is a turn about rest_in_head.T @ a
+    rest_in_head: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def head_space_bones(preset: Preset) -> dict[str, tuple[str, ...]]:
-    """Bones with head-space location targets -> the eye bones they aim from (() when none)."""
+def head_space_bones(preset: Preset, transform: str = "location") -> dict[str, tuple[str, ...]]:
+    """Bones with head-space ``transform`` targets -> the eye bones they aim from (() when none)."""
     out: dict[str, tuple[str, ...]] = {}
     for _ch, t in preset.targets():
-        if t.kind == "bone" and t.space == "head":
+        if t.kind == "bone" and t.space == "head" and t.transform == transform:
             out[t.bone] = out.get(t.bone, ()) or t.aim
     return out
 
@@ -552,6 +559,15 @@ def evaluate(preset: Preset, channels: Mapping[str, np.ndarray], geometry: RigGe
             x = t.x(vals)
             if t.kind == "shape_key":
                 plan.shape_keys[t.name] = np.maximum(plan.shape_keys[t.name], x) if t.name in plan.shape_keys else x
+            elif t.kind == "bone" and t.space == "head" and t.transform == "rotation":
+                B = (geometry or RigGeometry()).rest_in_head.get(t.bone)
+                if B is None:
+                    continue
+                key = (t.bone, "rotvec")                       # local rotation vector (axis x angle)
+                if key not in plan.bones:
+                    plan.bones[key] = np.zeros((len(vals), 3))
+                    plan.bone_axes[key] = {0, 1, 2}
+                plan.bones[key] += (t.full * x)[:, None] * np.asarray(B, np.float64).T[:, t.axis][None, :]
             elif t.kind == "bone" and t.space == "head":
                 M = (geometry or RigGeometry()).to_channels.get(t.bone)
                 if M is None:

@@ -351,8 +351,9 @@ def test_head_space_targets_go_through_the_measured_rig_geometry():
 
 
 @pytest.mark.parametrize("target, message", [
-    ({"shape_key": "a", "space": "head"}, "only a bone location target has a space"),
-    ({"bone": "b", "rotation": "X", "full": 1, "space": "head"}, "only a bone location target has a space"),
+    ({"shape_key": "a", "space": "head"}, "only a bone target has a space"),
+    ({"property": "p", "aim": ["e"]}, "only a bone target has a aim"),
+    ({"bone": "b", "rotation": "X", "full": 1, "space": "head", "aim": ["e"]}, "aim target moves in head space"),
     ({"bone": "b", "location": "X", "full": 1, "space": "world"}, "space: must be one of local, head"),
     ({"bone": "b", "location": "X", "full": 1, "aim": ["e"]}, "aim target moves in head space"),
     ({"bone": "b", "location": "Z", "full": 1, "space": "head", "aim": ["e"]}, "aim target moves in head space"),
@@ -402,3 +403,20 @@ def test_a_head_only_rig_is_told_so():
     assert best.head == retarget.Head("mixamorig:Head", "mixamorig:Neck", 0.4)
     with pytest.raises(retarget.PresetError, match="head-only rig"):
         retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "E", "channels": {}})
+
+
+def test_head_space_rotations_turn_about_the_heads_axes():
+    """MakeHuman-style bones with arbitrary rolls: a turn about the head's X is converted to the
+    bone's own axes with its rest orientation."""
+    p = retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "R", "channels": {
+        "jawOpen": [{"bone": "jaw", "rotation": "X", "space": "head", "full": 0.3}],
+        "gazeX": [{"bone": "eye", "rotation": "Y", "space": "head", "full": 1.0}],
+        "gazeY": [{"bone": "eye", "rotation": "X", "space": "head", "full": -0.9}]}})
+    roll = _rz(70)                                   # the jaw's rest axes in the head frame: rolled 70 degrees
+    geo = retarget.RigGeometry(rest_in_head={"jaw": roll, "eye": np.eye(3)})
+    plan = retarget.evaluate(p, {"jawOpen": np.array([0.0, 1.0]), "gazeX": np.array([0.2, 0.0]),
+                                 "gazeY": np.array([0.0, 0.5])}, geo)
+    v = plan.bones[("jaw", "rotvec")][1]             # local rotation vector
+    np.testing.assert_allclose(roll @ v, [0.3, 0, 0], atol=1e-12)      # = 0.3 rad about the head's X
+    np.testing.assert_allclose(plan.bones[("eye", "rotvec")], [[0, 0.2, 0], [-0.45, 0, 0]], atol=1e-12)
+    assert ("jaw", "rotvec") not in retarget.evaluate(p, {"jawOpen": np.ones(2)}).bones   # no geometry: skipped
