@@ -276,9 +276,9 @@ def main() -> int:
     blend = build_rigify_blend(work / "rigify.blend")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     addon_utils.enable(MODULE, default_set=True)
-    mods = {n: sys.modules[f"{MODULE}.{n}"] for n in ("compat", "rig_presets", "core.semantic", "core.motion_core")}
+    mods = {n: sys.modules[f"{MODULE}.{n}"] for n in ("compat", "rig_presets", "core.contract.semantic", "core.motion_core")}
     compat, mc = mods["compat"], mods["core.motion_core"]
-    motion = write_semantic_motion(work / "take.npz", mods["core.semantic"], mc)
+    motion = write_semantic_motion(work / "take.npz", mods["core.contract.semantic"], mc)
     ll = livelink_columns(motion, mc)
     gaze_x = ll["EyeLookOutLeft"] - ll["EyeLookInLeft"]
     print(f"Blender {bpy.app.version_string}, take of {N} frames at {FPS} fps (tools/rig_characters_bpy.py)")

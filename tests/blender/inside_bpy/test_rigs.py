@@ -36,7 +36,7 @@ def write_motion(path) -> str:
         sys.path.insert(0, str(REPO))
     from engine.motion.npz import MotionData, save_motion
 
-    sem = addon("core.semantic")
+    sem = addon("core.contract.semantic")
     basis = sem.load_basis()
     exp = np.repeat(basis.lip_array[None], N, 0).copy()
     for name, amount in TRUTH.items():
@@ -66,7 +66,7 @@ def fcurve_values(id_data, path, index=0) -> np.ndarray:
 
 def readout(motion_path: str, gaze: bool) -> dict[str, np.ndarray]:
     """What the add-on reads from the motion (same resampling and projection as apply_motion)."""
-    mc, sem = addon("core.motion_core"), addon("core.semantic")
+    mc, sem = addon("core.motion_core"), addon("core.contract.semantic")
     s = mc.resample(mc.load_motion(motion_path), FPS)
     groups = ["mouth", "eyes", "brows"] + (["gaze"] if gaze else [])
     return sem.readout(sem.project(s.exp, reference_mode="auto", groups=groups))

@@ -29,7 +29,7 @@ def rigify_blend(installed, tmp_path_factory):
 @pytest.fixture(scope="module")
 def take(installed, tmp_path_factory):
     """(motion path, its Live Link Face columns at the scene's fps)."""
-    path = rc.write_semantic_motion(tmp_path_factory.mktemp("take") / "take.npz", addon("core.semantic"),
+    path = rc.write_semantic_motion(tmp_path_factory.mktemp("take") / "take.npz", addon("core.contract.semantic"),
                                     addon("core.motion_core"))
     return path, rc.livelink_columns(path, addon("core.motion_core"))
 
