@@ -90,10 +90,12 @@ def _head_bones(rig: Any, st: Any, preset: retarget.Preset, warnings: list[str])
     """(head bone, neck bone or "") for the take: the panel's Head Bone, else the preset's head,
     else the first bone named like head; the preset's neck when the rig has it above the head."""
     bones = rig.data.bones
-    head = st.head_bone or (preset.head.bone if preset.head.bone in bones else "") or guess_head_bone(rig)
+    vrm = rig_presets.vrm_humanoid(rig) if any(t.kind == "vrm_expression" for _c, t in preset.targets()) else {}
+    head = (st.head_bone or (preset.head.bone if preset.head.bone in bones else "") or vrm.get("head", "")
+            or guess_head_bone(rig))
     if head not in bones:
         raise ValueError(f"bone {head or '(none)'} not found in {rig.name}: choose a Head Bone")
-    neck = preset.head.neck
+    neck = preset.head.neck or (vrm.get("neck", "") if not preset.head.bone else "")
     if not neck or preset.head.neck_share <= 0:
         return head, ""
     if neck not in bones:
@@ -119,12 +121,13 @@ def _layer_of(context: Any, obj: Any) -> Any:
 # -- presets replace each other: what earlier takes keyed on the rig and its meshes ------------
 #: the rest value of the pose channels a take keys (custom properties have no known rest: kept)
 _REST = {"location": (0.0, 0.0, 0.0), "rotation_euler": (0.0, 0.0, 0.0), "scale": (1.0, 1.0, 1.0),
-         "rotation_quaternion": (1.0, 0.0, 0.0, 0.0), "rotation_axis_angle": (0.0, 0.0, 1.0, 0.0), "value": (0.0,)}
+         "rotation_quaternion": (1.0, 0.0, 0.0, 0.0), "rotation_axis_angle": (0.0, 0.0, 1.0, 0.0), "value": (0.0,),
+         "preview": (0.0,)}
 
 
 def _take_owners(rig: Any, mesh: Any) -> list[Any]:
-    """The IDs a take may key: the rig, the face mesh and every mesh the rig deforms or parents,
-    with their shape keys."""
+    """The IDs a take may key: the rig (and its armature data: VRM expressions), the face mesh and
+    every mesh the rig deforms or parents, with their shape keys."""
     meshes = [mesh] if mesh is not None else []
     if rig is not None:
         for ob in bpy.data.objects:
@@ -132,7 +135,8 @@ def _take_owners(rig: Any, mesh: Any) -> list[Any]:
                                                                for m in ob.modifiers)):
                 meshes.append(ob)
     out, seen = [], set()
-    for owner in ([rig] if rig is not None else []) + meshes + [getattr(m.data, "shape_keys", None) for m in meshes]:
+    for owner in ([rig, rig.data] if rig is not None else []) + meshes + [getattr(m.data, "shape_keys", None)
+                                                                         for m in meshes]:
         if owner is not None and owner.as_pointer() not in seen:
             seen.add(owner.as_pointer())
             out.append(owner)
@@ -179,7 +183,7 @@ def _reset_to_rest(owner: Any, path: str, index: int) -> bool:
     try:
         struct = owner.path_resolve(base)
         current = getattr(struct, attr)
-        if attr == "value":
+        if attr in ("value", "preview"):                  # a shape key, a VRM expression
             setattr(struct, attr, 0.0)
         else:
             current[index] = _REST[attr][index]
@@ -336,6 +340,8 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     mesh_props = {k: v for k, v in plan.properties.items() if not k[0]} if rig is None and st.mesh is not None else {}
     if rig is None and (plan.bones or len(mesh_props) < len(plan.properties)):
         warnings.append(f"preset {preset.name} keys bones: choose its rig")
+    if rig is None and plan.expressions:
+        warnings.append(f"preset {preset.name} keys VRM expressions: choose the avatar's armature as the rig")
     clash = sorted({b for b, t in rig_plan.bones if t in ("rotation", "rotvec")} & {bone_name, neck_name} - {""})
     if clash:
         raise ValueError(f"preset {preset.name}: bone {clash[0]} gets the head rotation and a rotation target")
@@ -412,6 +418,22 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
                     compat.key_array(fcurves, f'key_blocks["{bpy.utils.escape_identifier(kname)}"].value', 0,
                                      mc.keyframe_co(vals, start), n)
             summary["shape_keys"] = sorted(wanted)
+
+    # -- the VRM add-on's expressions (their preview values, on the armature data) -----------------
+    if rig is not None and plan.expressions:
+        paths = rig_presets.vrm_expression_paths(rig)
+        missing = sorted(k for k in plan.expressions if k not in paths)
+        if missing:
+            warnings.append(f"VRM expressions not on {rig.name}: {', '.join(missing)}")
+        if len(missing) < len(plan.expressions):
+            action, fcurves = compat.assign_new_action(rig.data, name)
+            _tag_action(action, meta, st, motion_path, start, fps)
+            action["joyvasa_preset"] = preset.name
+            summary["actions"].append(action.name)
+            for expr, vals in plan.expressions.items():
+                if expr in paths:
+                    compat.key_array(fcurves, paths[expr], 0, mc.keyframe_co(vals, start), n)
+            summary["expressions"] = sorted(k for k in plan.expressions if k in paths)
 
     # -- object properties on the face mesh when there is no rig ------------------------------
     if mesh_props:

@@ -37,7 +37,9 @@ def _is_mesh(_self, obj) -> bool:
 ROW_KINDS = [("shape_key", "Shape Key", "A shape key of the face mesh (value = clamp(gain x channel + offset))"),
              ("bone_rotation", "Bone Rotation", "A bone's local rotation about one axis: rest + full x value (radians)"),
              ("bone_location", "Bone Location", "A bone's local location along one axis: rest + full x value (rig units)"),
-             ("property", "Property", "A custom property of the rig (or of a pose bone): rest + full x value")]
+             ("property", "Property", "A custom property of the rig (or of a pose bone): rest + full x value"),
+             ("vrm_expression", "VRM Expression", "A VRM 1.0 preset expression of the VRM add-on's avatar (its "
+              "preview value; the matching blend-shape group on VRM 0.x): clamp(gain x channel + offset)")]
 
 
 class JOYVASA_PG_mapping_row(bpy.types.PropertyGroup):

@@ -5,6 +5,7 @@ only reads names off the chosen rig and face mesh and the extension's user folde
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ def user_dir(create: bool = False) -> Path | None:
 
 
 def target_names(rig: Any, mesh: Any) -> tuple[set[str], set[str]]:
-    """Bone names of the rig and shape-key names of the face mesh (empty sets when not chosen)."""
+    """Bone names of the rig and shape-key names of the face mesh (empty sets when not chosen), plus
+    ``vrm:<expression>`` for each expression of a VRM add-on avatar."""
     bones = {b.name for b in rig.data.bones} if rig is not None else set()
     key = getattr(getattr(mesh, "data", None), "shape_keys", None) if mesh is not None else None
     keys = {kb.name for kb in key.key_blocks} if key is not None else set()
+    keys |= {retarget.VRM_PREFIX + n for n in vrm_expression_paths(rig)}     # a VRM add-on avatar's expressions
     return bones, keys
 
 
@@ -136,3 +139,55 @@ def rig_geometry(rig: Any, preset: retarget.Preset, head_bone: str, layer: Any =
         if abs(np.linalg.det(HA)) > 1e-9:
             geo.to_channels[bone] = np.linalg.inv(HA)
     return geo
+
+
+# -- the VRM Add-on for Blender (io_scene_vrm / bpy-vrm-format): its expressions and humanoid ------
+#: VRM 1.0 preset expression -> the VRM 0.x blend-shape group preset that means the same
+VRM0_PRESETS = {"aa": "a", "ih": "i", "ou": "u", "ee": "e", "oh": "o", "blink": "blink", "blinkLeft": "blink_l",
+                "blinkRight": "blink_r", "happy": "joy", "angry": "angry", "sad": "sorrow", "relaxed": "fun",
+                "lookUp": "lookup", "lookDown": "lookdown", "lookLeft": "lookleft", "lookRight": "lookright",
+                "neutral": "neutral"}
+
+
+def _vrm_ext(rig: Any) -> Any:
+    return getattr(getattr(rig, "data", None), "vrm_addon_extension", None) if rig is not None else None
+
+
+def vrm_humanoid(rig: Any) -> dict[str, str]:
+    """The VRM humanoid's head, neck, left_eye, right_eye bones of an armature that carries VRM
+    metadata (the VRM add-on enabled, a humanoid head assigned); {} otherwise."""
+    ext = _vrm_ext(rig)
+    if ext is None:
+        return {}
+    out: dict[str, str] = {}
+    try:
+        if str(ext.spec_version).startswith("0"):
+            for hb in ext.vrm0.humanoid.human_bones:
+                if hb.bone in ("head", "neck", "leftEye", "rightEye") and hb.node.bone_name:
+                    out[{"leftEye": "left_eye", "rightEye": "right_eye"}.get(hb.bone, hb.bone)] = hb.node.bone_name
+        else:
+            bones = ext.vrm1.humanoid.human_bones
+            for key in ("head", "neck", "left_eye", "right_eye"):
+                name = getattr(bones, key).node.bone_name
+                if name:
+                    out[key] = name
+    except AttributeError:
+        return {}
+    return {k: v for k, v in out.items() if v in rig.data.bones} if out.get("head") else {}
+
+
+def vrm_expression_paths(rig: Any) -> dict[str, str]:
+    """VRM 1.0 preset expression -> the data path of its keyable ``preview`` on the armature data:
+    the add-on's VRM 1.0 expressions, or the VRM 0.x blend-shape group of the matching preset."""
+    ext = _vrm_ext(rig)
+    if ext is None or not vrm_humanoid(rig):
+        return {}
+    if str(ext.spec_version).startswith("0"):
+        groups = ext.vrm0.blend_shape_master.blend_shape_groups
+        index = {g.preset_name: i for i, g in reversed(list(enumerate(groups)))}
+        return {name: f"vrm_addon_extension.vrm0.blend_shape_master.blend_shape_groups[{index[p]}].preview"
+                for name, p in VRM0_PRESETS.items() if p in index}
+    snake = {n: re.sub(r"([A-Z])", r"_\1", n).lower() for n in retarget.VRM_EXPRESSIONS}
+    preset = ext.vrm1.expressions.preset
+    return {n: f"vrm_addon_extension.vrm1.expressions.preset.{s}.preview" for n, s in snake.items()
+            if hasattr(preset, s)}

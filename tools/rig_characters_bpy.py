@@ -219,6 +219,97 @@ def mpfb_human(bpy: Any, data: Path, name: str = "Human", parent: Any = None) ->
     return ob
 
 
+def _vrm_bones() -> tuple:
+    """A humanoid for the VRM add-on: (bone, head, tail, parent, VRM 1.0 human bone, VRM 0.x human bone)."""
+    rows = [("Hips", (0, 0, 0.9), (0, 0, 1.0), "", "hips", "hips"),
+            ("Spine", (0, 0, 1.0), (0, 0, 1.2), "Hips", "spine", "spine"),
+            ("Chest", (0, 0, 1.2), (0, 0, 1.4), "Spine", "chest", "chest"),
+            ("Neck", (0, 0, 1.4), (0, 0, 1.5), "Chest", "neck", "neck"),
+            ("Head", (0, 0, 1.5), (0, 0, 1.7), "Neck", "head", "head"),
+            ("Eye_L", (0.03, -0.08, 1.6), (0.03, -0.1, 1.6), "Head", "left_eye", "leftEye"),
+            ("Eye_R", (-0.03, -0.08, 1.6), (-0.03, -0.1, 1.6), "Head", "right_eye", "rightEye")]
+    for s, side, k in (("L", "left", 1.0), ("R", "right", -1.0)):
+        Side = side.capitalize()
+        rows += [(f"UpperArm_{s}", (0.15 * k, 0, 1.35), (0.4 * k, 0, 1.35), "Chest", f"{side}_upper_arm", f"{side}UpperArm"),
+                 (f"LowerArm_{s}", (0.4 * k, 0, 1.35), (0.65 * k, 0, 1.35), f"UpperArm_{s}", f"{side}_lower_arm",
+                  f"{side}LowerArm"),
+                 (f"Hand_{s}", (0.65 * k, 0, 1.35), (0.75 * k, 0, 1.35), f"LowerArm_{s}", f"{side}_hand", f"{side}Hand"),
+                 (f"UpperLeg_{s}", (0.1 * k, 0, 0.9), (0.1 * k, 0, 0.5), "Hips", f"{side}_upper_leg", f"{side}UpperLeg"),
+                 (f"LowerLeg_{s}", (0.1 * k, 0, 0.5), (0.1 * k, 0, 0.1), f"UpperLeg_{s}", f"{side}_lower_leg",
+                  f"{side}LowerLeg"),
+                 (f"Foot_{s}", (0.1 * k, 0, 0.1), (0.1 * k, -0.1, 0.0), f"LowerLeg_{s}", f"{side}_foot", f"{side}Foot")]
+        del Side
+    return tuple(rows)
+
+
+VRM_BONES = _vrm_bones()
+#: shape keys of the VRM test face and the VRM 1.0 expression each one is bound to
+VRM_FACE = {"A": "aa", "I": "ih", "U": "ou", "E": "ee", "O": "oh", "Blink": "blink", "Blink_L": "blinkLeft",
+            "Blink_R": "blinkRight", "Joy": "happy", "Angry": "angry", "Sorrow": "sad", "Fun": "relaxed",
+            "Surprised": "surprised"}
+
+
+def vrm_avatar(bpy: Any, path: Path, spec: str = "1.0") -> Path:
+    """Build a small humanoid with the VRM Add-on for Blender (``io_scene_vrm``, from bpy-vrm-format):
+    VRM humanoid bones, a face mesh whose shape keys are bound to the preset expressions (VRM 1.0)
+    or blend-shape groups (VRM 0.x), exported as ``path`` (.vrm). Import it as a user would."""
+    import addon_utils
+
+    addon_utils.enable("io_scene_vrm", default_set=True)
+    rig = bone_rig(bpy, "Avatar", tuple(b[:4] for b in VRM_BONES))
+    ext = rig.data.vrm_addon_extension
+    ext.spec_version = "1.0" if spec.startswith("1") else "0.0"
+    face = face_mesh(bpy, list(VRM_FACE), name="AvatarFace", parent=rig)
+    mod = face.modifiers.new("Armature", "ARMATURE")
+    mod.object = rig
+    group = face.vertex_groups.new(name="Head")
+    group.add([0, 1, 2], 1.0, "REPLACE")
+    if spec.startswith("1"):
+        for bone, _h, _t, _p, vrm1, _v0 in VRM_BONES:
+            getattr(ext.vrm1.humanoid.human_bones, vrm1).node.bone_name = bone
+        snake = {n: "".join("_" + c.lower() if c.isupper() else c for c in n) for n in VRM_FACE.values()}
+        for key, expr in VRM_FACE.items():
+            bind = getattr(ext.vrm1.expressions.preset, snake[expr]).morph_target_binds.add()
+            bind.node.mesh_object_name, bind.index, bind.weight = face.name, key, 1.0
+        ext.vrm1.meta.vrm_name = "JoyVASA test avatar"
+        ext.vrm1.meta.authors.add().value = "JoyVASA tests"
+    else:
+        for bone, _h, _t, _p, _v1, vrm0 in VRM_BONES:
+            hb = ext.vrm0.humanoid.human_bones.add()
+            hb.bone, hb.node.bone_name = vrm0, bone
+        vrm0_preset = {"aa": "a", "ih": "i", "ou": "u", "ee": "e", "oh": "o", "blink": "blink", "blinkLeft": "blink_l",
+                       "blinkRight": "blink_r", "happy": "joy", "angry": "angry", "sad": "sorrow", "relaxed": "fun"}
+        for key, expr in VRM_FACE.items():
+            if expr not in vrm0_preset:
+                continue
+            g = ext.vrm0.blend_shape_master.blend_shape_groups.add()
+            g.name, g.preset_name = key, vrm0_preset[expr]
+            b = g.binds.add()
+            b.mesh.mesh_object_name, b.index, b.weight = face.name, key, 1.0
+        ext.vrm0.meta.title, ext.vrm0.meta.author = "JoyVASA test avatar", "JoyVASA tests"
+    for ob in bpy.context.scene.objects:
+        ob.select_set(ob in (rig, face))
+    bpy.context.view_layer.objects.active = rig
+    res = bpy.ops.export_scene.vrm(filepath=str(path), armature_object_name=rig.name, ignore_warning=True)
+    if res != {"FINISHED"} or not Path(path).is_file():
+        raise RuntimeError(f"exporting {path} failed: {res}")
+    return Path(path)
+
+
+def import_vrm(bpy: Any, path: Path) -> tuple[Any, Any]:
+    """Import a .vrm with the VRM add-on into an empty scene: (armature, the face mesh)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    import addon_utils
+
+    addon_utils.enable("io_scene_vrm", default_set=True)
+    res = bpy.ops.import_scene.vrm(filepath=str(path))
+    if res != {"FINISHED"}:
+        raise RuntimeError(f"importing {path} failed: {res}")
+    rig = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
+    face = next(o for o in bpy.context.scene.objects if o.type == "MESH" and o.data.shape_keys is not None)
+    return rig, face
+
+
 # -- the table --------------------------------------------------------------------------------------
 def fcurve(compat: Any, id_data: Any, path: str, index: int = 0) -> np.ndarray:
     fc = compat.find_fcurve(id_data, path, index)

@@ -63,7 +63,13 @@ _TOP_KEYS = {"schema", "version", "name", "description", "head", "detect", "chan
 SIGNED_CLAMP = {"gazeX": (-1.0, 1.0), "gazeY": (-1.0, 1.0), "headPitch": (-math.pi, math.pi),
                 "headYaw": (-math.pi, math.pi), "headRoll": (-math.pi, math.pi)}
 _TARGET_KEYS = {"shape_key", "bone", "property", "rotation", "location", "full", "rest", "gain", "offset", "clamp",
-                "space", "aim"}
+                "space", "aim", "vrm_expression"}
+#: VRM 1.0's preset expressions (a ``vrm_expression`` target names one; on a VRM 0.x avatar the
+#: add-on's blend-shape group of the matching preset is keyed: see rig_presets.VRM0_PRESETS)
+VRM_EXPRESSIONS = ("aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "blinkRight", "happy", "angry", "sad",
+                   "relaxed", "surprised", "lookUp", "lookDown", "lookLeft", "lookRight", "neutral")
+#: prefix of a VRM expression in the names detection compares (rig_presets.target_names adds them)
+VRM_PREFIX = "vrm:"
 SPACES = ("local", "head")
 #: the largest eye angle an aim target asks for (radians, 35 degrees)
 AIM_MAX_ANGLE = math.radians(35.0)
@@ -103,6 +109,8 @@ class Target:
     def label(self) -> str:
         if self.kind == "shape_key":
             return f"shape key {self.name}"
+        if self.kind == "vrm_expression":
+            return f"VRM expression {self.name}"
         if self.kind == "bone":
             space = f" ({self.space} space)" if self.space != "local" else ""
             return f"bone {self.bone} {self.transform} {'XYZ'[self.axis]}{space}"
@@ -141,8 +149,8 @@ class Preset:
         """The preset as a file's JSON (what :func:`parse_preset` reads back)."""
         def tdict(t: Target, ch: str) -> dict[str, Any]:
             d: dict[str, Any] = {}
-            if t.kind == "shape_key":
-                d["shape_key"] = t.name
+            if t.kind in ("shape_key", "vrm_expression"):
+                d[t.kind] = t.name
             elif t.kind == "bone":
                 d.update({"bone": t.bone, t.transform: "XYZ"[t.axis], "full": t.full})
                 if t.rest:
@@ -195,9 +203,11 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
     unknown = sorted(set(d) - _TARGET_KEYS)
     if unknown:
         raise PresetError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(_TARGET_KEYS))})")
-    kinds = [k for k in ("shape_key", "property") if k in d] + (["bone"] if "bone" in d and "property" not in d else [])
+    kinds = [k for k in ("shape_key", "vrm_expression", "property") if k in d] + \
+        (["bone"] if "bone" in d and "property" not in d else [])
     if len(kinds) != 1:
-        raise PresetError(f"{where}: needs exactly one of shape_key, bone (with rotation or location) or property")
+        raise PresetError(f"{where}: needs exactly one of shape_key, vrm_expression, bone (with rotation or "
+                          "location) or property")
     kind = kinds[0]
     gain = _num(d.get("gain", 1.0), f"{where}.gain")
     offset = _num(d.get("offset", 0.0), f"{where}.offset")
@@ -213,11 +223,15 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
         for key in ("space", "aim"):
             if key in d:
                 raise PresetError(f"{where}.{key}: only a bone target has a {key}")
-    if kind == "shape_key":
+    if kind in ("shape_key", "vrm_expression"):
         for key in ("rotation", "location", "full", "rest"):
             if key in d:
-                raise PresetError(f"{where}.{key}: a shape-key target takes only gain, offset and clamp")
-        return Target("shape_key", _name(d["shape_key"], f"{where}.shape_key"), gain=gain, offset=offset, lo=lo, hi=hi)
+                raise PresetError(f"{where}.{key}: a {kind.replace('_', '-')} target takes only gain, offset and clamp")
+        name = _name(d[kind], f"{where}.{kind}")
+        if kind == "vrm_expression" and name not in VRM_EXPRESSIONS:
+            raise PresetError(f"{where}.vrm_expression: not a VRM 1.0 preset expression: {name!r} "
+                              f"(known: {', '.join(VRM_EXPRESSIONS)})")
+        return Target(kind, name, gain=gain, offset=offset, lo=lo, hi=hi)
     full = _num(d.get("full", 1.0), f"{where}.full")
     rest = _num(d.get("rest", 0.0), f"{where}.rest")
     if kind == "property":
@@ -319,7 +333,7 @@ def _check_consistent(p: Preset) -> None:
     rests: dict[tuple, tuple[float, str]] = {}
     spaces: dict[str, tuple[str, str]] = {}
     for ch, t in p.targets():
-        if t.kind == "shape_key":
+        if t.kind in ("shape_key", "vrm_expression"):
             continue
         if t.kind == "bone":
             if t.space != "local" and t.rest:
@@ -475,7 +489,9 @@ class Coverage:
                                                           f" ({len(self.found)} of {self.total} bones found)")
         bones = bool(self.preset.detect_bones) or any(t.kind == "bone" for _c, t in self.preset.targets())
         keys = bool(self.preset.detect_shape_keys) or any(t.kind == "shape_key" for _c, t in self.preset.targets())
-        what = "controls" if bones and not keys else "shape keys" if keys and not bones else "targets"
+        vrm = any(t.kind == "vrm_expression" for _c, t in self.preset.targets())
+        what = ("expressions" if vrm and not bones and not keys else "controls" if bones and not keys
+                else "shape keys" if keys and not bones else "targets")
         return f"{self.preset.name}: {len(self.found)} of {self.total} {what} found"
 
 
@@ -483,8 +499,9 @@ def detect_names(preset: Preset) -> tuple[list[str], list[str]]:
     """The bone and shape-key names that identify the preset's rig: its ``detect`` lists, else every
     bone and shape key its targets name (property targets count through their bone)."""
     bones = list(preset.detect_bones) or list(dict.fromkeys(t.bone for _c, t in preset.targets() if t.bone))
-    keys = list(preset.detect_shape_keys) or list(dict.fromkeys(t.name for _c, t in preset.targets()
-                                                                if t.kind == "shape_key"))
+    keys = list(preset.detect_shape_keys) or list(dict.fromkeys(
+        (VRM_PREFIX + t.name if t.kind == "vrm_expression" else t.name) for _c, t in preset.targets()
+        if t.kind in ("shape_key", "vrm_expression")))
     return bones, keys
 
 
@@ -520,6 +537,7 @@ def detect(presets: Iterable[Preset], bones: Iterable[str], shape_keys: Iterable
 class Plan:
     """Per-frame values to key, by target (see the module docstring for the rules)."""
     shape_keys: dict[str, np.ndarray] = field(default_factory=dict)             # name -> (N,)
+    expressions: dict[str, np.ndarray] = field(default_factory=dict)            # VRM expression -> (N,)
     bones: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)      # (bone, rotation|location|rotvec) -> (N, 3)
     bone_axes: dict[tuple[str, str], set[int]] = field(default_factory=dict)    # which axes a channel drives
     properties: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (bone or "", name) -> (N,)
@@ -557,8 +575,9 @@ def evaluate(preset: Preset, channels: Mapping[str, np.ndarray], geometry: RigGe
         vals = np.asarray(channels[ch], np.float64)
         for t in targets:
             x = t.x(vals)
-            if t.kind == "shape_key":
-                plan.shape_keys[t.name] = np.maximum(plan.shape_keys[t.name], x) if t.name in plan.shape_keys else x
+            if t.kind in ("shape_key", "vrm_expression"):
+                out = plan.shape_keys if t.kind == "shape_key" else plan.expressions
+                out[t.name] = np.maximum(out[t.name], x) if t.name in out else x
             elif t.kind == "bone" and t.space == "head" and t.transform == "rotation":
                 B = (geometry or RigGeometry()).rest_in_head.get(t.bone)
                 if B is None:
@@ -623,7 +642,7 @@ def split_head_rotation(M: np.ndarray, neck_share: float, inherit: float = 1.0) 
 
 
 # -- the panel's mapping table ------------------------------------------------------------------
-ROW_KINDS = ("shape_key", "bone_rotation", "bone_location", "property")
+ROW_KINDS = ("shape_key", "bone_rotation", "bone_location", "property", "vrm_expression")
 
 
 def rows_from_preset(preset: Preset) -> list[dict[str, Any]]:
@@ -649,8 +668,8 @@ def preset_from_rows(name: str, rows: Iterable[Mapping[str, Any]], head: Head = 
             raise PresetError(f"rig preset {name}: row {i}: kind must be one of {', '.join(ROW_KINDS)}, got {kind!r}")
         d: dict[str, Any] = {"gain": r.get("gain", 1.0), "offset": r.get("offset", 0.0),
                              "clamp": [r.get("lo", 0.0), r.get("hi", 1.0)]}
-        if kind == "shape_key":
-            d["shape_key"] = r.get("target", "")
+        if kind in ("shape_key", "vrm_expression"):
+            d[kind] = r.get("target", "")
         elif kind == "property":
             d.update(property=r.get("target", ""), full=r.get("full", 1.0), rest=r.get("rest", 0.0))
             if r.get("bone"):

@@ -266,7 +266,8 @@ def test_coverage_text_and_missing_list():
 def test_every_shipped_preset_is_valid_and_maps_known_channels():
     presets, errors = retarget.list_presets()
     assert {p.name for p in presets} == {"ARKit 52", "Rigify face", "Rigify face (modular)", "VRoid (VRM 0.x)",
-                                         "VRM 1.0 expressions", "Mixamo (head only)", "MakeHuman default skeleton"}
+                                         "VRM 1.0 expressions", "Mixamo (head only)", "MakeHuman default skeleton",
+                                         "VRM add-on expressions"}
     assert not errors
     for p in presets:
         assert p.source and Path(p.source).parent == retarget.SHIPPED_DIR
