@@ -22,11 +22,6 @@ GAZE = ("gazeX", "gazeY", "lookUp", "lookDown", "lookLeft", "lookRight", "lookIm
 
 
 @pytest.fixture(scope="module")
-def rigify_blend(installed, tmp_path_factory):
-    return rc.build_rigify_blend(tmp_path_factory.mktemp("faces") / "rigify.blend")
-
-
-@pytest.fixture(scope="module")
 def take(installed, tmp_path_factory):
     """(motion path, its Live Link Face columns at the scene's fps)."""
     path = rc.write_semantic_motion(tmp_path_factory.mktemp("take") / "take.npz", addon("core.contract.semantic"),
