@@ -284,14 +284,36 @@ def _matrix_from_rotvec(v: np.ndarray) -> np.ndarray:
     return np.eye(3)[None] + s * K + (1 - c) * (K @ K)
 
 
+def pose_from_plan(rig: Any, plan: retarget.Plan, i: int = 0) -> list[str]:
+    """Set the rig's pose to row ``i`` of the plan's bone channels, without keying (the axis
+    probe's preview: exactly the values a take would key); returns the bones posed."""
+    posed = []
+    for (bone, transform), vals in plan.bones.items():
+        pb = rig.pose.bones.get(bone)
+        if pb is None:
+            continue
+        if transform == "location":
+            for axis in plan.bone_axes[(bone, transform)]:
+                pb.location[axis] = float(vals[i, axis])
+        else:
+            M = (mc.matrix_from_euler(vals[i:i + 1], "XYZ") if transform == "rotation"
+                 else _matrix_from_rotvec(vals[i:i + 1]))
+            channels = mc.rotation_channels(M, pb.rotation_mode)
+            target = getattr(pb, mc.rotation_data_path(pb.rotation_mode))
+            for k, ch in enumerate(channels):
+                target[k] = float(ch[0])
+        posed.append(bone)
+    return posed
+
+
 def _split_plan(plan: retarget.Plan, bones: set[str], warnings: list[str], rig_name: str) -> retarget.Plan:
     """The part of the plan the rig can take; the rest becomes one warning (missing is never an error)."""
     missing = sorted({b for b, _t in plan.bones if b not in bones} | {b for b, _p in plan.properties if b and b not in bones})
     if missing:
         warnings.append(f"bones not in {rig_name}: {', '.join(missing)}")
-    return retarget.Plan({}, {k: v for k, v in plan.bones.items() if k[0] in bones},
-                         {k: v for k, v in plan.bone_axes.items() if k[0] in bones},
-                         {k: v for k, v in plan.properties.items() if not k[0] or k[0] in bones})
+    return retarget.Plan(bones={k: v for k, v in plan.bones.items() if k[0] in bones},
+                         bone_axes={k: v for k, v in plan.bone_axes.items() if k[0] in bones},
+                         properties={k: v for k, v in plan.properties.items() if not k[0] or k[0] in bones})
 
 
 def apply_motion(context: Any, motion_path: str, start_frame: int | None = None) -> dict:

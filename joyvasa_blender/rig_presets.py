@@ -54,8 +54,16 @@ def resolve(st: Any) -> tuple[retarget.Preset, retarget.Coverage, bool]:
 
 def table_rows(st: Any) -> list[dict[str, Any]]:
     """The mapping table as core rows."""
-    return [{k: getattr(r, k) for k in ("channel", "kind", "target", "bone", "axis", "full", "rest", "gain",
-                                        "offset", "lo", "hi", "space", "aim")} for r in st.rig_mapping]
+    return [row_dict(r) for r in st.rig_mapping]
+
+
+#: the fields of a mapping-table row (core/retarget.py rows)
+ROW_FIELDS = ("channel", "kind", "target", "bone", "axis", "full", "rest", "gain", "offset", "lo", "hi", "space", "aim")
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    """One mapping-table row (the panel's property group) as a core row."""
+    return {k: getattr(row, k) for k in ROW_FIELDS}
 
 
 def _base_preset(st: Any, bones: set[str], keys: set[str]) -> tuple[retarget.Preset, bool]:

@@ -537,10 +537,10 @@ def detect(presets: Iterable[Preset], bones: Iterable[str], shape_keys: Iterable
 class Plan:
     """Per-frame values to key, by target (see the module docstring for the rules)."""
     shape_keys: dict[str, np.ndarray] = field(default_factory=dict)             # name -> (N,)
-    expressions: dict[str, np.ndarray] = field(default_factory=dict)            # VRM expression -> (N,)
     bones: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)      # (bone, rotation|location|rotvec) -> (N, 3)
     bone_axes: dict[tuple[str, str], set[int]] = field(default_factory=dict)    # which axes a channel drives
     properties: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (bone or "", name) -> (N,)
+    expressions: dict[str, np.ndarray] = field(default_factory=dict)            # VRM expression -> (N,)
 
 
 @dataclass

