@@ -21,7 +21,7 @@ option. Inside, a job groups its fields into sub-configs (``MotionConfig`` = how
 ``WIRE`` names where a flat key lives when it is not the field's own name.
 
 Torch-free and numpy-free on purpose, at the bottom of the engine: it imports only
-:mod:`engine.errors` and :mod:`engine.protocol`'s constants.
+:mod:`engine.errors` and :mod:`engine.contract.protocol`'s constants.
 
 Adding an option: a field (with a one-line comment) on the job or sub-config it belongs to, its
 bound in ``__post_init__`` (use :func:`check_number`), the argparse option with the same name
@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from engine.errors import BadRequest
-from engine.protocol import CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype
+from engine.contract.protocol import CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype
+from engine.contract.schema import JOB_SCHEMA, JOB_VERSION
+from engine.contract.semantic import REFERENCE_MODES  # noqa: F401  (livelinkface-csv: the readout's neutral)
 
-JOB_SCHEMA = "joyvasa.job"
-JOB_VERSION = 1
 
 # -- bounds: the one set every entry point uses ---------------------------------------------------
 FPS_MIN, FPS_MAX = 1.0, 120.0
@@ -57,8 +57,6 @@ EXPORT_SUFFIXES: dict[str, str] = {"livelinkface-csv": ".csv", "lp-pkl": ".pkl",
 ANIMAL_MODELS = ("auto", "v1", "v1.1")
 #: ``--codec``: the H.264 encoder (engine/render/writers.py pick_video_codec; auto = NVENC when it works)
 CODECS = ("auto", "libx264", "h264_nvenc")
-#: livelinkface-csv: the neutral expression of the ARKit readout (engine/export/arkit.py)
-REFERENCE_MODES = ("auto", "median", "first", "lip_array")
 
 
 def check_number(option: str, value: float | int | None, lo: float, hi: float) -> None:
