@@ -66,6 +66,7 @@ class Session:
     head_location: bool = False
     location_scale: float = 1.0
     mesh_props: bool = False                  # preset properties go on the face mesh (no rig)
+    created_ctrl: bool = False                # the channels empty was made for this session
     detached: list[Detached] = field(default_factory=list)
     pose: dict[str, np.ndarray] = field(default_factory=dict)     # the rig's pose before Start
     keys: np.ndarray | None = None                                # the shape-key values before Start
@@ -244,25 +245,26 @@ def start_session(context: Any) -> Session:
             inherit = apply_motion._head_inherit(context, rig, neck, head)
     if st.channels_target == "RIG" and rig is None:
         raise ValueError("Channels target is the rig, but no rig is chosen")
-    ctrl = ""
+    job_args, start, monitor = build_job(context, cfg)
+    mapper = lp.RowMapper(preset, reference_mode=st.reference_mode, pose_reference=st.pose_reference,
+                          mirrored_source=st.mirrored_source, include_gaze=st.include_gaze)
+    job = worker(cfg).submit("live", job_args, request="live_start")
+    ctrl, created = "", False
     if st.channels_target == "RIG":
         ctrl = rig.name
     elif st.channels_target == "EMPTY":
         ob = bpy.data.objects.get(CHANNELS_OBJECT)
         if ob is None:
-            ob = bpy.data.objects.new(CHANNELS_OBJECT, None)
+            ob, created = bpy.data.objects.new(CHANNELS_OBJECT, None), True
             ob.empty_display_type = 'PLAIN_AXES'
             scene.collection.objects.link(ob)
         ctrl = ob.name
-    job_args, start, monitor = build_job(context, cfg)
-    mapper = lp.RowMapper(preset, reference_mode=st.reference_mode, pose_reference=st.pose_reference,
-                          mirrored_source=st.mirrored_source, include_gaze=st.include_gaze)
-    job = worker(cfg).submit("live", job_args, request="live_start")
     sess = Session(job=job, player=lp.Player(), recorder=lp.Recorder(), mapper=mapper.start(), record=bool(lv.record),
                    start=start, rig=rig.name if rig else "", mesh=mesh.name if mesh else "", ctrl=ctrl, head=head,
                    neck=neck, inherit=inherit, axis=(st.axis_mode, st.pitch_axis, st.yaw_axis, st.roll_axis),
                    head_location=bool(st.head_location), location_scale=float(st.location_scale),
                    mesh_props=rig is None and mesh is not None, monitor=monitor if lv.monitor else "")
+    sess.created_ctrl = created
     sess.events["warnings"] = warnings
     sess.events["out"] = job_args["out"]
     owners: list[tuple[str, str, Any]] = []
@@ -530,6 +532,10 @@ def finish(sess: Session) -> None:
     _restore(sess)
     done = sess.events.get("done")
     n = len(sess.recorder)
+    if sess.created_ctrl and (done is None or not sess.record):     # no take: the scene as it was
+        ob = bpy.data.objects.get(sess.ctrl)
+        if ob is not None:
+            bpy.data.objects.remove(ob)
     if sess.error and done is None:
         msg = f"Live failed: {sess.error}"
         tail = [ln for ln in sess.job.stderr_tail(6) if ln.strip()] if sess.job.returncode not in (0, None) else []
