@@ -74,6 +74,7 @@ class Session:
     monitor: str = ""                         # audio file to play in sync (file source)
     sound: Any = None                         # its aud handle
     first_trans: np.ndarray | None = None
+    bone_world: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)   # rest frames (scale stripped)
     stopping: bool = False
     stop_deadline: float = 0.0
     error: str = ""
@@ -223,15 +224,16 @@ def _restore(sess: Session) -> None:
         scene.frame_set(scene.frame_current)       # re-evaluate the restored Actions now
 
 
-def start_session(context: Any) -> Session:
+def start_session(context: Any, submit: Any = None) -> Session:
     """Check the settings, start the session on the warm engine, detach the targets' Actions.
-    Raises ValueError / OSError (nothing changed) when something is wrong."""
+    Raises ValueError / OSError (nothing changed) when something is wrong. ``submit(job_args)``
+    replaces the warm engine (tools/bench_live_blender.py feeds a synthetic stream)."""
     from .prefs import engine_config, worker
 
     scene = context.scene
     st, lv = scene.joyvasa, scene.joyvasa_live
     cfg = engine_config(context)
-    if cfg["error"]:
+    if cfg["error"] and submit is None:
         raise ValueError(cfg["error"])
     preset, _cov, _auto = rig_presets.resolve(st)           # a bad preset stops here
     rig = st.rig
@@ -248,7 +250,7 @@ def start_session(context: Any) -> Session:
     job_args, start, monitor = build_job(context, cfg)
     mapper = lp.RowMapper(preset, reference_mode=st.reference_mode, pose_reference=st.pose_reference,
                           mirrored_source=st.mirrored_source, include_gaze=st.include_gaze)
-    job = worker(cfg).submit("live", job_args, request="live_start")
+    job = (submit or (lambda args: worker(cfg).submit("live", args, request="live_start")))(job_args)
     ctrl, created = "", False
     if st.channels_target == "RIG":
         ctrl = rig.name
@@ -430,34 +432,63 @@ def _redraw() -> None:
 
 
 # -- writing values -------------------------------------------------------------------------------
-def _set_prop(sess: Session, ob: Any, bone: str, prop: str, value: float) -> None:
+def _set_props(sess: Session, ob: Any, bone: str, items: Any) -> None:
+    """Custom properties on ``ob`` (or its pose bone), each one's value before Start kept once."""
     owner = ob.pose.bones.get(bone) if bone else ob
     if owner is None:
         return
-    key = (ob.name, bone, prop)
-    if key not in sess.props:
-        sess.props[key] = owner.get(prop)
-    owner[prop] = value
+    snap, oname = sess.props, ob.name
+    for prop, value in items:
+        key = (oname, bone, prop)
+        if key not in snap:
+            snap[key] = owner.get(prop)
+        owner[prop] = value
 
 
-def _set_rotation(pb: Any, M_local: np.ndarray) -> None:
+def _set_rotation(pb: Any, M_local: Any) -> None:
+    """A local rotation (mathutils 3x3) in the bone's own rotation mode (as the offline keyer keys it)."""
     mode = pb.rotation_mode
-    vals = [float(c[0]) for c in mc.rotation_channels(M_local, mode)]
-    setattr(pb, mc.rotation_data_path(mode), vals)
+    if mode == "QUATERNION":
+        q = M_local.to_quaternion()
+        if q.dot(pb.rotation_quaternion) < 0:      # stay on the previous hemisphere (no flips)
+            q.negate()
+        pb.rotation_quaternion = q
+    elif mode == "AXIS_ANGLE":
+        axis, angle = M_local.to_quaternion().to_axis_angle()
+        pb.rotation_axis_angle = (angle, *axis)
+    else:
+        pb.rotation_euler = M_local.to_euler(mode, pb.rotation_euler)
+
+
+def _bone_world(sess: Session, rig: Any, name: str) -> np.ndarray:
+    """The bone's rest frame in world space (scale stripped), cached for the session: the offline
+    keyer measures it once per take too."""
+    key = (rig.name, name)
+    bw = sess.bone_world.get(key)
+    if bw is None:
+        u, _s, vt = np.linalg.svd(apply_motion._bone_world(rig, rig.pose.bones[name]))
+        bw = sess.bone_world[key] = u @ vt
+    return bw
 
 
 def _head_rotation(sess: Session, rig: Any, pb: Any, M_cam: np.ndarray) -> None:
+    import mathutils
+
     mode, p_axis, y_axis, r_axis = sess.axis
     if mode == "AUTO":
-        M_local = mc.bone_local_rotation(M_cam, apply_motion._bone_world(rig, pb))
+        Bw = _bone_world(sess, rig, pb.name)
+        W = mc.CAM_TO_BLENDER @ M_cam[0] @ mc.CAM_TO_BLENDER.T
+        M_local = Bw.T @ W @ Bw
     else:
         p, y, r = mc.pyr_from_rotation(M_cam)
-        M_local = mc.manual_axis_rotation(p, y, r, p_axis, y_axis, r_axis)
-    _set_rotation(pb, M_local)
+        M_local = mc.manual_axis_rotation(p, y, r, p_axis, y_axis, r_axis)[0]
+    _set_rotation(pb, mathutils.Matrix(M_local.tolist()))
 
 
 def write(sess: Session, a: lp.LiveFrame, b: lp.LiveFrame, w: float) -> None:
     """Show the stream between frames a and b (weight w of b) on the targets, by name."""
+    import mathutils
+
     from .core import retarget
 
     plan, M, chans, row = sess.mapper.blend(a, b, w)
@@ -474,26 +505,26 @@ def write(sess: Session, a: lp.LiveFrame, b: lp.LiveFrame, w: float) -> None:
                 _head_rotation(sess, rig, bones[sess.head], M)
             if sess.head_location and sess.first_trans is not None:
                 pb = bones[sess.head]
-                loc = mc.bone_local_location(np.stack([sess.first_trans, row.trans]), apply_motion._bone_world(rig, pb),
-                                             sess.location_scale)[1]
-                pb.location = [float(x) for x in loc]
+                world = (row.trans - sess.first_trans) @ mc.CAM_TO_BLENDER.T * sess.location_scale
+                pb.location = (world @ _bone_world(sess, rig, sess.head)).tolist()
         for (bone, transform), vals in plan.bones.items():
             pb = bones.get(bone)
             if pb is None or bone in (sess.head, sess.neck):
                 continue
             if transform == "location":
-                loc = list(pb.location)
+                loc = pb.location.copy()
                 for axis in plan.bone_axes[(bone, transform)]:
                     loc[axis] = float(vals[0, axis])
                 pb.location = loc
-            else:
-                _set_rotation(pb, mc.matrix_from_euler(vals, "XYZ"))
+            else:   # local X, then Y, then Z (mc.matrix_from_euler "XYZ", as the offline keyer)
+                _set_rotation(pb, mathutils.Euler(vals[0].tolist(), "XYZ").to_matrix())
+        props: dict[str, list] = {}
         for (bone, prop), vals in plan.properties.items():
-            _set_prop(sess, rig, bone, prop, float(vals[0]))
+            props.setdefault(bone, []).append((prop, float(vals[0])))
+        for bone, items in props.items():
+            _set_props(sess, rig, bone, items)
     elif mesh is not None and sess.mesh_props:
-        for (bone, prop), vals in plan.properties.items():
-            if not bone:
-                _set_prop(sess, mesh, "", prop, float(vals[0]))
+        _set_props(sess, mesh, "", [(prop, float(vals[0])) for (bone, prop), vals in plan.properties.items() if not bone])
     key = getattr(getattr(mesh, "data", None), "shape_keys", None) if mesh is not None else None
     if key is not None and plan.shape_keys:
         blocks = key.key_blocks
@@ -507,15 +538,12 @@ def write(sess: Session, a: lp.LiveFrame, b: lp.LiveFrame, w: float) -> None:
         key.user.update_tag()
     ctrl = bpy.data.objects.get(sess.ctrl) if sess.ctrl else None
     if ctrl is not None:
-        flat = row.exp.reshape(63)
-        for name, v in (("pitch", row.pitch), ("yaw", row.yaw), ("roll", row.roll), ("tx", row.trans[0]),
-                        ("ty", row.trans[1]), ("tz", row.trans[2]), ("scale", row.scale)):
-            _set_prop(sess, ctrl, "", name, float(v))
-        for i in range(63):
-            _set_prop(sess, ctrl, "", f"exp_{i:02d}", float(flat[i]))
-        for name, vals in chans.items():
-            if not name.startswith("_"):
-                _set_prop(sess, ctrl, "", name, float(min(max(vals[0], 0.0), 1.0)))
+        flat = row.exp.reshape(63).tolist()
+        items = [("pitch", row.pitch), ("yaw", row.yaw), ("roll", row.roll), ("tx", float(row.trans[0])),
+                 ("ty", float(row.trans[1])), ("tz", float(row.trans[2])), ("scale", row.scale)]
+        items += [(f"exp_{i:02d}", flat[i]) for i in range(63)]
+        items += [(name, min(max(float(vals[0]), 0.0), 1.0)) for name, vals in chans.items() if not name.startswith("_")]
+        _set_props(sess, ctrl, "", items)
 
 
 # -- the end --------------------------------------------------------------------------------------
