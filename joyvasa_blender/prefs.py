@@ -94,13 +94,11 @@ def _idle_check():
 
 
 def input_devices(report: object) -> list[str]:
-    """The microphone names in a doctor report (the Live panel's device menu); [] when absent."""
-    if not isinstance(report, dict):
-        return []
-    audio = report.get("audio") if isinstance(report.get("audio"), dict) else {}
-    found = report.get("input_devices", audio.get("inputs", audio.get("input_devices", [])))
-    names = [d.get("name") if isinstance(d, dict) else d for d in (found if isinstance(found, list) else [])]
-    return [str(n) for n in names if isinstance(n, (str, int)) and str(n)]
+    """The microphone names of a doctor report (``microphones.devices``; the Live panel's menu)."""
+    mics = report.get("microphones") if isinstance(report, dict) else None
+    devices = mics.get("devices") if isinstance(mics, dict) else None
+    names = [d.get("name") if isinstance(d, dict) else d for d in (devices if isinstance(devices, list) else [])]
+    return [str(n) for n in names if isinstance(n, str) and n]
 
 
 def engine_state_text() -> str:

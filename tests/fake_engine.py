@@ -302,7 +302,7 @@ def serve() -> int:
                   "torch": None, "device": "cpu", "dtype": "float32", "command": "doctor"})
             emit({"type": "done", "job": job, "outputs": {}, "ok": True,
                   "report": {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                             "devices": fake_devices(),
+                             "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
                              "ok": True, "next": ["Ready (fake worker)"],
                              "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1",
                              "weights": {"root": (req.get("args") or {}).get("weights"), "files": {}, "groups": {}}}})
@@ -431,6 +431,10 @@ class LiveSession:
         os.replace(tmp_npz, out)
 
 
+FAKE_MICROPHONES = {"devices": [{"index": 0, "name": "Fake USB Mic", "default": True},
+                                 {"index": 3, "name": "Fake Headset", "default": False}]}
+
+
 def fake_devices() -> dict:
     """doctor's devices; JOYVASA_FAKE_GPU_WARNING=1: an NVIDIA machine with a CPU-only torch."""
     if os.environ.get("JOYVASA_FAKE_GPU_WARNING") == "1":
@@ -464,7 +468,7 @@ def main(argv: list[str]) -> int:
         return serve()
     if command == "doctor":
         print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                          "devices": fake_devices(),
+                          "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
                           "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
                           "ok": True, "next": ["Ready (fake engine)"],
                           "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))

@@ -173,3 +173,29 @@ def test_rigify_face_follows_the_stream_and_stop_restores_the_pose(rigify_blend,
     bpy.ops.joyvasa.live_stop()
     drive(stopped)
     np.testing.assert_allclose(pose(), rest, atol=1e-6)
+
+
+def test_live_panel_draws_and_lists_the_engine_microphones(scene, speech_wav):
+    from test_panels_draw import draw
+
+    runtime = addon("runtime")
+    assert bpy.ops.joyvasa.check_engine() == {"FINISHED"}            # the fake doctor lists two microphones
+    assert runtime.DOCTOR["inputs"] == ["Fake USB Mic", "Fake Headset"]
+    assert bpy.ops.joyvasa.live_pick_device(device="Fake Headset") == {"FINISHED"}
+    assert scene.joyvasa_live.mic_device == "Fake Headset"
+    ctx = bpy.context
+    for cls in (bpy.types.JOYVASA_PT_live_view3d, bpy.types.JOYVASA_PT_live_sequencer):
+        log = draw(cls, ctx)
+        assert ("operator", "joyvasa.live_start") in log and ("operator", "joyvasa.live_pick_device") in log
+        assert {("prop", "mic_device"), ("prop", "latency"), ("prop", "record")} <= set(log)
+    live_settings(scene, speech_wav, record=False)
+    assert bpy.ops.joyvasa.live_start() == {"FINISHED"}
+    sess = runtime.LIVE
+    drive(lambda: sess.player.received >= 3)
+    log = draw(bpy.types.JOYVASA_PT_live_view3d, ctx)
+    assert ("operator", "joyvasa.live_stop") in log
+    assert any(x[0] == "label" and x[1].startswith("Delay ") for x in log)     # the measured delay, live
+    bpy.ops.joyvasa.live_stop()
+    drive(stopped)
+    log = draw(bpy.types.JOYVASA_PT_live_view3d, ctx)
+    assert any(x[0] == "label" and x[1].startswith("Live stopped") for x in log)
