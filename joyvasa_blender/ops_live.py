@@ -107,6 +107,10 @@ class JOYVASA_PG_live(bpy.types.PropertyGroup):
                                       "more compute")
     record: BoolProperty(name="Record", default=True,
                          description="At Stop, key the session as a new take with its audio as a sound strip")
+    pace: EnumProperty(name="Pace", default="REALTIME", items=[
+        ("REALTIME", "Real Time", "The engine plays the audio input at 1x, as a microphone"),
+        ("FAST", "As Fast As Possible", "The engine reads the audio input as fast as it computes (streamed TTS, tests); "
+                                        "the rig shows the newest frames")])
     monitor: BoolProperty(name="Play Audio", default=True,
                           description="Play the audio input in sync with the rig (delayed by D), file source only")
 
@@ -139,7 +143,8 @@ def build_job(context: Any, cfg: dict) -> tuple[dict, int, str]:
         start, monitor = int(st.start_frame), ""
     else:
         audio, start = apply_media.resolve_audio(context)
-        source, monitor = {"source": "file", "audio": audio, "pace": "realtime"}, audio
+        source = {"source": "file", "audio": audio, "pace": "fast" if lv.pace == "FAST" else "realtime"}
+        monitor = audio if lv.pace == "REALTIME" else ""
     out = apply_media.output_dir(context) / f"live_seed{st.seed}_{_stamp()}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     cpath, _ = controls_scene.write_scene_controls(scene, out.with_suffix(".controls.json"), start)

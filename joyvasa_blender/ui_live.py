@@ -23,7 +23,9 @@ def draw_live(layout, context) -> None:
     else:
         what = st.audio_strip if st.audio_source == "STRIP" else (bpy.path.basename(st.audio_path) or "(none)")
         col.label(text=f"Plays {'strip' if st.audio_source == 'STRIP' else 'file'} {what} at real time", icon='SOUND')
-        col.prop(lv, "monitor")
+        col.prop(lv, "pace", text="")
+        if lv.pace == "REALTIME":
+            col.prop(lv, "monitor")
     col.prop(lv, "latency")
     col.prop(lv, "record")
     row = layout.row()
