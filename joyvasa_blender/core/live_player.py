@@ -319,10 +319,11 @@ class RowMapper:
     CACHE = 64            # frame plans kept (the playout window is ~1 s = 25 frames)
 
     def __init__(self, preset: Any, *, reference_mode: str = "auto", pose_reference: str = "FIRST",
-                 mirrored_source: bool = False, include_gaze: bool = False) -> None:
+                 mirrored_source: bool = False, include_gaze: bool = False, geometry: Any = None) -> None:
         from . import semantic
 
         self.preset = preset
+        self.geometry = geometry          # retarget's rig geometry (head-space / aim targets), measured once
         groups = ["mouth", "eyes", "brows"] + (["gaze"] if include_gaze or preset.uses_gaze() else [])
         self.basis = semantic.load_basis().select(groups)
         self.reference_mode = reference_mode
@@ -438,4 +439,5 @@ class RowMapper:
         M = self.rotation(row)
         if self.preset.uses_head_channels():
             channels.update(retarget.head_channels(M))
-        return retarget.evaluate(self.preset, channels), M, proj.as_dict()
+        extra = () if self.geometry is None else (self.geometry,)
+        return retarget.evaluate(self.preset, channels, *extra), M, proj.as_dict()
