@@ -253,11 +253,8 @@ def start_session(context: Any, submit: Any = None) -> Session:
     if st.channels_target == "RIG" and rig is None:
         raise ValueError("Channels target is the rig, but no rig is chosen")
     job_args, start, monitor = build_job(context, cfg)
-    measure = getattr(rig_presets, "rig_geometry", None)       # head-space / aim targets: measured once
-    geometry = (measure(rig, preset, head or preset.head.bone or apply_motion.guess_head_bone(rig))
-                if measure is not None and rig is not None else None)
     mapper = lp.RowMapper(preset, reference_mode=st.reference_mode, pose_reference=st.pose_reference,
-                          mirrored_source=st.mirrored_source, include_gaze=st.include_gaze, geometry=geometry)
+                          mirrored_source=st.mirrored_source, include_gaze=st.include_gaze)
     job = (submit or (lambda args: worker(cfg).submit("live", args, request="live_start")))(job_args)
     ctrl, created = "", False
     if st.channels_target == "RIG":
@@ -289,6 +286,9 @@ def start_session(context: Any, submit: Any = None) -> Session:
         owners.append(("OBJECT", ctrl, bpy.data.objects[ctrl]))
     _snapshot(sess)
     _detach(sess, owners)
+    measure = getattr(rig_presets, "rig_geometry", None)   # head-space / aim targets: measured once, unanimated
+    if measure is not None and rig is not None:             # (no frame is prepared before the first tick)
+        mapper.geometry = measure(rig, preset, head or preset.head.bone or apply_motion.guess_head_bone(rig))
     runtime.LIVE = sess
     runtime.LIVE_LAST = {"state": "running", "message": "Live: starting the engine..."}
     if not bpy.app.timers.is_registered(tick):
