@@ -14,6 +14,13 @@ import pytest
 from conftest import HAS_SOUND, addon, scene_fingerprint
 
 
+@pytest.fixture(autouse=True)
+def no_live_session_left():
+    """A failing test must not leave a session that blocks the next tests' engine runs."""
+    yield
+    addon("ops_live").cancel_live()
+
+
 def drive(until, timeout: float = 20.0, every=None) -> None:
     """Call the timer function like Blender would (every ~25 ms) until ``until()``."""
     ops_live = addon("ops_live")
