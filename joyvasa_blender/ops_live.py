@@ -33,8 +33,10 @@ from .core import requests
 from .core.motion_core import MotionFileError
 
 TICK_S = 1.0 / 40.0          # the timer's period: above a 25 fps stream, below a 60 Hz viewport
-STOP_TIMEOUT_S = 30.0        # live_stop must end in done within this (flush + writing two files)
+STOP_TIMEOUT_S = 30.0
+STATUS_S = 0.25              # the panel's status line (measured delay) is refreshed this often        # live_stop must end in done within this (flush + writing two files)
 CHANNELS_OBJECT = "JoyVASA Motion"
+EXP_NAMES = tuple(f"exp_{i:02d}" for i in range(63))   # the channel properties, as the offline keyer names them
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Session:
     events: dict[str, Any] = field(default_factory=dict)            # the last done / error event
     tick_s: list[float] = field(default_factory=list)               # callback times (s), the last 200
     started_at: float = field(default_factory=time.monotonic)
+    shown_at: float = 0.0                                           # when the panel's line was last updated
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -410,8 +413,10 @@ def step(sess: Session, now: float) -> None:
     if br is not None:
         write(sess, *br)
     _sync_sound(sess, now)
-    runtime.LIVE_LAST = {"state": "running", "message": sess.player.summary()}
-    _redraw()
+    if now - sess.shown_at >= STATUS_S:      # the panel's line: a few times a second is enough
+        sess.shown_at = now
+        runtime.LIVE_LAST = {"state": "running", "message": sess.player.summary()}
+        _redraw()
 
 
 def _sync_sound(sess: Session, now: float) -> None:
@@ -549,7 +554,7 @@ def write(sess: Session, a: lp.LiveFrame, b: lp.LiveFrame, w: float) -> None:
         flat = row.exp.reshape(63).tolist()
         items = [("pitch", row.pitch), ("yaw", row.yaw), ("roll", row.roll), ("tx", float(row.trans[0])),
                  ("ty", float(row.trans[1])), ("tz", float(row.trans[2])), ("scale", row.scale)]
-        items += [(f"exp_{i:02d}", flat[i]) for i in range(63)]
+        items += zip(EXP_NAMES, flat)
         items += [(name, min(max(float(vals[0]), 0.0), 1.0)) for name, vals in chans.items() if not name.startswith("_")]
         _set_props(sess, ctrl, "", items)
 

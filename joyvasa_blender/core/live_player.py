@@ -238,7 +238,11 @@ class Player:
     # -- numbers for the panel --------------------------------------------------------------
     def measured_delay(self) -> float | None:
         """Median arrival delay of the recent frames (audio time -> here), seconds."""
-        return float(np.median(self.latencies)) if self.latencies else None
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
     def summary(self) -> str:
         """One line for the panel: D in use, measured delay, late / dropped counts."""
