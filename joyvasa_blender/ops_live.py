@@ -583,6 +583,9 @@ def finish(sess: Session) -> None:
         runtime.LIVE_LAST = {"state": "failed", "message": "\n".join([msg, *tail])}
         print(f"[JoyVASA] {msg}", file=sys.stderr, flush=True)
         return
+    if done is not None and sess.record and n == 0:
+        runtime.LIVE_LAST = {"state": "cancelled", "message": "Live stopped before the first frame: no take"}
+        return
     if done is None or not sess.record:
         runtime.LIVE_LAST = {"state": "cancelled" if not sess.record else "failed",
                              "message": f"Live stopped: {n} frames streamed" + ("" if not sess.record else
