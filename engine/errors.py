@@ -1,4 +1,4 @@
-"""Engine errors with stable protocol codes (see :data:`engine.protocol.ERROR_CODES`).
+"""Engine errors with stable protocol codes (see :data:`engine.contract.protocol.ERROR_CODES`).
 
 Every failure a user can cause (bad file, missing weights, no face) is raised as an
 :class:`EngineError` subclass whose message says what happened and what to do next. The

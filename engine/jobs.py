@@ -21,7 +21,7 @@ option. Inside, a job groups its fields into sub-configs (``MotionConfig`` = how
 ``WIRE`` names where a flat key lives when it is not the field's own name.
 
 Torch-free and numpy-free on purpose, at the bottom of the engine: it imports only
-:mod:`engine.errors` and :mod:`engine.protocol`'s constants.
+:mod:`engine.errors` and :mod:`engine.contract.protocol`'s constants.
 
 Adding an option: a field (with a one-line comment) on the job or sub-config it belongs to, its
 bound in ``__post_init__`` (use :func:`check_number`), the argparse option with the same name
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from engine.errors import BadRequest
-from engine.protocol import CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype
+from engine.contract.protocol import CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype
 
 JOB_SCHEMA = "joyvasa.job"
 JOB_VERSION = 1

@@ -21,7 +21,7 @@ from engine import __version__
 from engine import profiling
 from engine.errors import Cancelled, classify_failure
 from engine.profiling import Breakdown, peak_rss_mb  # noqa: F401  (peak_rss_mb re-exported)
-from engine.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, PROTOCOL_MINOR,
+from engine.contract.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, PROTOCOL_MINOR,
                              EventWriter)
 
 

@@ -2,7 +2,7 @@
 
 Why: a one-shot ``engine motion`` pays interpreter start-up, imports, construction and loading on
 every take; an artist re-taking a line with a new seed only needs the sampler. The worker reads
-requests (one JSON line each, see :mod:`engine.protocol`) from stdin, runs them one at a time in
+requests (one JSON line each, see :mod:`engine.contract.protocol`) from stdin, runs them one at a time in
 the main thread as the CLI runs them: the request's ``args`` are the job's wire form
 (:func:`engine.jobs.job_from_dict`), dispatched through :func:`engine.commands.run_job_pipeline`;
 the worker keeps one :class:`~engine.pipeline.context.ModelCache` for its whole life. A reader thread handles ``cancel`` immediately; ``run`` and ``release`` are
@@ -20,7 +20,7 @@ from typing import IO, Any
 from engine.commands import PIPELINES, run_job_pipeline
 from engine.jobs import job_from_dict
 from engine.pipeline.context import Context, ModelCache
-from engine.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, REQUEST_TYPES, EventWriter
+from engine.contract.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, REQUEST_TYPES, EventWriter
 from engine.runner import Reporter, run_job
 
 class Worker:

@@ -2,7 +2,7 @@
 
 The add-on never imports torch or engine code: it runs the engine (a separate Python
 environment chosen in the preferences) as a subprocess and reads its JSON-lines events
-(core/protocol.py). Importing this package imports nothing from bpy, so the bpy-free
+(core/contract/protocol.py). Importing this package imports nothing from bpy, so the bpy-free
 ``core`` package (protocol, engine_client, jobs, motion_core, semantic, framing) is testable with plain
 pytest; the bpy shells (operators, panels, properties, keying, sequencer) are imported in
 register().

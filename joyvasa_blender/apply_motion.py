@@ -23,7 +23,8 @@ import bpy
 import numpy as np
 
 from . import compat, rig_presets
-from .core import motion_core as mc, retarget, semantic
+from .core import motion_core as mc, retarget
+from .core.contract import semantic
 
 def guess_head_bone(rig: Any) -> str:
     """First bone named like head / Head / DEF-head (exact names first)."""

@@ -12,7 +12,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        PointerProperty, StringProperty)
 
 from .core import controls as cc
-from .core import semantic
+from .core.contract import semantic
 
 SAMPLERS = [("ancestral", "Ancestral (exact)", "Upstream DDPM ancestral sampling: slowest, reference quality"),
             ("ddim", "DDIM", "Deterministic DDIM: fast with few steps"),

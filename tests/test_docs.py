@@ -208,9 +208,9 @@ def test_the_checker_catches_a_dead_link(tmp_path: Path) -> None:
 
 
 def test_contract_page_follows_the_protocol() -> None:
-    """docs/contract.md names the protocol version engine/protocol.py speaks, has a row for every
+    """docs/contract.md names the protocol version engine/contract/protocol.py speaks, has a row for every
     event type, and docs/errors.md one for every error code (a new event or code must be documented)."""
-    from engine import protocol
+    from engine.contract import protocol
 
     contract = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
     assert f"protocol {protocol.PROTOCOL_MAJOR}.{protocol.PROTOCOL_MINOR} |" in contract

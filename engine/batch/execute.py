@@ -16,7 +16,7 @@ from engine.commands import run_job_pipeline
 from engine.errors import BadRequest
 from engine.jobs import Job, job_from_dict
 from engine.pipeline.context import Context, ModelCache
-from engine.protocol import EventWriter
+from engine.contract.protocol import EventWriter
 from engine.runner import Reporter, run_job
 
 Event = dict[str, Any]

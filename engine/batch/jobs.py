@@ -45,7 +45,7 @@ def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
     """Read and validate ``path``; BadRequest says which job and what is wrong."""
     path = Path(path)
     from engine.pathguard import input_problem
-    from engine.protocol import JSONLimitError, loads_limited
+    from engine.contract.protocol import JSONLimitError, loads_limited
 
     problem = input_problem(path)
     if problem:

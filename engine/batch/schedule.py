@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, IO
 
 from engine.batch.jobs import Job, clear_done, is_done, mark_done
-from engine.protocol import EventWriter
+from engine.contract.protocol import EventWriter
 
 
 @dataclass

@@ -17,7 +17,7 @@ from engine.commands.crop import add_framing_arguments
 from engine.commands.motion import add_motion_options, add_runtime_options
 from engine.jobs import CODECS, AnimateJob
 from engine.pipeline.context import Context
-from engine.protocol import REGIONS
+from engine.contract.protocol import REGIONS
 from engine.runner import run_protocol_command
 
 

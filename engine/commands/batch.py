@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.batch.schedule import BatchRun, run_local
     from engine.errors import BadRequest, EngineError, MissingDependency
     from engine import __version__
-    from engine.protocol import EXIT_CANCELLED, EXIT_ERROR, PROTOCOL_MAJOR, PROTOCOL_MINOR, EventWriter
+    from engine.contract.protocol import EXIT_CANCELLED, EXIT_ERROR, PROTOCOL_MAJOR, PROTOCOL_MINOR, EventWriter
 
     json_out = args.progress == "json"
     real_stdout = sys.stdout

@@ -44,7 +44,7 @@ def versions() -> dict[str, Any]:
 def devices() -> dict[str, Any]:
     from engine.device import (available_devices, cpu_has_native_bf16, describe_device, select_device,
                                select_motion_precision, select_precision)
-    from engine.protocol import DEFAULT_SAMPLER
+    from engine.contract.protocol import DEFAULT_SAMPLER
 
     dev = select_device("auto")
     info: dict[str, Any] = {"available": available_devices(), "auto": describe_device(dev),

@@ -2,7 +2,7 @@
 
 Parse options -> :class:`engine.jobs.MotionJob` -> :func:`engine.pipeline.motion.run_motion`.
 
-Protocol: JSON-lines v1 (:mod:`engine.protocol`) on stdout with
+Protocol: JSON-lines v1 (:mod:`engine.contract.protocol`) on stdout with
 ``--progress json``; human-readable progress on stderr otherwise. Event sequence:
 
     hello     {command: "motion", device, dtype, sampler, steps (null = every trained step),
@@ -29,7 +29,7 @@ import argparse
 from engine.commands import run_job_pipeline
 from engine.jobs import MotionJob
 from engine.pipeline.context import Context
-from engine.protocol import DEFAULT_SAMPLER, DEFAULT_STEPS, DTYPES, PE_VARIANTS, SAMPLERS
+from engine.contract.protocol import DEFAULT_SAMPLER, DEFAULT_STEPS, DTYPES, PE_VARIANTS, SAMPLERS
 from engine.runner import run_protocol_command
 
 

@@ -1,12 +1,12 @@
 """Expression ``exp`` (N, 21, 3) -> ARKit shape-key weights: the engine's copy of the add-on's readout.
 
-DELIBERATE COPY of the projection in ``joyvasa_blender/core/semantic.py``. Why a copy and not
+DELIBERATE COPY of the projection in ``joyvasa_blender/core/contract/semantic.py``. Why a copy and not
 an import: the engine must never import the add-on (it runs in its own venv, ships as its own package, and the add-on must be free to
 change its UI code). Why not only a shared data file: the readout is data (the tuned
 directions, full scales and ARKit targets, in ``semantic_basis.json``) *plus* an algorithm
 (reference choice, NNLS, clipping, the channel -> key max rule). So:
 
-* the data is shared byte for byte: ``engine/motion/semantic_basis.json`` (loaded by
+* the data is shared byte for byte: ``engine/contract/semantic_basis.json`` (loaded by
   engine/motion/basis.py, which the motion edits use too) is a copy of the
   add-on's ``data/semantic_basis.json`` (tests/contract/test_arkit_readout_copy.py compares
   the bytes), so re-tuning the basis cannot silently diverge;

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_FILE = Path(__file__).resolve().parent / "semantic_basis.json"
+DATA_FILE = Path(__file__).resolve().parents[1] / "contract" / "semantic_basis.json"
 _AXIS = {"x": 0, "y": 1, "z": 2}
 
 

@@ -59,7 +59,7 @@ class RawMotion:
         return np.arange(self.n_frames) / self.fps + self.audio_offset_s
 
 
-# -- semantic directions (engine copy of the basis, engine/motion/semantic_basis.json) ----------
+# -- semantic directions (engine copy of the basis, engine/contract/semantic_basis.json) ----------
 @lru_cache(maxsize=1)
 def _directions() -> dict[str, np.ndarray]:
     """Per-slider-unit (21,3) directions by channel name, and ``lip_array``."""

@@ -41,7 +41,7 @@ from engine.motion.smooth import smooth_pose
 from engine.motion.template import denormalize, load_template
 from engine.jobs import MotionConfig
 from engine.profiling import Breakdown
-from engine.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
+from engine.contract.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
 from engine.sampling import DEFAULT_STEPS, make_sampler, run_sampler
 from engine.sampling.guidance import combine
 from engine.sampling.schedule import Schedule

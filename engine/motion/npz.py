@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.motion.npz_reader import MemberSpec, MotionFileError, NpzReader
+from engine.contract.npz_reader import MemberSpec, MotionFileError, NpzReader
 
 SCHEMA = "joyvasa.motion"
 SCHEMA_VERSION = 1
@@ -209,7 +209,7 @@ def save_motion(path: str | os.PathLike[str], m: MotionData) -> Path:
 def load_motion(path: str | os.PathLike[str]) -> MotionData:
     """Read and validate a motion file; raises MotionFileError with the reason.
 
-    Lazy and typed (engine/motion/npz_reader.py): only the keys this schema uses are read, each
+    Lazy and typed (engine/contract/npz_reader.py): only the keys this schema uses are read, each
     one's dtype and shape checked against its header before its data, so an unknown key that
     inflates to gigabytes is never touched and a damaged header is refused in milliseconds."""
     from engine.pathguard import input_problem
@@ -253,7 +253,7 @@ def load_motion(path: str | os.PathLike[str]) -> MotionData:
         if "controls" in z:
             m.controls = str(z.get("controls", MemberSpec.text()))
             if m.controls:  # a record that is not even sane JSON is a damaged file (its keys: checked on use)
-                from engine.protocol import JSONLimitError, loads_limited
+                from engine.contract.protocol import JSONLimitError, loads_limited
 
                 try:
                     loads_limited(m.controls, "its recorded controls")

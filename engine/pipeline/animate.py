@@ -36,7 +36,7 @@ from engine.pipeline.context import Context
 from engine.pipeline.crop import framing_options, report_framing
 from engine.pipeline.edit import read_motion
 from engine.pipeline.motion import audio_features, motion_model
-from engine.protocol import REGIONS, SAMPLERS
+from engine.contract.protocol import REGIONS, SAMPLERS
 from engine.render.canvas import paste_canvas
 from engine.runner import Reporter
 from engine.weights import resolve_weights_dir

@@ -24,7 +24,7 @@ from engine.jobs import MotionJob
 from engine.motion.edit import direct_motion, load_run_controls
 from engine.motion.npz import save_motion
 from engine.pipeline.context import Context
-from engine.protocol import DEFAULT_STEPS, PE_VARIANTS, SAMPLERS
+from engine.contract.protocol import DEFAULT_STEPS, PE_VARIANTS, SAMPLERS
 from engine.weights import resolve_weights_dir
 
 

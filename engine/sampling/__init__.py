@@ -15,7 +15,7 @@ from engine.sampling.ddim import DDIMSampler
 from engine.sampling.dpm_solver import DPMSolverPP2MSampler
 from engine.sampling.schedule import Schedule
 
-from engine.protocol import DEFAULT_STEPS, SAMPLERS  # noqa: F401  (the one list; re-exported)
+from engine.contract.protocol import DEFAULT_STEPS, SAMPLERS  # noqa: F401  (the one list; re-exported)
 
 
 class Sampler(Protocol):

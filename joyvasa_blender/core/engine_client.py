@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .protocol import ProtocolError, hello_problem, parse_event
+from .contract.protocol import ProtocolError, hello_problem, parse_event
 
 STDERR_TAIL = 200
 CANCEL_GRACE_S = 15.0    # the engine checks for cancel between steps; model loading can take seconds

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .protocol import EXIT_CANCELLED, format_event_for_humans
+from .contract.protocol import EXIT_CANCELLED, format_event_for_humans
 
 STAGE_LABELS = {"load": "Loading models", "audio": "Reading audio", "motion": "Generating motion",
                 "render": "Rendering frames", "encode": "Encoding video", "export": "Exporting",

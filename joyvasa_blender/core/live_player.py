@@ -324,7 +324,7 @@ class RowMapper:
 
     def __init__(self, preset: Any, *, reference_mode: str = "auto", pose_reference: str = "FIRST",
                  mirrored_source: bool = False, include_gaze: bool = False, geometry: Any = None) -> None:
-        from . import semantic
+        from .contract import semantic
 
         self.preset = preset
         self.geometry = geometry          # retarget's rig geometry (head-space / aim targets), measured once
@@ -389,7 +389,7 @@ class RowMapper:
             self._update_ref()
 
     def _update_ref(self) -> None:
-        from . import semantic
+        from .contract import semantic
 
         mode = self.reference_mode
         exp = np.asarray(self._seen, np.float64)
@@ -436,7 +436,8 @@ class RowMapper:
 
     def plan(self, row: Row) -> tuple[Any, np.ndarray, dict[str, np.ndarray]]:
         """(retarget.Plan of (1,)-arrays, relative head rotation (1, 3, 3), projected channels)."""
-        from . import retarget, semantic
+        from . import retarget
+        from .contract import semantic
 
         proj = semantic.project(row.exp[None], basis=self.basis, ref=self.ref if self.ref is not None else row.exp)
         channels = semantic.readout(proj, mirrored_source=self.mirrored)

@@ -1,7 +1,7 @@
 """Retarget presets (``joyvasa.retarget`` v1): which rig controls a take keys, and how (bpy-free).
 
 Why files: ARKit shape keys, a Rigify face, VRoid/VRM avatars and studio rigs name their face
-controls differently; a preset is the one table from the readout channels (core/semantic.py
+controls differently; a preset is the one table from the readout channels (core/contract/semantic.py
 ``readout``: the semantic expression channels, derived channels, visemes) to the rig's shape
 keys, bone transform channels and custom properties, plus the head/neck bones. Shipped presets
 live in ``joyvasa_blender/presets/``; a studio adds its rig as a JSON file in the extension's user
@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from . import semantic
+from .contract import semantic
 
 SCHEMA = "joyvasa.retarget"
 VERSION = 1

@@ -2,7 +2,7 @@
 
 Why: a one-shot engine run pays interpreter start-up, imports and network loading on every
 Generate Motion / Render; the worker keeps the networks loaded, so a re-take with a new seed
-costs only the sampling. Requests and events are the protocol's (``core/protocol.py``: run /
+costs only the sampling. Requests and events are the protocol's (``core/contract/protocol.py``: run /
 cancel / release, every event carries its ``job``).
 
 :class:`WorkerJob` has the same surface as :class:`~.engine_client.EngineProcess` (drain,
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, drain_queue, kill_process, pump_events
-from .protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, REQUEST_TYPES, ProtocolError, hello_problem,
-                       make_request, parse_event)
+from .contract.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, REQUEST_TYPES, ProtocolError,
+                                hello_problem, make_request, parse_event)
 
 START_TIMEOUT_S = 120.0   # interpreter + engine imports; torch alone takes seconds on a cold disk
 #: commands the add-on sends to the warm engine (those that load networks); others run one-shot

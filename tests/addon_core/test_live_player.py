@@ -118,7 +118,7 @@ def test_latency_choices():
 def test_row_mapper_blends_the_offline_plan_of_two_frames():
     """The timer's values = the offline path (semantic.project -> readout -> retarget.evaluate) per
     frame, blended: at w=0 exactly frame a's offline plan with the same reference."""
-    from joyvasa_blender.core import semantic
+    from joyvasa_blender.core.contract import semantic
 
     presets, _ = retarget.list_presets(None)
     arkit = next(p for p in presets if p.name == retarget.ARKIT)

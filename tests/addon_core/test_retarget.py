@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from joyvasa_blender.core import motion_core as mc
-from joyvasa_blender.core import retarget, semantic
+from joyvasa_blender.core import retarget
+from joyvasa_blender.core.contract import semantic
 
 ALL = ("mouth", "eyes", "brows", "gaze")
 

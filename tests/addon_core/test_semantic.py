@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from joyvasa_blender.core import semantic
+from joyvasa_blender.core.contract import semantic
 
 REPO = Path(__file__).resolve().parents[2]
 # in-repo copies of shared/spec/semantic_basis.json and shared/fixtures/lp_motion_templates (tests/fixtures/README.md)
@@ -51,7 +51,7 @@ def test_data_file_matches_spec():
     spec_mod.loader.exec_module(gen)
     built = gen.build(json.loads(SPEC.read_text()))
     shipped = json.loads(semantic.DATA_FILE.read_text())
-    assert built == shipped, "joyvasa_blender/data/semantic_basis.json is stale: run tools/gen_semantic_basis.py"
+    assert built == shipped, "joyvasa_blender/core/contract/semantic_basis.json is stale: run tools/gen_semantic_basis.py"
 
 
 def test_nnls_matches_bruteforce():

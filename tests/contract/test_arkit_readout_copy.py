@@ -18,15 +18,10 @@ from engine.export import arkit, export_frames  # noqa: E402
 from engine.export.livelink import HEADER, arkit_column  # noqa: E402
 from engine.motion.npz import load_motion, save_motion  # noqa: E402
 
-from joyvasa_blender.core import motion_core, semantic  # noqa: E402
+from joyvasa_blender.core import motion_core  # noqa: E402
+from joyvasa_blender.core.contract import semantic  # noqa: E402
 
 GOLDEN = REPO / "tests" / "contract" / "motion_v1.npz"
-
-
-def test_basis_data_file_is_a_byte_identical_copy() -> None:
-    assert arkit.DATA_FILE.read_bytes() == Path(semantic.DATA_FILE).read_bytes(), (
-        "engine/motion/semantic_basis.json must be a copy of the add-on's semantic_basis.json: "
-        "copy the add-on's file over the engine's")
 
 
 @pytest.mark.parametrize("mode", ["auto", "median", "first", "lip_array"])

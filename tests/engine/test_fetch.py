@@ -76,7 +76,7 @@ def staging(out: Path) -> Path:
 
 def test_full_fetch_verifies_and_events_have_the_contract_shape(hub, hub_files, out: Path) -> None:
     from engine.commands.doctor import build_report
-    from engine.protocol import ERROR_CODES, EVENT_TYPES, STAGES
+    from engine.contract.protocol import ERROR_CODES, EVENT_TYPES, STAGES
 
     run = fetch(out, hub.url)
     assert run.rc == 0, run.stderr[-3000:]

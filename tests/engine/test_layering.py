@@ -11,7 +11,7 @@ ENGINE = Path(__file__).resolve().parents[2] / "engine"
 
 #: (layer, rank), low to high; a module may import only modules of a lower or equal (layer, rank)
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("engine", "engine.errors", "engine.protocol", "engine.jobs", "engine.profiling", "engine.fileio",
+    ("base", ("engine", "engine.errors", "engine.contract", "engine.jobs", "engine.profiling", "engine.fileio",
               "engine.pathguard", "engine.stdin_requests")),
     ("io", ("engine.audio", "engine.checkpoints", "engine.device", "engine.weights", "engine.models",
             "engine.sampling", "engine.fetch", "engine.preflight", "engine.runner")),

@@ -40,7 +40,7 @@ def _events(text: str) -> list[dict]:
 def test_worker_answers_every_hostile_line_and_then_the_next_request() -> None:
     """Nested 100 000 deep, a 5001-digit integer, non-UTF-8 bytes (strict UTF-8 stdin, the desktop
     case), a line over the size cap: one non-fatal bad_request each, then the release is served."""
-    from engine.protocol import MAX_LINE_BYTES
+    from engine.contract.protocol import MAX_LINE_BYTES
 
     env = {**engine_env(), "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"}
     lines = [NESTED,
@@ -435,14 +435,14 @@ def test_safe_name_keeps_ordinary_ids() -> None:
     (b'{"a": ', "not valid JSON"),
 ])
 def test_loads_limited_refuses_with_a_reason(text: bytes, words: str) -> None:
-    from engine.protocol import JSONLimitError, loads_limited
+    from engine.contract.protocol import JSONLimitError, loads_limited
 
     with pytest.raises(JSONLimitError, match=words):
         loads_limited(text, "the thing")
 
 
 def test_loads_limited_reads_brackets_inside_strings_and_deep_enough_json() -> None:
-    from engine.protocol import MAX_JSON_DEPTH, loads_limited
+    from engine.contract.protocol import MAX_JSON_DEPTH, loads_limited
 
     assert loads_limited('{"a": "[[[[{{{{"}') == {"a": "[[[[{{{{"}
     deep = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH

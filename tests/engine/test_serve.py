@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine.errors import BadRequest
-from engine.protocol import PROTOCOL_MINOR, make_request
+from engine.contract.protocol import PROTOCOL_MINOR, make_request
 from engine_testkit import engine_env, speech_clip
 
 REPO = Path(__file__).resolve().parents[2]

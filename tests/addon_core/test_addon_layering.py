@@ -1,15 +1,10 @@
-"""joyvasa_blender/core/protocol.py must be a byte-identical copy of engine/protocol.py."""
+"""The add-on's layers: it never imports the engine (its contract files are copies, tools/sync_contract.py)
+nor heavy libraries."""
 from __future__ import annotations
 
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def test_protocol_is_byte_identical_copy():
-    engine = (REPO / "engine" / "protocol.py").read_bytes()
-    addon = (REPO / "joyvasa_blender" / "core" / "protocol.py").read_bytes()
-    assert addon == engine, "joyvasa_blender/core/protocol.py differs from engine/protocol.py: copy it again"
 
 
 def test_addon_never_imports_engine_or_heavy_libraries():

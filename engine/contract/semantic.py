@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-DATA_FILE = Path(__file__).resolve().parents[1] / "data" / "semantic_basis.json"   # joyvasa_blender/data/
+DATA_FILE = Path(__file__).resolve().parent / "semantic_basis.json"   # beside this file (a contract file)
 REFERENCE_MODES = ("auto", "median", "first", "lip_array")
 _AXIS = {"x": 0, "y": 1, "z": 2}
 

@@ -1,7 +1,7 @@
 """JoyVASA engine <-> add-on protocol, version 1.4 (stdlib only).
 
 This file is the single source of truth for the contract between ``engine/`` and
-``joyvasa_blender/``. ``joyvasa_blender/core/protocol.py`` is a byte-for-byte copy (a test
+``joyvasa_blender/``. ``joyvasa_blender/core/contract/protocol.py`` is a byte-for-byte copy (a test
 enforces it), because the add-on must never import engine code.
 
 Transport
