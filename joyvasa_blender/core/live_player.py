@@ -162,10 +162,23 @@ class Player:
             self._add(fr, now)
             return fr
         elif kind == "live_stats":
+            first = not self.stats
             self.stats = dict(ev)
             self.engine_dropped = int(ev.get("dropped") or 0)
+            if first:
+                self._settle(ev.get("delay_s"))
             self._predict(ev.get("delay_s"))
         return None
+
+    def _settle(self, delay: Any) -> None:
+        """Once, at the first ``live_stats``: the start-up prediction is conservative (its first
+        window has no compute time measured yet), so D steps down to the steady-state delay when
+        every frame so far arrived within it. D is constant from then on, unless frames come late."""
+        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not math.isfinite(delay) or delay < 0:
+            return
+        target = float(delay) + self.margin_s
+        if target < self.delay_s and not self.late and self.latencies and max(self.latencies) <= float(delay):
+            self.delay_s = target
 
     def _predict(self, delay: Any) -> None:
         if isinstance(delay, (int, float)) and not isinstance(delay, bool) and math.isfinite(delay) and delay >= 0:

@@ -191,3 +191,19 @@ def test_fake_worker_live_session_streams_in_order_and_writes_the_streamed_take(
         assert job2.returncode == 0 and (tmp_path / "mic.npz").is_file() and (tmp_path / "mic.wav").is_file()
     finally:
         wk.stop()
+
+
+def test_the_start_up_prediction_settles_once_to_the_steady_state_delay():
+    p = lp.Player()
+    p.feed(started(1.3), now=0.0)                          # conservative start-up prediction
+    for k in range(20):                                    # every frame arrives within 0.9 s
+        p.feed(frame_event(k, sample=int((k / 25 + 0.5) * 16000)), now=k / 25 + 0.5)
+    p.feed({"type": "live_stats", "delay_s": 0.9, "dropped": 0}, now=1.3)
+    assert p.delay_s == pytest.approx(0.9 + lp.DELAY_MARGIN_S)
+    p.feed({"type": "live_stats", "delay_s": 0.6, "dropped": 0}, now=2.3)     # later: constant
+    assert p.delay_s == pytest.approx(0.9 + lp.DELAY_MARGIN_S)
+    q = lp.Player()
+    q.feed(started(1.3), now=0.0)
+    q.feed(frame_event(0, sample=16000), now=1.2)          # a frame took 1.2 s: no step down
+    q.feed({"type": "live_stats", "delay_s": 0.9, "dropped": 0}, now=1.3)
+    assert q.delay_s == pytest.approx(1.3 + lp.DELAY_MARGIN_S)
