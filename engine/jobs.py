@@ -38,9 +38,9 @@ from typing import Any, ClassVar, TypeVar
 
 from engine.errors import BadRequest
 from engine.contract.protocol import CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype
+from engine.contract.schema import JOB_SCHEMA, JOB_VERSION
+from engine.contract.semantic import REFERENCE_MODES  # noqa: F401  (livelinkface-csv: the readout's neutral)
 
-JOB_SCHEMA = "joyvasa.job"
-JOB_VERSION = 1
 
 # -- bounds: the one set every entry point uses ---------------------------------------------------
 FPS_MIN, FPS_MAX = 1.0, 120.0
@@ -57,8 +57,6 @@ EXPORT_SUFFIXES: dict[str, str] = {"livelinkface-csv": ".csv", "lp-pkl": ".pkl",
 ANIMAL_MODELS = ("auto", "v1", "v1.1")
 #: ``--codec``: the H.264 encoder (engine/render/writers.py pick_video_codec; auto = NVENC when it works)
 CODECS = ("auto", "libx264", "h264_nvenc")
-#: livelinkface-csv: the neutral expression of the ARKit readout (engine/export/arkit.py)
-REFERENCE_MODES = ("auto", "median", "first", "lip_array")
 
 
 def check_number(option: str, value: float | int | None, lo: float, hi: float) -> None:

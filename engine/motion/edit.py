@@ -23,11 +23,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from engine.motion.basis import load_basis
+from engine.contract.schema import EYE_ROWS, LIP_ROWS
+from engine.contract.semantic import load_basis
 from engine.motion.controls import (AXES, Controls, ControlsError, is_neutral_track, sample_track)
 
-LIP_ROWS: tuple[int, ...] = (6, 12, 14, 17, 19, 20)
-EYE_ROWS: tuple[int, ...] = (11, 13, 15, 16, 18)
 BLINK_FULL_UNITS = 20.0          # ALP blink slider units of a full closure (spec §7)
 GAZE_FULL_UNITS = 15.0           # pupil slider units of gaze 1.0 (the channels' full scale)
 GAZE_PER_DEG = {"x": 0.26, "y": 0.28}   # ditto's head-turn compensation, slider units per degree (spec §3)
@@ -59,7 +58,7 @@ class RawMotion:
         return np.arange(self.n_frames) / self.fps + self.audio_offset_s
 
 
-# -- semantic directions (engine copy of the basis, engine/contract/semantic_basis.json) ----------
+# -- semantic directions (the contract's basis, engine/contract/semantic_basis.json) ---------------
 @lru_cache(maxsize=1)
 def _directions() -> dict[str, np.ndarray]:
     """Per-slider-unit (21,3) directions by channel name, and ``lip_array``."""

@@ -17,9 +17,8 @@ import json
 from typing import Any, Callable, Mapping
 
 from . import framing
+from .contract.schema import JOB_SCHEMA, JOB_VERSION
 
-JOB_SCHEMA = "joyvasa.job"
-JOB_VERSION = 1
 
 #: THE table: job key <- scene.joyvasa property, for the commands that take it
 SCENE_FIELDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
