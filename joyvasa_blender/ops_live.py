@@ -33,8 +33,9 @@ from .core import requests
 from .core.motion_core import MotionFileError
 
 TICK_S = 1.0 / 40.0          # the timer's period: above a 25 fps stream, below a 60 Hz viewport
-STOP_TIMEOUT_S = 30.0
-STATUS_S = 0.25              # the panel's status line (measured delay) is refreshed this often        # live_stop must end in done within this (flush + writing two files)
+STOP_TIMEOUT_S = 30.0        # live_stop must end in done within this (flush + writing two files)
+RESYNC_S = 0.15              # the monitored sound is moved back to the rig's time when it drifted this far
+STATUS_S = 0.25              # the panel's status line (measured delay) is refreshed this often
 CHANNELS_OBJECT = "JoyVASA Motion"
 EXP_NAMES = tuple(f"exp_{i:02d}" for i in range(63))   # the channel properties, as the offline keyer names them
 
@@ -401,8 +402,10 @@ def step(sess: Session, now: float) -> None:
     if sess.job.finished():
         for ev in sess.job.drain():      # anything that came with the end
             if ev.get("type") == "live_frame":
-                fr = lp.parse_frame(ev)
-                sess.recorder.add(fr)
+                try:
+                    sess.recorder.add(lp.parse_frame(ev))
+                except lp.LiveEventError as exc:
+                    sess.error = f"engine sent a bad live frame: {exc}"
             elif ev.get("type") in ("done", "cancelled", "error"):
                 sess.events[ev["type"]] = ev
                 if ev["type"] == "error":
@@ -420,11 +423,19 @@ def step(sess: Session, now: float) -> None:
 
 
 def _sync_sound(sess: Session, now: float) -> None:
-    """Play the file source delayed by D, so the sound heard is the audio the rig shows."""
-    if not sess.monitor or sess.sound is not None:
+    """Play the file source delayed by D, so the sound heard is the audio the rig shows (re-synced
+    when D grew)."""
+    if not sess.monitor:
         return
     pt = sess.player.playout_time(now)
     if pt is None or pt < 0:
+        return
+    if sess.sound is not None:
+        try:
+            if abs(sess.sound.position - pt) > RESYNC_S:
+                sess.sound.position = float(pt)
+        except Exception:  # noqa: BLE001 - the handle ended (end of file) or the device went away
+            sess.monitor = ""
         return
     try:
         import aud
