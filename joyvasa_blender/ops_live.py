@@ -332,6 +332,8 @@ class JOYVASA_OT_live_start(bpy.types.Operator):
             return {'CANCELLED'}
         for w in sess.events.get("warnings", []):
             self.report({'WARNING'}, w)
+        if bpy.app.background:      # no event loop: nothing calls the timer (scripts drive ops_live.tick)
+            self.report({'WARNING'}, "Live in background mode: timers do not run, call ops_live.tick() to play")
         return {'FINISHED'}
 
 
