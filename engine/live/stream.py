@@ -106,9 +106,10 @@ class WindowStat:
 
     start: int              # first frame of the window
     commit: tuple[int, int]  # [lo, hi) committed by it
-    encode_s: float         # audio encoder
-    sample_s: float         # DiT sampler
+    encode_s: float         # audio encoder (wall clock)
+    sample_s: float         # DiT sampler (wall clock)
     wall: float             # perf_counter when it finished
+    cpu_s: float = 0.0      # process CPU time of the whole window (what it costs an idle machine)
 
     @property
     def seconds(self) -> float:
@@ -382,7 +383,7 @@ class MotionStream:
         L, D = self.L, self.D
         lo = self.committed
         start = max(0, end - L)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         audio = self._window_audio(start, end)
         a = self.model.encode(torch.from_numpy(audio)[None], self.dtype)               # (1,L,F)
         t1 = time.perf_counter()
@@ -433,7 +434,7 @@ class MotionStream:
         self._trim_audio(hi)
         self.n_windows += 1
         self.compute_s += t2 - t0
-        self.windows.append(WindowStat(start, (lo, hi), t1 - t0, t2 - t1, t2))
+        self.windows.append(WindowStat(start, (lo, hi), t1 - t0, t2 - t1, t2, time.process_time() - c0))
         return self._direct(new, lo, end)
 
     def _trim_audio(self, committed: int) -> None:

@@ -194,3 +194,20 @@ def test_bad_settings(model):
     assert st.finish() == []
     with pytest.raises(BadRequest):
         st.take_motion()
+
+
+def test_metrics_see_a_seam_and_a_distance():
+    from engine.live.metrics import distance, frame_changes, seam_continuity
+
+    rng = np.random.default_rng(0)
+    coef = np.cumsum(rng.normal(0, 0.01, (200, 73)), axis=0)
+    smooth = seam_continuity(coef, range(20, 200, 20))
+    assert smooth.n_seams == 9 and smooth.n_inside == 199 - 9 and 0.5 < smooth.ratio < 1.5
+    stepped = coef.copy()
+    for k in range(20, 200, 20):
+        stepped[k:] += 0.05                                   # a step at every hop start
+    assert seam_continuity(stepped, range(20, 200, 20)).ratio > 3
+    assert frame_changes(coef).shape == (199,)
+    assert distance(coef, coef).rms == 0
+    d = distance(coef, coef + np.r_[np.zeros(63), np.ones(10)] * 0.1)
+    assert d.rms_exp == 0 and abs(d.rms_pose - 0.1 * np.sqrt(7)) < 1e-9 and d.n_frames == 200
