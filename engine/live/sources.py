@@ -285,14 +285,22 @@ class MicSource:
         self._last_block = 0.0
         self._stopping = False
 
-    def start(self) -> None:
-        sd = self._backend if self._backend is not None else self._loader()
+    def probe(self) -> Any:
+        """Before any work: PortAudio loads and the device exists (coded errors otherwise); the
+        device's info. Opening it waits for :meth:`start`, after the warm-up window."""
+        if self._backend is None:
+            self._backend = self._loader()
         label = "the default input device" if self.device is None else f"input device {self.device!r}"
         try:
-            info = sd.query_devices(self.device, "input")
+            return self._backend.query_devices(self.device, "input")
         except Exception as exc:  # noqa: BLE001 - ValueError (no such device), PortAudioError
             raise AudioDeviceError(f"{label} cannot be found ({exc}); plug a microphone in, or choose one of the "
                                    "devices `python -m engine doctor` lists (--mic NAME or INDEX)") from None
+
+    def start(self) -> None:
+        info = self.probe()
+        sd = self._backend
+        label = "the default input device" if self.device is None else f"input device {self.device!r}"
         try:
             self.stream = sd.InputStream(samplerate=RATE, channels=1, dtype="float32", blocksize=BLOCK,
                                          device=self.device, latency="low", callback=self._callback,

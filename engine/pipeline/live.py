@@ -49,6 +49,15 @@ def warm_up(model: Any, layout: Any, job: LiveJob, precision: Any, controls: Any
     return float(sum(w.seconds for w in getattr(stream, "windows", ())))
 
 
+def default_hop(model: Any, job: LiveJob, window_s: float) -> int:
+    """The smallest hop that keeps up on this machine (live-engine's ``hop_for``), for the model's window."""
+    from engine.live.stream import DEFAULT_HOP, DEFAULT_LOOKAHEAD, hop_for
+
+    window = int(model.config.n_motions)
+    lookahead = job.lookahead if job.lookahead is not None else min(DEFAULT_LOOKAHEAD, window - 1)
+    return hop_for(window_s, floor=min(DEFAULT_HOP, window - lookahead), window=window, lookahead=lookahead)
+
+
 def open_source(job: LiveJob, pcm: Any = None) -> Any:
     """Step 5: the audio source the job names (``pcm``: the worker's push_pcm queue)."""
     from engine.live.sources import FileSource, MicSource
@@ -91,17 +100,16 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
     check_output_file(wav)
     controls = load_run_controls(job.controls) if job.controls else None   # None: the stream's live default
     livelink, vmc = parse_host_port("--livelink", job.livelink), parse_host_port("--vmc", job.vmc)
+    source = (source_factory or open_source)(job, pcm)
+    probe = getattr(source, "probe", None)
+    if probe is not None:
+        probe()                                   # the microphone's PortAudio and device, before any work
     model = motion_model(ctx, layout, device)                                           # 3
     window_s = 0.0 if stream_factory else warm_up(model, layout, job, precision, controls)
     if job.hop is None and job.schedule == "live" and stream_factory is None:
-        from engine.live.stream import hop_for
-
-        lookahead = job.lookahead if job.lookahead is not None else None
-        hop = hop_for(window_s, **({"lookahead": lookahead} if lookahead is not None else {}))
-        job = dataclasses.replace(job, hop=hop)   # the default hop that keeps up on this machine
-        rep.log(f"live: a window takes {window_s:.2f} s here -> hop {hop} frames")
+        job = dataclasses.replace(job, hop=default_hop(model, job, window_s))
+        rep.log(f"live: a window takes {window_s:.2f} s here -> hop {job.hop} frames")
     stream = (stream_factory or open_stream)(model, layout, job, precision, controls)    # 4
-    source = (source_factory or open_source)(job, pcm)                                  # 5
     outputs = open_outputs(livelink, vmc)
     hop = int(getattr(stream, "hop", job.hop or 0))
     lookahead = int(getattr(stream, "lookahead", job.lookahead or 0))
