@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core.engine_client import EngineProcess, StepRunner
-from .core.jobs import JobState
+from .core.run_state import JobState
 from .core.torch_build import Machine, probe_machine
 from .core.worker import EngineWorker, WorkerJob
 
