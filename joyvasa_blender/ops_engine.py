@@ -12,6 +12,14 @@ from .engine_setup import _poll_installer, engine_config, engine_state_text, get
 from . import runtime
 
 
+def input_devices(report: object) -> list[str]:
+    """The microphone names of a doctor report (``microphones.devices``; the Live panel's menu)."""
+    mics = report.get("microphones") if isinstance(report, dict) else None
+    devices = mics.get("devices") if isinstance(mics, dict) else None
+    names = [d.get("name") if isinstance(d, dict) else d for d in (devices if isinstance(devices, list) else [])]
+    return [str(n) for n in names if isinstance(n, str) and n]
+
+
 class JOYVASA_OT_engine_start(bpy.types.Operator):
     """Start the warm engine now (it also starts by itself on first use)"""
     bl_idname = "joyvasa.engine_start"
@@ -109,7 +117,7 @@ class JOYVASA_OT_check_engine(bpy.types.Operator):
         devices = report.get("devices") if isinstance(report, dict) and isinstance(report.get("devices"), dict) else {}
         gpu_warning = bool(devices.get("gpu_warning"))
         runtime.DOCTOR = {"ok": ok, "text": lines, "synthetic": synthetic, "device": str(devices.get("in_use") or ""),
-                          "gpu_warning": gpu_warning}
+                          "gpu_warning": gpu_warning, "inputs": input_devices(report)}
         if ok and gpu_warning:
             self.report({'WARNING'}, f"Engine OK, but {devices['in_use']}")
         elif ok and synthetic:

@@ -20,6 +20,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("framing", ("engine.framing",)),
     ("render", ("engine.render",)),
     ("export", ("engine.export",)),
+    ("live", ("engine.live",)),
     ("pipeline", ("engine.pipeline",)),
     ("service", ("engine.serve", "engine.batch")),
     ("entry", ("engine.commands", "engine.cli", "engine.bench", "engine.parity", "engine.__main__")),
