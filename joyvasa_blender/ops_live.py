@@ -89,6 +89,10 @@ class Session:
     started_at: float = field(default_factory=time.monotonic)
     shown_at: float = 0.0                                           # when the panel's line was last updated
 
+    def cancel(self) -> None:
+        """Unregister / file load (runtime.cancel_all): end the session now, nothing keyed."""
+        cancel_live()
+
 
 # -- settings -------------------------------------------------------------------------------------
 def _device_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str, str]]:

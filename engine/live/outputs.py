@@ -38,7 +38,7 @@ import numpy as np
 
 from engine.export import arkit
 from engine.export.livelink import arkit_column
-from engine.motion.basis import load_basis
+from engine.contract.semantic import load_basis
 
 #: frames the live neutral expression is measured over (10 s at 25 fps)
 REFERENCE_FRAMES = 250

@@ -26,7 +26,7 @@ import numpy as np
 from engine.errors import Cancelled
 from engine.live.outputs import Outputs
 from engine.live.sources import RATE, AudioSource
-from engine.protocol import LIVE_FPS
+from engine.contract.protocol import LIVE_FPS
 
 #: seconds between ``live_stats`` events
 STATS_INTERVAL_S = 1.0

@@ -20,7 +20,7 @@ from engine.live.sources import AudioDeviceError, MicSource, PcmSource, list_inp
 from engine.motion.npz import load_motion
 from engine.pipeline.context import Context
 from engine.pipeline.live import run_live
-from engine.protocol import EventWriter
+from engine.contract.protocol import EventWriter
 from engine.runner import Reporter, run_job
 from engine_testkit import speech_clip
 from live_fakes import FakeSoundDevice, FakeStream
