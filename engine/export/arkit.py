@@ -18,7 +18,9 @@ with unit columns ``Bn``; slider units ``w = c / ||B_k||``; weight ``clip(w / fu
 a key fed by several channels takes the largest value. With gaze selected, the mouth, lid and
 brow channels come from the projection without the gaze columns and the gaze channels from the
 one with every column (gaze never changes a blink). Defaults are the add-on's defaults:
-reference ``auto``, groups mouth/eyes/brows, the channels keyed by default.
+reference ``auto``, groups mouth/eyes/brows, the channels keyed by default; the ARKit weights
+(:func:`arkit_weights`, what the Live Link Face export and the live outputs send) add the gaze
+group and its eyeLook* keys: the add-on's ARKit preset with Gaze on.
 """
 from __future__ import annotations
 
