@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.contract.schema import SYNTHETIC_NOTE  # noqa: F401  (what every surface says of such a folder)
 from engine.errors import BadRequest, WeightsMissing, OFFICIAL_WEIGHTS_HINT
 
 ENV_VAR = "JOYVASA_WEIGHTS"
 
 #: marker file our synthetic writers put at the root of every folder they write
 SYNTHETIC_MARKER = "SYNTHETIC_WEIGHTS.json"
-#: the one sentence every surface (doctor, Check Engine, demo, animate's warning) shows for such a folder
-SYNTHETIC_NOTE = "synthetic weights: random numbers, not a face"
 
 
 def mark_synthetic(root: Path, part: str, config: str, seed: int) -> None:

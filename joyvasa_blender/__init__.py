@@ -13,11 +13,12 @@ _registered: list = []
 
 
 def _classes():
-    from . import ops_export, ops_framing, ops_motion, ops_render, ops_rigs, ops_weights, prefs, props, ui_panels
+    from . import (ops_export, ops_framing, ops_live, ops_motion, ops_render, ops_rigs, ops_weights, prefs, props,
+                   ui_live, ui_panels)
     return (props.CLASSES + ops_weights.CLASSES + prefs.CLASSES + ops_motion.CLASSES + ops_framing.CLASSES
             + ops_render.CLASSES
             + ops_export.CLASSES + ops_rigs.CLASSES
-            + ui_panels.CLASSES)
+            + ui_panels.CLASSES + ops_live.CLASSES + ui_live.CLASSES)
 
 
 def _on_load_pre(*_args):
@@ -33,6 +34,8 @@ def register() -> None:
         bpy.utils.register_class(cls)
         _registered.append(cls)
     props.register_props()
+    from . import ops_live
+    ops_live.register_props()
     from . import ops_export, ops_framing
     ops_export.register_menus()
     ops_framing.register_draw()  # the crop preview's landmark dots
@@ -57,6 +60,8 @@ def unregister() -> None:
     ops_export.unregister_menus()
     ops_framing.unregister_draw()
     props.unregister_props()
+    from . import ops_live
+    ops_live.unregister_props()
     for cls in reversed(_registered):
         bpy.utils.unregister_class(cls)
     _registered.clear()

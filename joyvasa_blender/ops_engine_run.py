@@ -40,7 +40,7 @@ class EngineRunMixin:
 
     @classmethod
     def poll(cls, context):
-        return runtime.CURRENT is None
+        return runtime.CURRENT is None and runtime.LIVE is None     # a live session holds the warm engine
 
     # -- helpers ----------------------------------------------------------------------------
     def _start(self, context) -> runtime.Running | None:

@@ -93,6 +93,14 @@ def _idle_check():
     return 30.0
 
 
+def input_devices(report: object) -> list[str]:
+    """The microphone names of a doctor report (``microphones.devices``; the Live panel's menu)."""
+    mics = report.get("microphones") if isinstance(report, dict) else None
+    devices = mics.get("devices") if isinstance(mics, dict) else None
+    names = [d.get("name") if isinstance(d, dict) else d for d in (devices if isinstance(devices, list) else [])]
+    return [str(n) for n in names if isinstance(n, str) and n]
+
+
 def engine_state_text() -> str:
     w = runtime.WORKER
     return w.describe() if w is not None else "Engine stopped (starts on first use)"
@@ -210,7 +218,7 @@ class JOYVASA_OT_check_engine(bpy.types.Operator):
         devices = report.get("devices") if isinstance(report, dict) and isinstance(report.get("devices"), dict) else {}
         gpu_warning = bool(devices.get("gpu_warning"))
         runtime.DOCTOR = {"ok": ok, "text": lines, "synthetic": synthetic, "device": str(devices.get("in_use") or ""),
-                          "gpu_warning": gpu_warning}
+                          "gpu_warning": gpu_warning, "inputs": input_devices(report)}
         if ok and gpu_warning:
             self.report({'WARNING'}, f"Engine OK, but {devices['in_use']}")
         elif ok and synthetic:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from engine.errors import BadRequest
 from engine.jobs import Job
 from engine.pipeline.context import Context
 
@@ -21,11 +22,15 @@ PIPELINES: dict[str, str] = {
     "edit": "engine.pipeline.edit:run_edit",
     "export": "engine.pipeline.export:run_export",
     "doctor": "engine.commands.doctor:execute",
+    "live": "engine.pipeline.live:run_live",
 }
 
 
 def run_job_pipeline(job: Job, ctx: Context) -> Any:
     """Run ``job`` through its command's pipeline; returns the ``done`` event's outputs
     (or ``(outputs, extra done fields)``)."""
+    if job.command not in PIPELINES:   # fetch: one-shot only (it prints a plan and asks for space first)
+        raise BadRequest(f"{job.command!r} runs only as its own command (python -m engine {job.command}); "
+                         f"run --job, serve and batch run {', '.join(PIPELINES)}")
     module, func = PIPELINES[job.command].split(":")
     return getattr(importlib.import_module(module), func)(job, ctx)

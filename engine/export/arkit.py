@@ -28,8 +28,8 @@ from typing import Iterable
 
 import numpy as np
 
-from engine.jobs import REFERENCE_MODES  # noqa: F401  (the job types own the choices)
-from engine.motion.basis import DATA_FILE, Basis, Channel, load_basis  # noqa: F401  (the basis is motion's)
+from engine.contract.semantic import (DATA_FILE, REFERENCE_MODES, Basis, Channel,  # noqa: F401
+                                      load_basis)
 
 DEFAULT_GROUPS = ("mouth", "eyes", "brows")
 #: what the ARKit exports read: the default groups and gaze (eyeLookIn/Out/Up/Down), projected

@@ -36,8 +36,8 @@ from typing import Any, Union
 
 import numpy as np
 
-SCHEMA = "joyvasa.controls"
-VERSION = 1
+from engine.contract.schema import CONTROLS_SCHEMA as SCHEMA, CONTROLS_VERSION as VERSION
+
 Track = Union[float, np.ndarray]     # a constant or a per-control-frame array
 
 AXES = ("pitch", "yaw", "roll")

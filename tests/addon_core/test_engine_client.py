@@ -156,10 +156,9 @@ def test_summarize_doctor():
 
 
 def test_summarize_doctor_flags_synthetic_weights():
-    """Check Engine's first line for a synthetic folder; the add-on's copy of the note equals the engine's."""
-    from engine.weights import SYNTHETIC_NOTE
+    """Check Engine's first line for a synthetic folder (the note is the contract's, as the engine's)."""
+    from joyvasa_blender.core.contract.schema import SYNTHETIC_NOTE
 
-    assert ec.SYNTHETIC_NOTE == SYNTHETIC_NOTE
     lines = ec.summarize_doctor({"ok": True, "synthetic": True, "weights": {"root": "/w"}, "next": []})
     assert SYNTHETIC_NOTE in lines[0] and not any(line.startswith("synthetic:") for line in lines)
     assert not any(SYNTHETIC_NOTE in line for line in ec.summarize_doctor({"ok": True, "synthetic": False}))

@@ -51,7 +51,7 @@ def test_data_file_matches_spec():
     spec_mod.loader.exec_module(gen)
     built = gen.build(json.loads(SPEC.read_text()))
     shipped = json.loads(semantic.DATA_FILE.read_text())
-    assert built == shipped, "joyvasa_blender/core/contract/semantic_basis.json is stale: run tools/gen_semantic_basis.py"
+    assert built == shipped, "joyvasa_blender/core/contract/semantic_basis.json is stale: run tools/gen_semantic_basis.py, then tools/sync_contract.py --fix"
 
 
 def test_nnls_matches_bruteforce():
