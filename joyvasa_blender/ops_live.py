@@ -549,6 +549,8 @@ def write(sess: Session, a: lp.LiveFrame, b: lp.LiveFrame, w: float) -> None:
                 for axis in plan.bone_axes[(bone, transform)]:
                     loc[axis] = float(vals[0, axis])
                 pb.location = loc
+            elif transform == "rotvec":   # head-space turns (issue 27): axis x angle, as the offline keyer
+                _set_rotation(pb, mathutils.Matrix(apply_motion._matrix_from_rotvec(vals[:1])[0].tolist()))
             else:   # local X, then Y, then Z (mc.matrix_from_euler "XYZ", as the offline keyer)
                 _set_rotation(pb, mathutils.Euler(vals[0].tolist(), "XYZ").to_matrix())
         props: dict[str, list] = {}
