@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "edit": ("edit", "re-apply art-direction controls to a motion .npz (no sampling, no torch)"),
     "fetch": ("fetch", "download the official weights (HF_ENDPOINT mirrors, resumable), then check them"),
     "run": ("run", "run one job given as JSON (engine/jobs.py wire form; what the Blender add-on sends)"),
+    "live": ("live", "stream an audio file or the microphone into motion, live (events per frame, a take at the end)"),
 }
 
 

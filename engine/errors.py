@@ -121,6 +121,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "scipy": ("scipy", "motion resampling"),
     "yaml": ("pyyaml", "reading models.yaml"),
     "huggingface_hub": ("huggingface_hub", "downloading the weights (engine fetch)"),
+    "sounddevice": ("sounddevice", "the microphone of a live session (engine live --mic)"),
+    "pythonosc": ("python-osc", "the VMC output of a live session (--vmc)"),
 }
 
 def install_command(dist: str) -> str:

@@ -514,9 +514,105 @@ class FetchJob(Job):
     verify_only: bool = False        # download nothing; only load-check what the folder holds
 
 
+#: ``live``: where the audio comes from, how a file is paced, the window schedule (engine/live/)
+LIVE_SOURCES = ("file", "pcm", "mic")
+LIVE_PACES = ("realtime", "fast")
+LIVE_SCHEDULES = ("live", "offline")
+LIVE_WINDOW = 100                           # frames of one motion window (hop + lookahead <= it)
+
+
+def parse_host_port(option: str, value: str | None) -> tuple[str, int] | None:
+    """``HOST:PORT`` (or ``:PORT`` / ``PORT`` = 127.0.0.1) -> (host, port); None stays None."""
+    if value is None:
+        return None
+    host, sep, port = str(value).strip().rpartition(":")
+    if not sep:
+        host, port = "", str(value).strip()
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not (1 <= number <= 65535) or any(c.isspace() for c in host):
+        raise BadRequest(f"{option} must be HOST:PORT with a port 1-65535 (e.g. 127.0.0.1:11111), got {value!r}")
+    return (host.strip("[]") or "127.0.0.1", number)
+
+
+@dataclass(frozen=True)
+class LiveJob(Job):
+    """``engine live`` / the worker's ``live_start``: a streamed take (docs/live.md)."""
+
+    command: ClassVar[str] = "live"
+    WIRE: ClassVar[dict[str, str]] = {"pe": "motion.pe_variant"}
+    INTERNAL: ClassVar[tuple[str, ...]] = ("motion.fps",)   # live frames are the model's 25 fps
+
+    out: str                         # the take's motion .npz (written at stop, atomically)
+    source: str = "file"             # file (audio played as a live source) | pcm (push_pcm) | mic
+    audio: str | None = None         # source file: the audio file to stream
+    mic: str | None = None           # source mic: input device name or index (None: the default)
+    pace: str = "realtime"           # source file: realtime (1x, as a microphone) | fast (as TTS)
+    wav: str | None = None           # the captured audio (None: out with .wav)
+    hop: int | None = None           # H, frames committed per window (None: the stream's default)
+    lookahead: int | None = None     # F, frames of look-ahead (None: the stream's default)
+    schedule: str = "live"           # live | offline (upstream's exact schedule: hop 100, lookahead 0)
+    weights: str | None = None       # weights folder (None: $JOYVASA_WEIGHTS)
+    controls: str | None = None      # art-direction controls .json, applied per frame
+    livelink: str | None = None      # Live Link Face UDP output HOST:PORT (None: off)
+    vmc: str | None = None           # VMC OSC output HOST:PORT (None: off)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LiveJob":
+        if isinstance(data, dict) and isinstance(data.get("mic"), int) and not isinstance(data["mic"], bool):
+            data = {**data, "mic": str(data["mic"])}   # a device index is as good as its name
+        return super().from_dict(data)
+
+    @classmethod
+    def from_args(cls, args: Any) -> "LiveJob":
+        """The CLI has no --source: ``--mic [DEVICE]`` is source mic (bare = the default device),
+        ``--audio`` source file."""
+        values = {k: v for k, v in vars(args).items() if k in cls.wire_keys()}
+        mic = values.get("mic")
+        values["source"] = "mic" if mic is not None else "file"
+        values["mic"] = None if mic in (None, "default") else mic
+        return cls.from_dict(values)
+
+    def validate(self) -> None:
+        check_choice("--source", self.source, LIVE_SOURCES)
+        check_choice("--pace", self.pace, LIVE_PACES)
+        check_choice("--schedule", self.schedule, LIVE_SCHEDULES)
+        check_suffix("--out", self.out, (".npz",))
+        check_suffix("--wav", self.wav, (".wav",))
+        check_number("--hop", self.hop, 1, LIVE_WINDOW)
+        check_number("--lookahead", self.lookahead, 0, LIVE_WINDOW - 1)
+        if (self.hop or 0) + (self.lookahead or 0) > LIVE_WINDOW:
+            raise BadRequest(f"--hop + --lookahead must be at most {LIVE_WINDOW} (one window), "
+                             f"got {self.hop} + {self.lookahead}")
+        if self.schedule == "offline" and (self.hop not in (None, LIVE_WINDOW) or self.lookahead not in (None, 0)):
+            raise BadRequest(f"--schedule offline is upstream's exact schedule: --hop {LIVE_WINDOW} --lookahead 0")
+        if self.source == "file" and not self.audio:
+            raise BadRequest("source file needs --audio FILE (or use --mic, or push_pcm with source pcm)")
+        if self.source != "file" and self.audio:
+            raise BadRequest(f"--audio is only for source file, not {self.source}")
+        if self.source != "mic" and self.mic is not None:
+            raise BadRequest("--mic DEVICE is only for source mic")
+        parse_host_port("--livelink", self.livelink)
+        parse_host_port("--vmc", self.vmc)
+        if self.motion.fps is not None:
+            raise BadRequest("live frames are the model's 25 fps (no --fps)")
+
+    @property
+    def wav_path(self) -> str:
+        """Where the captured audio goes: ``wav`` or ``out`` with ``.wav``."""
+        if self.wav:
+            return self.wav
+        stem = self.out[:-4] if self.out.lower().endswith(".npz") else self.out
+        return stem + ".wav"
+
+
 #: command -> its job type: THE table every entry point builds jobs with
 JOB_TYPES: dict[str, type[Job]] = {t.command: t for t in (MotionJob, AnimateJob, CropJob, EditJob, ExportJob,
-                                                           DoctorJob, FetchJob)}
+                                                           DoctorJob, FetchJob, LiveJob)}
 
 
 def job_from_dict(data: dict[str, Any], command: str | None = None) -> Job:

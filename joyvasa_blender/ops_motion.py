@@ -70,6 +70,8 @@ def _summary_text(summary: dict) -> str:
         parts.append(f"{len(summary['shape_keys'])} shape keys")
     if summary.get("channels"):
         parts.append(f"{summary['channels']} channels on {summary['channels_object']}")
+    if summary.get("removed"):                       # the earlier preset's takes it replaced
+        parts.append("earlier take: " + "; ".join(summary["removed"]))
     return ", ".join(parts)
 
 

@@ -22,6 +22,7 @@ PIPELINES: dict[str, str] = {
     "edit": "engine.pipeline.edit:run_edit",
     "export": "engine.pipeline.export:run_export",
     "doctor": "engine.commands.doctor:execute",
+    "live": "engine.pipeline.live:run_live",
 }
 
 

@@ -238,6 +238,9 @@ def build_report(weights_arg: str | None, load: bool = True) -> dict[str, Any]:
     raw = weights_arg or os.environ.get(ENV_VAR, "")
     root = Path(raw).expanduser() if raw else None
     report: dict[str, Any] = {"versions": versions(), "devices": devices(), "weights": check_weights(root, load)}
+    from engine.live.sources import microphones_report   # live sessions (--mic): informative, not in "ok"
+
+    report["microphones"] = microphones_report()
     w = report["weights"]
     required_ok = not w.get("error") and all(f["present"] for f in w["files"].values() if f["required"])
     if load and required_ok:
@@ -280,6 +283,13 @@ def print_text(report: dict[str, Any], out=None) -> None:
             print(f"  {name}: does NOT load: {g.get('error')}", file=out)
         if g.get("licence"):
             print(f"  {name} licence: {g['licence']}", file=out)
+    mics = report.get("microphones") or {}
+    if mics.get("error"):
+        print(f"microphones (engine live --mic): none usable: {mics['message']}", file=out)
+    else:
+        print("microphones (engine live --mic): " + (", ".join(
+            f"{m['index']}: {m['name']}{' (default)' if m['default'] else ''}" for m in mics.get("devices", []))
+            or "no input device found"), file=out)
     status = "OK" if report["ok"] else "NOT READY"
     if report.get("synthetic"):
         from engine.weights import SYNTHETIC_NOTE

@@ -13,6 +13,12 @@ written here because Blender ships numpy but not scipy):
 
 Sink columns (names starting with "_") only absorb opposite-direction motion (e.g. lips pressed
 beyond neutral) so it does not leak into keyed channels. Pose is never projected.
+
+Gaze is read apart from the lids: the mouth, lid and brow channels always come from the
+projection without the gaze columns, and the gaze channels from the projection on every selected
+column (where looking up is told apart from opening the lids). Why: the vertical gaze direction is
+0.74-collinear with the blink, and projected together it took blink energy away (a right blink
+read 0.24-correlated with the take's own blink). So mapping gaze never changes a blink curve.
 """
 from __future__ import annotations
 
@@ -150,17 +156,27 @@ class Projection:
 def project(exp: np.ndarray, *, reference_mode: str = "auto", groups: Iterable[str] = ("mouth", "eyes", "brows"),
             basis: Basis | None = None, ref: np.ndarray | None = None) -> Projection:
     """Project every frame of ``exp`` (N, 21, 3) on the selected channel groups."""
+    groups = tuple(groups)
     basis = (basis or load_basis()).select(groups)
     exp = np.asarray(exp, dtype=np.float64).reshape(-1, 21, 3)  # (N, 21, 3)
     ref = reference(exp, reference_mode, basis) if ref is None else np.asarray(ref, np.float64).reshape(21, 3)
     d = (exp - ref[None]).reshape(len(exp), 63)                  # (N, 63)
-    B = basis.matrix()                                           # (63, K)
-    norms = np.linalg.norm(B, axis=0)                            # (K,)
-    Bn = B / norms
-    coef = np.stack([nnls(Bn, row) for row in d]) if len(d) else np.zeros((0, B.shape[1]))  # (N, K)
-    weights = coef / norms
+    weights = _slider_units(basis, d)                            # (N, K): every selected column at once
+    face = basis.select(g for g in groups if g != "gaze")
+    if face.channels and len(face.channels) < len(basis.channels):   # gaze too: the lids without it
+        own = _slider_units(face, d)
+        for j, name in enumerate(face.names):
+            weights[:, basis.names.index(name)] = own[:, j]
     full = np.array([c.full_scale for c in basis.channels])
     return Projection(basis.names, weights, np.clip(weights / full, 0.0, 1.0))
+
+
+def _slider_units(basis: Basis, d: np.ndarray) -> np.ndarray:
+    """NNLS of each offset row (N, 63) on the basis's unit columns, in slider units (N, K)."""
+    B = basis.matrix()                                           # (63, K)
+    norms = np.linalg.norm(B, axis=0)                            # (K,)
+    coef = np.stack([nnls(B / norms, row) for row in d]) if len(d) else np.zeros((0, B.shape[1]))
+    return coef / norms
 
 
 # -- channel -> shape-key name map --------------------------------------------------------------
@@ -228,11 +244,14 @@ def shape_key_curves(proj: Projection, name_map: dict[str, list[tuple[str, float
 # -- readout: every channel a retarget preset can map (core/retarget.py) -----------------------
 #: Viseme readout channels (VRM's five vowels + rest), derived from three mouth readings:
 #: o = jawOpen (open), w = mouthStretch (width, "eee"), r = mouthPucker (rounding, "woo"):
-#:   aa = o(1-r)(1-w)   ih = o(1-r)w   ee = (1-o)(1-r)w   oh = o r   ou = (1-o) r
-#:   sil = (1-o)(1-r)(1-w)
-#: Each lies in [0, 1] and the six sum to 1 (a partition of the mouth's state), so a viseme
-#: rig never gets more than one full mouth shape; a pure jaw opening reads as aa, a pure
-#: "eee" as ee, a pure "woo" as ou, an open "woo" as oh, an open "eee" as ih.
+#:   aa = o(1-r)(1-w)   ih = o(1-r)w   oh = o r   ou = c r   ee = c(1-r)w   sil = the rest
+#: with c = g(o)(1-o), g(o) = min(1, o / VISEME_GATE): the "nearly closed" shapes (ou, ee) need a
+#: little opening. Why: every spoken vowel opens the mouth, while a closed mouth often reads some
+#: width or rounding (a person's neutral lips, a smile); without the gate a closed, silent mouth
+#: read as a half-pursed "U". So a closed mouth is rest (every viseme ~0, ``sil`` ~1), a pure jaw
+#: opening is ``aa`` equal to the opening, rounding moves the weight to oh (open) and ou (less
+#: open), width to ih and ee. Each lies in [0, 1] and the six sum to 1.
+VISEME_GATE = 0.1
 VISEMES = ("viseme_sil", "viseme_aa", "viseme_ih", "viseme_ou", "viseme_ee", "viseme_oh")
 #: Channels derived from the projection (besides the visemes); see :func:`readout`.
 DERIVED = ("mouthFrown", "eyesClosed", "eyeBlinkLeftOnly", "eyeBlinkRightOnly", "gazeX", "gazeY")
@@ -241,9 +260,11 @@ DERIVED = ("mouthFrown", "eyesClosed", "eyeBlinkLeftOnly", "eyeBlinkRightOnly", 
 def visemes(open_: np.ndarray, wide: np.ndarray, round_: np.ndarray) -> dict[str, np.ndarray]:
     """The six viseme weights from mouth open, width and rounding (each (N,) in [0, 1])."""
     o, w, r = (np.clip(np.asarray(a, np.float64), 0.0, 1.0) for a in (open_, wide, round_))
-    return {"viseme_sil": (1 - o) * (1 - r) * (1 - w), "viseme_aa": o * (1 - r) * (1 - w),
-            "viseme_ih": o * (1 - r) * w, "viseme_ou": (1 - o) * r, "viseme_ee": (1 - o) * (1 - r) * w,
-            "viseme_oh": o * r}
+    c = np.minimum(1.0, o / VISEME_GATE) * (1 - o)          # weight of the nearly closed shapes
+    out = {"viseme_aa": o * (1 - r) * (1 - w), "viseme_ih": o * (1 - r) * w, "viseme_ou": c * r,
+           "viseme_ee": c * (1 - r) * w, "viseme_oh": o * r}
+    out["viseme_sil"] = np.clip(1.0 - sum(out.values()), 0.0, 1.0)
+    return {name: out[name] for name in VISEMES}
 
 
 def readout(proj: Projection, *, mirrored_source: bool = False) -> dict[str, np.ndarray]:

@@ -15,7 +15,9 @@ directions, full scales and ARKit targets, in ``semantic_basis.json``) *plus* an
 
 Readout (semantic_basis.md §7): ``d_t = exp_t - exp_ref``; ``c_t = argmin_{c>=0} ||Bn c - d_t||``
 with unit columns ``Bn``; slider units ``w = c / ||B_k||``; weight ``clip(w / full_scale, 0, 1)``;
-a key fed by several channels takes the largest value. Defaults are the add-on's defaults:
+a key fed by several channels takes the largest value. With gaze selected, the mouth, lid and
+brow channels come from the projection without the gaze columns and the gaze channels from the
+one with every column (gaze never changes a blink). Defaults are the add-on's defaults:
 reference ``auto``, groups mouth/eyes/brows, the channels keyed by default.
 """
 from __future__ import annotations
@@ -28,6 +30,9 @@ from engine.contract.semantic import (DATA_FILE, REFERENCE_MODES, Basis, Channel
                                       load_basis)
 
 DEFAULT_GROUPS = ("mouth", "eyes", "brows")
+#: what the ARKit exports read: the default groups and gaze (eyeLookIn/Out/Up/Down), projected
+#: apart from the lids (channel_weights), so the blinks equal the add-on's keys without gaze
+ARKIT_GROUPS = DEFAULT_GROUPS + ("gaze",)
 
 
 def nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -82,22 +87,32 @@ def channel_weights(exp: np.ndarray, *, reference_mode: str = "auto",
     chans = [c for c in basis.channels if c.group in wanted]
     exp = np.asarray(exp, np.float64).reshape(-1, 21, 3)
     d = (exp - reference(exp, reference_mode, basis)[None]).reshape(len(exp), 63)
+    units = _slider_units(chans, d)
+    face = [c for c in chans if c.group != "gaze"]
+    if face and len(face) < len(chans):          # gaze too: the lids come from the projection without it
+        units.update(_slider_units(face, d))
+    return {c.name: np.clip(units[c.name] / c.full_scale, 0.0, 1.0) for c in chans}
+
+
+def _slider_units(chans: list[Channel], d: np.ndarray) -> dict[str, np.ndarray]:
+    """NNLS of each offset row (N, 63) on the channels' unit columns, in slider units."""
     B = np.stack([c.vector for c in chans], axis=1)                   # (63, K)
     norms = np.linalg.norm(B, axis=0)
     coef = np.stack([nnls(B / norms, row) for row in d]) if len(d) else np.zeros((0, len(chans)))
-    values = np.clip(coef / norms / np.array([c.full_scale for c in chans]), 0.0, 1.0)
-    return {c.name: values[:, i] for i, c in enumerate(chans)}
+    return {c.name: coef[:, i] / norms[i] for i, c in enumerate(chans)}
 
 
 def arkit_weights(exp: np.ndarray, *, reference_mode: str = "auto",
-                  groups: Iterable[str] = DEFAULT_GROUPS, include_optional: bool = False) -> dict[str, np.ndarray]:
-    """ARKit shape-key name -> (N,) weight: the add-on's default name map applied to the readout
-    (channels keyed by default; ``include_optional`` adds the others that have targets)."""
+                  groups: Iterable[str] = ARKIT_GROUPS, include_optional: bool = False) -> dict[str, np.ndarray]:
+    """ARKit shape-key name -> (N,) weight: the add-on's ARKit preset with Gaze on applied to the
+    readout (channels keyed by default and the gaze channels' eyeLook* keys; ``include_optional``
+    adds the others that have targets)."""
     basis = load_basis()
     values = channel_weights(exp, reference_mode=reference_mode, groups=groups)
     out: dict[str, np.ndarray] = {}
     for c in basis.channels:
-        if c.name not in values or not c.targets or c.name.startswith("_") or not (c.keyed or include_optional):
+        if c.name not in values or not c.targets or c.name.startswith("_") or \
+                not (c.keyed or c.group == "gaze" or include_optional):
             continue
         for key in c.targets:
             out[key] = np.maximum(out[key], values[c.name]) if key in out else values[c.name]

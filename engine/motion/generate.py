@@ -44,6 +44,7 @@ from engine.profiling import Breakdown
 from engine.contract.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
 from engine.sampling import DEFAULT_STEPS, make_sampler, run_sampler
 from engine.sampling.guidance import combine
+from engine.sampling.known import KnownPrefix
 from engine.sampling.schedule import Schedule
 from engine.weights import WeightsLayout
 
@@ -203,9 +204,10 @@ class MotionModel:
                       x_T: torch.Tensor, sampler: Any, cfg_scale: float, cfg_mode: str, pe_variant: str,
                       noise_fn: Callable[[int, int], torch.Tensor] | None,
                       on_step: Callable[[int, int], None] | None = None, hoist: bool = True,
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                      dtype: torch.dtype = torch.float32, known: KnownPrefix | None = None) -> torch.Tensor:
         """One window through the sampler. ``dtype`` bfloat16/float16: the DiT runs under autocast;
-        its x0 prediction comes back float32, so the sampler's arithmetic stays float32."""
+        its x0 prediction comes back float32, so the sampler's arithmetic stays float32.
+        ``known``: leading rows held fixed at every step (the live stream's committed frames)."""
         L = self.config.n_motions
         autocast = (torch.autocast(device_type=self.device.type, dtype=dtype) if dtype != torch.float32
                     else contextlib.nullcontext())
@@ -225,7 +227,7 @@ class MotionModel:
                                cross=cross, hoist=hoist)                           # (2,S,D)
             return combine(out[:, -L:].float(), [cfg_scale], cfg_mode)             # (1,L,D)
 
-        return run_sampler(sampler, x0_fn, x_T, noise_fn, on_step)
+        return run_sampler(sampler, x0_fn, x_T, noise_fn, on_step, known=known)
 
 
 def generate_coef(model: MotionModel, wave: np.ndarray, options: MotionOptions, *,
@@ -306,6 +308,25 @@ def effective_steps(options: MotionOptions, N: int) -> int:
     return N if default is None else min(default, N)
 
 
+def motion_meta(model: MotionModel, options: MotionOptions, audio_hash: str, duration_s: float,
+                dtype: torch.dtype) -> dict[str, Any]:
+    """The motion file's reproducibility fields for a take sampled with ``options`` (offline or live)."""
+    return {
+        "audio_offset_s": np.float32(AUDIO_OFFSET_S),
+        "audio_sha256": audio_hash,
+        "audio_duration_s": np.float32(duration_s),
+        "checkpoint_sha256": sha256_file(model.checkpoint_path),
+        "pe_variant": options.pe_variant,
+        "sampler": options.sampler,
+        "steps": np.int32(effective_steps(options, model.schedule.N)),
+        "cfg_scale": np.float32(options.cfg_scale),
+        "cfg_mode": options.cfg_mode,
+        "seed": np.int64(options.seed),
+        "engine_version": __version__,
+        "motion_dtype": str(dtype).replace("torch.", ""),
+    }
+
+
 def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike[str] | np.ndarray,
                     options: MotionOptions, reporter: Any | None = None, device: str = "cpu",
                     model: MotionModel | None = None, features: list[torch.Tensor] | None = None,
@@ -358,20 +379,7 @@ def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike
     if reporter is not None:
         reporter.stage_end("motion")
     n = coef.shape[0]
-    meta = {
-        "audio_offset_s": np.float32(AUDIO_OFFSET_S),
-        "audio_sha256": audio_sha256(wave),
-        "audio_duration_s": np.float32(len(wave) / SAMPLE_RATE),
-        "checkpoint_sha256": sha256_file(model.checkpoint_path),
-        "pe_variant": options.pe_variant,
-        "sampler": options.sampler,
-        "steps": np.int32(effective_steps(options, N)),
-        "cfg_scale": np.float32(options.cfg_scale),
-        "cfg_mode": options.cfg_mode,
-        "seed": np.int64(options.seed),
-        "engine_version": __version__,
-        "motion_dtype": str(dtype).replace("torch.", ""),
-    }
+    meta = motion_meta(model, options, audio_sha256(wave), len(wave) / SAMPLE_RATE, dtype)
     data = MotionData(fps=float(model.config.fps), exp=motion["exp"].reshape(n, 21, 3),
                       scale=motion["scale"].reshape(n), t=motion["t"].reshape(n, 3),
                       pitch=motion["pitch"].reshape(n), yaw=motion["yaw"].reshape(n),

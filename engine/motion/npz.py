@@ -19,6 +19,16 @@ def save_motion(path: str | os.PathLike[str], m: MotionData) -> Path:
     from engine.fileio import atomic_path
 
     validate(m)
+    arrays = motion_arrays(m)
+    final = Path(path)
+    with atomic_path(final, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return final
+
+
+def motion_arrays(m: MotionData) -> dict[str, np.ndarray]:
+    """The arrays of the file :func:`save_motion` writes for ``m`` (key -> typed array)."""
     arrays: dict[str, np.ndarray] = {
         "schema": np.array(SCHEMA),
         "schema_version": np.array(SCHEMA_VERSION, dtype=np.int32),
@@ -45,11 +55,7 @@ def save_motion(path: str | os.PathLike[str], m: MotionData) -> Path:
     for key, default in META_DEFAULTS.items():
         value = m.meta.get(key, default)
         arrays[key] = np.array(str(value)) if isinstance(default, str) else np.array(value, dtype=np.asarray(default).dtype)
-    final = Path(path)
-    with atomic_path(final, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    return final
+    return arrays
 
 
 def load_motion(path: str | os.PathLike[str]) -> MotionData:

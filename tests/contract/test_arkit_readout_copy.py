@@ -18,7 +18,7 @@ from engine.export import arkit, export_frames  # noqa: E402
 from engine.export.livelink import HEADER, arkit_column  # noqa: E402
 from engine.motion.npz import load_motion, save_motion  # noqa: E402
 
-from joyvasa_blender.core import motion_core  # noqa: E402
+from joyvasa_blender.core import motion_core, retarget  # noqa: E402
 from joyvasa_blender.core.contract import semantic  # noqa: E402
 
 GOLDEN = REPO / "tests" / "contract" / "motion_v1.npz"
@@ -41,7 +41,7 @@ def test_channel_weights_agree(mode: str) -> None:
 
 def test_csv_equals_the_addon_keys(tmp_path: Path) -> None:
     """Default export vs the add-on's keying path (apply_motion: resample to the scene rate ->
-    project with the default neutral -> default name map), column by column."""
+    project with the default neutral -> the ARKit preset with Gaze on), column by column."""
     from engine.cli import main
 
     m = load_motion(GOLDEN)
@@ -58,9 +58,15 @@ def test_csv_equals_the_addon_keys(tmp_path: Path) -> None:
 
         s = motion_core.resample(motion_core.load_motion(path), fps)          # what the add-on keys
         assert len(rows) - 1 == s.n_frames
-        proj = semantic.project(s.exp, reference_mode="auto", groups=("mouth", "eyes", "brows"))
-        keys = semantic.shape_key_curves(proj, semantic.parse_name_map(semantic.default_name_map()))
-        assert len(keys) >= 10
+        # the ARKit preset with Gaze on: the default name map + eyeLook* (gaze projected apart from the lids)
+        proj = semantic.project(s.exp, reference_mode="auto", groups=("mouth", "eyes", "brows", "gaze"))
+        preset = retarget.with_name_map(retarget.find_preset(retarget.ARKIT), semantic.default_name_map(), gaze=True)
+        keys = retarget.evaluate(preset, semantic.readout(proj)).shape_keys
+        assert len(keys) >= 18 and "eyeLookInLeft" in keys
+        no_gaze = semantic.shape_key_curves(semantic.project(s.exp, groups=("mouth", "eyes", "brows")),
+                                            semantic.parse_name_map(semantic.default_name_map()))
+        for key, values in no_gaze.items():          # the blinks (and all) equal the keys without gaze
+            np.testing.assert_array_equal(keys[key], values, err_msg=key)
         for key, values in keys.items():
             np.testing.assert_allclose(col[arkit_column(key)], values, atol=2e-5, err_msg=key)
         for name in HEADER[2:54]:

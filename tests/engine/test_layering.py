@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("framing", ("engine.framing",)),
     ("render", ("engine.render",)),
     ("export", ("engine.export",)),
+    ("live", ("engine.live",)),
     ("pipeline", ("engine.pipeline",)),
     ("entry", ("engine.commands", "engine.cli", "engine.serve", "engine.batch", "engine.bench", "engine.parity",
                "engine.__main__")),

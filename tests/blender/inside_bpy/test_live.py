@@ -150,6 +150,9 @@ RIGIFY_RIGS = ("RIG-human", "RIG-legacy", "RIG-modular")
 def test_rigify_face_follows_the_stream_and_stop_restores_the_pose(rigify_blend, installed, fake_python, monkeypatch,
                                                                    speech_wav):
     monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", fake_python)
+    runtime = addon("runtime")
+    runtime.stop_worker()          # a cold engine, as the scene fixture gives the other tests
+    runtime.WORKER = None
     bpy.ops.wm.open_mainfile(filepath=str(rigify_blend))
     rigs = [name for name in RIGIFY_RIGS if name in bpy.data.objects]
     assert rigs, f"no Rigify rig in {rigify_blend}"

@@ -4,7 +4,8 @@ tests/fixtures/arkit_keys_v0.npz holds every F-curve (data path, index, frames, 
 pre-preset code (commit 5def075) wrote for the golden motion in four scene set-ups; it was written
 by running this module with JOYVASA_WRITE_ARKIT_FIXTURE=1 against that code. Today's code, with
 the rig preset left on Auto (the ARKit scene picks ARKit) or set to ARKit 52 explicitly, must
-write the same curves, bit for bit (float32 keyframe values as Blender stores them).
+write the same curves, bit for bit (float32 keyframe values as Blender stores them). With Gaze
+on, only the pose curves are compared: issue 27 changed the expression keys deliberately.
 """
 from __future__ import annotations
 
@@ -108,7 +109,15 @@ def test_arkit_preset_keys_what_the_old_code_keyed(scene, case, preset):
     expected = _expected(case)
     assert len(expected) >= 14, "fixture lost its curves"
     got = _run(scene, case, preset)
-    assert sorted(got) == sorted(expected)
+    if case == "gaze_mirrored_custom_map":
+        # Gaze on changed deliberately (issue 27): the lids are projected apart from the gaze and
+        # the gaze channels the name map does not name key eyeLook*; the pose keys are unchanged.
+        # (test_rigs_faces.py checks that gaze on keys the same expression curves as gaze off.)
+        assert set(expected) <= set(got)
+        expected = {k: v for k, v in expected.items() if k.startswith("Rig|")}
+        assert expected, "no pose curves recorded"
+    else:
+        assert sorted(got) == sorted(expected)
     for key, co in expected.items():
         if _same_numpy():
             assert np.array_equal(got[key], co), key         # bit for bit
