@@ -106,9 +106,14 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
     try:
         source.start()
         session.run()
-    finally:
+    except BaseException:
         source.close()
-        outputs.close()
+        outputs.close()                       # cancel / error: the frames not yet sent are dropped
+        raise
+    else:
+        source.close()
+        outputs.close(drain_s=session.playout_delay + 0.5)   # stop: the last frames play out
+    finally:
         rep.stage_end("motion")
     stats = session.stats
     totals = {"live": {"frames": stats.frames, "audio_s": round(stats.received / 16000, 3),
