@@ -297,9 +297,8 @@ def start_session(context: Any, submit: Any = None) -> Session:
         owners.append(("OBJECT", ctrl, bpy.data.objects[ctrl]))
     _snapshot(sess)
     _detach(sess, owners)
-    measure = getattr(rig_presets, "rig_geometry", None)   # head-space / aim targets: measured once, unanimated
-    if measure is not None and rig is not None:             # (no frame is prepared before the first tick)
-        mapper.geometry = measure(rig, preset, head or preset.head.bone or apply_motion.guess_head_bone(rig))
+    if rig is not None:      # head-space / aim targets: measured once, unanimated (no frame is prepared yet)
+        mapper.geometry = rig_presets.rig_geometry(rig, preset, head or preset.head.bone or apply_motion.guess_head_bone(rig))
     runtime.LIVE = sess
     runtime.LIVE_LAST = {"state": "running", "message": "Live: starting the engine..."}
     if not bpy.app.timers.is_registered(tick):
