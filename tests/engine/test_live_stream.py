@@ -188,6 +188,8 @@ def test_bad_settings(model):
         MotionStream(model, hop=15, lookahead=10)
     with pytest.raises(BadRequest, match="schedule"):
         MotionStream(model, schedule="fast")
+    assert MotionStream(model, controls=parse_controls({"lip_gain": 1.2})).controls.silence.relax   # live default
+    assert MotionStream(model, schedule="offline").controls.silence is None
     st = MotionStream(model, hop=5, lookahead=2)
     with pytest.raises(BadRequest, match="NaN"):
         st.feed(np.array([0.0, np.nan], np.float32))
