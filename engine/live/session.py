@@ -36,6 +36,8 @@ DELAY_FRAMES = 250
 T_IO_S = 0.05
 #: how long one read of the source waits before the loop checks cancel and the microphone
 POLL_S = 0.05
+#: audio samples per 25 fps frame
+SAMPLES_PER_FRAME = RATE // LIVE_FPS
 
 
 def predicted_delay(hop: int, lookahead: int, window_s: float) -> float:
@@ -153,7 +155,13 @@ class LiveSession:
             self._arrivals.add(self.stats.received, self._to_clock(arrival))
             self._captured.append(np.clip(np.round(block * 32768.0), -32768, 32767).astype(np.int16))
         samples = np.concatenate(blocks) if len(blocks) > 1 else np.asarray(blocks[0], np.float32)
-        self._commit(self._timed(lambda: self.stream.feed(samples)))
+        # a backlog goes in one hop of audio at a time: each window's frames go out as soon as that
+        # window is done (not after the whole backlog), and cancel is seen between windows
+        step = max(1, self.hop) * SAMPLES_PER_FRAME
+        for start in range(0, len(samples), step):
+            self._check_cancel()
+            chunk = samples[start:start + step]
+            self._commit(self._timed(lambda: self.stream.feed(chunk)))
 
     def _to_clock(self, arrival: float) -> float:
         """A source's ``time.monotonic()`` arrival on the session's clock."""

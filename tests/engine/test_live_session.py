@@ -35,7 +35,7 @@ def _live(weights: Path, tmp: Path, stream: Any, *, src: Any = None, on_session:
         on_reporter(rep)
     job = LiveJob.from_dict({"out": str(tmp / "take.npz"), "weights": str(weights), "device": "cpu", **args})
     rc = run_job(rep, lambda r: run_live(job, Context(r), on_session=on_session, stream_factory=lambda *a: stream,
-                                         source_factory=None if src is None else (lambda j, p: src)))
+                                         source_factory=None if src is None else (lambda j, p: src))).code
     return rc, [json.loads(line) for line in buf.getvalue().splitlines()]
 
 
@@ -205,7 +205,7 @@ def test_portaudio_absent_is_portaudio_missing_with_the_linux_hint(synthetic_tin
     rep.command = "live"
     job = LiveJob.from_dict({"out": str(tmp_path / "take.npz"), "weights": str(synthetic_tiny_joyvasa),
                              "device": "cpu", "source": "mic"})
-    rc = run_job(rep, lambda r: run_live(job, Context(r), stream_factory=lambda *a: FakeStream()))
+    rc = run_job(rep, lambda r: run_live(job, Context(r), stream_factory=lambda *a: FakeStream())).code
     last = json.loads(buf.getvalue().splitlines()[-1])
     assert rc == 1 and last["code"] == "portaudio_missing" and "apt-get install libportaudio2" in last["message"]
     assert list(tmp_path.iterdir()) == []
