@@ -187,7 +187,7 @@ def live_on_rigify(rig_name: str, speech_wav) -> None:
         diff = np.abs(pose() - rest).max(axis=1) > 1e-4
         moved.update(names[i] for i in np.flatnonzero(diff))
 
-    drive(lambda: (sess.player.shown >= 8 and len(moved) >= 4) or stopped(), every=watch)
+    drive(lambda: (sess.player.shown >= 3 and len(moved) >= 4) or stopped(), every=watch)
     assert not stopped() and sess.head in moved, (rig_name, sess.head, sorted(moved), sess.player.shown,
                                                   addon("runtime").LIVE_LAST)
     face_bones = {b for (b, _t) in sess.mapper.frame_plan(sess.recorder.frames[-1])[0].bones}
