@@ -225,10 +225,31 @@ def check_output_file(final: Path) -> None:
     check_output_name(final)
     if final.is_dir():
         raise OutputError(f"output {final} is a folder; give a file name such as {final / 'out'}{final.suffix or ''}")
+    kind = _special_kind(final)
+    if kind:   # a rename would replace a device (as root: /dev/null itself), a FIFO or a socket
+        raise OutputError(f"output {final} exists and is {kind}, not a regular file; outputs are only ever "
+                          "regular files: choose another name")
     ensure_writable_dir(_parent(final))
     why = replace_blocker(final)
     if why:
         raise OutputError(f"output {final} exists and cannot be replaced: {why}; choose another name")
+
+
+def _special_kind(path: Path) -> str | None:
+    """'a named pipe (FIFO)', 'a device', 'a socket' for an existing special file (through links), else None."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ import numpy as np
 MAX_TEXT_BYTES = 256 * 1024 * 1024
 #: the largest numeric member read: 10 hours of (N, 21, 3) at 25 fps in float64
 MAX_ITEMS = 900_000 * 64
+#: no member of a real motion file is larger (10 hours of coef in float64 is ~0.5 GiB)
+MAX_MEMBER_BYTES = 1 << 30
+#: deflate cannot shrink data more than ~1032:1; a member claiming more came from a crafted archive
+MAX_DEFLATE_RATIO = 1100
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,11 @@ class NpzReader:
         if items > limit:
             raise _error(f"{self.path}: {key!r} claims {items} values, far more than a motion file holds")
         nbytes = items * dtype.itemsize
+        info = self._members[key]
+        stored_ratio = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
+        if nbytes > MAX_MEMBER_BYTES or info.file_size > stored_ratio * max(info.compress_size, 1):
+            raise _error(f"{self.path}: {key!r} claims {max(nbytes, info.file_size)} bytes from "
+                         f"{info.compress_size} stored bytes, more than it can hold (a crafted or damaged archive)")
         if offset + nbytes != self._members[key].file_size:
             raise _error(f"{self.path}: {key!r} is damaged (its header promises {nbytes} bytes of data, the "
                          f"archive holds {self._members[key].file_size - offset})")

@@ -542,3 +542,21 @@ def test_fetch_through_run_job_or_serve_is_bad_request(via: str, tmp_path: Path)
     errors = [e for e in _events(proc.stdout) if e["type"] == "error"]
     assert [e["code"] for e in errors] == ["bad_request"], errors
     assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+def test_a_member_claiming_23_gb_is_refused_before_allocating(tmp_path: Path) -> None:
+    """A crafted archive: a 1 MB member whose .npy header and zip directory both claim 23 GB (what a
+    ZIP64 central directory can say). Refused as a damaged file (bad_request), never allocated (was oom)."""
+    from engine.motion.npz import MotionFileError
+    from engine.motion.npz_reader import MemberSpec, NpzReader
+
+    path = tmp_path / "m.npz"
+    shutil.copyfile(GOLDEN_MOTION, path)
+    rows = 22_500_256
+    header = _npy_header((rows, 128), "<f8")
+    _append_member(path, "huge.npy", header + bytes(1 << 20))
+    with NpzReader(path) as z:
+        info = z._members["huge"]
+        info.file_size = len(header) + rows * 128 * 8           # the directory's claim
+        with pytest.raises(MotionFileError, match="more than it can hold"):
+            z.get("huge", MemberSpec.numbers((None, None), max_items=2**40))
