@@ -212,11 +212,23 @@ def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         yield tmp
         _default_mode(tmp, 0o666)
-        os.replace(tmp, final)
+        _replace_into_folder(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _replace_into_folder(tmp: Path, final: Path) -> None:
+    """The final rename, re-checking the output's folder: removed or replaced by a file while the
+    work ran is a coded ``output_unwritable``, not a FileNotFoundError after a whole render."""
+    try:
+        os.replace(tmp, final)
+    except (FileNotFoundError, NotADirectoryError):
+        folder = _parent(final)
+        what = "replaced by a file" if os.path.lexists(folder) else "removed"
+        raise OutputError(f"the output folder {folder} was {what} while the work ran, so {final.name} could not be "
+                          "put there (nothing was written); recreate the folder and run again") from None
 
 
 def check_output_file(final: Path) -> None:
@@ -316,7 +328,7 @@ def frames_output(folder: Path, overwrite: bool = False) -> Iterator[Path]:
         yield tmp
         if not final.exists():
             _default_mode(tmp, 0o777)
-            os.replace(tmp, final)
+            _replace_into_folder(tmp, final)
             return
         target.check()  # the folder may have changed while we rendered
         _swap_frames(tmp, final, target)

@@ -825,3 +825,31 @@ def test_fault_sigterm_during_motion_generation(tiny_weights: Path, long_clip: P
     rest = [json.loads(x) for x in proc.stdout if x.strip()]
     assert proc.wait(timeout=120) == 130 and rest[-1]["type"] == "cancelled"
     assert list(out.iterdir()) == []
+
+
+def test_fault_sigterm_to_the_worker_mid_render_cancels_and_exits_143(tiny_weights: Path, long_clip: Path,
+                                                                     tmp_path: Path) -> None:
+    """``engine serve`` on SIGTERM ends like a one-shot command: ``cancelled`` for the running job, the
+    ``.joyvasa-part.*`` video and frames removed, the user's files untouched, then exit 143."""
+    out = tmp_path / "out"
+    keep = _user_files(out)
+    req = {"v": 1, "type": "run", "job": "r1", "command": "animate",
+           "args": {"image": str(PORTRAIT), "audio": str(long_clip), "weights": str(tiny_weights),
+                    "out": str(out / "o.mp4"), "frames_dir": str(out / "frames"), "crop": "none", "batch": 1}}
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=engine_env(), cwd=REPO)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(req) + "\n")
+        proc.stdin.flush()                      # stdin stays open: the worker would wait for more
+        events = _until_render(proc)
+        proc.send_signal(signal.SIGTERM)
+        events += [json.loads(x) for x in proc.stdout if x.strip()]  # type: ignore[union-attr]
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 143
+    assert events[-1]["type"] == "cancelled" and events[-1]["job"] == "r1", events[-3:]
+    _assert_only(out, keep)

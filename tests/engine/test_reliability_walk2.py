@@ -560,3 +560,26 @@ def test_a_member_claiming_23_gb_is_refused_before_allocating(tmp_path: Path) ->
         info.file_size = len(header) + rows * 128 * 8           # the directory's claim
         with pytest.raises(MotionFileError, match="more than it can hold"):
             z.get("huge", MemberSpec.numbers((None, None), max_items=2**40))
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced by a file"])
+def test_output_folder_changed_during_the_work_is_output_unwritable(change: str, tmp_path: Path) -> None:
+    """The final rename re-checks the output's folder (a render used to end in FileNotFoundError or
+    NotADirectoryError after rendering everything); the frames folder's rename likewise."""
+    from engine.errors import classify_failure
+    from engine.fileio import atomic_path, frames_output
+
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    for target in ("file", "frames"):
+        with pytest.raises(OutputError) as info:
+            with atomic_path(folder / "o.mp4") if target == "file" else frames_output(folder / "frames") as tmp:
+                (tmp / "frame_00000.png" if target == "frames" else tmp).write_bytes(b"rendered")
+                shutil.rmtree(folder)
+                if change != "removed":
+                    folder.write_bytes(b"someone's file")
+        assert change in str(info.value) and classify_failure(info.value).code == "output_unwritable"
+        assert sorted(p.name for p in tmp_path.iterdir()) == (["renders"] if change != "removed" else [])
+        if folder.is_file():
+            folder.unlink()
+        folder.mkdir()
