@@ -430,7 +430,7 @@ class AnimateJob(Job):
     save_driving: str | None = None  # also save the driving keypoints (.npy, N x 21 x 3)
     weights: str | None = None       # weights folder (None: $JOYVASA_WEIGHTS)
     controls: str | None = None      # art-direction controls .json; region/strengths are shorthands for it
-    preview: bool = False            # every 8th frame (<= 24) over the full soundtrack + a contact sheet
+    preview: bool = False            # <= 24 frames (every 8th or sparser) over the full soundtrack + a contact sheet
     render: RenderConfig = field(default_factory=RenderConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -196,10 +196,11 @@ def body(args: FetchJob, reporter: Reporter) -> tuple[dict[str, str], dict[str, 
             raise OutputError(f"cannot write {exc.filename or out}: permission denied; choose a weights folder "
                               "you can write to") from None
     elif not out.is_dir():
-        raise OutputError(f"--out {out} does not exist; nothing to verify")
+        raise WeightsMissing(f"weights folder {out} does not exist; nothing to verify (without --verify-only, "
+                             "`python -m engine fetch --out DIR` downloads into it)")
     groups = verify(reporter, out, parts)
     reporter.log(f"weights ready: {out}\n  use it with --weights {out}, JOYVASA_WEIGHTS={out}, or Blender's "
-                 "Preferences > Add-ons > JoyVASA > Weights")
+                 "Preferences > Add-ons > JoyVASA Portrait Animator > Weights")
     return {"weights_dir": str(out)}, {"downloaded_bytes": downloaded,
                                        "groups": {k: bool(g.get("loads")) for k, g in groups.items()}}
 

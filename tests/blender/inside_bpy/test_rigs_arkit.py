@@ -4,7 +4,9 @@ tests/fixtures/arkit_keys_v0.npz holds every F-curve (data path, index, frames, 
 pre-preset code (commit 5def075) wrote for the golden motion in four scene set-ups; it was written
 by running this module with JOYVASA_WRITE_ARKIT_FIXTURE=1 against that code. Today's code, with
 the rig preset left on Auto (the ARKit scene picks ARKit) or set to ARKit 52 explicitly, must
-write the same curves, bit for bit (float32 keyframe values as Blender stores them).
+write the same curves: the same frames exactly, the values to 1e-6 (float32 keyframe values as
+Blender stores them; another CPU or numpy may round the NNLS one float32 ulp differently, so a
+fixture recorded on one machine is never compared bit for bit).
 """
 from __future__ import annotations
 
@@ -96,11 +98,6 @@ def _expected(case: str) -> dict[str, np.ndarray]:
         return {k.split("#", 1)[1]: z[k] for k in z.files if k.startswith(case + "#")}
 
 
-def _same_numpy() -> bool:
-    with np.load(FIXTURE) as z:
-        return str(z["_numpy"]) == np.__version__
-
-
 @pytest.mark.skipif(WRITE, reason="writing the fixture")
 @pytest.mark.parametrize("preset", [None, "ARKit 52"])
 @pytest.mark.parametrize("case", CASES)
@@ -110,7 +107,5 @@ def test_arkit_preset_keys_what_the_old_code_keyed(scene, case, preset):
     got = _run(scene, case, preset)
     assert sorted(got) == sorted(expected)
     for key, co in expected.items():
-        if _same_numpy():
-            assert np.array_equal(got[key], co), key         # bit for bit
-        else:  # another numpy's LAPACK may round the NNLS differently in the last float32 bit
-            np.testing.assert_allclose(got[key], co, atol=1e-6, err_msg=key)
+        assert got[key].shape == co.shape and np.array_equal(got[key][:, 0], co[:, 0]), key   # the frames
+        np.testing.assert_allclose(got[key][:, 1], co[:, 1], rtol=1e-6, atol=1e-9, err_msg=key)
