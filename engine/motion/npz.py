@@ -54,7 +54,6 @@ joyvasa_blender/core/motion_core.py is a deliberate copy of these rules
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,40 +131,12 @@ _META_DEFAULTS: dict[str, Any] = {
 _META_TYPES = {k: (np.str_ if isinstance(v, str) else type(v)) for k, v in _META_DEFAULTS.items()}
 
 
-#: the longest audio a motion file can describe (10 hours): bounds the recorded times
-MAX_AUDIO_S = 36_000.0
-
-
-def _meta_number(meta: dict[str, Any], key: str, lo: float, hi: float, whole: bool = False) -> float | None:
-    """``meta[key]`` finite, within [lo, hi] and (``whole``) a whole number, or MotionFileError."""
-    if key not in meta:
-        return None
-    value = meta[key]
-    try:
-        f = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise MotionFileError(f"{key} must be a number, got {str(value)[:40]!r}") from None
-    if not math.isfinite(f) or not lo <= f <= hi or (whole and f != math.floor(f)):
-        kind = "a whole number" if whole else "a finite number"
-        raise MotionFileError(f"{key} must be {kind} between {lo:g} and {hi:g}, got {value!r}")
-    return f
-
-
 def validate_meta(m: MotionData) -> None:
-    """The recorded numbers every reader trusts: finite and in range. ``audio_offset_s`` must leave
-    frames to show (-1e30 exported 0 frames), ``audio_duration_s`` must fit the frames (4e5 s resampled
-    to millions of frames), seed/steps must be whole numbers a job could have used (1e300, NaN, 2**40)."""
-    from engine.jobs import CFG_MAX, SEED_MAX, STEPS_MAX
+    """The recorded numbers every reader trusts (engine/motion/npz_reader.py's check_motion_meta,
+    shared with the add-on's reader)."""
+    from engine.motion.npz_reader import check_motion_meta
 
-    length = m.n_frames / m.fps
-    _meta_number(m.meta, "audio_offset_s", -length, MAX_AUDIO_S)
-    offset = float(m.meta.get("audio_offset_s", 0.0) or 0.0)
-    if offset <= -length:
-        raise MotionFileError(f"audio_offset_s {offset:g} s starts the audio after the last frame ({length:g} s)")
-    _meta_number(m.meta, "audio_duration_s", 0.0, min(MAX_AUDIO_S, length + max(offset, 0.0) + 60.0))
-    _meta_number(m.meta, "seed", 0, SEED_MAX, whole=True)
-    _meta_number(m.meta, "steps", 0, STEPS_MAX, whole=True)
-    _meta_number(m.meta, "cfg_scale", 0.0, CFG_MAX)
+    check_motion_meta(m.meta, m.n_frames, m.fps)
 
 
 def validate(m: MotionData) -> None:

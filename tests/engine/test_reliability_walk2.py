@@ -583,3 +583,11 @@ def test_output_folder_changed_during_the_work_is_output_unwritable(change: str,
         if folder.is_file():
             folder.unlink()
         folder.mkdir()
+
+
+def test_motion_meta_bounds_are_the_jobs_bounds() -> None:
+    """The shared reader (a contract file: no engine imports) keeps its own copy of the job bounds."""
+    from engine import jobs
+    from engine.motion import npz_reader
+
+    assert (npz_reader.SEED_MAX, npz_reader.STEPS_MAX, npz_reader.CFG_MAX) == (jobs.SEED_MAX, jobs.STEPS_MAX, jobs.CFG_MAX)
