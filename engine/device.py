@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import BadRequest, DeviceUnavailable
-from engine.protocol import canonical_dtype
+from engine.contract.protocol import canonical_dtype
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

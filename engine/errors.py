@@ -1,4 +1,4 @@
-"""Engine errors with stable protocol codes (see :data:`engine.protocol.ERROR_CODES`).
+"""Engine errors with stable protocol codes (see :data:`engine.contract.protocol.ERROR_CODES`).
 
 Every failure a user can cause (bad file, missing weights, no face) is raised as an
 :class:`EngineError` subclass whose message says what happened and what to do next. The
@@ -121,6 +121,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "scipy": ("scipy", "motion resampling"),
     "yaml": ("pyyaml", "reading models.yaml"),
     "huggingface_hub": ("huggingface_hub", "downloading the weights (engine fetch)"),
+    "sounddevice": ("sounddevice", "the microphone of a live session (engine live --mic)"),
+    "pythonosc": ("python-osc", "the VMC output of a live session (--vmc)"),
 }
 
 def install_command(dist: str) -> str:

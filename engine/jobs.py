@@ -21,7 +21,7 @@ option. Inside, a job groups its fields into sub-configs (``MotionConfig`` = how
 ``WIRE`` names where a flat key lives when it is not the field's own name.
 
 Torch-free and numpy-free on purpose, at the bottom of the engine: it imports only
-:mod:`engine.errors` and :mod:`engine.protocol`'s constants.
+:mod:`engine.errors` and :mod:`engine.contract.protocol`'s constants.
 
 Adding an option: a field (with a one-line comment) on the job or sub-config it belongs to, its
 bound in ``__post_init__`` (use :func:`check_number`), the argparse option with the same name
@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from engine.errors import BadRequest
-from engine.protocol import CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype
+from engine.contract.protocol import CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype
+from engine.contract.schema import JOB_SCHEMA, JOB_VERSION
+from engine.contract.semantic import REFERENCE_MODES  # noqa: F401  (livelinkface-csv: the readout's neutral)
 
-JOB_SCHEMA = "joyvasa.job"
-JOB_VERSION = 1
 
 # -- bounds: the one set every entry point uses ---------------------------------------------------
 FPS_MIN, FPS_MAX = 1.0, 120.0
@@ -57,8 +57,6 @@ EXPORT_SUFFIXES: dict[str, str] = {"livelinkface-csv": ".csv", "lp-pkl": ".pkl",
 ANIMAL_MODELS = ("auto", "v1", "v1.1")
 #: ``--codec``: the H.264 encoder (engine/render/writers.py pick_video_codec; auto = NVENC when it works)
 CODECS = ("auto", "libx264", "h264_nvenc")
-#: livelinkface-csv: the neutral expression of the ARKit readout (engine/export/arkit.py)
-REFERENCE_MODES = ("auto", "median", "first", "lip_array")
 
 
 def check_number(option: str, value: float | int | None, lo: float, hi: float) -> None:
@@ -307,6 +305,9 @@ class Job(Spec):
     """A command's job: :meth:`to_dict`/:meth:`from_dict` are the flat, versioned wire form."""
 
     command: ClassVar[str] = ""
+    #: "module:function(job, ctx) -> Done" that runs this job (engine/pipeline/__init__.py dispatches);
+    #: None: the command runs only as its own one-shot command, never through run --job/serve/batch
+    pipeline: ClassVar[str | None] = None
     #: flat wire key -> attribute path, where they differ ("motion" -> "motion_file", "fps" -> "motion.fps")
     WIRE: ClassVar[dict[str, str]] = {}
     #: attribute paths that are not on the wire (set only by code, e.g. animate's motion.fps)
@@ -399,6 +400,7 @@ class MotionJob(Job):
     """``engine motion``: speech audio -> motion .npz."""
 
     command: ClassVar[str] = "motion"
+    pipeline: ClassVar[str | None] = "engine.pipeline.motion:run_motion"
     WIRE: ClassVar[dict[str, str]] = {"fps": "motion.fps", "pe": "motion.pe_variant"}
 
     audio: str                       # speech audio (wav, flac, ogg, mp3, ...)
@@ -417,6 +419,7 @@ class AnimateJob(Job):
     """``engine animate``: portrait + speech (or a motion file) -> mp4 and/or PNG sequence."""
 
     command: ClassVar[str] = "animate"
+    pipeline: ClassVar[str | None] = "engine.pipeline.animate:run_animate"
     WIRE: ClassVar[dict[str, str]] = {"motion": "motion_file", "fps": "render.fps", "pe": "motion.pe_variant"}
     INTERNAL: ClassVar[tuple[str, ...]] = ("motion.fps",)   # always None (refused otherwise)
 
@@ -454,6 +457,7 @@ class CropJob(Job):
     """``engine crop``: only the face framing (no weights needed)."""
 
     command: ClassVar[str] = "crop"
+    pipeline: ClassVar[str | None] = "engine.pipeline.crop:run_crop"
 
     image: str                       # portrait image (PNG/JPEG/...)
     out: str | None = None           # write the 512x512 crop here (PNG/JPEG)
@@ -476,6 +480,7 @@ class EditJob(Job):
     """``engine edit``: re-apply art-direction controls to a motion file (no sampling, no torch)."""
 
     command: ClassVar[str] = "edit"
+    pipeline: ClassVar[str | None] = "engine.pipeline.edit:run_edit"
 
     motion: str                      # motion .npz written by `engine motion` (edited or not)
     controls: str                    # controls .json
@@ -491,6 +496,7 @@ class ExportJob(Job):
     """``engine export``: motion .npz -> Live Link Face CSV, LivePortrait template .pkl, BVH."""
 
     command: ClassVar[str] = "export"
+    pipeline: ClassVar[str | None] = "engine.pipeline.export:run_export"
     WIRE: ClassVar[dict[str, str]] = {"reference": "reference_mode"}
 
     motion: str                      # motion .npz
@@ -512,6 +518,7 @@ class DoctorJob(Job):
     """``engine doctor``: versions, device and the state of every weight file."""
 
     command: ClassVar[str] = "doctor"
+    pipeline: ClassVar[str | None] = "engine.pipeline.doctor:run_doctor"
 
     weights: str | None = None       # weights folder (None: $JOYVASA_WEIGHTS)
     no_load: bool = False            # only check that files exist (fast)
@@ -522,6 +529,7 @@ class FetchJob(Job):
     """``engine fetch``: download the official weights, check them (one-shot only: not a warm request)."""
 
     command: ClassVar[str] = "fetch"
+    #: no pipeline: a plan, a free-space check and a resumable download belong to a process of their own
 
     out: str                         # weights folder to fill (created if needed)
     animals: bool = False            # also LivePortrait's animal models
@@ -535,9 +543,106 @@ class FetchJob(Job):
             raise BadRequest("--out is empty; give the weights folder to fill (it is created if needed)")
 
 
-#: command -> its job type: THE table every entry point builds jobs with
+#: ``live``: where the audio comes from, how a file is paced, the window schedule (engine/live/)
+LIVE_SOURCES = ("file", "pcm", "mic")
+LIVE_PACES = ("realtime", "fast")
+LIVE_SCHEDULES = ("live", "offline")
+LIVE_WINDOW = 100                           # frames of one motion window (hop + lookahead <= it)
+
+
+def parse_host_port(option: str, value: str | None) -> tuple[str, int] | None:
+    """``HOST:PORT`` (or ``:PORT`` / ``PORT`` = 127.0.0.1) -> (host, port); None stays None."""
+    if value is None:
+        return None
+    host, sep, port = str(value).strip().rpartition(":")
+    if not sep:
+        host, port = "", str(value).strip()
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not (1 <= number <= 65535) or any(c.isspace() for c in host):
+        raise BadRequest(f"{option} must be HOST:PORT with a port 1-65535 (e.g. 127.0.0.1:11111), got {value!r}")
+    return (host.strip("[]") or "127.0.0.1", number)
+
+
+@dataclass(frozen=True)
+class LiveJob(Job):
+    """``engine live`` / the worker's ``live_start``: a streamed take (docs/live.md)."""
+
+    command: ClassVar[str] = "live"
+    pipeline: ClassVar[str | None] = "engine.pipeline.live:run_live"   # serve runs it from live_start
+    WIRE: ClassVar[dict[str, str]] = {"pe": "motion.pe_variant"}
+    INTERNAL: ClassVar[tuple[str, ...]] = ("motion.fps",)   # live frames are the model's 25 fps
+
+    out: str                         # the take's motion .npz (written at stop, atomically)
+    source: str = "file"             # file (audio played as a live source) | pcm (push_pcm) | mic
+    audio: str | None = None         # source file: the audio file to stream
+    mic: str | None = None           # source mic: input device name or index (None: the default)
+    pace: str = "realtime"           # source file: realtime (1x, as a microphone) | fast (as TTS)
+    wav: str | None = None           # the captured audio (None: out with .wav)
+    hop: int | None = None           # H, frames committed per window (None: the stream's default)
+    lookahead: int | None = None     # F, frames of look-ahead (None: the stream's default)
+    schedule: str = "live"           # live | offline (upstream's exact schedule: hop 100, lookahead 0)
+    weights: str | None = None       # weights folder (None: $JOYVASA_WEIGHTS)
+    controls: str | None = None      # art-direction controls .json, applied per frame
+    livelink: str | None = None      # Live Link Face UDP output HOST:PORT (None: off)
+    vmc: str | None = None           # VMC OSC output HOST:PORT (None: off)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LiveJob":
+        if isinstance(data, dict) and isinstance(data.get("mic"), int) and not isinstance(data["mic"], bool):
+            data = {**data, "mic": str(data["mic"])}   # a device index is as good as its name
+        return super().from_dict(data)
+
+    @classmethod
+    def from_args(cls, args: Any) -> "LiveJob":
+        """The CLI has no --source: ``--mic [DEVICE]`` is source mic (bare = the default device),
+        ``--audio`` source file."""
+        values = {k: v for k, v in vars(args).items() if k in cls.wire_keys()}
+        mic = values.get("mic")
+        values["source"] = "mic" if mic is not None else "file"
+        values["mic"] = None if mic in (None, "default") else mic
+        return cls.from_dict(values)
+
+    def validate(self) -> None:
+        check_choice("--source", self.source, LIVE_SOURCES)
+        check_choice("--pace", self.pace, LIVE_PACES)
+        check_choice("--schedule", self.schedule, LIVE_SCHEDULES)
+        check_suffix("--out", self.out, (".npz",))
+        check_suffix("--wav", self.wav, (".wav",))
+        check_number("--hop", self.hop, 1, LIVE_WINDOW)
+        check_number("--lookahead", self.lookahead, 0, LIVE_WINDOW - 1)
+        if (self.hop or 0) + (self.lookahead or 0) > LIVE_WINDOW:
+            raise BadRequest(f"--hop + --lookahead must be at most {LIVE_WINDOW} (one window), "
+                             f"got {self.hop} + {self.lookahead}")
+        if self.schedule == "offline" and (self.hop not in (None, LIVE_WINDOW) or self.lookahead not in (None, 0)):
+            raise BadRequest(f"--schedule offline is upstream's exact schedule: --hop {LIVE_WINDOW} --lookahead 0")
+        if self.source == "file" and not self.audio:
+            raise BadRequest("source file needs --audio FILE (or use --mic, or push_pcm with source pcm)")
+        if self.source != "file" and self.audio:
+            raise BadRequest(f"--audio is only for source file, not {self.source}")
+        if self.source != "mic" and self.mic is not None:
+            raise BadRequest("--mic DEVICE is only for source mic")
+        parse_host_port("--livelink", self.livelink)
+        parse_host_port("--vmc", self.vmc)
+        if self.motion.fps is not None:
+            raise BadRequest("live frames are the model's 25 fps (no --fps)")
+
+    @property
+    def wav_path(self) -> str:
+        """Where the captured audio goes: ``wav`` or ``out`` with ``.wav``."""
+        if self.wav:
+            return self.wav
+        stem = self.out[:-4] if self.out.lower().endswith(".npz") else self.out
+        return stem + ".wav"
+
+
+#: command -> its job type: THE registry every entry point builds jobs with and dispatches by (``pipeline``)
 JOB_TYPES: dict[str, type[Job]] = {t.command: t for t in (MotionJob, AnimateJob, CropJob, EditJob, ExportJob,
-                                                           DoctorJob, FetchJob)}
+                                                           DoctorJob, FetchJob, LiveJob)}
 
 
 def job_from_dict(data: dict[str, Any], command: str | None = None) -> Job:

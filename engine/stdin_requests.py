@@ -4,8 +4,8 @@ Why bytes and one function: a text-mode ``for line in sys.stdin`` dies on the fi
 byte under a strict UTF-8 locale, a line of 100 000 ``[`` raised RecursionError inside
 ``json.loads`` and killed the reader thread, and a 5001-digit integer a ValueError: the worker
 then exited or hung without answering, and a one-shot run ignored ``cancel``. Here each line is
-read as bytes (at most :data:`engine.protocol.MAX_LINE_BYTES`; a longer one is skipped to its
-end), decoded and parsed by :func:`engine.protocol.parse_request`, and every bad line is handed
+read as bytes (at most :data:`engine.contract.protocol.MAX_LINE_BYTES`; a longer one is skipped to its
+end), decoded and parsed by :func:`engine.contract.protocol.parse_request`, and every bad line is handed
 to ``on_bad`` while the loop goes on. Only end of input (or a closed stream) ends it.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any, Callable, Iterator
 
-from engine.protocol import MAX_LINE_BYTES, ProtocolError, parse_request, request_job
+from engine.contract.protocol import MAX_LINE_BYTES, ProtocolError, parse_request, request_job
 
 _CHUNK = 1 << 20
 

@@ -20,16 +20,18 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine.contract.schema import SYNTHETIC_NOTE  # noqa: F401  (what every surface says of such a folder)
 from engine.errors import BadRequest, WeightsMissing, OFFICIAL_WEIGHTS_HINT
+
+if TYPE_CHECKING:
+    from engine.runner import Reporter
 
 ENV_VAR = "JOYVASA_WEIGHTS"
 
 #: marker file our synthetic writers put at the root of every folder they write
 SYNTHETIC_MARKER = "SYNTHETIC_WEIGHTS.json"
-#: the one sentence every surface (doctor, Check Engine, demo, animate's warning) shows for such a folder
-SYNTHETIC_NOTE = "synthetic weights: random numbers, not a face"
 
 
 def mark_synthetic(root: Path, part: str, config: str, seed: int) -> None:
@@ -134,7 +136,7 @@ class WeightsLayout:
         return path
 
 
-def resolve_weights_dir(arg: str | os.PathLike[str] | None, reporter: Any = None) -> WeightsLayout:
+def resolve_weights_dir(arg: str | os.PathLike[str] | None, reporter: "Reporter | None" = None) -> WeightsLayout:
     """``--weights`` if given, else ``$JOYVASA_WEIGHTS``; clear error if neither exists. With a
     reporter, a synthetic folder is announced as a ``synthetic_weights`` warning (the output of a
     run on random weights must never be taken for the model's)."""

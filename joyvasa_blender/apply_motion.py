@@ -23,7 +23,8 @@ import bpy
 import numpy as np
 
 from . import compat, rig_presets
-from .core import motion_core as mc, retarget, semantic
+from .core import motion_core as mc, retarget
+from .core.contract import semantic
 
 def guess_head_bone(rig: Any) -> str:
     """First bone named like head / Head / DEF-head (exact names first)."""
@@ -89,10 +90,12 @@ def _head_bones(rig: Any, st: Any, preset: retarget.Preset, warnings: list[str])
     """(head bone, neck bone or "") for the take: the panel's Head Bone, else the preset's head,
     else the first bone named like head; the preset's neck when the rig has it above the head."""
     bones = rig.data.bones
-    head = st.head_bone or (preset.head.bone if preset.head.bone in bones else "") or guess_head_bone(rig)
+    vrm = rig_presets.vrm_humanoid(rig) if any(t.kind == "vrm_expression" for _c, t in preset.targets()) else {}
+    head = (st.head_bone or (preset.head.bone if preset.head.bone in bones else "") or vrm.get("head", "")
+            or guess_head_bone(rig))
     if head not in bones:
         raise ValueError(f"bone {head or '(none)'} not found in {rig.name}: choose a Head Bone")
-    neck = preset.head.neck
+    neck = preset.head.neck or (vrm.get("neck", "") if not preset.head.bone else "")
     if not neck or preset.head.neck_share <= 0:
         return head, ""
     if neck not in bones:
@@ -105,6 +108,88 @@ def _head_bones(rig: Any, st: Any, preset: retarget.Preset, warnings: list[str])
         warnings.append(f"{neck} is not above {head} in {rig.name}: all head rotation on {head}")
         return head, ""
     return head, neck
+
+
+def _layer_of(context: Any, obj: Any) -> Any:
+    """A view layer that evaluates ``obj`` (the context's, else the first of the scene that has it)."""
+    layer = getattr(context, "view_layer", None)
+    if layer is None or obj.name not in layer.objects:
+        layer = next((vl for vl in context.scene.view_layers if obj.name in vl.objects), layer)
+    return layer
+
+
+# -- presets replace each other: what earlier takes keyed on the rig and its meshes ------------
+#: the rest value of the pose channels a take keys (custom properties have no known rest: kept)
+_REST = {"location": (0.0, 0.0, 0.0), "rotation_euler": (0.0, 0.0, 0.0), "scale": (1.0, 1.0, 1.0),
+         "rotation_quaternion": (1.0, 0.0, 0.0, 0.0), "rotation_axis_angle": (0.0, 0.0, 1.0, 0.0), "value": (0.0,),
+         "preview": (0.0,)}
+
+
+def _take_owners(rig: Any, mesh: Any) -> list[Any]:
+    """The IDs a take may key: the rig (and its armature data: VRM expressions), the face mesh and
+    every mesh the rig deforms or parents, with their shape keys."""
+    meshes = [mesh] if mesh is not None else []
+    if rig is not None:
+        for ob in bpy.data.objects:
+            if ob.type == 'MESH' and (ob.parent == rig or any(m.type == 'ARMATURE' and m.object == rig
+                                                               for m in ob.modifiers)):
+                meshes.append(ob)
+    out, seen = [], set()
+    for owner in ([rig, rig.data] if rig is not None else []) + meshes + [getattr(m.data, "shape_keys", None)
+                                                                         for m in meshes]:
+        if owner is not None and owner.as_pointer() not in seen:
+            seen.add(owner.as_pointer())
+            out.append(owner)
+    return out
+
+
+def _previous_takes(owners: list[Any]) -> list[tuple[Any, Any, set[tuple[str, int]]]]:
+    """(owner, its JoyVASA take Action, the channels it keys) for each owner playing a take; the
+    artist's own Actions are not takes and are never listed."""
+    out = []
+    for owner in owners:
+        ad = owner.animation_data
+        action = ad.action if ad is not None else None
+        if action is not None and action.get("joyvasa_take"):
+            out.append((owner, action, {(fc.data_path, fc.array_index) for fc in compat.iter_fcurves(owner)}))
+    return out
+
+
+def _retire_previous(previous: list[tuple[Any, Any, set[tuple[str, int]]]]) -> list[str]:
+    """After keying a take: an earlier take still assigned where this one keyed nothing is
+    unassigned (its Action stays in the file, as every take's does), and every control an earlier
+    take keyed that this one does not returns to its rest pose. Returns one line per owner."""
+    lines = []
+    for owner, action, paths in previous:
+        ad = owner.animation_data
+        unassigned = ad.action == action
+        if unassigned:
+            ad.action = None
+        now = {(fc.data_path, fc.array_index) for fc in compat.iter_fcurves(owner)}
+        gone = sorted(paths - now)
+        reset = sum(_reset_to_rest(owner, path, index) for path, index in gone)
+        if unassigned or reset:
+            what = f"{action.get('joyvasa_preset', 'take')} take {action.name}"
+            lines.append(f"{owner.name}: " + (f"removed {what} ({len(paths)} F-curves)" if unassigned else
+                                              f"replaced {what}") + (f", {reset} controls back to rest" if reset else ""))
+    return lines
+
+
+def _reset_to_rest(owner: Any, path: str, index: int) -> bool:
+    """Set one keyed channel (a pose bone's transform, a shape key's value) to its rest value."""
+    base, _dot, attr = path.rpartition(".")
+    if attr not in _REST or not base:
+        return False
+    try:
+        struct = owner.path_resolve(base)
+        current = getattr(struct, attr)
+        if attr in ("value", "preview"):                  # a shape key, a VRM expression
+            setattr(struct, attr, 0.0)
+        else:
+            current[index] = _REST[attr][index]
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return False
+    return True
 
 
 def _pose_rotation(pb: Any) -> Any:
@@ -173,7 +258,8 @@ def _key_plan_on_rig(rig: Any, fcurves: Any, plan: retarget.Plan, start: int, n:
             for axis in sorted(plan.bone_axes[(bone, transform)]):
                 compat.key_array(fcurves, f"{base}.location", axis, mc.keyframe_co(vals[:, axis], start), n)
         else:
-            M = mc.matrix_from_euler(vals, "XYZ")                 # local X, then Y, then Z
+            M = (mc.matrix_from_euler(vals, "XYZ") if transform == "rotation"  # local X, then Y, then Z
+                 else _matrix_from_rotvec(vals))                                # head-space turns: axis x angle
             for i, ch in enumerate(mc.rotation_channels(M, pb.rotation_mode)):
                 compat.key_array(fcurves, f"{base}.{mc.rotation_data_path(pb.rotation_mode)}", i,
                                  mc.keyframe_co(ch, start), n)
@@ -186,14 +272,48 @@ def _key_plan_on_rig(rig: Any, fcurves: Any, plan: retarget.Plan, start: int, n:
     return sorted(set(keyed))
 
 
+def _matrix_from_rotvec(v: np.ndarray) -> np.ndarray:
+    """Rotation matrices (N, 3, 3) of rotation vectors (N, 3) (axis x angle, Rodrigues)."""
+    angle = np.linalg.norm(v, axis=1)
+    safe = np.where(angle > 1e-12, angle, 1.0)
+    k = v / safe[:, None]
+    K = np.zeros((len(v), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
+    s, c = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
+    return np.eye(3)[None] + s * K + (1 - c) * (K @ K)
+
+
+def pose_from_plan(rig: Any, plan: retarget.Plan, i: int = 0) -> list[str]:
+    """Set the rig's pose to row ``i`` of the plan's bone channels, without keying (the axis
+    probe's preview: exactly the values a take would key); returns the bones posed."""
+    posed = []
+    for (bone, transform), vals in plan.bones.items():
+        pb = rig.pose.bones.get(bone)
+        if pb is None:
+            continue
+        if transform == "location":
+            for axis in plan.bone_axes[(bone, transform)]:
+                pb.location[axis] = float(vals[i, axis])
+        else:
+            M = (mc.matrix_from_euler(vals[i:i + 1], "XYZ") if transform == "rotation"
+                 else _matrix_from_rotvec(vals[i:i + 1]))
+            channels = mc.rotation_channels(M, pb.rotation_mode)
+            target = getattr(pb, mc.rotation_data_path(pb.rotation_mode))
+            for k, ch in enumerate(channels):
+                target[k] = float(ch[0])
+        posed.append(bone)
+    return posed
+
+
 def _split_plan(plan: retarget.Plan, bones: set[str], warnings: list[str], rig_name: str) -> retarget.Plan:
     """The part of the plan the rig can take; the rest becomes one warning (missing is never an error)."""
     missing = sorted({b for b, _t in plan.bones if b not in bones} | {b for b, _p in plan.properties if b and b not in bones})
     if missing:
         warnings.append(f"bones not in {rig_name}: {', '.join(missing)}")
-    return retarget.Plan({}, {k: v for k, v in plan.bones.items() if k[0] in bones},
-                         {k: v for k, v in plan.bone_axes.items() if k[0] in bones},
-                         {k: v for k, v in plan.properties.items() if not k[0] or k[0] in bones})
+    return retarget.Plan(bones={k: v for k, v in plan.bones.items() if k[0] in bones},
+                         bone_axes={k: v for k, v in plan.bone_axes.items() if k[0] in bones},
+                         properties={k: v for k, v in plan.properties.items() if not k[0] or k[0] in bones})
 
 
 def apply_motion(context: Any, motion_path: str, start_frame: int | None = None) -> dict:
@@ -210,6 +330,8 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     n = s.n_frames
     start = int(st.start_frame if start_frame is None else start_frame)
     warnings: list[str] = []
+    if not preset.channels:
+        warnings.append(f"{preset.name}: {retarget.HEAD_ONLY}")
     rig = st.rig
     mesh = st.mesh if st.apply_shape_keys else None
     bone_name, neck_name = "", ""
@@ -232,15 +354,20 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     channels = semantic.readout(proj, mirrored_source=st.mirrored_source)
     if preset.uses_head_channels():
         channels.update(retarget.head_channels(M_scaled))
-    plan = retarget.evaluate(preset, channels)
+    geometry = (rig_presets.rig_geometry(rig, preset, bone_name or preset.head.bone or guess_head_bone(rig),
+                                         _layer_of(context, rig)) if rig is not None else None)
+    plan = retarget.evaluate(preset, channels, geometry)
     rig_plan = (_split_plan(plan, {b.name for b in rig.data.bones}, warnings, rig.name) if rig is not None
                 else retarget.Plan())
     mesh_props = {k: v for k, v in plan.properties.items() if not k[0]} if rig is None and st.mesh is not None else {}
     if rig is None and (plan.bones or len(mesh_props) < len(plan.properties)):
         warnings.append(f"preset {preset.name} keys bones: choose its rig")
-    clash = sorted({b for b, t in rig_plan.bones if t == "rotation"} & {bone_name, neck_name} - {""})
+    if rig is None and plan.expressions:
+        warnings.append(f"preset {preset.name} keys VRM expressions: choose the avatar's armature as the rig")
+    clash = sorted({b for b, t in rig_plan.bones if t in ("rotation", "rotvec")} & {bone_name, neck_name} - {""})
     if clash:
         raise ValueError(f"preset {preset.name}: bone {clash[0]} gets the head rotation and a rotation target")
+    previous = _previous_takes(_take_owners(rig, st.mesh))      # what earlier takes keyed here
 
     # -- head (and neck) bones, the preset's bone channels -------------------------------------
     rig_fcurves = None
@@ -314,6 +441,22 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
                                      mc.keyframe_co(vals, start), n)
             summary["shape_keys"] = sorted(wanted)
 
+    # -- the VRM add-on's expressions (their preview values, on the armature data) -----------------
+    if rig is not None and plan.expressions:
+        paths = rig_presets.vrm_expression_paths(rig)
+        missing = sorted(k for k in plan.expressions if k not in paths)
+        if missing:
+            warnings.append(f"VRM expressions not on {rig.name}: {', '.join(missing)}")
+        if len(missing) < len(plan.expressions):
+            action, fcurves = compat.assign_new_action(rig.data, name)
+            _tag_action(action, meta, st, motion_path, start, fps)
+            action["joyvasa_preset"] = preset.name
+            summary["actions"].append(action.name)
+            for expr, vals in plan.expressions.items():
+                if expr in paths:
+                    compat.key_array(fcurves, paths[expr], 0, mc.keyframe_co(vals, start), n)
+            summary["expressions"] = sorted(k for k in plan.expressions if k in paths)
+
     # -- object properties on the face mesh when there is no rig ------------------------------
     if mesh_props:
         action, fcurves = compat.assign_new_action(st.mesh, name)
@@ -321,6 +464,8 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
         action["joyvasa_preset"] = preset.name
         summary["actions"].append(action.name)
         _key_plan_on_rig(st.mesh, fcurves, retarget.Plan(properties=mesh_props), start, n)
+
+    summary["removed"] = _retire_previous(previous)
 
     # -- keypoint empties -------------------------------------------------------------------
     if st.make_empties:

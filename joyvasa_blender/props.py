@@ -12,7 +12,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        PointerProperty, StringProperty)
 
 from .core import controls as cc
-from .core import semantic
+from .core.contract import semantic
 
 SAMPLERS = [("ancestral", "Ancestral (exact)", "Upstream DDPM ancestral sampling: slowest, reference quality"),
             ("ddim", "DDIM", "Deterministic DDIM: fast with few steps"),
@@ -37,7 +37,9 @@ def _is_mesh(_self, obj) -> bool:
 ROW_KINDS = [("shape_key", "Shape Key", "A shape key of the face mesh (value = clamp(gain x channel + offset))"),
              ("bone_rotation", "Bone Rotation", "A bone's local rotation about one axis: rest + full x value (radians)"),
              ("bone_location", "Bone Location", "A bone's local location along one axis: rest + full x value (rig units)"),
-             ("property", "Property", "A custom property of the rig (or of a pose bone): rest + full x value")]
+             ("property", "Property", "A custom property of the rig (or of a pose bone): rest + full x value"),
+             ("vrm_expression", "VRM Expression", "A VRM 1.0 preset expression of the VRM add-on's avatar (its "
+              "preview value; the matching blend-shape group on VRM 0.x): clamp(gain x channel + offset)")]
 
 
 class JOYVASA_PG_mapping_row(bpy.types.PropertyGroup):
@@ -53,6 +55,13 @@ class JOYVASA_PG_mapping_row(bpy.types.PropertyGroup):
     offset: FloatProperty(name="Offset", default=0.0, soft_min=-1.0, soft_max=1.0)
     lo: FloatProperty(name="Clamp Low", default=0.0)
     hi: FloatProperty(name="Clamp High", default=1.0)
+    space: EnumProperty(name="Space", default="LOCAL", items=[
+        ("LOCAL", "Local", "The bone's own location channel"),
+        ("HEAD", "Head", "An axis of the head bone's rest frame (X left, Y up), converted on the rig")],
+        description="Bone rotation or location: which axes the value turns about or moves along")
+    aim: StringProperty(name="Aim From", default="",
+                        description="Eye bones (comma separated) this eye target sits in front of: Full is then the "
+                                    "eyes' angle in radians, the distance is measured on the rig (head space)")
 
 
 class JOYVASA_PG_settings(bpy.types.PropertyGroup):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core.engine_client import EngineProcess, StepRunner
-from .core.jobs import JobState
+from .core.run_state import JobState
 from .core.torch_build import Machine, probe_machine
 from .core.worker import EngineWorker, WorkerJob
 
@@ -35,6 +35,8 @@ DOCTOR: dict[str, Any] = {}          # {"ok": bool, "text": [...lines]}
 WORKER: EngineWorker | None = None   # the warm engine (python -m engine serve), started on first use
 FETCH: Fetch | None = None           # the last/current Download Weights run (independent of CURRENT)
 MACHINE: Machine | None = None       # platform + GPU probe for Create Engine Environment (once per session)
+LIVE: Any = None                     # the running live session (ops_live.Session), at most one
+LIVE_LAST: dict[str, Any] = {}       # the Live panel's status line: {"state", "message"}
 
 
 def machine() -> Machine:
@@ -54,6 +56,8 @@ def cancel_all(stop_engine: bool = True) -> None:
     """Cancel the running job and the installer; stop the warm engine too unless ``stop_engine``
     is False (opening another .blend keeps the loaded networks: they belong to no scene)."""
     global CURRENT
+    if LIVE is not None:
+        LIVE.cancel()            # ops_live.Session: the shell ends it (restores the detached Actions)
     if CURRENT is not None:
         CURRENT.cancel = True
         CURRENT.proc.cancel(grace=3.0)

@@ -298,6 +298,18 @@ class _RigMappingPanel:
                     r.prop(item, "axis", text="")
                 r.prop(item, "full")
                 r.prop(item, "rest")
+                if item.kind.startswith("bone"):
+                    r = box.row(align=True)
+                    r.prop(item, "space", text="")
+                    if item.kind == "bone_location":
+                        r.prop(item, "aim")
+                    r = box.row(align=True)                      # the axis probe: preview, pick
+                    r.label(text="Probe:")
+                    for axis in "XYZ":
+                        for sign, text in ((1.0, f"+{axis}"), (-1.0, f"-{axis}")):
+                            op = r.operator("joyvasa.probe_axis", text=text)
+                            op.axis, op.sign = axis, sign
+                    r.operator("joyvasa.probe_reset", text="", icon='LOOP_BACK')
             r = box.row(align=True)
             r.prop(item, "offset")
             r.prop(item, "lo")

@@ -28,6 +28,14 @@ request the transcript of its command (every event stamped with the request's ``
 a crash would); ``release`` answers ``done``; end of stdin exits 0. With
 ``$JOYVASA_FAKE_ARGV_LOG`` every process start, every one-shot job (``["job", {...}]``) and every
 request is logged.
+
+Live sessions (``live_start`` / ``live_stop`` / ``cancel``, protocol 1.5; see :func:`live_session`):
+the fake streams the rows of tests/contract/motion_v1.npz (cycled) as ``live_frame`` events in
+hops, paced at real time (or as fast as it can: source file with pace "fast"), with
+``live_started`` / ``live_stats``, and at ``live_stop`` (or the end of a file source) writes the
+captured WAV and a motion file holding exactly the streamed rows, then ``done``. A ``mic`` named
+"Missing Device" ends in error ``audio_device``; ``$JOYVASA_FAKE_PORTAUDIO=missing`` in
+``portaudio_missing``.
 """
 from __future__ import annotations
 
@@ -64,6 +72,7 @@ class _Flag:
 
 
 _cancel = _Flag()
+_emit_lock = threading.Lock()   # a live session's thread emits too
 _seq = 0
 _t0 = time.monotonic()
 
@@ -77,11 +86,13 @@ def write_wrapper(path: Path, python: str = sys.executable) -> Path:
 
 def emit(event: dict) -> None:
     global _seq
-    event = {"v": event.get("v", 1), "type": event["type"], "seq": _seq, "t": round(time.monotonic() - _t0, 4),
-             **{k: v for k, v in event.items() if k not in ("v", "type", "seq", "t")}}
-    _seq += 1
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
+    with _emit_lock:
+        event = {"v": event.get("v", 1), "type": event["type"], "seq": _seq,
+                 **{k: v for k, v in event.items() if k not in ("v", "type", "seq")}}
+        event.setdefault("t", round(time.monotonic() - _t0, 4))   # live_frame's t is its audio time
+        _seq += 1
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
 
 
 def option(args: list[str], flag: str, default: str | None = None) -> str | None:
@@ -238,6 +249,7 @@ def serve() -> int:
     log = os.environ.get("JOYVASA_FAKE_ARGV_LOG")
     requests: "_queue.Queue[dict | None]" = _queue.Queue()
     current: dict = {"job": None}
+    live: dict = {"session": None}
 
     def reader() -> None:
         for line in sys.stdin:
@@ -247,15 +259,24 @@ def serve() -> int:
                 emit({"type": "error", "code": "bad_request", "message": "not JSON", "fatal": False})
                 continue
             if req.get("type") == "cancel":
-                if req.get("job") in (None, current["job"]):
+                if live["session"] is not None and req.get("job") == live["session"].job:
+                    live["session"].cancel.set()
+                elif req.get("job") in (None, current["job"]):
                     _cancel.set()
+                continue
+            if req.get("type") == "live_stop":
+                if live["session"] is not None and req.get("job") == live["session"].job:
+                    live["session"].stop.set()
+                else:
+                    emit({"type": "error", "code": "bad_request", "message": "live_stop: no live session of that job",
+                          "fatal": False, **({"job": req["job"]} if req.get("job") else {})})
                 continue
             requests.put(req)
         requests.put(None)
 
     emit({"type": "hello", "engine_version": "fake", "protocol": [1, 2], "python": sys.version.split()[0],
           "torch": None, "device": "unknown", "dtype": "unknown", "command": "serve",
-          "capabilities": {"commands": ["motion", "animate", "doctor"], "requests": ["run", "cancel", "release"]}})
+          "capabilities": {"commands": ["motion", "animate", "doctor"], "requests": ["run", "cancel", "release", "live_start", "live_stop"]}})
     threading.Thread(target=reader, daemon=True).start()
     while True:
         req = requests.get()
@@ -268,13 +289,20 @@ def serve() -> int:
         if req.get("type") == "release":
             emit({"type": "done", "outputs": {}, "released": 1, **({"job": job} if job else {})})
             continue
+        if live["session"] is not None and live["session"].thread.is_alive():
+            emit({"type": "error", "code": "bad_request", "job": job, "fatal": False,
+                  "message": "a live session is running: stop it first"})
+            continue
+        if req.get("type") == "live_start":
+            live["session"] = LiveSession(job, req.get("args") or {})
+            continue
         command = req.get("command")
         if command == "doctor":
             emit({"type": "hello", "job": job, "engine_version": "fake", "protocol": [1, 2], "python": "3",
                   "torch": None, "device": "cpu", "dtype": "float32", "command": "doctor"})
             emit({"type": "done", "job": job, "outputs": {}, "ok": True,
                   "report": {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                             "devices": fake_devices(),
+                             "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
                              "ok": True, "next": ["Ready (fake worker)"],
                              "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1",
                              "weights": {"root": (req.get("args") or {}).get("weights"), "files": {}, "groups": {}}}})
@@ -285,6 +313,126 @@ def serve() -> int:
         current["job"] = None
         if code is not None:
             return code
+
+
+class LiveSession:
+    """The fake live session (see the module docstring): one thread, paced by the audio clock."""
+
+    def __init__(self, job: str | None, args: dict) -> None:
+        self.job, self.args = job, args
+        self.stop, self.cancel = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _emit(self, ev: dict) -> None:
+        emit({**ev, "job": self.job})
+
+    def _audio(self):
+        """(samples int16 or None = endless microphone, error event or None)."""
+        import wave
+
+        import numpy as np
+
+        a = self.args
+        if a.get("source") == "mic":
+            if os.environ.get("JOYVASA_FAKE_PORTAUDIO") == "missing":
+                return None, {"code": "portaudio_missing",
+                              "message": "PortAudio is missing: install libportaudio2 (sudo apt install libportaudio2)"}
+            if str(a.get("mic") or "") == "Missing Device":
+                return None, {"code": "audio_device", "message": "input device 'Missing Device' not found"}
+            return None, None
+        try:
+            with wave.open(str(a.get("audio")), "rb") as w:
+                data = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels())[:, 0]
+                if w.getframerate() != 16000:   # a fake: nearest-sample resampling is enough
+                    idx = (np.arange(int(len(data) * 16000 / w.getframerate())) * w.getframerate() / 16000).astype(int)
+                    data = data[idx]
+        except (OSError, EOFError, wave.Error) as exc:
+            return None, {"code": "audio_invalid", "message": f"cannot read {a.get('audio')}: {exc}"}
+        return data.copy(), None
+
+    def _run(self) -> None:
+        import numpy as np
+
+        a = self.args
+        hop, look = int(a.get("hop") or 5), int(a.get("lookahead") or 2)
+        fast = a.get("source") == "file" and a.get("pace") == "fast"
+        audio, err = self._audio()
+        if err is not None:
+            self._emit({"type": "error", "fatal": False, **err})
+            return
+        with np.load(CONTRACT / "motion_v1.npz") as z:
+            src = {k: z[k] for k in z.files}
+        offset, rate = -0.08, 16000
+        total = None if audio is None else len(audio)
+        start = time.monotonic()
+        predicted = (hop + look) / 25 + 0.05
+        self._emit({"type": "live_started", "rate": rate, "fps": 25, "hop": hop, "lookahead": look,
+                    "source": a.get("source"), "delay_s": predicted})
+        sent, last_stats, received = 0, start, 0
+
+        def commit(upto: int) -> None:
+            nonlocal sent
+            while sent < upto:
+                i = sent % len(src["yaw"])
+                self._emit({"type": "live_frame", "frame": sent, "t": round(offset + sent / 25, 6),
+                            "wall": round(time.monotonic() - start, 4), "sample": received,
+                            "motion": {"pitch": float(src["pitch"][i]), "yaw": float(src["yaw"][i]),
+                                       "roll": float(src["roll"][i]), "scale": float(src["scale"][i]),
+                                       "trans": [float(x) for x in src["t"][i]],
+                                       "exp": [float(x) for x in src["exp"][i].reshape(-1)]}})
+                sent += 1
+
+        while True:
+            if self.cancel.is_set():
+                self._emit({"type": "cancelled", "at": {"stage": "live", "done": sent}})
+                return
+            now = time.monotonic()
+            received = (total if fast else int((now - start) * rate)) if total is not None else int((now - start) * rate)
+            if total is not None:
+                received = min(received, total)
+            ended = self.stop.is_set() or (total is not None and received >= total)
+            avail = int((received / rate - offset) * 25)          # frames whose audio has arrived
+            if ended:
+                commit(max(avail, sent))                           # flush: the look-ahead is not needed any more
+                break
+            commit(max(sent, (avail - look) // hop * hop))
+            if now - last_stats >= 1.0:
+                last_stats = now
+                self._emit({"type": "live_stats", "delay_s": predicted, "window_s": 0.02, "window_mean_s": 0.02,
+                            "queue": 0, "dropped": 0, "lag_s": 0.0, "frames": sent})
+            if not fast:
+                self.stop.wait(0.01)
+        out = str(a.get("out") or "live_take.npz")
+        wav = str(a.get("wav") or os.path.splitext(out)[0] + ".wav")
+        idx = np.arange(sent) % len(src["yaw"])
+        arrays = {k: (v[idx] if getattr(v, "ndim", 0) >= 1 and len(v) == len(src["yaw"]) else v) for k, v in src.items()}
+        arrays.update(n_frames=np.int32(sent), audio_offset_s=np.float32(offset),
+                      audio_duration_s=np.float32(received / rate), seed=np.int64(a.get("seed") or 0))
+        samples = np.zeros(received, "<i2") if audio is None else audio[:received]
+        self._write(out, wav, arrays, samples, rate)
+        self._emit({"type": "done", "outputs": {"motion_npz": out, "audio_wav": wav}, "frames": sent})
+
+    @staticmethod
+    def _write(out: str, wav: str, arrays: dict, samples, rate: int) -> None:
+        """Both files or neither: temporary names, then renamed."""
+        import wave
+
+        import numpy as np
+
+        tmp_npz, tmp_wav = out + ".part.npz", wav + ".part"
+        np.savez(tmp_npz, **arrays)
+        with wave.open(tmp_wav, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(samples.astype("<i2").tobytes())
+        os.replace(tmp_wav, wav)
+        os.replace(tmp_npz, out)
+
+
+FAKE_MICROPHONES = {"devices": [{"index": 0, "name": "Fake USB Mic", "default": True},
+                                 {"index": 3, "name": "Fake Headset", "default": False}]}
 
 
 def fake_devices() -> dict:
@@ -320,7 +468,7 @@ def main(argv: list[str]) -> int:
         return serve()
     if command == "doctor":
         print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                          "devices": fake_devices(),
+                          "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
                           "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
                           "ok": True, "next": ["Ready (fake engine)"],
                           "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))

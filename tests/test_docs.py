@@ -208,9 +208,9 @@ def test_the_checker_catches_a_dead_link(tmp_path: Path) -> None:
 
 
 def test_contract_page_follows_the_protocol() -> None:
-    """docs/contract.md names the protocol version engine/protocol.py speaks, has a row for every
+    """docs/contract.md names the protocol version engine/contract/protocol.py speaks, has a row for every
     event type, and docs/errors.md one for every error code (a new event or code must be documented)."""
-    from engine import protocol
+    from engine.contract import protocol
 
     contract = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
     assert f"protocol {protocol.PROTOCOL_MAJOR}.{protocol.PROTOCOL_MINOR} |" in contract
@@ -271,7 +271,7 @@ CODE_ROW = re.compile(r"^\| `([a-z_]+)` \|", re.M)
 def test_error_codes_named_in_the_docs_are_codes_the_engine_emits() -> None:
     """Every `code` the pages name in an error context is one of the engine's error or warning codes
     (a renamed or invented code in the docs is caught), and errors.md lists exactly the error codes."""
-    from engine.protocol import ERROR_CODES
+    from engine.contract.protocol import ERROR_CODES
 
     engine_src = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "engine").rglob("*.py"))
     page = (REPO / "docs" / "errors.md").read_text(encoding="utf-8")

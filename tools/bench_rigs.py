@@ -35,7 +35,8 @@ def write_motion(path: Path, seconds: float, fps: float) -> Path:
 
     sys.path.insert(0, str(REPO))
     from engine.motion.npz import MotionData, save_motion
-    from joyvasa_blender.core import motion_core as mc, semantic
+    from joyvasa_blender.core import motion_core as mc
+    from joyvasa_blender.core.contract import semantic
 
     n = int(seconds * fps)
     k = np.arange(n)

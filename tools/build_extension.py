@@ -2,7 +2,7 @@
 
 Layout of the zip (what Blender's installer expects: manifest next to __init__.py at the root):
 
-    blender_manifest.toml  __init__.py  ops_*.py ...  core/protocol.py  core/...  data/semantic_basis.json
+    blender_manifest.toml  __init__.py  ops_*.py ...  core/contract/ (synced from engine/contract/)  core/...
     engine_src/engine/...           the engine package, run as `<engine python> -m engine`
     engine_src/requirements.txt     the engine's dependencies (from pyproject.toml), for the
                                     preferences' "Create Engine Environment" button

@@ -1,4 +1,4 @@
-"""Generate joyvasa_blender/data/semantic_basis.json from the project spec.
+"""Generate engine/contract/semantic_basis.json from the project spec (then tools/sync_contract.py --fix copies it to the add-on).
 
 Why: the add-on must not read ../shared at run time (it is installed as a zip), so the few
 numbers it needs (channel directions, full scales, lip_array, index sets) are copied into a
@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = REPO / "tests" / "fixtures" / "spec" / "semantic_basis.json"  # copy of shared/spec
-OUT = REPO / "joyvasa_blender" / "data" / "semantic_basis.json"
+OUT = REPO / "engine" / "contract" / "semantic_basis.json"
 
 CHANNEL_KEYS = ("name", "arkit_targets", "terms", "full_scale_slider_units", "group", "derived_from",
                 "keyed_by_default")

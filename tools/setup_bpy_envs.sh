@@ -39,6 +39,18 @@ done < tools/bpy_versions.tsv
 declare -A NUMPY=( [3.11]="numpy<2" [3.13]="numpy>=2,<3" )
 versions=("$@")
 [ ${#versions[@]} -eq 0 ] && versions=("${ALL[@]}")
+# The VRM Add-on for Blender (bpy-vrm-format, its io_scene_vrm module) in the newest two versions:
+# tests/blender/test_rigs_bpy.py builds, exports and imports VRM avatars with it. --no-deps: its
+# only dependency is bpy, which the venv pins.
+VRM_ADDON="bpy-vrm-format>=4.10,<5"
+install_vrm_addon() {
+  local v=$1 dir=$2
+  [ "$v" = "${ALL[-1]}" ] || [ "$v" = "${ALL[-2]}" ] || return 0
+  "$dir/bin/python" -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('io_scene_vrm') else 1)" \
+    >/dev/null 2>&1 && return 0
+  echo "[setup_bpy_envs] $dir: installing $VRM_ADDON"
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$VRM_ADDON"
+}
 mkdir -p .venvs
 for v in "${versions[@]}"; do
   if [ -z "${PIN[$v]:-}" ]; then
@@ -49,6 +61,7 @@ for v in "${versions[@]}"; do
   pyv=${PYVER[$v]}
   if [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "import bpy, numpy, pytest" >/dev/null 2>&1; then
     echo "[setup_bpy_envs] $dir ok ($("$dir/bin/python" -c 'import bpy; print(bpy.app.version_string)' 2>/dev/null | tail -1))"
+    install_vrm_addon "$v" "$dir"
     continue
   fi
   override_var="BPY_PY${pyv/./}"
@@ -65,4 +78,5 @@ for v in "${versions[@]}"; do
   [ -x "$dir/bin/python" ] || "$base" -m venv "$dir"
   "$dir/bin/python" -m pip install -q --disable-pip-version-check "${PIN[$v]}" "${NUMPY[$pyv]}" pytest
   "$dir/bin/python" -c "import bpy, numpy, pytest; print('[setup_bpy_envs] $dir', bpy.app.version_string)" | tail -1
+  install_vrm_addon "$v" "$dir"
 done

@@ -109,7 +109,7 @@ def _gflops_line(dtype: str, per_frame_s: float, device: str, peaks: dict[str, f
     Render time includes paste-back/encoding hand-off, so this is a lower bound on W+G's own rate."""
     from engine.device import select_device
     from engine.profiling import GFLOP, matmul_peak_gflops
-    from engine.protocol import canonical_dtype
+    from engine.contract.protocol import canonical_dtype
 
     dt = canonical_dtype(dtype)
     if dt not in peaks:

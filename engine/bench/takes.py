@@ -76,7 +76,7 @@ class _Worker:
                 self.cond.notify_all()
 
     def take(self, job: str, command: str, args: dict[str, Any]) -> dict[str, Any]:
-        from engine.protocol import make_request
+        from engine.contract.protocol import make_request
 
         def end(e: dict[str, Any]) -> bool:
             return e.get("job") == job and e["type"] in ("done", "error", "cancelled")

@@ -31,11 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.batch.jobs import load_jobs, state_dir
+    from engine.batch.jobfile import load_jobs, state_dir
     from engine.batch.schedule import BatchRun, run_local
     from engine.errors import BadRequest, EngineError, MissingDependency
     from engine import __version__
-    from engine.protocol import EXIT_CANCELLED, EXIT_ERROR, PROTOCOL_MAJOR, PROTOCOL_MINOR, EventWriter
+    from engine.contract.protocol import EXIT_CANCELLED, EXIT_ERROR, PROTOCOL_MAJOR, PROTOCOL_MINOR, EventWriter
 
     json_out = args.progress == "json"
     real_stdout = sys.stdout

@@ -16,7 +16,8 @@ HELP = {"render": "W+G frame rendering at official size (fp32 / bf16, batch size
         "motion": "motion generation (HuBERT + DiT sampler)",
         "animate": "end-to-end portrait + audio → frames",
         "framing": "face detection + framing: found, where the landmarks land, ms per portrait",
-        "codec": "H.264 encoders: libx264 vs h264_nvenc, encode speed and PSNR"}
+        "codec": "H.264 encoders: libx264 vs h264_nvenc, encode speed and PSNR",
+        "live": "live sessions: a WAV through the pcm source per (H, F): latency, D, keeping up, seams, memory"}
 
 
 def _load(target: str):

@@ -2,7 +2,7 @@
 
 Parse options -> :class:`engine.jobs.MotionJob` -> :func:`engine.pipeline.motion.run_motion`.
 
-Protocol: JSON-lines v1 (:mod:`engine.protocol`) on stdout with
+Protocol: JSON-lines v1 (:mod:`engine.contract.protocol`) on stdout with
 ``--progress json``; human-readable progress on stderr otherwise. Event sequence:
 
     hello     {command: "motion", device, dtype, sampler, steps (null = every trained step),
@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands import run_job_pipeline
+from engine.pipeline import run_pipeline
 from engine.jobs import MotionJob
 from engine.pipeline.context import Context
-from engine.protocol import DEFAULT_SAMPLER, DEFAULT_STEPS, DTYPES, PE_VARIANTS, SAMPLERS
+from engine.contract.protocol import DEFAULT_SAMPLER, DEFAULT_STEPS, DTYPES, PE_VARIANTS, SAMPLERS
 from engine.runner import run_protocol_command
 
 
@@ -77,4 +77,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_protocol_command("motion", args.progress,
-                                lambda rep: run_job_pipeline(MotionJob.from_args(args), Context(rep)))
+                                lambda rep: run_pipeline(MotionJob.from_args(args), Context(rep)))

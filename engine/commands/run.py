@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.commands import run_job_pipeline
+from engine.pipeline import run_pipeline
 from engine.errors import BadRequest
 from engine.jobs import job_from_dict
 from engine.pipeline.context import Context
@@ -30,7 +30,7 @@ def read_job_text(source: str) -> str | bytes:
     """The job's JSON text from a file or (``-``) the first line of stdin, at most MAX_LINE_BYTES.
     A FIFO, device or folder is refused, not read (reading a FIFO blocks forever)."""
     from engine.pathguard import input_problem
-    from engine.protocol import MAX_LINE_BYTES
+    from engine.contract.protocol import MAX_LINE_BYTES
 
     if source == "-":
         return getattr(sys.stdin, "buffer", sys.stdin).readline(MAX_LINE_BYTES + 1)
@@ -46,7 +46,7 @@ def read_job_text(source: str) -> str | bytes:
 
 def parse_job_text(text: str | bytes) -> dict[str, Any]:
     """The one job reader: the limited JSON loader (UTF-8, size, depth and number limits)."""
-    from engine.protocol import JSONLimitError, loads_limited
+    from engine.contract.protocol import JSONLimitError, loads_limited
 
     try:
         data = loads_limited(text, "the job")
@@ -67,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
     def body(rep: Reporter) -> Any:
         if isinstance(data, BadRequest):
             raise data
-        return run_job_pipeline(job_from_dict(data), Context(rep))
+        return run_pipeline(job_from_dict(data), Context(rep))
 
     return run_protocol_command(command, args.progress, body)

@@ -1,6 +1,6 @@
 """``python -m engine serve``: the warm worker (requests on stdin, protocol events on stdout).
 
-See :mod:`engine.serve` and the request section of :mod:`engine.protocol`.
+See :mod:`engine.serve` and the request section of :mod:`engine.contract.protocol`.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ Layout (one header row, one row per frame)::
 * ``BlendShapeCount`` 61 (52 blendshapes + 9 rotations), as the app writes.
 * the 52 ARKit columns in the app's order (it differs from Apple's enum in two places: JawRight
   before JawLeft, MouthRight before MouthLeft), values in [0, 1] from the semantic readout
-  (:mod:`engine.export.arkit`, the add-on's defaults); shapes the readout has no channel for are 0.
+  (:mod:`engine.export.arkit`: the add-on's ARKit preset with Gaze on, eyeLook* included); shapes the
+  readout has no channel for are 0.
 * ``HeadYaw/HeadPitch/HeadRoll`` in radians: LivePortrait's yaw, pitch, roll as they are in
   the motion file (pitch = nod, yaw = turn, roll = tilt; LivePortrait's signs). Eye rotations are
   0: the readout has no eye-rotation channel.

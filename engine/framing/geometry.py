@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.contract.schema import FRAMING_SCALE as SCALE, FRAMING_VX as VX, FRAMING_VY as VY  # noqa: F401  (upstream app defaults)
+
 CROP_SIZE = 512
-#: upstream gradio app defaults
-SCALE, VX, VY = 2.3, 0.0, -0.125
 
 #: virtual 203-point box for sparse points, in units of the eye-to-mouth distance d:
 #: side = BOX_PER_D · max(d, EYE_TO_D · eye distance); centre BOX_CENTRE_D · d below the eyes.

@@ -50,7 +50,7 @@ def build_hf_encoder(folder: Path, native: bool = True) -> nn.Module:
     if not cfg_path.is_file():
         raise WeightsMissing(f"missing audio-encoder config {cfg_path}. {OFFICIAL_WEIGHTS_HINT}")
     from engine.models.encoder_config import check_encoder_config
-    from engine.protocol import JSONLimitError, loads_limited
+    from engine.contract.protocol import JSONLimitError, loads_limited
 
     try:
         raw = loads_limited(cfg_path.read_bytes(), str(cfg_path))

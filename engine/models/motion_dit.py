@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PEVariant = Literal["head", "legacy"]
-from engine.protocol import PE_VARIANTS  # noqa: E402  (the one list; re-exported)
+from engine.contract.protocol import PE_VARIANTS  # noqa: E402  (the one list; re-exported)
 
 
 def sinusoid_table(n_rows: int, dim: int) -> torch.Tensor:

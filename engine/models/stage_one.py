@@ -90,7 +90,7 @@ def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    from engine.protocol import canonical_dtype
+    from engine.contract.protocol import canonical_dtype
 
     names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     name = canonical_dtype(dtype)

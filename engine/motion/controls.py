@@ -36,8 +36,8 @@ from typing import Any, Union
 
 import numpy as np
 
-SCHEMA = "joyvasa.controls"
-VERSION = 1
+from engine.contract.schema import CONTROLS_SCHEMA as SCHEMA, CONTROLS_VERSION as VERSION
+
 Track = Union[float, np.ndarray]     # a constant or a per-control-frame array
 
 AXES = ("pitch", "yaw", "roll")
@@ -237,7 +237,7 @@ def load_controls(path: str | os.PathLike[str]) -> Controls:
 def parse_controls_text(text: str | bytes, what: str = "the controls") -> Controls:
     """Controls from JSON text (a file's, or the canonical JSON a motion file records), read with
     the protocol's limits (depth, size, number length): ControlsError naming ``what``."""
-    from engine.protocol import JSONLimitError, loads_limited
+    from engine.contract.protocol import JSONLimitError, loads_limited
 
     try:
         data = loads_limited(text, what, max_bytes=MAX_CONTROLS_BYTES)

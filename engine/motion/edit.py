@@ -18,16 +18,15 @@ return the raw arrays themselves (byte-identical files).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from engine.motion.basis import load_basis
+from engine.contract.schema import EYE_ROWS, LIP_ROWS
+from engine.contract.semantic import load_basis
 from engine.motion.controls import (AXES, Controls, ControlsError, is_neutral_track, sample_track)
 
-LIP_ROWS: tuple[int, ...] = (6, 12, 14, 17, 19, 20)
-EYE_ROWS: tuple[int, ...] = (11, 13, 15, 16, 18)
 BLINK_FULL_UNITS = 20.0          # ALP blink slider units of a full closure (spec §7)
 GAZE_FULL_UNITS = 15.0           # pupil slider units of gaze 1.0 (the channels' full scale)
 GAZE_PER_DEG = {"x": 0.26, "y": 0.28}   # ditto's head-turn compensation, slider units per degree (spec §3)
@@ -59,7 +58,7 @@ class RawMotion:
         return np.arange(self.n_frames) / self.fps + self.audio_offset_s
 
 
-# -- semantic directions (engine copy of the basis, engine/motion/semantic_basis.json) ----------
+# -- semantic directions (the contract's basis, engine/contract/semantic_basis.json) ---------------
 @lru_cache(maxsize=1)
 def _directions() -> dict[str, np.ndarray]:
     """Per-slider-unit (21,3) directions by channel name, and ``lip_array``."""
@@ -95,11 +94,13 @@ def blink_direction() -> np.ndarray:
     return d["eyeBlinkRight"] + d["eyeBlinkLeft"]
 
 
-def eye_closure_units(exp: np.ndarray) -> np.ndarray:
+def eye_closure_units(exp: np.ndarray, median: np.ndarray | None = None) -> np.ndarray:
     """How closed the eyes are, in blink slider units, against the clip's per-component median
-    (eyes are open most of the time): least-squares amount of the blink direction (N,)."""
+    (eyes are open most of the time; ``median`` (63,): a given one, e.g. a stream's running
+    median): least-squares amount of the blink direction (N,)."""
     b = blink_direction().reshape(-1)
-    d = exp.reshape(len(exp), -1) - np.median(exp.reshape(len(exp), -1), axis=0)
+    flat = exp.reshape(len(exp), -1)
+    d = flat - (np.median(flat, axis=0) if median is None else np.asarray(median).reshape(-1))
     return d @ b / float(b @ b)
 
 
@@ -134,18 +135,32 @@ def voice_level_db(wave: np.ndarray, sample_rate: int, times_s: np.ndarray) -> n
     so the threshold does not depend on recording gain. Times outside the audio read silence
     (``VAD_FLOOR_DB``)."""
     x = np.asarray(wave, np.float64).reshape(-1)
+    grid = np.arange(0, max(x.size, 1), max(1, sample_rate // 100))
+    loud = np.percentile(window_rms(x, grid, sample_rate), 95) if x.size else 0.0
+    rms = window_rms(x, np.round(np.asarray(times_s) * sample_rate).astype(np.int64), sample_rate)
+    return level_db(rms, loud)
+
+
+def window_rms(x: np.ndarray, centres: np.ndarray, sample_rate: int, offset: int = 0,
+               n_total: int | None = None) -> np.ndarray:
+    """RMS over ``VAD_WINDOW_S`` centred on each sample index, clipped to the signal [0, n_total)
+    (0 where nothing is left). ``x`` may be a piece of the signal starting at index ``offset``
+    (a live stream's rolling buffer); it must hold every sample the clipped windows read."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    n_total = offset + x.size if n_total is None else n_total
     half = max(1, int(round(VAD_WINDOW_S * sample_rate / 2)))
     c2 = np.concatenate([[0.0], np.cumsum(x * x)])
+    centres = np.asarray(centres, np.int64)
+    lo = np.clip(centres - half, 0, n_total)
+    hi = np.clip(centres + half, 0, n_total)
+    n = np.maximum(hi - lo, 1)
+    a, b = np.clip(lo - offset, 0, x.size), np.clip(hi - offset, 0, x.size)
+    return np.sqrt(np.maximum(c2[b] - c2[a], 0.0) / n) * (hi > lo)
 
-    def rms_at(centres: np.ndarray) -> np.ndarray:
-        lo = np.clip(centres - half, 0, x.size)
-        hi = np.clip(centres + half, 0, x.size)
-        n = np.maximum(hi - lo, 1)
-        return np.sqrt(np.maximum(c2[hi] - c2[lo], 0.0) / n) * (hi > lo)
 
-    grid = np.arange(0, max(x.size, 1), max(1, sample_rate // 100))
-    loud = np.percentile(rms_at(grid), 95) if x.size else 0.0
-    rms = rms_at(np.round(np.asarray(times_s) * sample_rate).astype(np.int64))
+def level_db(rms: np.ndarray, loud: float) -> np.ndarray:
+    """RMS relative to the loud level, in dB, floored at ``VAD_FLOOR_DB`` (the ``vad_db`` values)."""
+    rms = np.asarray(rms, np.float64)
     if loud <= 0:
         return np.full(len(rms), VAD_FLOOR_DB)
     return np.maximum(20 * np.log10(np.maximum(rms, 1e-12) / loud), VAD_FLOOR_DB)
@@ -248,6 +263,19 @@ def is_neutral(c: Controls) -> bool:
 
 
 @dataclass
+class Anchors:
+    """The clip-wide references of an edit, fixed by a caller that edits a clip piece by piece
+    (engine/live/stream.py): the edit of frames [k0, k0 + n) then equals the offline edit of
+    those frames wherever the references agree. ``None`` fields are taken from the frames given."""
+
+    frame0: RawMotion | None = None        # the clip's raw frame 0 (head/expression neutral)
+    gate: np.ndarray | None = None         # (N,) silence gate of the given frames
+    blink_until_s: float | None = None     # blink schedule computed over [0, this]
+    eye_median: np.ndarray | None = None   # (63,) what eye closure is measured against
+    fade_out: bool = True                  # False: the clip's end is unknown (no fade-out)
+
+
+@dataclass
 class _Edit:
     """The arrays an edit works on (float64), the clock, and which arrays changed."""
 
@@ -257,10 +285,13 @@ class _Edit:
     t_end: float                       # where the fade-out ends
     ang: dict[str, np.ndarray]         # pitch/yaw/roll in degrees
     ang0: dict[str, float]             # frame 0's angles (gains and fades are about them)
+    t0: np.ndarray                     # (3,) frame 0's translation
+    s0: float                          # frame 0's scale
     t: np.ndarray                      # (N,3)
     scale: np.ndarray                  # (N,)
     exp: np.ndarray                    # (N,21,3)
     ref: np.ndarray                    # (21,3) neutral expression: frame 0 with LivePortrait's closed lips
+    anchors: Anchors = field(default_factory=Anchors)
     pose_changed: bool = False
     exp_changed: bool = False
 
@@ -269,16 +300,20 @@ class _Edit:
         return sample_track(track, self.times, self.controls.fps or self.raw.fps)
 
 
-def _start(raw: RawMotion, c: Controls, audio_duration_s: float | None) -> _Edit:
+def _start(raw: RawMotion, c: Controls, audio_duration_s: float | None, anchors: Anchors | None = None) -> _Edit:
     n = raw.n_frames
     times = raw.times()
+    anchors = anchors or Anchors()
+    f0 = anchors.frame0 or raw
     ang = {a: np.asarray(getattr(raw, a), np.float64).reshape(-1) for a in AXES}
     exp = np.asarray(raw.exp, np.float64).reshape(n, 21, 3)
-    ref = exp[0].copy()
+    ref = np.asarray(f0.exp, np.float64).reshape(-1, 21, 3)[0].copy()
     ref[list(LIP_ROWS)] = _directions()["lip_array"][list(LIP_ROWS)]
     return _Edit(raw, c, times, float(audio_duration_s) if audio_duration_s else float(times[-1]), ang,
-                 {a: ang[a][0] for a in AXES}, np.asarray(raw.t, np.float64).reshape(n, 3),
-                 np.asarray(raw.scale, np.float64).reshape(-1), exp, ref)
+                 {a: float(np.asarray(getattr(f0, a), np.float64).reshape(-1)[0]) for a in AXES},
+                 np.asarray(f0.t, np.float64).reshape(-1, 3)[0].copy(),
+                 float(np.asarray(f0.scale, np.float64).reshape(-1)[0]), np.asarray(raw.t, np.float64).reshape(n, 3),
+                 np.asarray(raw.scale, np.float64).reshape(-1), exp, ref, anchors=anchors)
 
 
 def _head_gains(e: _Edit) -> None:
@@ -290,8 +325,8 @@ def _head_gains(e: _Edit) -> None:
     for a in AXES:
         e.ang[a] = e.ang0[a] + gains[a] * (e.ang[a] - e.ang0[a])
     gt = e.tr(c.translation_gain) if c.translation_gain is not None else (gains["pitch"] + gains["yaw"] + gains["roll"]) / 3
-    e.t = e.t[0] + gt[:, None] * (e.t - e.t[0])
-    e.scale = e.scale[0] * np.power(np.maximum(e.scale / e.scale[0], 1e-6), gt)
+    e.t = e.t0 + gt[:, None] * (e.t - e.t0)
+    e.scale = e.s0 * np.power(np.maximum(e.scale / e.s0, 1e-6), gt)
     e.pose_changed = True
 
 
@@ -300,11 +335,13 @@ def _silence(e: _Edit, vad_db: np.ndarray | None) -> None:
     s = e.controls.silence
     if s is None or not (s.relax or s.calm_head > 0):
         return
-    if vad_db is None:
+    gate = e.anchors.gate
+    if gate is None and vad_db is None:
         raise ControlsError("silence handling needs the voice-activity track: this motion file has no "
                             "vad_db (written before motion schema 1.1); pass --audio")
-    gate = silence_gate(np.asarray(vad_db, np.float64).reshape(-1), e.times, s.threshold_db, s.attack_s,
-                        s.release_s, s.min_silence_s)
+    if gate is None:
+        gate = silence_gate(np.asarray(vad_db, np.float64).reshape(-1), e.times, s.threshold_db, s.attack_s,
+                            s.release_s, s.min_silence_s)
     if s.relax:
         rows = list(LIP_ROWS)
         e.exp = e.exp.copy()
@@ -356,9 +393,10 @@ def _blinks(e: _Edit) -> None:
     b = e.controls.blink
     if b is None or b.rate_per_min <= 0 or b.depth <= 0:
         return
-    centres = blink_times(b.rate_per_min, b.duration_s, b.seed, 0.0, e.t_end)
+    until = e.t_end if e.anchors.blink_until_s is None else e.anchors.blink_until_s
+    centres = blink_times(b.rate_per_min, b.duration_s, b.seed, 0.0, until)
     want = blink_envelope(e.times, centres, b.duration_s) * b.depth * BLINK_FULL_UNITS
-    have = np.maximum(eye_closure_units(e.exp), 0.0)
+    have = np.maximum(eye_closure_units(e.exp, e.anchors.eye_median), 0.0)
     add = np.maximum(want - have, 0.0)
     if np.any(add > 0):
         e.exp = e.exp + add[:, None, None] * blink_direction()
@@ -379,31 +417,30 @@ def _gaze(e: _Edit) -> None:
 
 def _fade(e: _Edit) -> None:
     """From and to the neutral at the clip's ends."""
-    c, raw = e.controls, e.raw
+    c = e.controls
     if not (c.fade_in_s > 0 or c.fade_out_s > 0):
         return
-    f = fade_envelope(e.times, e.t_end, c.fade_in_s, c.fade_out_s)
+    f = fade_envelope(e.times, e.t_end, c.fade_in_s, c.fade_out_s if e.anchors.fade_out else 0.0)
     for a in AXES:
         e.ang[a] = e.ang0[a] + f * (e.ang[a] - e.ang0[a])
-    t0 = np.asarray(raw.t, np.float64).reshape(raw.n_frames, 3)[0]
-    s0 = float(np.asarray(raw.scale).reshape(-1)[0])
-    e.t = t0 + f[:, None] * (e.t - t0)
-    e.scale = s0 + f * (e.scale - s0)
+    e.t = e.t0 + f[:, None] * (e.t - e.t0)
+    e.scale = e.s0 + f * (e.scale - e.s0)
     e.exp = e.ref + f[:, None, None] * (e.exp - e.ref)
     e.pose_changed = e.exp_changed = True
 
 
 def edit_motion(raw: RawMotion, controls: Controls, vad_db: np.ndarray | None = None,
-                audio_duration_s: float | None = None) -> dict[str, np.ndarray]:
+                audio_duration_s: float | None = None, anchors: Anchors | None = None) -> dict[str, np.ndarray]:
     """Edited ``exp, pitch, yaw, roll, t, scale, R``; arrays no step touched are ``raw``'s own.
 
     ``vad_db`` (N,): :func:`voice_level_db` per frame (needed only by ``silence``).
-    ``audio_duration_s``: where the fade-out ends (default: the last frame's time)."""
+    ``audio_duration_s``: where the fade-out ends (default: the last frame's time).
+    ``anchors``: clip-wide references when ``raw`` is a piece of a longer clip (live stream)."""
     out = {"exp": raw.exp, "pitch": raw.pitch, "yaw": raw.yaw, "roll": raw.roll, "t": raw.t,
            "scale": raw.scale, "R": raw.R}
     if raw.n_frames == 0 or is_neutral(controls):
         return out
-    e = _start(raw, controls, audio_duration_s)
+    e = _start(raw, controls, audio_duration_s, anchors)
     _head_gains(e)              # 1. head gains (per axis, about frame 0)
     _silence(e, vad_db)         # 2. silence: mouth relaxes to closed, head optionally calms
     _expression_gains(e)        # 3. expression gains per row, about the neutral

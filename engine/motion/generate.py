@@ -1,6 +1,6 @@
 """Speech audio -> motion sequence: JoyVASA's sliding-window sampler (spec §2.5-2.8), numbered.
 
-Recipe (one call of :func:`generate_motion`):
+Recipe (engine/pipeline/motion.py loads (1-2, through the worker's cache); :func:`generate_motion` samples):
   1. load the checkpoint (safe), build the audio encoder + DiT from its tensors, read the template;
   2. load audio as 16 kHz mono float32; plan windows of L frames (1280/640 silence pads, zero tail);
   3. per window i (streamed; only one window's features exist at a time):
@@ -21,7 +21,6 @@ exactly as upstream and ``audio_offset_s = -0.08`` records the shift.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -41,9 +40,11 @@ from engine.motion.smooth import smooth_pose
 from engine.motion.template import denormalize, load_template
 from engine.jobs import MotionConfig
 from engine.profiling import Breakdown
-from engine.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
+from engine.runner import NullReporter, Reporter
+from engine.contract.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
 from engine.sampling import DEFAULT_STEPS, make_sampler, run_sampler
 from engine.sampling.guidance import combine
+from engine.sampling.known import KnownPrefix
 from engine.sampling.schedule import Schedule
 from engine.weights import WeightsLayout
 
@@ -203,9 +204,10 @@ class MotionModel:
                       x_T: torch.Tensor, sampler: Any, cfg_scale: float, cfg_mode: str, pe_variant: str,
                       noise_fn: Callable[[int, int], torch.Tensor] | None,
                       on_step: Callable[[int, int], None] | None = None, hoist: bool = True,
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                      dtype: torch.dtype = torch.float32, known: KnownPrefix | None = None) -> torch.Tensor:
         """One window through the sampler. ``dtype`` bfloat16/float16: the DiT runs under autocast;
-        its x0 prediction comes back float32, so the sampler's arithmetic stays float32."""
+        its x0 prediction comes back float32, so the sampler's arithmetic stays float32.
+        ``known``: leading rows held fixed at every step (the live stream's committed frames)."""
         L = self.config.n_motions
         autocast = (torch.autocast(device_type=self.device.type, dtype=dtype) if dtype != torch.float32
                     else contextlib.nullcontext())
@@ -225,7 +227,7 @@ class MotionModel:
                                cross=cross, hoist=hoist)                           # (2,S,D)
             return combine(out[:, -L:].float(), [cfg_scale], cfg_mode)             # (1,L,D)
 
-        return run_sampler(sampler, x0_fn, x_T, noise_fn, on_step)
+        return run_sampler(sampler, x0_fn, x_T, noise_fn, on_step, known=known)
 
 
 def generate_coef(model: MotionModel, wave: np.ndarray, options: MotionOptions, *,
@@ -306,72 +308,50 @@ def effective_steps(options: MotionOptions, N: int) -> int:
     return N if default is None else min(default, N)
 
 
-def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike[str] | np.ndarray,
-                    options: MotionOptions, reporter: Any | None = None, device: str = "cpu",
-                    model: MotionModel | None = None, features: list[torch.Tensor] | None = None,
-                    dtype: torch.dtype = torch.float32) -> MotionData:
-    """Public API: audio (path or 16 kHz mono samples) -> :class:`MotionData` (see module docstring).
-
-    ``model``/``features``: already loaded network and already encoded audio (the pipeline's
-    cache); loaded/encoded here when absent. ``dtype``: the motion networks' precision (audio
-    encoder and DiT; the features' when they are given), recorded in the file's ``motion_dtype``.
-    """
-    bd = reporter.breakdown if reporter is not None and hasattr(reporter, "breakdown") else Breakdown()
-    if not isinstance(audio_path_or_wave, np.ndarray) and not Path(audio_path_or_wave).is_file():
-        as_wave(audio_path_or_wave)  # fail fast with the AudioError before loading any weights
-    if model is None:
-        if reporter is not None:
-            reporter.stage_begin("load")
-            reporter.progress("load", 0, 1, "file")
-        model = MotionModel.load(layout, device, breakdown=bd)
-        if reporter is not None:
-            reporter.progress("load", 1, 1, "file")
-            reporter.stage_end("load")
-    if isinstance(audio_path_or_wave, np.ndarray):
-        wave = as_wave(audio_path_or_wave)
-    else:
-        if reporter is not None:
-            reporter.stage_begin("audio")
-            reporter.progress("audio", 0, 1, "file")
-        with bd.part("audio"):
-            wave = as_wave(audio_path_or_wave)
-        if reporter is not None:
-            reporter.progress("audio", 1, 1, "file")
-            reporter.stage_end("audio")
-    N = model.schedule.N
-    if options.steps is not None and options.steps > N:
-        raise BadRequest(f"--steps {options.steps} exceeds the checkpoint's trained schedule (N={N})")
-
-    def on_window(done: int, total: int) -> None:
-        if reporter is not None:
-            reporter.progress("motion", done, total, "window", force=True)
-
-    def check_cancel(done: int) -> None:
-        if reporter is not None:
-            reporter.cancel.check("motion", done)
-
-    if reporter is not None:
-        reporter.stage_begin("motion")
-    coef = generate_coef(model, wave, options, on_window=on_window, check_cancel=check_cancel,
-                         features=features, breakdown=bd, dtype=dtype)
-    motion = coef_to_motion(coef, model.template, options.smooth)
-    if reporter is not None:
-        reporter.stage_end("motion")
-    n = coef.shape[0]
-    meta = {
+def motion_meta(model: MotionModel, options: MotionOptions, audio_hash: str, duration_s: float,
+                dtype: torch.dtype) -> dict[str, Any]:
+    """The motion file's reproducibility fields for a take sampled with ``options`` (offline or live)."""
+    return {
         "audio_offset_s": np.float32(AUDIO_OFFSET_S),
-        "audio_sha256": audio_sha256(wave),
-        "audio_duration_s": np.float32(len(wave) / SAMPLE_RATE),
+        "audio_sha256": audio_hash,
+        "audio_duration_s": np.float32(duration_s),
         "checkpoint_sha256": sha256_file(model.checkpoint_path),
         "pe_variant": options.pe_variant,
         "sampler": options.sampler,
-        "steps": np.int32(effective_steps(options, N)),
+        "steps": np.int32(effective_steps(options, model.schedule.N)),
         "cfg_scale": np.float32(options.cfg_scale),
         "cfg_mode": options.cfg_mode,
         "seed": np.int64(options.seed),
         "engine_version": __version__,
         "motion_dtype": str(dtype).replace("torch.", ""),
     }
+
+
+def generate_motion(model: MotionModel, wave: np.ndarray, options: MotionOptions,
+                    reporter: Reporter | None = None, features: list[torch.Tensor] | None = None,
+                    dtype: torch.dtype = torch.float32) -> MotionData:
+    """Sample the motion of 16 kHz mono ``wave`` with a loaded ``model`` -> :class:`MotionData`.
+
+    The one front door is the pipeline (engine/pipeline/motion.py: it loads the model and the
+    audio through the worker's cache and reports those stages); this is its sampling step.
+    ``features``: already encoded audio (encoded here when absent). ``dtype``: the motion
+    networks' precision (audio encoder and DiT; the features' when they are given), recorded in
+    the file's ``motion_dtype``.
+    """
+    rep = reporter or NullReporter()
+    wave = as_wave(wave)
+    N = model.schedule.N
+    if options.steps is not None and options.steps > N:
+        raise BadRequest(f"--steps {options.steps} exceeds the checkpoint's trained schedule (N={N})")
+    rep.stage_begin("motion")
+    coef = generate_coef(model, wave, options,
+                         on_window=lambda done, total: rep.progress("motion", done, total, "window", force=True),
+                         check_cancel=lambda done: rep.cancel.check("motion", done),
+                         features=features, breakdown=rep.breakdown, dtype=dtype)
+    motion = coef_to_motion(coef, model.template, options.smooth)
+    rep.stage_end("motion")
+    n = coef.shape[0]
+    meta = motion_meta(model, options, audio_sha256(wave), len(wave) / SAMPLE_RATE, dtype)
     data = MotionData(fps=float(model.config.fps), exp=motion["exp"].reshape(n, 21, 3),
                       scale=motion["scale"].reshape(n), t=motion["t"].reshape(n, 3),
                       pitch=motion["pitch"].reshape(n), yaw=motion["yaw"].reshape(n),

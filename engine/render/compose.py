@@ -31,9 +31,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-#: lip keypoints (used absolutely, upstream human pipeline) and eye keypoints: one definition,
-#: in the motion-edit layer (shared/spec/semantic_basis.md §5)
-from engine.motion.edit import EYE_ROWS, LIP_ROWS  # noqa: E402,F401
+#: lip keypoints (used absolutely, upstream human pipeline) and eye keypoints (shared/spec/semantic_basis.md
+#: §5), and upstream's ``lip_normalize_threshold``: below this source lip-open ratio no normalisation
+from engine.contract.schema import EYE_ROWS, LIP_NORMALIZE_THRESHOLD, LIP_ROWS  # noqa: F401
 
 StitchFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -124,10 +124,6 @@ def motion_multiplier(x_s: torch.Tensor, x_d0: torch.Tensor) -> float:
 def concat_motion(a: DrivingMotion, b: DrivingMotion) -> DrivingMotion:
     return DrivingMotion(exp=torch.cat([a.exp, b.exp]), scale=torch.cat([a.scale, b.scale]),
                          t=torch.cat([a.t, b.t]), R=torch.cat([a.R, b.R]))
-
-
-#: upstream ``lip_normalize_threshold``: below this source lip-open ratio no normalisation
-LIP_NORMALIZE_THRESHOLD = 0.03
 
 
 def lip_normalization(opts: ComposeOptions, lip_open: float | None, lip_net: Callable[[torch.Tensor], torch.Tensor],

@@ -11,7 +11,7 @@ from typing import Literal, Sequence
 import torch
 
 CfgMode = Literal["incremental", "independent"]
-from engine.protocol import CFG_MODES  # noqa: E402  (the one list; re-exported)
+from engine.contract.protocol import CFG_MODES  # noqa: E402  (the one list; re-exported)
 
 
 def combine(results: torch.Tensor, scales: Sequence[float], mode: CfgMode = "incremental") -> torch.Tensor:

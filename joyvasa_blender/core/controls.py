@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .contract.schema import CONTROLS_SCHEMA, CONTROLS_VERSION
+
 GROUPS = ("Head", "Expression", "Eyes & Blinks", "Silence", "Gaze")
 
 
@@ -100,7 +102,7 @@ def controls_dict(value: Callable[[str], Any], samples: Sampler, fps: float) -> 
 
     head = v("head_strength")
     out: dict[str, Any] = {
-        "schema": "joyvasa.controls", "version": 1, "fps": float(fps),
+        "schema": CONTROLS_SCHEMA, "version": CONTROLS_VERSION, "fps": float(fps),
         "head_gain": {a: _mul(head, v(f"head_{a}_gain")) for a in ("pitch", "yaw", "roll")},
         "translation_gain": _mul(head, v("head_translation")),
         "head_offset_deg": {a: v(f"head_{a}_offset") for a in ("pitch", "yaw", "roll")},

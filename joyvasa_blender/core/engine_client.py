@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .protocol import ProtocolError, hello_problem, parse_event
+from .contract.protocol import ProtocolError, hello_problem, parse_event
+from .contract.schema import SYNTHETIC_NOTE
 
 STDERR_TAIL = 200
 CANCEL_GRACE_S = 15.0    # the engine checks for cancel between steps; model loading can take seconds
@@ -397,10 +398,6 @@ def watchdog_seconds(pref: float | None = None) -> float:
             pass
     return float(DEFAULT_WATCHDOG_S if pref is None else pref)
 
-
-#: deliberate copy of engine.weights.SYNTHETIC_NOTE (the add-on never imports the engine);
-#: tests/addon_core/test_engine_client.py checks that the copies agree
-SYNTHETIC_NOTE = "synthetic weights: random numbers, not a face"
 
 
 def summarize_doctor(report: dict[str, Any]) -> list[str]:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .contract.schema import FRAMING_SCALE, FRAMING_VX, FRAMING_VY, LIP_NORMALIZE_THRESHOLD
+
 MODES = ("AUTO", "NONE", "BOX", "POINTS")
-#: upstream app defaults (engine/framing/geometry.py)
-DEFAULT_SCALE, DEFAULT_VX, DEFAULT_VY = 2.3, 0.0, -0.125
+#: upstream app defaults (the contract's, as engine/framing/geometry.py)
+DEFAULT_SCALE, DEFAULT_VX, DEFAULT_VY = FRAMING_SCALE, FRAMING_VX, FRAMING_VY
 STEPS = ("image-left eye", "image-right eye", "mouth centre")
 
 
@@ -161,10 +163,6 @@ def framing_args(mode: str, **kw: Any) -> list[str]:
         args += ["--" + key.replace("_", "-"), value if isinstance(value, str) else f"{value:g}"]
     return args
 
-
-#: the engine's threshold for lip normalisation (engine/render/compose.py LIP_NORMALIZE_THRESHOLD;
-#: deliberate copy: the add-on never imports the engine; tests/addon_core/test_framing_core.py checks)
-LIP_NORMALIZE_THRESHOLD = 0.03
 
 
 def framing_summary(event: dict[str, Any] | None) -> str:

@@ -1,11 +1,9 @@
 """Motion file reading, rotation maths and resampling (bpy-free, numpy only).
 
-Why here and not in the engine: the add-on must read the engine's ``.npz`` (schema
-``joyvasa.motion`` v1.x, see engine/motion/npz.py) without importing engine code. ``load_motion``
-and ``validate`` are a DELIBERATE COPY of the engine reader's rules (same accepted files, same
-checks); tests/engine/test_motion_contract.py feeds both readers the same good and broken files. Everything
-that turns a motion into per-frame numbers for keyframes lives here so it is unit-tested
-without Blender.
+Reading is the contract's (``core/contract/npz_reader.py``, the engine's own reader copied
+whole by tools/sync_contract.py: lazy, typed, the same accepted and refused files); this module
+turns the file into the add-on's float64 :class:`Motion`. Everything that turns a motion into
+per-frame numbers for keyframes lives here so it is unit-tested without Blender.
 
 Conventions
     LivePortrait builds ``M = Rz(roll) @ Ry(yaw) @ Rx(pitch)`` (degrees; column vectors; the
@@ -24,25 +22,10 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA = "joyvasa.motion"
-SCHEMA_VERSION = 1
-N_KP = 21
-RAW_KEYS = ("exp", "pitch", "yaw", "roll", "t", "scale", "R")
-LIP_ROWS = (6, 12, 14, 17, 19, 20)
-EYE_ROWS = (11, 13, 15, 16, 18)
+from .contract.npz_reader import N_KP, MotionFileError, read_motion  # noqa: F401  (MotionFileError: the add-on's name)
+
 CAM_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 CHANNEL_NAMES = ("pitch", "yaw", "roll", "tx", "ty", "tz", "scale") + tuple(f"exp_{i:02d}" for i in range(63))
-_META_STR = ("audio_sha256", "checkpoint_sha256", "pe_variant", "sampler", "cfg_mode", "engine_version")
-
-
-#: Largest plausible |value| per array; DELIBERATE COPY of engine/motion/npz.py (the add-on cannot
-#: import the engine); tests/contract/test_motion_bounds_copy.py checks that both agree.
-PLAUSIBLE_ABS_MAX = {"exp": 10.0, "scale": 100.0, "t": 100.0, "pitch": 720.0, "yaw": 720.0, "roll": 720.0}
-FPS_RANGE = (1.0, 120.0)
-
-
-class MotionFileError(ValueError):
-    """The file is not a valid motion file (the message says why)."""
 
 
 @dataclass
@@ -79,87 +62,23 @@ class Motion:
 
 # -- reading ----------------------------------------------------------------------------------
 def load_motion(path: str | Path) -> Motion:
-    """Read and validate a motion ``.npz`` (numpy only, ``allow_pickle=False``)."""
-    try:
-        with np.load(str(path), allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise MotionFileError(f"motion file {path} does not exist") from None
-    except IsADirectoryError:
-        raise MotionFileError(f"motion file {path} is a folder; pick a .npz file") from None
-    except (OSError, ValueError, EOFError) as exc:
-        text = str(exc).strip()
-        if "allow_pickle" in text or "pickled" in text:
-            text = "it is not an .npz archive"
-        raise MotionFileError(f"{path} is not a JoyVASA motion file (not a readable .npz archive of plain "
-                              f"arrays: {text.splitlines()[0] if text else type(exc).__name__})") from None
-    if str(data.get("schema", "")) != SCHEMA:
-        raise MotionFileError(f"{path} is not a JoyVASA motion file (schema {str(data.get('schema', ''))!r})")
-    version = int(data.get("schema_version", -1))
-    if version != SCHEMA_VERSION:
-        raise MotionFileError(f"{path} has motion schema v{version}; this add-on reads v{SCHEMA_VERSION}")
-    try:
-        m = Motion(fps=float(data["fps"]), exp=data["exp"].astype(np.float64),
-                   scale=data["scale"].astype(np.float64).reshape(-1), t=data["t"].astype(np.float64),
-                   pitch=data["pitch"].astype(np.float64).reshape(-1), yaw=data["yaw"].astype(np.float64).reshape(-1),
-                   roll=data["roll"].astype(np.float64).reshape(-1), R=data["R"], coef=data["coef"])
-    except KeyError as exc:
-        raise MotionFileError(f"{path} lacks the key {exc.args[0]!r}") from None
-    for key in ("smoothed", "audio_offset_s", "audio_duration_s", "steps", "cfg_scale", "seed") + _META_STR:
-        if key in data:
-            m.meta[key] = str(data[key]) if data[key].dtype.kind == "U" else data[key].item()
-    m.schema_minor = int(data["schema_minor"]) if "schema_minor" in data else 0
-    if all(f"raw_{k}" in data for k in RAW_KEYS):
-        m.raw = {k: data[f"raw_{k}"] for k in RAW_KEYS}
-    elif any(f"raw_{k}" in data for k in RAW_KEYS):
-        raise MotionFileError(f"{path} has some raw_* arrays but not all of {', '.join('raw_' + k for k in RAW_KEYS)}")
-    if "vad_db" in data:
-        m.vad_db = data["vad_db"]
-    if "controls" in data:
-        m.controls = str(data["controls"])
-    if "n_frames" in data and int(data["n_frames"]) != m.n_frames:
-        raise MotionFileError(f"{path}: n_frames does not match the arrays")
-    try:
-        validate(m)
-    except MotionFileError as exc:
-        raise MotionFileError(f"{path}: {exc}") from None
-    return m
+    """Read and validate a motion ``.npz`` with the contract's reader -> the add-on's float64 view."""
+    p = Path(path)
+    if not p.exists():
+        raise MotionFileError(f"motion file {path} does not exist")
+    if p.is_dir():
+        raise MotionFileError(f"motion file {path} is a folder; pick a .npz file")
+    if not p.is_file():
+        raise MotionFileError(f"motion file {path} is not a regular file (a pipe or device); pick a .npz file")
+    d = read_motion(p)
 
+    def f64(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a, np.float64)
 
-def validate(m: Motion) -> None:
-    n = m.n_frames
-    if not (math.isfinite(m.fps) and FPS_RANGE[0] <= m.fps <= FPS_RANGE[1]):
-        raise MotionFileError(f"fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, got {m.fps}")
-    if n < 1:
-        raise MotionFileError("the motion has no frames")
-    shapes = {"exp": (n, N_KP, 3), "scale": (n,), "t": (n, 3), "pitch": (n,), "yaw": (n,), "roll": (n,),
-              "R": (n, 3, 3)}
-    for key, shape in shapes.items():
-        arr = getattr(m, key)
-        if arr is None or arr.shape != shape:
-            raise MotionFileError(f"{key} has shape {None if arr is None else arr.shape}, expected {shape}")
-    if m.coef is None or m.coef.ndim != 2 or m.coef.shape[1] < 70:
-        raise MotionFileError(f"coef has shape {None if m.coef is None else m.coef.shape}, expected (M, >=70)")
-    for key in ("exp", "scale", "t", "pitch", "yaw", "roll", "R", "coef"):
-        if not np.all(np.isfinite(getattr(m, key))):
-            raise MotionFileError(f"{key} contains NaN or infinite values")
-    for key, limit in PLAUSIBLE_ABS_MAX.items():
-        peak = float(np.max(np.abs(getattr(m, key))))
-        if peak > limit:
-            raise MotionFileError(f"{key} reaches {peak:.3g}, far outside the plausible range (|{key}| <= {limit:g}): "
-                                  "the file is damaged or was edited by hand")
-    R64 = m.R.astype(np.float64)
-    if np.max(np.abs(np.einsum("nij,nkj->nik", R64, R64) - np.eye(3))) > 1e-4:
-        raise MotionFileError("R is not orthonormal")
-    if m.raw is not None:
-        for key, shape in shapes.items():
-            arr = m.raw.get(key)
-            if arr is None or np.shape(arr) != shape:
-                raise MotionFileError(f"raw_{key} has shape {np.shape(arr)}, expected {shape}")
-            if not np.all(np.isfinite(arr)):
-                raise MotionFileError(f"raw_{key} contains NaN or infinite values")
-    if m.vad_db is not None and (np.shape(m.vad_db) != (n,) or not np.all(np.isfinite(m.vad_db))):
-        raise MotionFileError(f"vad_db must be {n} finite numbers, got shape {np.shape(m.vad_db)}")
+    return Motion(fps=d.fps, exp=f64(d.exp), scale=f64(d.scale).reshape(-1), t=f64(d.t),
+                  pitch=f64(d.pitch).reshape(-1), yaw=f64(d.yaw).reshape(-1), roll=f64(d.roll).reshape(-1),
+                  meta={"smoothed": d.smoothed, **d.meta}, R=d.R, coef=d.coef, raw=d.raw, vad_db=d.vad_db,
+                  controls=d.controls, schema_minor=d.schema_minor)
 
 
 # -- rotations --------------------------------------------------------------------------------

@@ -17,16 +17,15 @@ import json
 from typing import Any, Callable, Mapping
 
 from . import framing
+from .contract.schema import JOB_SCHEMA, JOB_VERSION
 
-JOB_SCHEMA = "joyvasa.job"
-JOB_VERSION = 1
 
 #: THE table: job key <- scene.joyvasa property, for the commands that take it
 SCENE_FIELDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("seed", "seed", ("motion", "animate")),
-    ("sampler", "sampler", ("motion", "animate")),
-    ("steps", "steps", ("motion", "animate")),          # 0 in the panel = the sampler's default
-    ("cfg_scale", "cfg_scale", ("motion", "animate")),
+    ("seed", "seed", ("motion", "animate", "live")),
+    ("sampler", "sampler", ("motion", "animate", "live")),
+    ("steps", "steps", ("motion", "animate", "live")),          # 0 in the panel = the sampler's default
+    ("cfg_scale", "cfg_scale", ("motion", "animate", "live")),
     ("smooth", "smooth", ("motion", "animate")),
     ("region", "region", ("animate",)),
     ("animal", "animal", ("animate", "crop")),
@@ -34,9 +33,9 @@ SCENE_FIELDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 #: job key <- the add-on preference (engine_config()), for the commands that load networks
 PREF_FIELDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("weights", "weights", ("motion", "animate", "crop")),
-    ("device", "device", ("motion", "animate")),
-    ("dtype", "dtype", ("motion", "animate")),          # the Precision preference: every network of the job
+    ("weights", "weights", ("motion", "animate", "crop", "live")),
+    ("device", "device", ("motion", "animate", "live")),
+    ("dtype", "dtype", ("motion", "animate", "live")),          # the Precision preference: every network of the job
 )
 
 

@@ -1,7 +1,7 @@
 """Retarget presets (``joyvasa.retarget`` v1): which rig controls a take keys, and how (bpy-free).
 
 Why files: ARKit shape keys, a Rigify face, VRoid/VRM avatars and studio rigs name their face
-controls differently; a preset is the one table from the readout channels (core/semantic.py
+controls differently; a preset is the one table from the readout channels (core/contract/semantic.py
 ``readout``: the semantic expression channels, derived channels, visemes) to the rig's shape
 keys, bone transform channels and custom properties, plus the head/neck bones. Shipped presets
 live in ``joyvasa_blender/presets/``; a studio adds its rig as a JSON file in the extension's user
@@ -23,6 +23,19 @@ Each target's value at every frame: ``x = clamp(gain * channel + offset, clamp)`
 keyed to ``x`` (several channels onto one key: the largest wins); a bone channel (local pose
 ``rotation`` in radians or ``location`` in rig units, one ``axis``) and a property to
 ``rest + full * x`` summed over the channels that drive it.
+
+A ``rotation`` target may declare ``"space": "head"``: the turn is about an axis of the head
+bone's rest frame, converted to the bone's own axes with its rest orientation (for rigs whose
+bones have arbitrary rolls, MakeHuman's); several such targets on one bone add their rotation
+vectors. A ``location`` target declares its ``space``: ``"local"`` (default) is the pose channel itself;
+``"head"`` is an axis of the head bone's rest frame (for an upright head: X = the character's
+left, Y = up, Z = its own Z), converted into the bone's location channels through
+:class:`RigGeometry` (measured on the rig by the Blender side): for controls whose rest axes are
+not the head's, or whose location is in their parent's space (Rigify's ``eye_common``). An
+``aim`` target (``"aim": [eye bones]``, head space) moves an eye target in front of those eyes:
+``full`` is then the eyes' angle in radians at x = 1, and the target moves by
+``D * tan(angle)`` with D the target's distance from the eyes' midpoint measured on the rig, the
+angle clamped to +-AIM_MAX_ANGLE (the eyes never turn past it, never flip).
 """
 from __future__ import annotations
 
@@ -36,7 +49,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from . import semantic
+from .contract import semantic
 
 SCHEMA = "joyvasa.retarget"
 VERSION = 1
@@ -49,7 +62,20 @@ _TOP_KEYS = {"schema", "version", "name", "description", "head", "detect", "chan
 #: Default clamp of the signed channels (every other channel: [0, 1]).
 SIGNED_CLAMP = {"gazeX": (-1.0, 1.0), "gazeY": (-1.0, 1.0), "headPitch": (-math.pi, math.pi),
                 "headYaw": (-math.pi, math.pi), "headRoll": (-math.pi, math.pi)}
-_TARGET_KEYS = {"shape_key", "bone", "property", "rotation", "location", "full", "rest", "gain", "offset", "clamp"}
+_TARGET_KEYS = {"shape_key", "bone", "property", "rotation", "location", "full", "rest", "gain", "offset", "clamp",
+                "space", "aim", "vrm_expression"}
+#: VRM 1.0's preset expressions (a ``vrm_expression`` target names one; on a VRM 0.x avatar the
+#: add-on's blend-shape group of the matching preset is keyed: see rig_presets.VRM0_PRESETS)
+VRM_EXPRESSIONS = ("aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "blinkRight", "happy", "angry", "sad",
+                   "relaxed", "surprised", "lookUp", "lookDown", "lookLeft", "lookRight", "neutral")
+#: prefix of a VRM expression in the names detection compares (rig_presets.target_names adds them)
+VRM_PREFIX = "vrm:"
+SPACES = ("local", "head")
+#: the largest eye angle an aim target asks for (radians, 35 degrees)
+AIM_MAX_ANGLE = math.radians(35.0)
+
+
+HEAD_ONLY = "head only: this rig has no face controls"
 
 
 class PresetError(ValueError):
@@ -70,6 +96,8 @@ class Target:
     offset: float = 0.0
     lo: float = 0.0
     hi: float = 1.0
+    space: str = "local"       # location targets: local | head (see the module docstring)
+    aim: tuple[str, ...] = ()  # eye bones an aim target is in front of (full = their angle, radians)
 
     def x(self, values: np.ndarray) -> np.ndarray:
         """clamp(gain * values + offset) (the offset is skipped when 0, so ARKit keys stay bit-identical)."""
@@ -81,8 +109,11 @@ class Target:
     def label(self) -> str:
         if self.kind == "shape_key":
             return f"shape key {self.name}"
+        if self.kind == "vrm_expression":
+            return f"VRM expression {self.name}"
         if self.kind == "bone":
-            return f"bone {self.bone} {self.transform} {'XYZ'[self.axis]}"
+            space = f" ({self.space} space)" if self.space != "local" else ""
+            return f"bone {self.bone} {self.transform} {'XYZ'[self.axis]}{space}"
         return f"property {self.name}" + (f" of bone {self.bone}" if self.bone else "")
 
 
@@ -118,12 +149,16 @@ class Preset:
         """The preset as a file's JSON (what :func:`parse_preset` reads back)."""
         def tdict(t: Target, ch: str) -> dict[str, Any]:
             d: dict[str, Any] = {}
-            if t.kind == "shape_key":
-                d["shape_key"] = t.name
+            if t.kind in ("shape_key", "vrm_expression"):
+                d[t.kind] = t.name
             elif t.kind == "bone":
                 d.update({"bone": t.bone, t.transform: "XYZ"[t.axis], "full": t.full})
                 if t.rest:
                     d["rest"] = t.rest
+                if t.space != "local":
+                    d["space"] = t.space
+                if t.aim:
+                    d["aim"] = list(t.aim)
             else:
                 d["property"] = t.name
                 if t.bone:
@@ -176,9 +211,11 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
     unknown = sorted(set(d) - _TARGET_KEYS)
     if unknown:
         raise PresetError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(_TARGET_KEYS))})")
-    kinds = [k for k in ("shape_key", "property") if k in d] + (["bone"] if "bone" in d and "property" not in d else [])
+    kinds = [k for k in ("shape_key", "vrm_expression", "property") if k in d] + \
+        (["bone"] if "bone" in d and "property" not in d else [])
     if len(kinds) != 1:
-        raise PresetError(f"{where}: needs exactly one of shape_key, bone (with rotation or location) or property")
+        raise PresetError(f"{where}: needs exactly one of shape_key, vrm_expression, bone (with rotation or "
+                          "location) or property")
     kind = kinds[0]
     gain = _num(d.get("gain", 1.0), f"{where}.gain")
     offset = _num(d.get("offset", 0.0), f"{where}.offset")
@@ -190,11 +227,19 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
         lo, hi = _num(c[0], f"{where}.clamp[0]"), _num(c[1], f"{where}.clamp[1]")
         if not lo < hi:
             raise PresetError(f"{where}.clamp: low must be below high, got {c!r}")
-    if kind == "shape_key":
+    if kind != "bone":
+        for key in ("space", "aim"):
+            if key in d:
+                raise PresetError(f"{where}.{key}: only a bone target has a {key}")
+    if kind in ("shape_key", "vrm_expression"):
         for key in ("rotation", "location", "full", "rest"):
             if key in d:
-                raise PresetError(f"{where}.{key}: a shape-key target takes only gain, offset and clamp")
-        return Target("shape_key", _name(d["shape_key"], f"{where}.shape_key"), gain=gain, offset=offset, lo=lo, hi=hi)
+                raise PresetError(f"{where}.{key}: a {kind.replace('_', '-')} target takes only gain, offset and clamp")
+        name = _name(d[kind], f"{where}.{kind}")
+        if kind == "vrm_expression" and name not in VRM_EXPRESSIONS:
+            raise PresetError(f"{where}.vrm_expression: not a VRM 1.0 preset expression: {name!r} "
+                              f"(known: {', '.join(VRM_EXPRESSIONS)})")
+        return Target(kind, name, gain=gain, offset=offset, lo=lo, hi=hi)
     full = _num(d.get("full", 1.0), f"{where}.full")
     rest = _num(d.get("rest", 0.0), f"{where}.rest")
     if kind == "property":
@@ -212,7 +257,18 @@ def _target(d: Any, where: str, channel: str = "") -> Target:
         raise PresetError(f"{where}.{modes[0]}: must be the local axis X, Y or Z, got {axis!r}")
     if "full" not in d:
         raise PresetError(f"{where}.full: a bone target needs its value at full scale (radians or rig units)")
-    return Target("bone", "", _name(d["bone"], f"{where}.bone"), modes[0], AXES[axis], full, rest, gain, offset, lo, hi)
+    space = d.get("space", "local")
+    if space not in SPACES:
+        raise PresetError(f"{where}.space: must be one of {', '.join(SPACES)}, got {space!r}")
+    aim: tuple[str, ...] = ()
+    if "aim" in d:
+        if not isinstance(d["aim"], list) or not d["aim"]:
+            raise PresetError(f"{where}.aim: must be the list of eye bones the target is in front of")
+        aim = tuple(_name(n, f"{where}.aim[{i}]") for i, n in enumerate(d["aim"]))
+        if space != "head" or axis == "Z" or modes[0] != "location":
+            raise PresetError(f"{where}.aim: an aim target moves in head space along X or Y (add \"space\": \"head\")")
+    return Target("bone", "", _name(d["bone"], f"{where}.bone"), modes[0], AXES[axis], full, rest, gain, offset, lo, hi,
+                  space, aim)
 
 
 def parse_preset(data: Any, source: str = "") -> Preset:
@@ -263,8 +319,9 @@ def _parse(data: Any) -> Preset:
             raise PresetError(f"detect.{key}: must be a list of names")
         detect[key] = tuple(_name(n, f"detect.{key}[{i}]") for i, n in enumerate(names))
     chans = data.get("channels")
-    if not isinstance(chans, dict) or not chans:
-        raise PresetError("channels: must map at least one readout channel to a list of targets")
+    if not isinstance(chans, dict) or not (chans or head.bone):
+        raise PresetError("channels: must map at least one readout channel to a list of targets "
+                          "(or, for a head-only rig, be {} with head.bone set)")
     known = semantic.readout_names()
     channels: dict[str, tuple[Target, ...]] = {}
     for ch, targets in chans.items():
@@ -284,9 +341,17 @@ def _check_consistent(p: Preset) -> None:
     """Targets that share a bone channel or property must agree on its rest value; the head and
     neck bones take no rotation targets (they are keyed from the head rotation)."""
     rests: dict[tuple, tuple[float, str]] = {}
+    spaces: dict[str, tuple[str, str]] = {}
     for ch, t in p.targets():
-        if t.kind == "shape_key":
+        if t.kind in ("shape_key", "vrm_expression"):
             continue
+        if t.kind == "bone":
+            if t.space != "local" and t.rest:
+                raise PresetError(f"channels.{ch}: {t.label()}: a head-space target has no rest (its rest is the bone's)")
+            if spaces.setdefault((t.bone, t.transform), (t.space, ch))[0] != t.space:
+                other = spaces[(t.bone, t.transform)]
+                raise PresetError(f"channels.{ch}: {t.label()}, but channels.{other[1]} gives bone {t.bone}'s "
+                                  f"{t.transform} in {other[0]} space: one space per bone {t.transform}")
         key = (t.kind, t.bone, t.transform, t.axis, t.name)
         if key in rests and rests[key][0] != t.rest:
             raise PresetError(f"channels.{ch}: {t.label()} has rest {t.rest}, but channels.{rests[key][1]} "
@@ -318,7 +383,7 @@ def load_preset_file(path: str | Path) -> Preset:
 def _load_cached(path_text: str, _mtime_ns: int, _size: int) -> Preset:
     import os
 
-    from .protocol import JSONLimitError, loads_limited
+    from .contract.protocol import JSONLimitError, loads_limited
 
     path = Path(path_text)
     try:   # non-blocking open: the file may have turned into a FIFO since the check
@@ -407,13 +472,19 @@ def save_user_preset(preset: Preset, user_dir: str | Path) -> Path:
 
 
 # -- the ARKit name map (the panel's text field) -------------------------------------------------
-def with_name_map(preset: Preset, text: str) -> Preset:
+def with_name_map(preset: Preset, text: str, gaze: bool = False) -> Preset:
     """``preset`` with its shape-key targets replaced by a name-map text
-    (``channel=Key1,Key2*gain; ...``, semantic.parse_name_map): the ARKit preset's editable form."""
+    (``channel=Key1,Key2*gain; ...``, semantic.parse_name_map): the ARKit preset's editable form.
+    ``gaze`` (the panel's Gaze): the gaze channels the text does not name key their ARKit
+    eyeLook* shape keys (the basis's targets: lookImageRight = eyeLookOutLeft + eyeLookInRight...)."""
     try:
         mapping = semantic.parse_name_map(text)
     except ValueError as exc:
         raise PresetError(f"rig preset {preset.name}: name map: {exc}") from None
+    if gaze:
+        for c in semantic.load_basis().channels:
+            if c.group == "gaze" and c.targets and c.name not in mapping:
+                mapping[c.name] = [(key, 1.0) for key in c.targets]
     known = semantic.readout_names()
     channels: dict[str, list[Target]] = {}
     for ch, ts in preset.channels.items():
@@ -446,10 +517,16 @@ class Coverage:
         return len(self.found) / self.total if self.total else 0.0
 
     def summary(self) -> str:
-        """``"Rigify face: 14 of 14 controls found"``."""
+        """``"Rigify face: 14 of 14 controls found"``; a preset without channels (a rig with a head but
+        no face: Mixamo) says so: ``"Mixamo (head only): head only: this rig has no face controls"``."""
+        if not self.preset.channels:
+            return f"{self.preset.name}: {HEAD_ONLY}" + ("" if not self.missing else
+                                                          f" ({len(self.found)} of {self.total} bones found)")
         bones = bool(self.preset.detect_bones) or any(t.kind == "bone" for _c, t in self.preset.targets())
         keys = bool(self.preset.detect_shape_keys) or any(t.kind == "shape_key" for _c, t in self.preset.targets())
-        what = "controls" if bones and not keys else "shape keys" if keys and not bones else "targets"
+        vrm = any(t.kind == "vrm_expression" for _c, t in self.preset.targets())
+        what = ("expressions" if vrm and not bones and not keys else "controls" if bones and not keys
+                else "shape keys" if keys and not bones else "targets")
         return f"{self.preset.name}: {len(self.found)} of {self.total} {what} found"
 
 
@@ -457,8 +534,9 @@ def detect_names(preset: Preset) -> tuple[list[str], list[str]]:
     """The bone and shape-key names that identify the preset's rig: its ``detect`` lists, else every
     bone and shape key its targets name (property targets count through their bone)."""
     bones = list(preset.detect_bones) or list(dict.fromkeys(t.bone for _c, t in preset.targets() if t.bone))
-    keys = list(preset.detect_shape_keys) or list(dict.fromkeys(t.name for _c, t in preset.targets()
-                                                                if t.kind == "shape_key"))
+    keys = list(preset.detect_shape_keys) or list(dict.fromkeys(
+        (VRM_PREFIX + t.name if t.kind == "vrm_expression" else t.name) for _c, t in preset.targets()
+        if t.kind in ("shape_key", "vrm_expression")))
     return bones, keys
 
 
@@ -494,14 +572,37 @@ def detect(presets: Iterable[Preset], bones: Iterable[str], shape_keys: Iterable
 class Plan:
     """Per-frame values to key, by target (see the module docstring for the rules)."""
     shape_keys: dict[str, np.ndarray] = field(default_factory=dict)             # name -> (N,)
-    bones: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)      # (bone, rotation|location) -> (N, 3)
+    bones: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)      # (bone, rotation|location|rotvec) -> (N, 3)
     bone_axes: dict[tuple[str, str], set[int]] = field(default_factory=dict)    # which axes a channel drives
     properties: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (bone or "", name) -> (N,)
+    expressions: dict[str, np.ndarray] = field(default_factory=dict)            # VRM expression -> (N,)
 
 
-def evaluate(preset: Preset, channels: Mapping[str, np.ndarray]) -> Plan:
-    """Turn readout channels ((N,) arrays, semantic.readout) into the values to key. Channels the
-    readout lacks (e.g. gaze when it was not projected) drive nothing."""
+@dataclass
+class RigGeometry:
+    """What head-space and aim targets need from the rig (measured by rig_presets.rig_geometry):
+    per bone, the 3x3 matrix taking a head-frame vector to its location channels, and per aim
+    target its distance from the eyes' midpoint (rig units)."""
+    to_channels: dict[str, np.ndarray] = field(default_factory=dict)
+    aim_distance: dict[str, float] = field(default_factory=dict)
+    #: per bone with head-space rotation targets: its rest axes in the head's rest frame (3x3,
+    #: columns = the bone's X, Y, Z): a turn about head axis a is a turn about rest_in_head.T @ a
+    rest_in_head: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def head_space_bones(preset: Preset, transform: str = "location") -> dict[str, tuple[str, ...]]:
+    """Bones with head-space ``transform`` targets -> the eye bones they aim from (() when none)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for _ch, t in preset.targets():
+        if t.kind == "bone" and t.space == "head" and t.transform == transform:
+            out[t.bone] = out.get(t.bone, ()) or t.aim
+    return out
+
+
+def evaluate(preset: Preset, channels: Mapping[str, np.ndarray], geometry: RigGeometry | None = None) -> Plan:
+    """Turn readout channels ((N,) arrays, semantic.readout: one motion row or a block) into the
+    values to key. Channels the readout lacks (e.g. gaze when it was not projected) drive
+    nothing. Head-space targets need ``geometry`` for their bone; without it they are skipped."""
     plan = Plan()
     for ch, targets in preset.channels.items():
         if ch not in channels:
@@ -509,8 +610,33 @@ def evaluate(preset: Preset, channels: Mapping[str, np.ndarray]) -> Plan:
         vals = np.asarray(channels[ch], np.float64)
         for t in targets:
             x = t.x(vals)
-            if t.kind == "shape_key":
-                plan.shape_keys[t.name] = np.maximum(plan.shape_keys[t.name], x) if t.name in plan.shape_keys else x
+            if t.kind in ("shape_key", "vrm_expression"):
+                out = plan.shape_keys if t.kind == "shape_key" else plan.expressions
+                out[t.name] = np.maximum(out[t.name], x) if t.name in out else x
+            elif t.kind == "bone" and t.space == "head" and t.transform == "rotation":
+                B = (geometry or RigGeometry()).rest_in_head.get(t.bone)
+                if B is None:
+                    continue
+                key = (t.bone, "rotvec")                       # local rotation vector (axis x angle)
+                if key not in plan.bones:
+                    plan.bones[key] = np.zeros((len(vals), 3))
+                    plan.bone_axes[key] = {0, 1, 2}
+                plan.bones[key] += (t.full * x)[:, None] * np.asarray(B, np.float64).T[:, t.axis][None, :]
+            elif t.kind == "bone" and t.space == "head":
+                M = (geometry or RigGeometry()).to_channels.get(t.bone)
+                if M is None:
+                    continue
+                amount = t.full * x
+                if t.aim:
+                    D = (geometry or RigGeometry()).aim_distance.get(t.bone, 0.0)
+                    amount = D * np.tan(np.clip(t.full * x, -AIM_MAX_ANGLE, AIM_MAX_ANGLE))
+                key = (t.bone, "location")
+                if key not in plan.bones:
+                    plan.bones[key] = np.zeros((len(vals), 3))
+                    plan.bone_axes[key] = set()
+                column = np.asarray(M, np.float64)[:, t.axis]
+                plan.bones[key] += amount[:, None] * column[None, :]
+                plan.bone_axes[key] |= {i for i in range(3) if abs(column[i]) > 1e-9}
             elif t.kind == "bone":
                 key = (t.bone, t.transform)
                 if key not in plan.bones:
@@ -551,7 +677,7 @@ def split_head_rotation(M: np.ndarray, neck_share: float, inherit: float = 1.0) 
 
 
 # -- the panel's mapping table ------------------------------------------------------------------
-ROW_KINDS = ("shape_key", "bone_rotation", "bone_location", "property")
+ROW_KINDS = ("shape_key", "bone_rotation", "bone_location", "property", "vrm_expression")
 
 
 def rows_from_preset(preset: Preset) -> list[dict[str, Any]]:
@@ -561,7 +687,8 @@ def rows_from_preset(preset: Preset) -> list[dict[str, Any]]:
         kind = t.kind if t.kind != "bone" else f"bone_{t.transform}"
         rows.append({"channel": ch, "kind": kind, "target": t.name if t.kind != "bone" else t.bone,
                      "bone": t.bone if t.kind == "property" else "", "axis": "XYZ"[t.axis], "full": t.full,
-                     "rest": t.rest, "gain": t.gain, "offset": t.offset, "lo": t.lo, "hi": t.hi})
+                     "rest": t.rest, "gain": t.gain, "offset": t.offset, "lo": t.lo, "hi": t.hi,
+                     "space": t.space.upper(), "aim": ", ".join(t.aim)})
     return rows
 
 
@@ -576,8 +703,8 @@ def preset_from_rows(name: str, rows: Iterable[Mapping[str, Any]], head: Head = 
             raise PresetError(f"rig preset {name}: row {i}: kind must be one of {', '.join(ROW_KINDS)}, got {kind!r}")
         d: dict[str, Any] = {"gain": r.get("gain", 1.0), "offset": r.get("offset", 0.0),
                              "clamp": [r.get("lo", 0.0), r.get("hi", 1.0)]}
-        if kind == "shape_key":
-            d["shape_key"] = r.get("target", "")
+        if kind in ("shape_key", "vrm_expression"):
+            d[kind] = r.get("target", "")
         elif kind == "property":
             d.update(property=r.get("target", ""), full=r.get("full", 1.0), rest=r.get("rest", 0.0))
             if r.get("bone"):
@@ -585,6 +712,12 @@ def preset_from_rows(name: str, rows: Iterable[Mapping[str, Any]], head: Head = 
         else:
             d.update({"bone": r.get("target", ""), kind.split("_")[1]: r.get("axis", "X"), "full": r.get("full", 1.0),
                       "rest": r.get("rest", 0.0)})
+            space = str(r.get("space") or "local").lower()
+            aim = [n.strip() for n in str(r.get("aim") or "").split(",") if n.strip()]
+            if space != "local":
+                d["space"] = space
+            if kind == "bone_location" and aim:
+                d["aim"] = aim
         ch = str(r.get("channel", ""))
         where[(ch, len(channels.get(ch, [])))] = i
         channels.setdefault(ch, []).append(d)

@@ -2,7 +2,7 @@
 
 Why: a one-shot engine run pays interpreter start-up, imports and network loading on every
 Generate Motion / Render; the worker keeps the networks loaded, so a re-take with a new seed
-costs only the sampling. Requests and events are the protocol's (``core/protocol.py``: run /
+costs only the sampling. Requests and events are the protocol's (``core/contract/protocol.py``: run /
 cancel / release, every event carries its ``job``).
 
 :class:`WorkerJob` has the same surface as :class:`~.engine_client.EngineProcess` (drain,
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, drain_queue, kill_process, pump_events
-from .protocol import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, ProtocolError, hello_problem, make_request, parse_event
+from .contract.protocol import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, ProtocolError, hello_problem, make_request, parse_event
 
 START_TIMEOUT_S = 120.0   # interpreter + engine imports; torch alone takes seconds on a cold disk
 #: commands the add-on sends to the warm engine (those that load networks); others run one-shot
@@ -276,9 +276,10 @@ class EngineWorker:
             return False
 
     # -- requests -----------------------------------------------------------------------------
-    def submit(self, command: str, args: dict[str, Any]) -> WorkerJob:
+    def submit(self, command: str, args: dict[str, Any], request: str = "run") -> WorkerJob:
         """Start (or restart) the worker if needed and send one run request; ``args`` is the job
-        dict of core/requests.py (the engine's job wire form)."""
+        dict of core/requests.py (the engine's job wire form). ``request="live_start"`` starts a
+        live session instead (``command`` "live"; its events are the job's, :meth:`live_stop` ends it)."""
         if not self.alive():
             self.start()
         job = WorkerJob(self, f"{os.getpid()}-{next(_ids)}", command)
@@ -291,10 +292,17 @@ class EngineWorker:
         self.requests += 1
         self.last_used = time.monotonic()
         self.last_crash = []
-        if not self.send(make_request("run", job.job_id, command=command, args=args)):
+        line = (make_request("run", job.job_id, command=command, args=args) if request == "run"
+                else make_request(request, job.job_id, args=args))
+        if not self.send(line):
             self._reap()
             job._crashed(self.proc.poll() if self.proc else None)
         return job
+
+    def live_stop(self, job: WorkerJob) -> bool:
+        """End ``job``'s live session: the engine flushes, writes the WAV and the motion file, then ``done``."""
+        self.last_used = time.monotonic()
+        return self.send(make_request("live_stop", job.job_id))
 
     def release(self) -> bool:
         """Ask the worker to free every cached network (and GPU memory)."""

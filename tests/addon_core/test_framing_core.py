@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from engine.framing import frame as engine_frame
-from engine.render import compose
 from joyvasa_blender.core import framing
 from tests.engine.test_framing import _with_exif_orientation
 
@@ -56,10 +55,6 @@ def test_summary_and_points_from_event() -> None:
     assert framing.framing_summary(None) == "" and framing.points_from_event({"points": None}) is None
     assert framing.framing_summary({**ev, "lip_open": 0.163}).endswith("lips open 0.16 → closed first")
     assert framing.framing_summary({**ev, "lip_open": 0.01}).endswith("lips open 0.01")
-
-
-def test_lip_threshold_copy_matches_the_engine() -> None:
-    assert framing.LIP_NORMALIZE_THRESHOLD == compose.LIP_NORMALIZE_THRESHOLD
 
 
 def test_settings_from_the_engine_crop_text() -> None:

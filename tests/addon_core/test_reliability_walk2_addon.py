@@ -128,20 +128,6 @@ import numpy as np  # noqa: E402
 GOLDEN = REPO / "tests" / "contract" / "motion_v1.npz"
 
 
-def _addon_reads_with_the_shared_reader() -> bool:
-    import inspect
-
-    from joyvasa_blender.core import motion_core
-
-    return "NpzReader" in inspect.getsource(motion_core)
-
-
-#: the add-on gets the engine's lazy, checked reader through core/contract/ (issue #25's move); until
-#: that has landed these cases are expected to fail (strict: a pass before it would be a surprise)
-SHARED_READER = pytest.mark.xfail(not _addon_reads_with_the_shared_reader(), strict=True,
-                                  reason="the add-on's motion reader is not yet the shared contract reader (#25)")
-
-
 def _motion_with(path: Path, **values) -> Path:
     with np.load(GOLDEN, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
@@ -151,7 +137,6 @@ def _motion_with(path: Path, **values) -> Path:
     return path
 
 
-@SHARED_READER
 @pytest.mark.parametrize("key,value", [
     ("audio_offset_s", np.float32(np.nan)), ("audio_offset_s", np.float32(np.inf)),
     ("audio_offset_s", np.float32(-1e9)), ("audio_duration_s", np.float32(4e5)),
@@ -167,7 +152,6 @@ def test_addon_reader_refuses_metadata_out_of_range(key: str, value, tmp_path: P
         motion_core.load_motion(path)
 
 
-@SHARED_READER
 def test_addon_reader_never_inflates_an_unused_member(tmp_path: Path) -> None:
     import tracemalloc
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from joyvasa_blender.core import motion_core as mc
-from joyvasa_blender.core import retarget, semantic
+from joyvasa_blender.core import retarget
+from joyvasa_blender.core.contract import semantic
 
 ALL = ("mouth", "eyes", "brows", "gaze")
 
@@ -32,18 +33,38 @@ def _readout(amounts: dict[str, float], groups=("mouth", "eyes", "brows")) -> di
 
 # -- visemes ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("amounts, viseme", [
-    ({"jawOpen": 0.7}, "viseme_aa"), ({"mouthStretch": 1.0}, "viseme_ee"), ({"mouthPucker": 1.0}, "viseme_ou"),
+    ({"jawOpen": 0.7}, "viseme_aa"), ({"mouthStretch": 1.0, "jawOpen": 0.2}, "viseme_ee"),
+    ({"mouthPucker": 1.0, "jawOpen": 0.2}, "viseme_ou"),
     ({"mouthPucker": 1.0, "jawOpen": 1.0}, "viseme_oh"), ({"mouthStretch": 1.0, "jawOpen": 1.0}, "viseme_ih"),
+    ({"mouthPucker": 0.6, "jawOpen": 0.6}, "viseme_oh"), ({"jawOpen": 0.9, "mouthPucker": 0.1}, "viseme_aa"),
     ({}, "viseme_sil")])
 def test_each_viseme_along_its_semantic_direction(amounts, viseme):
     r = _readout(amounts)
     vis = {v: r[v] for v in semantic.VISEMES}
     assert max(vis, key=vis.get) == viseme, vis
     assert sum(vis.values()) == pytest.approx(1.0, abs=1e-9)
-    if viseme == "viseme_aa":                     # the documented rule, with o = 0.7, w = r = 0
+    if viseme == "viseme_aa" and len(amounts) == 1:     # a pure opening: aa equals it, the rest is sil
         assert vis["viseme_aa"] == pytest.approx(0.7, abs=1e-6) and vis["viseme_sil"] == pytest.approx(0.3, abs=1e-6)
-    if len(amounts) == 1 or viseme == "viseme_sil":
-        assert vis[viseme] == pytest.approx(max(list(amounts.values()) or [1.0]), abs=1e-6)
+    if viseme == "viseme_sil":
+        assert vis[viseme] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("amounts", [{}, {"mouthPucker": 1.0}, {"mouthStretch": 1.0}, {"mouthSmile": 0.8},
+                                     {"mouthPucker": 0.4, "mouthStretch": 0.3}, {"_jawPress": 0.5}])
+def test_a_closed_mouth_reads_as_rest(amounts):
+    """A closed mouth - even with rounded or wide lips, a smile, pressed lips - keys no viseme:
+    the share left over goes to ``sil`` (which VRM/VRoid presets do not key)."""
+    r = _readout(amounts)
+    assert all(r[v] < 0.02 for v in semantic.VISEMES if v != "viseme_sil"), {v: r[v] for v in semantic.VISEMES}
+
+
+def test_pure_opening_reads_aa_following_the_jaw():
+    """A take of pure opening from neutral (expression gain 0 + a mouth-open track): aa follows the
+    jaw exactly, every other viseme stays at 0."""
+    for o in np.linspace(0, 1, 11):
+        r = _readout({"jawOpen": float(o)})
+        assert r["viseme_aa"] == pytest.approx(r["jawOpen"], abs=1e-9) and r["jawOpen"] == pytest.approx(o, abs=1e-6)
+        assert all(r[v] < 1e-9 for v in ("viseme_ih", "viseme_ou", "viseme_ee", "viseme_oh"))
 
 
 def test_viseme_formulas_partition_the_mouth_state():
@@ -53,7 +74,11 @@ def test_viseme_formulas_partition_the_mouth_state():
     np.testing.assert_allclose(sum(v.values()), 1.0, atol=1e-12)
     np.testing.assert_allclose(v["viseme_ih"], o * (1 - r) * w)
     np.testing.assert_allclose(v["viseme_oh"], o * r)
+    c = np.minimum(1, o / semantic.VISEME_GATE) * (1 - o)
+    np.testing.assert_allclose(v["viseme_ou"], c * r)
     assert all(((a >= 0) & (a <= 1)).all() for a in v.values())
+    closed = semantic.visemes(np.zeros(200), w, r)            # jaw closed: rest, whatever the lips do
+    assert all(np.all(closed[k] == 0) for k in semantic.VISEMES if k != "viseme_sil")
 
 
 def test_derived_blink_and_gaze_channels():
@@ -144,7 +169,7 @@ def test_good_preset_parses_and_round_trips():
     ("version", 2, False, "version: this add-on reads version 1, got 2"),
     ("colour", 1, False, "colour: unknown key"),
     ("name", "", False, "name: must be a non-empty name"),
-    ("channels", {}, False, "channels: must map at least one"),
+    ("channels", [], False, "channels: must map at least one"),
     ("channels/jawOpne", [{"shape_key": "x"}], False, "channels.jawOpne: unknown readout channel"),
     ("channels/jawOpen/1/gain", "2", False, "channels.jawOpen[1].gain: must be a finite number"),
     ("channels/jawOpen/1/clamp", [1, 0], False, "channels.jawOpen[1].clamp: low must be below high"),
@@ -240,7 +265,9 @@ def test_coverage_text_and_missing_list():
 
 def test_every_shipped_preset_is_valid_and_maps_known_channels():
     presets, errors = retarget.list_presets()
-    assert {p.name for p in presets} == {"ARKit 52", "Rigify face", "VRoid (VRM 0.x)", "VRM 1.0 expressions"}
+    assert {p.name for p in presets} == {"ARKit 52", "Rigify face", "Rigify face (modular)", "VRoid (VRM 0.x)",
+                                         "VRM 1.0 expressions", "Mixamo (head only)", "MakeHuman default skeleton",
+                                         "VRM add-on expressions"}
     assert not errors
     for p in presets:
         assert p.source and Path(p.source).parent == retarget.SHIPPED_DIR
@@ -291,3 +318,107 @@ def test_head_rotation_channels_signed_by_default():
     np.testing.assert_allclose(np.degrees([h["headPitch"][1], h["headYaw"][1], h["headRoll"][1]]), [5, -12, 3], atol=1e-9)
     plan = retarget.evaluate(p, h)
     np.testing.assert_allclose(plan.properties[("", "yaw")], np.radians([0, -12]), atol=1e-12)
+
+
+# -- head-space location targets, aim targets, Rigify's two faces ------------------------------------
+def _rz(deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+def test_head_space_targets_go_through_the_measured_rig_geometry():
+    p = retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "H", "channels": {
+        "browUp": [{"bone": "brow", "location": "Y", "space": "head", "full": 0.01}],
+        "gazeX": [{"bone": "tgt", "location": "X", "space": "head", "aim": ["eye.L", "eye.R"], "full": 1.0}],
+        "gazeY": [{"bone": "tgt", "location": "Y", "space": "head", "aim": ["eye.L", "eye.R"], "full": 0.9}]}})
+    assert retarget.head_space_bones(p) == {"brow": (), "tgt": ("eye.L", "eye.R")}
+    # the brow's location channels are turned 90 degrees from the head's frame; the target's are in depth order
+    M_brow = np.linalg.inv(_rz(90))
+    M_tgt = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])          # head Y (up) is the channel Z
+    geo = retarget.RigGeometry({"brow": M_brow, "tgt": M_tgt}, {"tgt": 0.12})
+    gx = np.array([0.0, 0.3, -0.5, 1.0])
+    plan = retarget.evaluate(p, {"browUp": np.array([0, 1.0, 0.5, 0]), "gazeX": gx, "gazeY": np.array([0, 0, 0.4, -1.0])},
+                             geo)
+    brow = plan.bones[("brow", "location")]
+    np.testing.assert_allclose(_rz(90) @ brow[1], [0, 0.01, 0], atol=1e-12)      # back in head axes: up 1 cm
+    tgt = plan.bones[("tgt", "location")]
+    head_frame = tgt @ np.linalg.inv(M_tgt).T                                     # channel -> head axes
+    angle_x = np.arctan2(head_frame[:, 0], 0.12)
+    np.testing.assert_allclose(angle_x[:3], gx[:3], atol=1e-12)                   # the eyes turn by full x gaze
+    assert abs(angle_x[3]) == pytest.approx(retarget.AIM_MAX_ANGLE)              # clamped: never past 35 degrees
+    assert np.degrees(np.abs(np.arctan2(head_frame[:, 1], 0.12))).max() <= 35 + 1e-9
+    assert plan.bone_axes[("tgt", "location")] == {0, 2}
+    # without the rig's geometry, head-space targets key nothing (they cannot be placed)
+    assert ("tgt", "location") not in retarget.evaluate(p, {"gazeX": gx}).bones
+
+
+@pytest.mark.parametrize("target, message", [
+    ({"shape_key": "a", "space": "head"}, "only a bone target has a space"),
+    ({"property": "p", "aim": ["e"]}, "only a bone target has a aim"),
+    ({"bone": "b", "rotation": "X", "full": 1, "space": "head", "aim": ["e"]}, "aim target moves in head space"),
+    ({"bone": "b", "location": "X", "full": 1, "space": "world"}, "space: must be one of local, head"),
+    ({"bone": "b", "location": "X", "full": 1, "aim": ["e"]}, "aim target moves in head space"),
+    ({"bone": "b", "location": "Z", "full": 1, "space": "head", "aim": ["e"]}, "aim target moves in head space"),
+    ({"bone": "b", "location": "X", "full": 1, "space": "head", "rest": 0.1}, "a head-space target has no rest")])
+def test_bad_space_and_aim_are_named(target, message):
+    with pytest.raises(retarget.PresetError, match=message):
+        retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "B", "channels": {"gazeX": [target]}})
+
+
+def test_one_space_per_bone():
+    with pytest.raises(retarget.PresetError, match="one space per bone"):
+        retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "B", "channels": {
+            "browUp": [{"bone": "b", "location": "Y", "full": 1}],
+            "browDown": [{"bone": "b", "location": "X", "full": 1, "space": "head"}]}})
+
+
+LEGACY_FACE = ["jaw_master", "lips.L", "lips.R", "lip.T", "lip.B", "eyes", "head", "neck"] + \
+    [f"lid.{tb}.{s}.002" for tb in "TB" for s in "LR"] + [f"brow.T.{s}.00{i}" for s in "LR" for i in (1, 2, 3)]
+MODULAR_FACE = [n for n in LEGACY_FACE if n not in ("lips.L", "lips.R", "eyes")] + \
+    ["lip_end.L.001", "lip_end.R.001", "eye_common", "ORG-eye.L", "ORG-eye.R"]
+
+
+@pytest.mark.parametrize("bones, name", [(LEGACY_FACE, "Rigify face"), (MODULAR_FACE, "Rigify face (modular)")])
+def test_auto_tells_rigifys_two_faces_apart(bones, name):
+    presets, _ = retarget.list_presets()
+    best, ranked = retarget.detect(presets, bones, [])
+    assert best.name == name and ranked[0].fraction == 1.0
+    other = next(c for c in ranked if c.preset.name.startswith("Rigify") and c.preset.name != name)
+    assert other.summary().endswith("13 of 16 controls found")
+
+
+def test_mapping_rows_keep_space_and_aim():
+    modular = retarget.find_preset("Rigify face (modular)")
+    rows = retarget.rows_from_preset(modular)
+    gaze = next(r for r in rows if r["channel"] == "gazeX")
+    assert gaze["space"] == "HEAD" and gaze["aim"] == "ORG-eye.L, ORG-eye.R"
+    back = retarget.preset_from_rows(modular.name, rows, modular.head)
+    assert back.channels == modular.channels
+
+
+def test_a_head_only_rig_is_told_so():
+    presets, _ = retarget.list_presets()
+    best, ranked = retarget.detect(presets, ["mixamorig:Hips", "mixamorig:Spine", "mixamorig:Neck", "mixamorig:Head",
+                                             "mixamorig:HeadTop_End"], [])
+    assert best.name == "Mixamo (head only)" and not best.channels
+    assert ranked[0].summary() == "Mixamo (head only): head only: this rig has no face controls"
+    assert best.head == retarget.Head("mixamorig:Head", "mixamorig:Neck", 0.4)
+    with pytest.raises(retarget.PresetError, match="head-only rig"):
+        retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "E", "channels": {}})
+
+
+def test_head_space_rotations_turn_about_the_heads_axes():
+    """MakeHuman-style bones with arbitrary rolls: a turn about the head's X is converted to the
+    bone's own axes with its rest orientation."""
+    p = retarget.parse_preset({"schema": "joyvasa.retarget", "version": 1, "name": "R", "channels": {
+        "jawOpen": [{"bone": "jaw", "rotation": "X", "space": "head", "full": 0.3}],
+        "gazeX": [{"bone": "eye", "rotation": "Y", "space": "head", "full": 1.0}],
+        "gazeY": [{"bone": "eye", "rotation": "X", "space": "head", "full": -0.9}]}})
+    roll = _rz(70)                                   # the jaw's rest axes in the head frame: rolled 70 degrees
+    geo = retarget.RigGeometry(rest_in_head={"jaw": roll, "eye": np.eye(3)})
+    plan = retarget.evaluate(p, {"jawOpen": np.array([0.0, 1.0]), "gazeX": np.array([0.2, 0.0]),
+                                 "gazeY": np.array([0.0, 0.5])}, geo)
+    v = plan.bones[("jaw", "rotvec")][1]             # local rotation vector
+    np.testing.assert_allclose(roll @ v, [0.3, 0, 0], atol=1e-12)      # = 0.3 rad about the head's X
+    np.testing.assert_allclose(plan.bones[("eye", "rotvec")], [[0, 0.2, 0], [-0.45, 0, 0]], atol=1e-12)
+    assert ("jaw", "rotvec") not in retarget.evaluate(p, {"jawOpen": np.ones(2)}).bones   # no geometry: skipped

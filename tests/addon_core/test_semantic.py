@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from joyvasa_blender.core import semantic
+from joyvasa_blender.core.contract import semantic
 
 REPO = Path(__file__).resolve().parents[2]
 # in-repo copies of shared/spec/semantic_basis.json and shared/fixtures/lp_motion_templates (tests/fixtures/README.md)
@@ -51,7 +51,7 @@ def test_data_file_matches_spec():
     spec_mod.loader.exec_module(gen)
     built = gen.build(json.loads(SPEC.read_text()))
     shipped = json.loads(semantic.DATA_FILE.read_text())
-    assert built == shipped, "joyvasa_blender/data/semantic_basis.json is stale: run tools/gen_semantic_basis.py"
+    assert built == shipped, "joyvasa_blender/core/contract/semantic_basis.json is stale: run tools/gen_semantic_basis.py, then tools/sync_contract.py --fix"
 
 
 def test_nnls_matches_bruteforce():
@@ -92,7 +92,26 @@ def test_synthetic_round_trip_exact(groups):
         exp = (neutral + basis.matrix() @ w).reshape(1, 21, 3)
         p = semantic.project(exp, groups=groups, ref=neutral)
         full = np.array([c.full_scale for c in basis.channels])
-        assert np.max(np.abs(p.weights[0] - w) / full) < 1e-9
+        gaze = np.array([c.group == "gaze" for c in basis.channels])
+        # gaze channels: the joint projection recovers them exactly; the others come from the
+        # projection without gaze (exact whenever the motion has no gaze: the 3-group case)
+        assert np.max(np.abs(p.weights[0] - w)[gaze] / full[gaze], initial=0.0) < 1e-9
+        face = semantic.project(exp, groups=[g for g in groups if g != "gaze"], ref=neutral)
+        np.testing.assert_allclose(p.weights[0][~gaze], face.weights[0], atol=1e-12)
+        if not gaze.any():
+            assert np.max(np.abs(p.weights[0] - w) / full) < 1e-9
+
+
+def test_blinks_do_not_depend_on_gaze():
+    """Lids and gaze are projected apart: the same take with and without the gaze group gives
+    identical blink (and every other non-gaze) curves, on real motion templates."""
+    for name in ("d1", "d7", "wink", "talking"):
+        exp = np.load(TEMPLATES / f"{name}.npz")["exp"]
+        without = semantic.project(exp, groups=("mouth", "eyes", "brows"))
+        with_gaze = semantic.project(exp, groups=ALL)
+        for ch in without.names:
+            np.testing.assert_array_equal(with_gaze.channel(ch), without.channel(ch), err_msg=f"{name} {ch}")
+        assert with_gaze.values[:, with_gaze.names.index("lookUp")].std() > 0 or name == "d1"
 
 
 def test_noise_is_bounded():

@@ -29,14 +29,16 @@ def zip_path(tmp_path_factory) -> Path:
 
 def test_zip_layout(zip_path):
     names = set(zipfile.ZipFile(zip_path).namelist())
-    core = sorted(f"core/{f.name}" for f in (REPO / "joyvasa_blender" / "core").glob("*.py"))
-    assert "core/__init__.py" in core and "core/protocol.py" in core
-    for required in ("blender_manifest.toml", "__init__.py", *core, "data/semantic_basis.json",
-                     "engine_src/engine/__main__.py", "engine_src/engine/protocol.py", "engine_src/requirements.txt"):
+    core = sorted(f"core/{f.relative_to(REPO / 'joyvasa_blender' / 'core').as_posix()}"
+                  for f in (REPO / "joyvasa_blender" / "core").rglob("*.py"))
+    assert "core/__init__.py" in core and "core/contract/protocol.py" in core
+    for required in ("blender_manifest.toml", "__init__.py", *core, "core/contract/semantic_basis.json",
+                     "engine_src/engine/__main__.py", "engine_src/engine/contract/protocol.py", "engine_src/requirements.txt"):
         assert required in names, required
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     with zipfile.ZipFile(zip_path) as z:
-        assert z.read("core/protocol.py") == z.read("engine_src/engine/protocol.py")
+        for name in ("protocol.py", "npz_reader.py", "semantic.py", "semantic_basis.json"):
+            assert z.read(f"core/contract/{name}") == z.read(f"engine_src/engine/contract/{name}"), name
         reqs = z.read("engine_src/requirements.txt").decode()
     assert "torch" in reqs and "numpy" in reqs
     assert "huggingface_hub" in reqs                       # Download Weights runs `engine fetch` in that env

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import protocol
+from engine.contract import protocol
 from engine.errors import AudioError, Cancelled
 from engine.fileio import atomic_path, frames_output
 from engine.motion.npz import MotionData, MotionFileError, load_motion, save_motion

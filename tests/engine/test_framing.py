@@ -318,7 +318,7 @@ def test_crop_cli_errors_are_one_json_object(tmp_path: Path) -> None:
 
 
 def test_crop_cli_protocol_events(tmp_path: Path) -> None:
-    from engine.protocol import parse_event
+    from engine.contract.protocol import parse_event
 
     r = _engine("--image", str(PORTRAIT), "--progress", "json", "--crop", "100,60,100,100",
                 "--out", str(tmp_path / "c.png"))

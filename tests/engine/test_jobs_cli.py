@@ -13,7 +13,7 @@ from engine.jobs import JOB_TYPES
 #: options that steer the process, not the job
 PROCESS_OPTIONS = {"progress", "json", "help"}
 #: job fields no command line sets (wire-only)
-WIRE_ONLY: dict[str, set[str]] = {}
+WIRE_ONLY: dict[str, set[str]] = {"live": {"source"}}   # live: --audio / --mic pick the source
 
 
 def _dests(command: str) -> set[str]:
@@ -35,12 +35,15 @@ def test_parsed_defaults_are_the_job_defaults(command: str) -> None:
     """Each required option given once: the parsed job equals the job built from only those values."""
     job_type = JOB_TYPES[command]
     required = {"audio": "a.wav", "out": {"motion": "m.npz", "animate": "o.mp4", "crop": "c.png", "edit": "e.npz",
-                                          "export": "x.bvh", "fetch": "/w"}.get(command, "o"),
+                                          "export": "x.bvh", "fetch": "/w", "live": "t.npz"}.get(command, "o"),
                 "image": "p.png", "motion": "m.npz", "controls": "c.json", "format": "bvh"}
     need = {k for k, path in job_type.wire_keys().items() if path in job_type.required()}
     argv = [command] + [x for k in sorted(need) for x in ("--" + k.replace("_", "-"), required[k])]
     if command == "animate":
         argv += ["--audio", "a.wav", "--out", "o.mp4"]
+    if command == "live":
+        argv += ["--audio", "a.wav"]
     parsed = job_type.from_args(build_parser([command]).parse_args(argv))
-    given = {k: required[k] for k in need} | ({"audio": "a.wav", "out": "o.mp4"} if command == "animate" else {})
+    given = {k: required[k] for k in need} | ({"audio": "a.wav", "out": "o.mp4"} if command == "animate" else {}) \
+        | ({"audio": "a.wav"} if command == "live" else {})
     assert parsed == job_type.from_dict(given)

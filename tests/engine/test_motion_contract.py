@@ -1,7 +1,8 @@
-"""The motion file is the contract between the halves: check it against both current readers.
+"""The motion file is the contract between the halves: both sides read it with the contract's
+reader (engine/contract/npz_reader.py), each through its own wrapper (the engine's path checks,
+the add-on's float64 view); these check the wrappers accept and refuse the same files.
 
-The golden file was written once by the engine; if ``engine/motion/npz.py`` or
-``joyvasa_blender/core/motion_core.py`` drift apart, one of these fails.
+The golden file was written once by the engine.
 """
 from __future__ import annotations
 

@@ -628,7 +628,7 @@ def test_matrix_size() -> None:
 
 def test_every_error_code_is_in_the_errors_page() -> None:
     """docs/errors.md (linked from the README) has a table row for every engine error code."""
-    from engine.protocol import ERROR_CODES
+    from engine.contract.protocol import ERROR_CODES
 
     page = (REPO / "docs" / "errors.md").read_text(encoding="utf-8")
     for code in ERROR_CODES:

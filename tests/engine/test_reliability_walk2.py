@@ -40,7 +40,7 @@ def _events(text: str) -> list[dict]:
 def test_worker_answers_every_hostile_line_and_then_the_next_request() -> None:
     """Nested 100 000 deep, a 5001-digit integer, non-UTF-8 bytes (strict UTF-8 stdin, the desktop
     case), a line over the size cap: one non-fatal bad_request each, then the release is served."""
-    from engine.protocol import MAX_LINE_BYTES
+    from engine.contract.protocol import MAX_LINE_BYTES
 
     env = {**engine_env(), "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"}
     lines = [NESTED,
@@ -435,14 +435,14 @@ def test_safe_name_keeps_ordinary_ids() -> None:
     (b'{"a": ', "not valid JSON"),
 ])
 def test_loads_limited_refuses_with_a_reason(text: bytes, words: str) -> None:
-    from engine.protocol import JSONLimitError, loads_limited
+    from engine.contract.protocol import JSONLimitError, loads_limited
 
     with pytest.raises(JSONLimitError, match=words):
         loads_limited(text, "the thing")
 
 
 def test_loads_limited_reads_brackets_inside_strings_and_deep_enough_json() -> None:
-    from engine.protocol import MAX_JSON_DEPTH, loads_limited
+    from engine.contract.protocol import MAX_JSON_DEPTH, loads_limited
 
     assert loads_limited('{"a": "[[[[{{{{"}') == {"a": "[[[[{{{{"}
     deep = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
@@ -472,7 +472,7 @@ def test_run_job_file_is_read_by_the_limited_loader(content, words: str, capsys,
     if content == "fifo":
         os.mkfifo(job)                       # reading it would block forever
     elif content == "huge":
-        from engine.protocol import MAX_LINE_BYTES
+        from engine.contract.protocol import MAX_LINE_BYTES
 
         with open(job, "wb") as fh:          # sparse: read no further than the limit
             fh.write(b"{")
@@ -522,7 +522,6 @@ def test_worker_refuses_nul_and_long_paths_and_then_serves_the_next(tmp_path: Pa
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.xfail(reason="until issue #25's fetch dispatch fix (contract helper) is merged", strict=False)
 @pytest.mark.parametrize("via", ["run", "serve"])
 def test_fetch_through_run_job_or_serve_is_bad_request(via: str, tmp_path: Path) -> None:
     """``fetch`` is one-shot only (``python -m engine fetch``): through ``run --job`` or ``serve`` it is
@@ -548,7 +547,7 @@ def test_a_member_claiming_23_gb_is_refused_before_allocating(tmp_path: Path) ->
     """A crafted archive: a 1 MB member whose .npy header and zip directory both claim 23 GB (what a
     ZIP64 central directory can say). Refused as a damaged file (bad_request), never allocated (was oom)."""
     from engine.motion.npz import MotionFileError
-    from engine.motion.npz_reader import MemberSpec, NpzReader
+    from engine.contract.npz_reader import MemberSpec, NpzReader
 
     path = tmp_path / "m.npz"
     shutil.copyfile(GOLDEN_MOTION, path)
@@ -588,6 +587,6 @@ def test_output_folder_changed_during_the_work_is_output_unwritable(change: str,
 def test_motion_meta_bounds_are_the_jobs_bounds() -> None:
     """The shared reader (a contract file: no engine imports) keeps its own copy of the job bounds."""
     from engine import jobs
-    from engine.motion import npz_reader
+    from engine.contract import npz_reader
 
     assert (npz_reader.SEED_MAX, npz_reader.STEPS_MAX, npz_reader.CFG_MAX) == (jobs.SEED_MAX, jobs.STEPS_MAX, jobs.CFG_MAX)

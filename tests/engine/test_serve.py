@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine.errors import BadRequest
-from engine.protocol import PROTOCOL_MINOR, make_request
+from engine.contract.protocol import PROTOCOL_MINOR, make_request
 from engine_testkit import engine_env, speech_clip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,11 +162,13 @@ def test_request_args_are_the_jobs_wire_form() -> None:
 
 
 def test_crop_request_and_unknown_command_through_the_one_table(tmp_path: Path) -> None:
-    """``crop`` is one line of engine.commands.PIPELINES; an unknown command is a bad_request."""
-    from engine.commands import PIPELINES
+    """``crop`` runs because its job type names a pipeline (engine/jobs.py, the one registry); an
+    unknown command is a bad_request."""
+    from engine.jobs import CropJob
+    from engine.pipeline import pipeline_commands
     from engine.serve import Worker as ServeWorker
 
-    assert "crop" in PIPELINES
+    assert CropJob.pipeline and "crop" in pipeline_commands()
     lines = (make_request("run", "k", command="crop", args={"image": str(PORTRAIT), "out": str(tmp_path / "c.png")})
              + make_request("run", "x", command="teleport", args={}))
     out = io.StringIO()
@@ -176,3 +178,22 @@ def test_crop_request_and_unknown_command_through_the_one_table(tmp_path: Path) 
     assert ends["k"]["type"] == "done" and ends["k"]["outputs"]["crop_image"] == str(tmp_path / "c.png")
     assert (tmp_path / "c.png").is_file() and any(e["type"] == "framing" and e["job"] == "k" for e in events)
     assert ends["x"]["type"] == "error" and ends["x"]["code"] == "bad_request"
+
+
+def test_fetch_job_is_a_clear_bad_request_through_serve_and_run_job(tmp_path: Path, capsys) -> None:
+    """``fetch`` is a job type without a pipeline: through ``serve`` and ``run --job`` it is one
+    non-fatal-to-the-worker ``bad_request`` that says where it runs, never ``internal``."""
+    from engine.cli import main
+    from engine.serve import Worker as ServeWorker
+
+    args = {"out": str(tmp_path / "w")}
+    out = io.StringIO()
+    assert ServeWorker(io.StringIO(make_request("run", "f", command="fetch", args=args)), out).serve() == 0
+    ends = [json.loads(line) for line in out.getvalue().splitlines() if '"error"' in line]
+    assert [(e["job"], e["code"]) for e in ends] == [("f", "bad_request")]
+    assert "python -m engine fetch" in ends[0]["message"]
+    (tmp_path / "job.json").write_text(json.dumps({"command": "fetch", **args}))
+    assert main(["run", "--job", str(tmp_path / "job.json"), "--progress", "json"]) == 1
+    errors = [e for e in map(json.loads, capsys.readouterr().out.splitlines()) if e["type"] == "error"]
+    assert [e["code"] for e in errors] == ["bad_request"] and "python -m engine fetch" in errors[0]["message"]
+    assert not (tmp_path / "w").exists()

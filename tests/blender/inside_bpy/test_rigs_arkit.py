@@ -4,9 +4,8 @@ tests/fixtures/arkit_keys_v0.npz holds every F-curve (data path, index, frames, 
 pre-preset code (commit 5def075) wrote for the golden motion in four scene set-ups; it was written
 by running this module with JOYVASA_WRITE_ARKIT_FIXTURE=1 against that code. Today's code, with
 the rig preset left on Auto (the ARKit scene picks ARKit) or set to ARKit 52 explicitly, must
-write the same curves: the same frames exactly, the values to 1e-6 (float32 keyframe values as
-Blender stores them; another CPU or numpy may round the NNLS one float32 ulp differently, so a
-fixture recorded on one machine is never compared bit for bit).
+write the same curves (frames exactly, float32 keyframe values to 1e-6: see the test). With Gaze
+on, only the pose curves are compared: issue 27 changed the expression keys deliberately.
 """
 from __future__ import annotations
 
@@ -105,7 +104,18 @@ def test_arkit_preset_keys_what_the_old_code_keyed(scene, case, preset):
     expected = _expected(case)
     assert len(expected) >= 14, "fixture lost its curves"
     got = _run(scene, case, preset)
-    assert sorted(got) == sorted(expected)
+    if case == "gaze_mirrored_custom_map":
+        # Gaze on changed deliberately (issue 27): the lids are projected apart from the gaze and
+        # the gaze channels the name map does not name key eyeLook*; the pose keys are unchanged.
+        # (test_rigs_faces.py checks that gaze on keys the same expression curves as gaze off.)
+        assert set(expected) <= set(got)
+        expected = {k: v for k, v in expected.items() if k.startswith("Rig|")}
+        assert expected, "no pose curves recorded"
+    else:
+        assert sorted(got) == sorted(expected)
     for key, co in expected.items():
-        assert got[key].shape == co.shape and np.array_equal(got[key][:, 0], co[:, 0]), key   # the frames
-        np.testing.assert_allclose(got[key][:, 1], co[:, 1], rtol=1e-6, atol=1e-9, err_msg=key)
+        # frames exactly; values to 1e-6 (float32 keys): the fixture was recorded on another machine,
+        # whose LAPACK may round the NNLS differently in the last bit (seen on bpy 4.2: 1e-16 on a
+        # channel of 1e-9), whatever the numpy version
+        np.testing.assert_array_equal(got[key][:, 0], co[:, 0], err_msg=key)
+        np.testing.assert_allclose(got[key], co, rtol=1e-6, atol=1e-6, err_msg=key)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ENGINE_PY, MODULE, addon, write_wav
 from test_rigs import (FPS, VRM1, VROID, _fresh, face_mesh, fcurve_values, posed, readout,  # noqa: F401
-                       rigify_blend, world_head_rotation)
+                       world_head_rotation)
 
 WEIGHTS = os.environ.get("JOYVASA_TEST_WEIGHTS", "")
 pytestmark = pytest.mark.skipif(bool(os.environ.get("JOYVASA_SKIP_REAL_ENGINE")) or not WEIGHTS,
@@ -44,7 +44,7 @@ def test_real_take_onto_rigify_vroid_and_vrm(rigify_blend, real_env, tmp_path):
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = int(FPS), 1.0
     st = scene.joyvasa
-    rig = bpy.data.objects["RIG-human"]
+    rig = bpy.data.objects["RIG-legacy"]
     st.rig, st.mesh, st.channels_target = rig, None, "NONE"
     motion = _generate(scene, tmp_path)
     assert rig.animation_data.action["joyvasa_preset"] == "Rigify face"

@@ -1,7 +1,7 @@
-"""JoyVASA engine <-> add-on protocol, version 1.4 (stdlib only).
+"""JoyVASA engine <-> add-on protocol, version 1.5 (stdlib only).
 
 This file is the single source of truth for the contract between ``engine/`` and
-``joyvasa_blender/``. ``joyvasa_blender/core/protocol.py`` is a byte-for-byte copy (a test
+``joyvasa_blender/``. ``joyvasa_blender/core/contract/protocol.py`` is a byte-for-byte copy (a test
 enforces it), because the add-on must never import engine code.
 
 Transport
@@ -28,6 +28,16 @@ the worker first sends a ``hello`` with command "serve" and capabilities {comman
     cancel   {"v": 1, "type": "cancel", "job": ID}  (no job: the running request)
     release  {"v": 1, "type": "release", ["job": ID]}  frees every cached network and GPU
               memory; answered with ``done`` {outputs: {}, released: n}.
+    live_start {"v": 1, "type": "live_start", "job": ID, "args": {...}}  (1.5) a live session:
+              args = the ``live`` job's wire form (source file|pcm|mic, out, hop, lookahead, ...);
+              events hello, live_started, live_frame..., live_stats..., then done/error/cancelled.
+    push_pcm {"v": 1, "type": "push_pcm", "job": ID, "pcm16": BASE64, "rate": 16000}  (1.5) audio for
+              a ``pcm`` session: mono int16 little-endian at 16 kHz, at most 1 s per request.
+    live_stop {"v": 1, "type": "live_stop", "job": ID}  (1.5) end of audio: flush the stream, write
+              the WAV and the motion file atomically, then ``done``. ``cancel`` writes nothing.
+    While a live session runs the worker keeps reading stdin: a bad push_pcm, a push_pcm or
+    live_stop with no session or another job, a second live_start or a run is one non-fatal
+    bad_request, and the session goes on.
 A malformed request gets an ``error`` (code bad_request, its job if it had one) and the worker
 keeps serving; end of stdin = no more requests: the worker finishes the queue and exits 0.
 
@@ -53,6 +63,15 @@ Event types and their fields (optional fields in brackets)
               render, write), [breakdown_cpu {part: s}] (the same parts in process CPU
               seconds), [report] (doctor in serve), [released] (release)
     cancelled at {stage, done}
+    live_started (1.5; first audio sample entered the session) rate 16000, fps 25, hop, lookahead,
+              source (file|pcm|mic), delay_s (predicted playout delay D)
+    live_frame (1.5; one per committed frame, in order, none dropped) frame (25 fps, from 0),
+              t (NOT the engine clock here: the audio time in seconds the frame shows, the motion
+              file's clock = audio_offset_s + frame / 25), wall (engine clock, s), sample (audio
+              samples received when the frame was committed), motion {pitch, yaw, roll (deg),
+              scale, trans [3], exp [63] (21x3 row-major)} = the row the take's motion file holds
+    live_stats (1.5; about once a second) delay_s (steady-state D), window_s, window_mean_s, queue
+              (samples waiting), dropped (frames), lag_s (audio received - audio committed), frames
     plan      (``fetch``, 1.3; before any download) dir, staging, host, files [{path, part, size,
               present, replaces, resume_from, hash}], download_files, download_bytes, total_bytes,
               free_bytes (null if unknown), licences [{part, title, licence}]
@@ -72,10 +91,14 @@ import time
 from typing import IO, Any
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 4
+PROTOCOL_MINOR = 5
 
-EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing", "plan")
-REQUEST_TYPES = ("run", "cancel", "release")
+EVENT_TYPES = ("hello", "progress", "artifact", "warning", "error", "done", "cancelled", "framing", "plan",
+               "live_started", "live_frame", "live_stats")
+REQUEST_TYPES = ("run", "cancel", "release", "live_start", "push_pcm", "live_stop")
+#: live sessions (1.5): the audio rate of push_pcm and live_frame's frame rate
+LIVE_RATE = 16000
+LIVE_FPS = 25
 STAGES = ("load", "audio", "motion", "render", "encode", "export", "batch", "download")
 ERROR_CODES = (
     "bad_request",        # invalid option (out of range, conflicting) or unusable input file (motion .npz)
@@ -92,6 +115,8 @@ ERROR_CODES = (
     "device_unavailable", # requested device (cuda/mps) is not available
     "offline",            # fetch: the weight host (HF_ENDPOINT) cannot be reached or HF_HUB_OFFLINE is set
     "download_failed",    # fetch: a download gave an HTTP error or a file of the wrong size/hash
+    "audio_device",       # live: the microphone is missing, busy or was unplugged (doctor lists input devices)
+    "portaudio_missing",  # live: the PortAudio library is absent (Linux: apt-get install libportaudio2)
     "internal",           # a bug: please report it with the stderr log
 )
 
@@ -225,6 +250,10 @@ class EventWriter:
     def enabled(self) -> bool:
         return self._stream is not None
 
+    def clock(self) -> float:
+        """The engine clock the events' ``t`` uses (seconds since this writer started)."""
+        return time.monotonic() - self._t0
+
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         with self._lock:
             event: dict[str, Any] = {"v": PROTOCOL_MAJOR, "type": type_, "seq": self._seq,
@@ -319,6 +348,10 @@ def parse_request(line: str | bytes) -> dict[str, Any] | None:
         raise ProtocolError("request field 'job' must be a string")
     if "job" in obj:
         obj["job"] = str(obj["job"])
+    if obj["type"] in ("live_start", "push_pcm", "live_stop") and "job" not in obj:
+        raise ProtocolError(f"a {obj['type']} request needs a 'job' id")
+    if obj["type"] == "live_start" and not isinstance(obj.get("args", {}), dict):
+        raise ProtocolError("a live_start request's 'args' must be an object")
     if obj["type"] == "run":
         if "job" not in obj:
             raise ProtocolError("a run request needs a 'job' id")

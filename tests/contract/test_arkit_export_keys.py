@@ -1,6 +1,6 @@
-"""The engine's ARKit readout (engine/export/arkit.py) is a deliberate copy of the add-on's
-(joyvasa_blender semantic module): same data file byte for byte, same numbers, and the Live Link
-Face CSV carries exactly the shape-key values the add-on keys for the same take."""
+"""Both halves read expressions through the contract's semantic projection (engine/contract/semantic.py):
+the Live Link Face CSV the engine exports carries exactly the shape-key values the add-on keys
+for the same take."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
@@ -18,35 +17,15 @@ from engine.export import arkit, export_frames  # noqa: E402
 from engine.export.livelink import HEADER, arkit_column  # noqa: E402
 from engine.motion.npz import load_motion, save_motion  # noqa: E402
 
-from joyvasa_blender.core import motion_core, semantic  # noqa: E402
+from joyvasa_blender.core import motion_core, retarget  # noqa: E402
+from joyvasa_blender.core.contract import semantic  # noqa: E402
 
 GOLDEN = REPO / "tests" / "contract" / "motion_v1.npz"
 
 
-def test_basis_data_file_is_a_byte_identical_copy() -> None:
-    assert arkit.DATA_FILE.read_bytes() == Path(semantic.DATA_FILE).read_bytes(), (
-        "engine/motion/semantic_basis.json must be a copy of the add-on's semantic_basis.json: "
-        "copy the add-on's file over the engine's")
-
-
-@pytest.mark.parametrize("mode", ["auto", "median", "first", "lip_array"])
-def test_channel_weights_agree(mode: str) -> None:
-    rng = np.random.default_rng(7)
-    basis = semantic.load_basis()
-    # random combinations of the basis directions (positive and negative) plus noise
-    B = basis.matrix()
-    exp = (rng.normal(0, 3, (40, B.shape[1])) @ B.T).reshape(40, 21, 3) + rng.normal(0, 2e-3, (40, 21, 3))
-    groups = ("mouth", "eyes", "brows", "gaze")
-    ours = arkit.channel_weights(exp, reference_mode=mode, groups=groups)
-    theirs = semantic.project(exp, reference_mode=mode, groups=groups).as_dict()
-    assert set(ours) == set(theirs)
-    for name in theirs:
-        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-9, err_msg=name)
-
-
 def test_csv_equals_the_addon_keys(tmp_path: Path) -> None:
     """Default export vs the add-on's keying path (apply_motion: resample to the scene rate ->
-    project with the default neutral -> default name map), column by column."""
+    project with the default neutral -> the ARKit preset with Gaze on), column by column."""
     from engine.cli import main
 
     m = load_motion(GOLDEN)
@@ -63,9 +42,15 @@ def test_csv_equals_the_addon_keys(tmp_path: Path) -> None:
 
         s = motion_core.resample(motion_core.load_motion(path), fps)          # what the add-on keys
         assert len(rows) - 1 == s.n_frames
-        proj = semantic.project(s.exp, reference_mode="auto", groups=("mouth", "eyes", "brows"))
-        keys = semantic.shape_key_curves(proj, semantic.parse_name_map(semantic.default_name_map()))
-        assert len(keys) >= 10
+        # the ARKit preset with Gaze on: the default name map + eyeLook* (gaze projected apart from the lids)
+        proj = semantic.project(s.exp, reference_mode="auto", groups=("mouth", "eyes", "brows", "gaze"))
+        preset = retarget.with_name_map(retarget.find_preset(retarget.ARKIT), semantic.default_name_map(), gaze=True)
+        keys = retarget.evaluate(preset, semantic.readout(proj)).shape_keys
+        assert len(keys) >= 18 and "eyeLookInLeft" in keys
+        no_gaze = semantic.shape_key_curves(semantic.project(s.exp, groups=("mouth", "eyes", "brows")),
+                                            semantic.parse_name_map(semantic.default_name_map()))
+        for key, values in no_gaze.items():          # the blinks (and all) equal the keys without gaze
+            np.testing.assert_array_equal(keys[key], values, err_msg=key)
         for key, values in keys.items():
             np.testing.assert_allclose(col[arkit_column(key)], values, atol=2e-5, err_msg=key)
         for name in HEADER[2:54]:

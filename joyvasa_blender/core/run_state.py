@@ -1,4 +1,4 @@
-"""Job state machine for one engine run (bpy-free).
+"""Run state of one engine run (bpy-free): the state machine from its events to done, failed or cancelled.
 
 Why separate: the panel, the modal/timer path and the synchronous background path must agree
 on what an event sequence means (done, failed, cancelled, crashed) and on the text shown to
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .protocol import EXIT_CANCELLED, format_event_for_humans
+from .contract.protocol import EXIT_CANCELLED, format_event_for_humans
 
 STAGE_LABELS = {"load": "Loading models", "audio": "Reading audio", "motion": "Generating motion",
                 "render": "Rendering frames", "encode": "Encoding video", "export": "Exporting",
