@@ -3,7 +3,7 @@
 Each sub-command lives in its own module under :mod:`engine.commands` and exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; a job command's ``run`` only turns the parsed
 options into its typed job (engine/jobs.py, ``Job.from_args``) and hands it to
-:func:`engine.commands.run_job_pipeline`. Modules are imported lazily so that
+:func:`engine.pipeline.run_pipeline`. Modules are imported lazily so that
 ``python -m engine --help`` and the cheap commands never pay for importing torch.
 """
 from __future__ import annotations

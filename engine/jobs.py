@@ -290,6 +290,9 @@ class Job(Spec):
     """A command's job: :meth:`to_dict`/:meth:`from_dict` are the flat, versioned wire form."""
 
     command: ClassVar[str] = ""
+    #: "module:function(job, ctx) -> Done" that runs this job (engine/pipeline/__init__.py dispatches);
+    #: None: the command runs only as its own one-shot command, never through run --job/serve/batch
+    pipeline: ClassVar[str | None] = None
     #: flat wire key -> attribute path, where they differ ("motion" -> "motion_file", "fps" -> "motion.fps")
     WIRE: ClassVar[dict[str, str]] = {}
     #: attribute paths that are not on the wire (set only by code, e.g. animate's motion.fps)
@@ -382,6 +385,7 @@ class MotionJob(Job):
     """``engine motion``: speech audio -> motion .npz."""
 
     command: ClassVar[str] = "motion"
+    pipeline: ClassVar[str | None] = "engine.pipeline.motion:run_motion"
     WIRE: ClassVar[dict[str, str]] = {"fps": "motion.fps", "pe": "motion.pe_variant"}
 
     audio: str                       # speech audio (wav, flac, ogg, mp3, ...)
@@ -400,6 +404,7 @@ class AnimateJob(Job):
     """``engine animate``: portrait + speech (or a motion file) -> mp4 and/or PNG sequence."""
 
     command: ClassVar[str] = "animate"
+    pipeline: ClassVar[str | None] = "engine.pipeline.animate:run_animate"
     WIRE: ClassVar[dict[str, str]] = {"motion": "motion_file", "fps": "render.fps", "pe": "motion.pe_variant"}
     INTERNAL: ClassVar[tuple[str, ...]] = ("motion.fps",)   # always None (refused otherwise)
 
@@ -437,6 +442,7 @@ class CropJob(Job):
     """``engine crop``: only the face framing (no weights needed)."""
 
     command: ClassVar[str] = "crop"
+    pipeline: ClassVar[str | None] = "engine.pipeline.crop:run_crop"
 
     image: str                       # portrait image (PNG/JPEG/...)
     out: str | None = None           # write the 512x512 crop here (PNG/JPEG)
@@ -459,6 +465,7 @@ class EditJob(Job):
     """``engine edit``: re-apply art-direction controls to a motion file (no sampling, no torch)."""
 
     command: ClassVar[str] = "edit"
+    pipeline: ClassVar[str | None] = "engine.pipeline.edit:run_edit"
 
     motion: str                      # motion .npz written by `engine motion` (edited or not)
     controls: str                    # controls .json
@@ -474,6 +481,7 @@ class ExportJob(Job):
     """``engine export``: motion .npz -> Live Link Face CSV, LivePortrait template .pkl, BVH."""
 
     command: ClassVar[str] = "export"
+    pipeline: ClassVar[str | None] = "engine.pipeline.export:run_export"
     WIRE: ClassVar[dict[str, str]] = {"reference": "reference_mode"}
 
     motion: str                      # motion .npz
@@ -495,6 +503,7 @@ class DoctorJob(Job):
     """``engine doctor``: versions, device and the state of every weight file."""
 
     command: ClassVar[str] = "doctor"
+    pipeline: ClassVar[str | None] = "engine.pipeline.doctor:run_doctor"
 
     weights: str | None = None       # weights folder (None: $JOYVASA_WEIGHTS)
     no_load: bool = False            # only check that files exist (fast)
@@ -505,6 +514,7 @@ class FetchJob(Job):
     """``engine fetch``: download the official weights, check them (one-shot only: not a warm request)."""
 
     command: ClassVar[str] = "fetch"
+    #: no pipeline: a plan, a free-space check and a resumable download belong to a process of their own
 
     out: str                         # weights folder to fill (created if needed)
     animals: bool = False            # also LivePortrait's animal models
@@ -542,6 +552,7 @@ class LiveJob(Job):
     """``engine live`` / the worker's ``live_start``: a streamed take (docs/live.md)."""
 
     command: ClassVar[str] = "live"
+    pipeline: ClassVar[str | None] = "engine.pipeline.live:run_live"   # serve runs it from live_start
     WIRE: ClassVar[dict[str, str]] = {"pe": "motion.pe_variant"}
     INTERNAL: ClassVar[tuple[str, ...]] = ("motion.fps",)   # live frames are the model's 25 fps
 
@@ -610,7 +621,7 @@ class LiveJob(Job):
         return stem + ".wav"
 
 
-#: command -> its job type: THE table every entry point builds jobs with
+#: command -> its job type: THE registry every entry point builds jobs with and dispatches by (``pipeline``)
 JOB_TYPES: dict[str, type[Job]] = {t.command: t for t in (MotionJob, AnimateJob, CropJob, EditJob, ExportJob,
                                                            DoctorJob, FetchJob, LiveJob)}
 

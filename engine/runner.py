@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import IO, Any, Callable
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, NamedTuple
 
 from engine import __version__
 from engine import profiling
@@ -157,6 +158,47 @@ class Reporter:
             self.log(f"time breakdown, wall (CPU) s: {self.breakdown.line()}")
 
 
+class NullReporter(Reporter):
+    """A reporter that tells no one: no events, no log lines (library calls and tests without a
+    job). It still has a cancel token, timings and a breakdown, so code never asks "is there a
+    reporter?"."""
+
+    def __init__(self) -> None:
+        super().__init__(None, quiet=True)
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a pipeline returns: the ``done`` event's ``outputs`` and its extra fields (doctor's
+    ``report``, live totals)."""
+
+    outputs: dict[str, str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class JobError(NamedTuple):
+    """The ``error`` (or ``cancelled``) that ended a job: its protocol code and message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a job ended, as a value (the events said the same to the client): ``code`` is the exit
+    code (EXIT_OK, EXIT_ERROR, EXIT_CANCELLED), ``outputs``/``extra`` the ``done`` event's,
+    ``error`` the ``error`` event's code and message (code ``cancelled`` for a cancelled job)."""
+
+    code: int
+    outputs: dict[str, str] = field(default_factory=dict)
+    error: JobError | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == EXIT_OK
+
+
 def cancel_signals() -> list[int]:
     """Signals that mean "stop and clean up": SIGINT, SIGTERM, SIGHUP (terminal closed, ssh
     dropped) and Windows' SIGBREAK (console close)."""
@@ -198,20 +240,20 @@ def ignore_exit_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def run_job(reporter: Reporter, body: Callable[[Reporter], Any], *,
-            cleanup: Callable[[], None] | None = None) -> int:
-    """Run ``body(reporter)`` and end with exactly one ``done``, ``error`` or ``cancelled`` event.
+def run_job(reporter: Reporter, body: Callable[[Reporter], Done], *,
+            cleanup: Callable[[], None] | None = None) -> JobResult:
+    """Run ``body(reporter)`` and end with exactly one ``done``, ``error`` or ``cancelled`` event;
+    returns the same ending as a :class:`JobResult`.
 
-    ``body`` returns the ``outputs`` dict of the ``done`` event, or ``(outputs, extra_fields)``.
     ``cleanup`` runs on error or cancel (atomic writers already remove their own temp files).
-    Shared by the one-shot commands and every request of the ``serve`` worker. A failure before
-    the body's ``hello`` still sends a ``hello`` first (the add-on expects it as the first line).
+    Shared by the one-shot commands, every request of the ``serve`` worker and every batch job.
+    A failure before the body's ``hello`` still sends a ``hello`` first (the add-on expects it as
+    the first line).
     """
     try:
-        result = body(reporter)
-        outputs, extra = result if isinstance(result, tuple) else (result, {})
-        reporter.done(outputs, **extra)
-        return EXIT_OK
+        done = body(reporter)
+        reporter.done(done.outputs, **done.extra)
+        return JobResult(EXIT_OK, dict(done.outputs), None, dict(done.extra))
     except (Cancelled, KeyboardInterrupt) as exc:
         if cleanup:
             cleanup()
@@ -219,7 +261,7 @@ def run_job(reporter: Reporter, body: Callable[[Reporter], Any], *,
         at = {"stage": getattr(exc, "stage", ""), "done": getattr(exc, "done", 0)}
         reporter.events.emit("cancelled", at=at)
         print("cancelled; partial outputs removed", file=sys.stderr, flush=True)
-        return EXIT_CANCELLED
+        return JobResult(EXIT_CANCELLED, error=JobError("cancelled", "the job was cancelled"))
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - every failure: one coded error event
         if cleanup:
             cleanup()
@@ -227,11 +269,12 @@ def run_job(reporter: Reporter, body: Callable[[Reporter], Any], *,
         coded = classify_failure(exc, reporter.command or "animate")
         if coded is None:  # a bug: keep the traceback for the report
             traceback.print_exc(file=sys.stderr)
-            reporter.events.emit("error", code="internal", message=f"{type(exc).__name__}: {exc}", fatal=True)
-            return EXIT_ERROR
-        reporter.events.emit("error", code=coded.code, message=str(coded), fatal=True)
-        print(f"error [{coded.code}]: {coded}", file=sys.stderr, flush=True)
-        return EXIT_ERROR
+            error = JobError("internal", f"{type(exc).__name__}: {exc}")
+        else:
+            error = JobError(coded.code, str(coded))
+            print(f"error [{coded.code}]: {coded}", file=sys.stderr, flush=True)
+        reporter.events.emit("error", code=error.code, message=error.message, fatal=True)
+        return JobResult(EXIT_ERROR, error=error)
 
 
 def _ensure_hello(reporter: Reporter) -> None:
@@ -239,7 +282,7 @@ def _ensure_hello(reporter: Reporter) -> None:
         reporter.hello(reporter.command or "unknown", device="unavailable", dtype="unknown")
 
 
-def run_protocol_command(command: str, progress: str | None, body: Callable[[Reporter], Any],
+def run_protocol_command(command: str, progress: str | None, body: Callable[[Reporter], Done],
                          *, cleanup: Callable[[], None] | None = None, quiet: bool = False) -> int:
     """One-shot command: :func:`run_job` plus the process-level guarantees.
 
@@ -257,7 +300,7 @@ def run_protocol_command(command: str, progress: str | None, body: Callable[[Rep
     previous_handlers = _install_cancel_sources(reporter, watch_stdin=progress == "json")
     sys.stdout = sys.stderr
     try:
-        return run_job(reporter, body, cleanup=cleanup)
+        return run_job(reporter, body, cleanup=cleanup).code
     finally:
         sys.stdout = real_stdout
         for sig, handler in previous_handlers.items():

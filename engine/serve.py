@@ -4,7 +4,7 @@ Why: a one-shot ``engine motion`` pays interpreter start-up, imports, constructi
 every take; an artist re-taking a line with a new seed only needs the sampler. The worker reads
 requests (one JSON line each, see :mod:`engine.contract.protocol`) from stdin, runs them one at a time in
 the main thread as the CLI runs them: the request's ``args`` are the job's wire form
-(:func:`engine.jobs.job_from_dict`), dispatched through :func:`engine.commands.run_job_pipeline`;
+(:func:`engine.jobs.job_from_dict`), dispatched through :func:`engine.pipeline.run_pipeline`;
 the worker keeps one :class:`~engine.pipeline.context.ModelCache` for its whole life. A reader thread handles ``cancel`` immediately; ``run`` and ``release`` are
 queued in order. End of stdin: finish the queue, exit 0.
 
@@ -23,12 +23,11 @@ import sys
 import threading
 from typing import IO, Any
 
-from engine.commands import PIPELINES, run_job_pipeline
+from engine.contract.protocol import REQUEST_TYPES, EventWriter
 from engine.errors import BadRequest
 from engine.jobs import LiveJob, job_from_dict
-from engine.pipeline.context import Context, ModelCache
-from engine.contract.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, REQUEST_TYPES, EventWriter
-from engine.runner import Reporter, run_job
+from engine.pipeline import Context, ModelCache, pipeline_commands, run_pipeline
+from engine.runner import Done, Reporter, run_job
 
 class _LiveSlot:
     """The one live session of the worker, from its live_start until its last event."""
@@ -47,7 +46,7 @@ class Worker:
         self.stdin = stdin
         self.events = EventWriter(stdout)
         self.models = ModelCache()
-        self.commands = list(PIPELINES)
+        self.commands = pipeline_commands()
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._current: tuple[str, Reporter] | None = None
@@ -152,8 +151,8 @@ class Worker:
                 return
             self._current = (job, rep)
         try:
-            def body(r: Reporter) -> Any:    # an unknown command or a bad job: one bad_request
-                return run_job_pipeline(job_from_dict(req.get("args") or {}, command), Context(r, self.models))
+            def body(r: Reporter) -> Done:   # an unknown command or a bad job: one bad_request
+                return run_pipeline(job_from_dict(req.get("args") or {}, command), Context(r, self.models))
 
             run_job(rep, body)
         finally:
@@ -183,19 +182,27 @@ class Worker:
                 if slot.stop_requested:
                     session.stop()
 
-        try:
-            def body(r: Reporter) -> Any:
-                live = job_from_dict(req.get("args") or {}, "live")
-                assert isinstance(live, LiveJob)
-                return run_live(live, Context(r, self.models), pcm=slot.pcm if slot else None, on_session=on_session)
-
-            run_job(rep, body)
-        finally:
+        def end_session() -> None:   # before the last event: a request sent after it sees no session
             with self._lock:
-                self._current = None
                 self._live = None
             if slot is not None and slot.pcm is not None:
                 slot.pcm.close()
+
+        try:
+            def body(r: Reporter) -> Any:
+                try:
+                    live = job_from_dict(req.get("args") or {}, "live")
+                    assert isinstance(live, LiveJob)
+                    return run_live(live, Context(r, self.models), pcm=slot.pcm if slot else None,
+                                    on_session=on_session)
+                finally:
+                    end_session()
+
+            run_job(rep, body)
+        finally:
+            end_session()
+            with self._lock:
+                self._current = None
 
     def release(self, req: dict[str, Any]) -> None:
         released = self.models.release()
@@ -207,10 +214,9 @@ class Worker:
         print(f"released {released} cached network set(s)", file=sys.stderr, flush=True)
 
     def serve(self) -> int:
-        self.events.emit("hello", engine_version=_version(), protocol=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
-                         python=sys.version.split()[0], torch=None, device="unknown", dtype="unknown",
-                         command="serve", capabilities={"commands": list(self.commands),
-                                                        "requests": list(REQUEST_TYPES)})
+        Reporter(None, quiet=True, writer=self.events).hello(
+            "serve", device="unknown", dtype="unknown",
+            capabilities={"commands": list(self.commands), "requests": list(REQUEST_TYPES)})
         threading.Thread(target=self._read, name="serve-stdin", daemon=True).start()
         while True:
             req = self.requests.get()
@@ -222,12 +228,6 @@ class Worker:
                 self.run_live(req)
             elif req["type"] == "release":
                 self.release(req)
-
-
-def _version() -> str:
-    from engine import __version__
-
-    return __version__
 
 
 def main() -> int:

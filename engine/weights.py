@@ -20,10 +20,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.contract.schema import SYNTHETIC_NOTE  # noqa: F401  (what every surface says of such a folder)
 from engine.errors import BadRequest, WeightsMissing, OFFICIAL_WEIGHTS_HINT
+
+if TYPE_CHECKING:
+    from engine.runner import Reporter
 
 ENV_VAR = "JOYVASA_WEIGHTS"
 
@@ -133,7 +136,7 @@ class WeightsLayout:
         return path
 
 
-def resolve_weights_dir(arg: str | os.PathLike[str] | None, reporter: Any = None) -> WeightsLayout:
+def resolve_weights_dir(arg: str | os.PathLike[str] | None, reporter: "Reporter | None" = None) -> WeightsLayout:
     """``--weights`` if given, else ``$JOYVASA_WEIGHTS``; clear error if neither exists. With a
     reporter, a synthetic folder is announced as a ``synthetic_weights`` warning (the output of a
     run on random weights must never be taken for the model's)."""

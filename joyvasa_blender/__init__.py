@@ -13,9 +13,10 @@ _registered: list = []
 
 
 def _classes():
-    from . import (ops_export, ops_framing, ops_live, ops_motion, ops_render, ops_rigs, ops_weights, prefs, props,
-                   ui_live, ui_panels)
-    return (props.CLASSES + ops_weights.CLASSES + prefs.CLASSES + ops_motion.CLASSES + ops_framing.CLASSES
+    from . import (ops_engine, ops_export, ops_framing, ops_live, ops_motion, ops_render, ops_rigs, ops_weights, prefs,
+                   props, ui_live, ui_panels)
+    return (props.CLASSES + ops_weights.CLASSES + ops_engine.CLASSES + prefs.CLASSES + ops_motion.CLASSES
+            + ops_framing.CLASSES
             + ops_render.CLASSES
             + ops_export.CLASSES + ops_rigs.CLASSES
             + ui_panels.CLASSES + ops_live.CLASSES + ui_live.CLASSES)
@@ -50,7 +51,7 @@ def unregister() -> None:
     from . import props, runtime
     runtime.cancel_all()
     from .ops_weights import _poll_fetch
-    from .prefs import _idle_check, _poll_installer
+    from .engine_setup import _idle_check, _poll_installer
     for timer in (_poll_installer, _idle_check, _poll_fetch):
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)

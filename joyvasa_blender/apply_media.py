@@ -22,7 +22,7 @@ def output_dir(context: Any) -> Path:
     """Resolved output folder. The scene's folder if set, else the preferences' (``//joyvasa`` by
     default: next to the saved .blend). A ``//`` path of a never-saved file has no anchor: then the
     preferences' folder for unsaved files, a visible ``~/JoyVASA`` by default (docs/blender.md)."""
-    from .prefs import get_prefs
+    from .engine_setup import get_prefs
 
     prefs = get_prefs(context)
     raw = context.scene.joyvasa.output_dir or (prefs.output_dir if prefs else "") or "//joyvasa"

@@ -16,9 +16,9 @@ import bpy
 from . import runtime
 from .core import requests
 from .core.engine_client import EngineProcess
-from .core.jobs import JobState
+from .core.run_state import JobState
 from .core.worker import WARM_COMMANDS
-from .prefs import engine_config, engine_env, worker
+from .engine_setup import engine_config, worker
 
 
 def _redraw(context: Any) -> None:
@@ -45,28 +45,28 @@ class EngineRunMixin:
     # -- helpers ----------------------------------------------------------------------------
     def _start(self, context) -> runtime.Running | None:
         cfg = engine_config(context)
-        if cfg["error"]:
-            self.report({'ERROR'}, cfg["error"])
+        if cfg.error:
+            self.report({'ERROR'}, cfg.error)
             return None
         try:
             request, params = self.build(context)
         except (ValueError, OSError) as exc:
             self.report({'ERROR'}, str(exc))
             return None
-        request = requests.with_prefs(request, cfg)
+        request = requests.with_prefs(request, cfg.job_prefs())
         job = JobState(kind=self.kind)
         job.start()
         try:
-            if cfg["keep_warm"] and self.kind in WARM_COMMANDS:  # the same job, one request to the warm engine
+            if cfg.keep_warm and self.kind in WARM_COMMANDS:  # the same job, one request to the warm engine
                 proc = worker(cfg).submit(self.kind, request)
             else:
-                proc = EngineProcess(requests.one_shot_argv(cfg["python"]), cwd=cfg["engine_src"],
-                                     env=engine_env(cfg), stdin_text=requests.to_line(request)).start()
+                proc = EngineProcess(requests.one_shot_argv(cfg.python), cwd=cfg.engine_src,
+                                     env=cfg.env(), stdin_text=requests.to_line(request)).start()
         except OSError as exc:
-            self.report({'ERROR'}, f"could not start the engine ({cfg['python']}): {exc}")
+            self.report({'ERROR'}, f"could not start the engine ({cfg.python}): {exc}")
             return None
         params["job"] = request
-        params["watchdog_s"] = cfg.get("watchdog_s")
+        params["watchdog_s"] = cfg.watchdog_s
         runtime.CURRENT = runtime.Running(job=job, proc=proc, kind=self.kind, params=params)
         return runtime.CURRENT
 

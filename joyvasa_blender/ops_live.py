@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 import numpy as np
@@ -31,6 +31,9 @@ from .core import live_player as lp
 from .core import motion_core as mc
 from .core import requests
 from .core.motion_core import MotionFileError
+
+if TYPE_CHECKING:
+    from .core.engine_config import EngineConfig
 
 TICK_S = 1.0 / 40.0          # the timer's period: above a 25 fps stream, below a 60 Hz viewport
 STOP_TIMEOUT_S = 30.0        # live_stop must end in done within this (flush + writing two files)
@@ -86,6 +89,10 @@ class Session:
     started_at: float = field(default_factory=time.monotonic)
     shown_at: float = 0.0                                           # when the panel's line was last updated
 
+    def cancel(self) -> None:
+        """Unregister / file load (runtime.cancel_all): end the session now, nothing keyed."""
+        cancel_live()
+
 
 # -- settings -------------------------------------------------------------------------------------
 def _device_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str, str]]:
@@ -137,7 +144,7 @@ def _stamp() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}_{int(time.time() * 1000) % 1000:03d}"
 
 
-def build_job(context: Any, cfg: dict) -> tuple[dict, int, str]:
+def build_job(context: Any, cfg: "EngineConfig") -> tuple[dict, int, str]:
     """(the live job's wire form, the take's start frame, the audio to monitor or "")."""
     scene = context.scene
     st, lv = scene.joyvasa, scene.joyvasa_live
@@ -152,7 +159,7 @@ def build_job(context: Any, cfg: dict) -> tuple[dict, int, str]:
     out = apply_media.output_dir(context) / f"live_seed{st.seed}_{_stamp()}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     cpath, _ = controls_scene.write_scene_controls(scene, out.with_suffix(".controls.json"), start)
-    job = requests.job_dict("live", lambda prop: getattr(st, prop), cfg, out=str(out), wav=str(out.with_suffix(".wav")),
+    job = requests.job_dict("live", lambda prop: getattr(st, prop), cfg.job_prefs(), out=str(out), wav=str(out.with_suffix(".wav")),
                             controls=str(cpath), **source, **lp.latency_fields(lv.latency))
     return job, start, monitor
 
@@ -237,13 +244,13 @@ def start_session(context: Any, submit: Any = None) -> Session:
     """Check the settings, start the session on the warm engine, detach the targets' Actions.
     Raises ValueError / OSError (nothing changed) when something is wrong. ``submit(job_args)``
     replaces the warm engine (tools/bench_live_blender.py feeds a synthetic stream)."""
-    from .prefs import engine_config, worker
+    from .engine_setup import engine_config, worker
 
     scene = context.scene
     st, lv = scene.joyvasa, scene.joyvasa_live
     cfg = engine_config(context)
-    if cfg["error"] and submit is None:
-        raise ValueError(cfg["error"])
+    if cfg.error and submit is None:
+        raise ValueError(cfg.error)
     preset, _cov, _auto = rig_presets.resolve(st)           # a bad preset stops here
     rig = st.rig
     mesh = st.mesh if st.apply_shape_keys else None
@@ -290,9 +297,8 @@ def start_session(context: Any, submit: Any = None) -> Session:
         owners.append(("OBJECT", ctrl, bpy.data.objects[ctrl]))
     _snapshot(sess)
     _detach(sess, owners)
-    measure = getattr(rig_presets, "rig_geometry", None)   # head-space / aim targets: measured once, unanimated
-    if measure is not None and rig is not None:             # (no frame is prepared before the first tick)
-        mapper.geometry = measure(rig, preset, head or preset.head.bone or apply_motion.guess_head_bone(rig))
+    if rig is not None:      # head-space / aim targets: measured once, unanimated (no frame is prepared yet)
+        mapper.geometry = rig_presets.rig_geometry(rig, preset, head or preset.head.bone or apply_motion.guess_head_bone(rig))
     runtime.LIVE = sess
     runtime.LIVE_LAST = {"state": "running", "message": "Live: starting the engine..."}
     if not bpy.app.timers.is_registered(tick):
@@ -542,6 +548,8 @@ def write(sess: Session, a: lp.LiveFrame, b: lp.LiveFrame, w: float) -> None:
                 for axis in plan.bone_axes[(bone, transform)]:
                     loc[axis] = float(vals[0, axis])
                 pb.location = loc
+            elif transform == "rotvec":   # head-space turns (issue 27): axis x angle, as the offline keyer
+                _set_rotation(pb, mathutils.Matrix(apply_motion._matrix_from_rotvec(vals[:1])[0].tolist()))
             else:   # local X, then Y, then Z (mc.matrix_from_euler "XYZ", as the offline keyer)
                 _set_rotation(pb, mathutils.Euler(vals[0].tolist(), "XYZ").to_matrix())
         props: dict[str, list] = {}

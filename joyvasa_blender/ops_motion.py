@@ -12,10 +12,10 @@ from .core import controls as cc
 from .core import motion_core as mc
 from .core import requests
 from .core.engine_client import EngineProcess
-from .core.jobs import JobState
+from .core.run_state import JobState
 from .core.motion_core import MotionFileError
 from .ops_engine_run import EngineRunMixin
-from .prefs import engine_config, engine_env
+from .engine_setup import engine_config
 
 
 def _stamp() -> str:
@@ -48,14 +48,14 @@ def edit_sync(context, motion_path: str, start: int) -> tuple[str, dict | None]:
             raise ValueError(f"{motion_path}: its recorded controls are not valid JSON") from None
         return motion_path, (recorded if isinstance(recorded, dict) else None)
     cfg = engine_config(context)
-    if cfg["error"]:
-        raise ValueError(cfg["error"])
+    if cfg.error:
+        raise ValueError(cfg.error)
     out, cpath = edit_paths(context, motion_path)
     cc.write_controls(cpath, d)
     request = requests.job_dict("edit", motion=motion_path, controls=str(cpath), out=str(out))   # no models
     job = JobState(kind="edit")
     job.start()
-    proc = EngineProcess(requests.one_shot_argv(cfg["python"]), cwd=cfg["engine_src"], env=engine_env(cfg),
+    proc = EngineProcess(requests.one_shot_argv(cfg.python), cwd=cfg.engine_src, env=cfg.env(),
                          stdin_text=requests.to_line(request))
     rc = proc.run_sync(job.feed, timeout=120)
     job.finish(rc, proc.stderr_tail(40))

@@ -17,6 +17,7 @@ from bpy.props import BoolProperty
 from . import runtime
 from .core import engine_client as ec
 from .core.weights_fetch import OFFLINE_ACCESS_TEXT, FetchProgress, fetch_argv
+from .engine_setup import engine_config, get_prefs, user_dir
 
 POLL_S = 0.25
 
@@ -28,7 +29,6 @@ def online_access_allowed() -> bool:
 
 def download_dir(prefs) -> str:
     """Where the weights go: the Download To preference, else ``<extension user folder>/weights``."""
-    from .prefs import user_dir
 
     if prefs is not None and prefs.download_dir:
         return bpy.path.abspath(prefs.download_dir)
@@ -57,7 +57,6 @@ def _take_events() -> None:
 
 
 def _finish(job) -> None:
-    from .prefs import get_prefs
 
     if job.progress.state == "done" and not job.progress.plan_only and job.progress.weights_dir:
         prefs = get_prefs()
@@ -76,29 +75,27 @@ def start_fetch(context, plan_only: bool = False) -> str | None:
     """Start ``engine fetch`` for the preferences' choices into ``runtime.FETCH``; the reason when it
     cannot start. With Allow Online Access off the engine runs with ``HF_HUB_OFFLINE=1`` (it touches
     no network) only to answer with the manual route."""
-    from .prefs import engine_config, engine_env, get_prefs
-
     online = online_access_allowed()
     cfg = engine_config(context)
-    if cfg["error"]:
+    if cfg.error:
         if online:
-            return cfg["error"] + " (Create Engine Environment first)"
+            return cfg.error + " (Create Engine Environment first)"
         runtime.FETCH = runtime.Fetch(None, FetchProgress("", online_access_off=True))
         runtime.FETCH.progress.ended(None, [])
         return OFFLINE_ACCESS_TEXT
     prefs = get_prefs(context)
     dest = download_dir(prefs)
-    argv = fetch_argv(cfg["python"], dest, animals=prefs.fetch_animals, xpose=prefs.fetch_xpose,
+    argv = fetch_argv(cfg.python, dest, animals=prefs.fetch_animals, xpose=prefs.fetch_xpose,
                       detector=prefs.fetch_detector, plan_only=plan_only or not online)
-    env = engine_env(cfg)
+    env = cfg.env()
     env.pop("JOYVASA_WEIGHTS", None)
     if not online:
         env["HF_HUB_OFFLINE"] = "1"
-    proc = ec.EngineProcess(argv, cwd=str(cfg["engine_src"]), env=env)
+    proc = ec.EngineProcess(argv, cwd=str(cfg.engine_src), env=env)
     try:
         proc.start()
     except OSError as exc:
-        return f"could not start the engine ({cfg['python']}): {exc}"
+        return f"could not start the engine ({cfg.python}): {exc}"
     runtime.FETCH = runtime.Fetch(proc, FetchProgress(dest, plan_only or not online, online_access_off=not online))
     return None
 
@@ -123,8 +120,6 @@ class JOYVASA_OT_download_weights(bpy.types.Operator):
             return {'CANCELLED'}
         if bpy.app.background:   # scripts and tests: no event loop, run to the end here
             job = runtime.FETCH
-            from .prefs import get_prefs
-
             job.proc.run_sync(job.progress.apply, idle_timeout=ec.watchdog_seconds(getattr(get_prefs(context), "watchdog_s", None)))
             _take_events()
             state = job.progress

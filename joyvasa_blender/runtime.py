@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core.engine_client import EngineProcess, StepRunner
-from .core.jobs import JobState
+from .core.run_state import JobState
 from .core.torch_build import Machine, probe_machine
 from .core.worker import EngineWorker, WorkerJob
 
@@ -57,8 +57,7 @@ def cancel_all(stop_engine: bool = True) -> None:
     is False (opening another .blend keeps the loaded networks: they belong to no scene)."""
     global CURRENT
     if LIVE is not None:
-        from . import ops_live   # bpy shell: only imported when a live session exists
-        ops_live.cancel_live()
+        LIVE.cancel()            # ops_live.Session: the shell ends it (restores the detached Actions)
     if CURRENT is not None:
         CURRENT.cancel = True
         CURRENT.proc.cancel(grace=3.0)

@@ -170,15 +170,15 @@ def frame_portrait(pkg, image: str, framing_args: list[str], animal: bool) -> st
     """None if the engine can frame ``image`` the way the render will, else the engine's message."""
     import subprocess
 
-    prefs = sys.modules[pkg.__name__ + ".prefs"]
+    setup = sys.modules[pkg.__name__ + ".engine_setup"]
     ec = sys.modules[pkg.__name__ + ".core.engine_client"]
-    cfg = prefs.engine_config()
-    if cfg["error"]:
-        return cfg["error"]
+    cfg = setup.engine_config()
+    if cfg.error:
+        return cfg.error
     args = ["--image", image, *framing_args, "--json"] + (["--animal"] if animal else [])
-    argv = ec.engine_argv(cfg["python"], "crop", args, weights=cfg["weights"], progress=False)
+    argv = ec.engine_argv(cfg.python, "crop", args, weights=cfg.weights, progress=False)
     try:
-        cp = subprocess.run(argv, cwd=str(cfg["engine_src"]), env=prefs.engine_env(cfg), capture_output=True,
+        cp = subprocess.run(argv, cwd=str(cfg.engine_src), env=cfg.env(), capture_output=True,
                             text=True, timeout=300, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"engine crop could not run: {exc}"

@@ -97,7 +97,7 @@ def write_semantic_motion(path: Path, semantic: Any, motion_core: Any) -> str:
 def livelink_columns(motion_path: str, motion_core: Any, fps: float = FPS) -> dict[str, np.ndarray]:
     """The take's own Live Link Face export at the scene's fps: the CSV's ARKit readout
     (engine/export/arkit.py) on the motion resampled as the add-on does (equal to the CSV to
-    2e-5: tests/contract/test_arkit_readout_copy.py), PascalCase column names."""
+    2e-5: tests/contract/test_arkit_export_keys.py), PascalCase column names."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from engine.export import arkit

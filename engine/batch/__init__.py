@@ -11,7 +11,7 @@ Every other key is a long option of that command without dashes and with ``_`` f
 validated by the command's own parser. ``weights`` defaults to ``--weights`` or
 ``$JOYVASA_WEIGHTS``; relative paths are relative to the job file; ``progress`` is the batch's.
 
-Modules: :mod:`.jobs` (reading, validation, done markers), :mod:`.execute` (a job = a warm-worker request:
-engine.serve's command table and args parsing, the pipeline, a model cache), :mod:`.worker` (one warm
+Modules: :mod:`.jobfile` (reading, validation, done markers), :mod:`.paths` (marker paths),
+:mod:`.execute` (a job = a warm-worker request: the job type's checks, its pipeline, a model cache), :mod:`.worker` (one warm
 worker), :mod:`.schedule` (the local loop, progress, summary), :mod:`.ray_pool` (Ray actors; the only module that imports ``ray``).
 """

@@ -2,21 +2,21 @@
 
 A job is exactly a request of the warm worker (``engine serve``): its ``args`` are the job's wire
 form, parsed by :func:`engine.jobs.job_from_dict` (the one set of checks) and dispatched through
-:func:`engine.commands.run_job_pipeline`, under the same :func:`engine.runner.run_job`
-(one ``done``/``error``/``cancelled`` per job, failures classified into protocol codes). The
-worker's :class:`~engine.pipeline.context.ModelCache` is passed in, so a worker loads each
-network once for all its jobs.
+:func:`engine.pipeline.run_pipeline`, under the same :func:`engine.runner.run_job` (one
+``done``/``error``/``cancelled`` per job, failures classified into protocol codes); its
+:class:`~engine.runner.JobResult` is the job's result. The worker's
+:class:`~engine.pipeline.context.ModelCache` is passed in, so a worker loads each network once
+for all its jobs.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from engine.batch.jobs import COMMANDS as BATCH_COMMANDS
-from engine.commands import run_job_pipeline
+from engine.batch.jobfile import COMMANDS as BATCH_COMMANDS
+from engine.contract.protocol import EventWriter
 from engine.errors import BadRequest
 from engine.jobs import Job, job_from_dict
-from engine.pipeline.context import Context, ModelCache
-from engine.contract.protocol import EventWriter
+from engine.pipeline import Context, ModelCache, run_pipeline
 from engine.runner import Reporter, run_job
 
 Event = dict[str, Any]
@@ -51,26 +51,13 @@ def parse(command: str, args: dict[str, Any]) -> Job:
 
 
 def execute(command: str, args: dict[str, Any], on_event: Callable[[Event], None] | None = None,
-            cache: Any = None, job: str | None = None) -> dict[str, str]:
+            cache: ModelCache | None = None, job: str | None = None) -> dict[str, str]:
     """Run one job in this process; returns its ``done`` outputs or raises JobFailed/BadRequest."""
     typed = parse(command, args)
-    events: list[Event] = []
-
-    def sink(event: Event) -> None:
-        events.append(event)
-        if on_event is not None:
-            on_event(event)
-
-    reporter = Reporter(None, job=job, writer=_Sink(sink))
+    reporter = Reporter(None, job=job, writer=_Sink(on_event or (lambda event: None)))
     reporter.command = command
     models = cache if cache is not None else ModelCache()
-    code = run_job(reporter, lambda rep: run_job_pipeline(typed, Context(rep, models)))
-    done = next((e for e in reversed(events) if e.get("type") == "done"), None)
-    if code == 0 and done is not None:
-        return dict(done.get("outputs") or {})
-    err = next((e for e in reversed(events) if e.get("type") == "error"), None)
-    if err is not None:
-        raise JobFailed(str(err.get("code", "internal")), str(err.get("message", "")))
-    if any(e.get("type") == "cancelled" for e in events):
-        raise JobFailed("cancelled", "the job was cancelled")
-    raise JobFailed("internal", f"{command} ended with code {code} without an error event")
+    result = run_job(reporter, lambda rep: run_pipeline(typed, Context(rep, models)))
+    if result.error is not None:
+        raise JobFailed(result.error.code, result.error.message)
+    return dict(result.outputs)

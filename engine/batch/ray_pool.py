@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from engine.batch.jobs import Job
+from engine.batch.jobfile import BatchJob
 from engine.batch.schedule import BatchRun, remove_partials
 from engine.errors import BadRequest, DeviceUnavailable
 
@@ -68,7 +68,7 @@ def pool_size(workers: int | None, gpus_per_worker: float, n_jobs: int) -> int:
     return max(1, min(workers or fit, n_jobs))
 
 
-def run_ray(run: BatchRun, todo: list[Job], *, address: str, workers: int | None, gpus_per_worker: float,
+def run_ray(run: BatchRun, todo: list[BatchJob], *, address: str, workers: int | None, gpus_per_worker: float,
             max_retries: int) -> None:
     started = connect(address)
     try:
@@ -79,7 +79,7 @@ def run_ray(run: BatchRun, todo: list[Job], *, address: str, workers: int | None
             run.log("local Ray cluster stopped")
 
 
-def _loop(run: BatchRun, todo: list[Job], workers: int | None, gpus: float, max_retries: int) -> None:
+def _loop(run: BatchRun, todo: list[BatchJob], workers: int | None, gpus: float, max_retries: int) -> None:
     total = len(todo)
     if not total:
         run.progress(0)
@@ -103,12 +103,12 @@ def _loop(run: BatchRun, todo: list[Job], workers: int | None, gpus: float, max_
             ray.kill(actor, no_restart=True)
 
 
-def _schedule(run: BatchRun, todo: list[Job], size: int, new_actor: Any, max_retries: int) -> None:
+def _schedule(run: BatchRun, todo: list[BatchJob], size: int, new_actor: Any, max_retries: int) -> None:
     total = len(todo)
     idle: deque[tuple[Any, int]] = deque(new_actor() for _ in range(size))
     run.log(f"{size} Ray worker(s): pids {', '.join(str(pid) for _, pid in idle)}")
-    pending: deque[Job] = deque(todo)
-    inflight: dict[Any, tuple[Job, Any, int]] = {}
+    pending: deque[BatchJob] = deque(todo)
+    inflight: dict[Any, tuple[BatchJob, Any, int]] = {}
     run.progress(total)
     while pending or inflight:
         while pending and idle:

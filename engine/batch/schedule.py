@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, IO
 
-from engine.batch.jobs import Job, clear_done, is_done, mark_done
+from engine.batch.jobfile import BatchJob, clear_done, is_done, mark_done
 from engine.contract.protocol import EventWriter
 
 
 @dataclass
 class BatchRun:
-    jobs: list[Job]
+    jobs: list[BatchJob]
     state: Path
     events: EventWriter
     quiet: bool = False
@@ -39,7 +39,7 @@ class BatchRun:
         if not self.quiet:
             print(f"[batch] {msg}", file=sys.stderr, flush=True)
 
-    def todo(self) -> list[Job]:
+    def todo(self) -> list[BatchJob]:
         """The jobs to run; finished ones (marker + outputs present) are skipped unless ``force``."""
         out = []
         for job in self.jobs:
@@ -65,7 +65,7 @@ class BatchRun:
         failed = f", {len(self.failed)} failed" if self.failed else ""
         self.log(f"{done}/{total} jobs{failed}" + (f", ETA {eta:.0f}s" if eta is not None else ""))
 
-    def record(self, job: Job, result: dict[str, Any]) -> None:
+    def record(self, job: BatchJob, result: dict[str, Any]) -> None:
         if result.get("pid") is not None:
             w = self.workers.setdefault(str(result["pid"]), {"jobs": 0, "model_loads": {}})
             w["jobs"] += 1
@@ -83,7 +83,7 @@ class BatchRun:
                              message=result.get("message", ""), fatal=False)
             self.log(f"{job.id}: FAILED [{result.get('code')}] {result.get('message', '')}")
 
-    def retried(self, job: Job, reason: str) -> None:
+    def retried(self, job: BatchJob, reason: str) -> None:
         self.retries += 1
         self.events.emit("warning", job=job.id, code="job_retried", message=reason)
         self.log(f"{job.id}: {reason}")
@@ -102,7 +102,7 @@ class BatchRun:
         return 1 if self.failed else 0
 
 
-def remove_partials(job: Job) -> None:
+def remove_partials(job: BatchJob) -> None:
     """Delete the partial files a killed worker left next to this job's outputs, with the engine's
     own rule (:func:`engine.fileio.clean_stale_partials`: dead writers on this machine; another
     node's partials are cleaned there by the next write, or after a day)."""
@@ -113,7 +113,7 @@ def remove_partials(job: Job) -> None:
             clean_stale_partials(Path(job.args[key]))
 
 
-def run_local(run: BatchRun, todo: list[Job]) -> None:
+def run_local(run: BatchRun, todo: list[BatchJob]) -> None:
     """One warm worker in this process, jobs in file order; per-job progress events forwarded."""
     from engine.batch.worker import Worker
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands import run_job_pipeline
+from engine.pipeline import run_pipeline
 from engine.commands.crop import add_framing_arguments
 from engine.commands.motion import add_motion_options, add_runtime_options
 from engine.jobs import CODECS, AnimateJob
@@ -102,4 +102,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_protocol_command("animate", args.progress,
-                                lambda rep: run_job_pipeline(AnimateJob.from_args(args), Context(rep)))
+                                lambda rep: run_pipeline(AnimateJob.from_args(args), Context(rep)))

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.batch.jobs import load_jobs, state_dir
+    from engine.batch.jobfile import load_jobs, state_dir
     from engine.batch.schedule import BatchRun, run_local
     from engine.errors import BadRequest, EngineError, MissingDependency
     from engine import __version__

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from engine.commands import run_job_pipeline
+from engine.pipeline import run_pipeline
 from engine.errors import EngineError
 from engine.jobs import CropJob
 from engine.pipeline.context import Context
@@ -87,4 +87,4 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         return _run_json(args)
     return run_protocol_command("crop", args.progress,
-                                lambda rep: run_job_pipeline(CropJob.from_args(args), Context(rep)))
+                                lambda rep: run_pipeline(CropJob.from_args(args), Context(rep)))

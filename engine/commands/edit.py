@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands import run_job_pipeline
+from engine.pipeline import run_pipeline
 from engine.jobs import EditJob
 from engine.pipeline.context import Context
 from engine.runner import run_protocol_command
@@ -36,4 +36,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_protocol_command("edit", args.progress,
-                                lambda rep: run_job_pipeline(EditJob.from_args(args), Context(rep)))
+                                lambda rep: run_pipeline(EditJob.from_args(args), Context(rep)))

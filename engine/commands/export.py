@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands import run_job_pipeline
+from engine.pipeline import run_pipeline
 from engine.export import FORMATS
 from engine.jobs import REFERENCE_MODES, ExportJob
 from engine.pipeline.context import Context
@@ -35,4 +35,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_protocol_command("export", args.progress,
-                                lambda rep: run_job_pipeline(ExportJob.from_args(args), Context(rep)))
+                                lambda rep: run_pipeline(ExportJob.from_args(args), Context(rep)))

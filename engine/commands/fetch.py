@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.errors import OutputError, WeightsCorrupt, WeightsMissing
 from engine.jobs import FetchJob
-from engine.runner import Reporter, run_protocol_command
+from engine.runner import Done, Reporter, run_protocol_command
 
 #: doctor groups that prove each part loads
 PART_GROUPS = {"core": ("liveportrait", "joyvasa"), "animals": ("liveportrait_animals",),
@@ -136,7 +136,7 @@ def _download_each(reporter: Reporter, todo: list[Any], staging: Path, total: in
 
 def verify(reporter: Reporter, out: Path, parts: list[Any]) -> dict[str, Any]:
     """Load every part with the strict loaders (doctor's checks); a part that does not load is an error."""
-    from engine.commands.doctor import check_weights
+    from engine.pipeline.doctor import check_weights
 
     reporter.log("checking the files with the engine's strict loaders ...")
     report = check_weights(out, load=True)
@@ -163,7 +163,7 @@ def verify(reporter: Reporter, out: Path, parts: list[Any]) -> dict[str, Any]:
     return groups
 
 
-def body(args: FetchJob, reporter: Reporter) -> tuple[dict[str, str], dict[str, Any]]:
+def body(args: FetchJob, reporter: Reporter) -> Done:
     from engine.fetch import hub
     from engine.weights import fetch_parts
 
@@ -177,7 +177,7 @@ def body(args: FetchJob, reporter: Reporter) -> tuple[dict[str, str], dict[str, 
     if not args.verify_only:
         info = plan(reporter, out, parts, host)
         if args.plan_only:
-            return {}, {"plan": {k: v for k, v in info.items() if not k.startswith("_")}}
+            return Done({}, {"plan": {k: v for k, v in info.items() if not k.startswith("_")}})
         from engine.fileio import ensure_writable_dir
 
         ensure_writable_dir(out)
@@ -191,8 +191,8 @@ def body(args: FetchJob, reporter: Reporter) -> tuple[dict[str, str], dict[str, 
     groups = verify(reporter, out, parts)
     reporter.log(f"weights ready: {out}\n  use it with --weights {out}, JOYVASA_WEIGHTS={out}, or Blender's "
                  "Preferences > Add-ons > JoyVASA > Weights")
-    return {"weights_dir": str(out)}, {"downloaded_bytes": downloaded,
-                                       "groups": {k: bool(g.get("loads")) for k, g in groups.items()}}
+    return Done({"weights_dir": str(out)}, {"downloaded_bytes": downloaded,
+                                            "groups": {k: bool(g.get("loads")) for k, g in groups.items()}})
 
 
 def run(args: argparse.Namespace) -> int:

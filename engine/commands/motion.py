@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands import run_job_pipeline
+from engine.pipeline import run_pipeline
 from engine.jobs import MotionJob
 from engine.pipeline.context import Context
 from engine.contract.protocol import DEFAULT_SAMPLER, DEFAULT_STEPS, DTYPES, PE_VARIANTS, SAMPLERS
@@ -77,4 +77,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_protocol_command("motion", args.progress,
-                                lambda rep: run_job_pipeline(MotionJob.from_args(args), Context(rep)))
+                                lambda rep: run_pipeline(MotionJob.from_args(args), Context(rep)))

@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.parity import run_parity
+    from engine.parity.run import run_parity
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] or None
     try:

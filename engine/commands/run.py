@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.commands import run_job_pipeline
+from engine.pipeline import run_pipeline
 from engine.errors import BadRequest
 from engine.jobs import job_from_dict
 from engine.pipeline.context import Context
@@ -57,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
     def body(rep: Reporter) -> Any:
         if isinstance(data, BadRequest):
             raise data
-        return run_job_pipeline(job_from_dict(data), Context(rep))
+        return run_pipeline(job_from_dict(data), Context(rep))
 
     return run_protocol_command(command, args.progress, body)

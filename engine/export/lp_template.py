@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.export import arkit
+import engine.export.arkit as arkit
 from engine.motion.npz import MotionData
 
 EYE_OPEN = 0.35       # LivePortrait's typical open-eye ratio

@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from engine.errors import BadRequest, EngineError, missing_dependency
-from engine.protocol import LIVE_RATE
+from engine.contract.protocol import LIVE_RATE
 
 RATE = LIVE_RATE
 #: 20 ms: the block a paced file and the microphone deliver (PortAudio's blocksize)

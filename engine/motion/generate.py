@@ -1,6 +1,6 @@
 """Speech audio -> motion sequence: JoyVASA's sliding-window sampler (spec §2.5-2.8), numbered.
 
-Recipe (one call of :func:`generate_motion`):
+Recipe (engine/pipeline/motion.py loads (1-2, through the worker's cache); :func:`generate_motion` samples):
   1. load the checkpoint (safe), build the audio encoder + DiT from its tensors, read the template;
   2. load audio as 16 kHz mono float32; plan windows of L frames (1280/640 silence pads, zero tail);
   3. per window i (streamed; only one window's features exist at a time):
@@ -21,7 +21,6 @@ exactly as upstream and ``audio_offset_s = -0.08`` records the shift.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +40,7 @@ from engine.motion.smooth import smooth_pose
 from engine.motion.template import denormalize, load_template
 from engine.jobs import MotionConfig
 from engine.profiling import Breakdown
+from engine.runner import NullReporter, Reporter
 from engine.contract.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
 from engine.sampling import DEFAULT_STEPS, make_sampler, run_sampler
 from engine.sampling.guidance import combine
@@ -327,57 +327,29 @@ def motion_meta(model: MotionModel, options: MotionOptions, audio_hash: str, dur
     }
 
 
-def generate_motion(layout: WeightsLayout, audio_path_or_wave: str | os.PathLike[str] | np.ndarray,
-                    options: MotionOptions, reporter: Any | None = None, device: str = "cpu",
-                    model: MotionModel | None = None, features: list[torch.Tensor] | None = None,
+def generate_motion(model: MotionModel, wave: np.ndarray, options: MotionOptions,
+                    reporter: Reporter | None = None, features: list[torch.Tensor] | None = None,
                     dtype: torch.dtype = torch.float32) -> MotionData:
-    """Public API: audio (path or 16 kHz mono samples) -> :class:`MotionData` (see module docstring).
+    """Sample the motion of 16 kHz mono ``wave`` with a loaded ``model`` -> :class:`MotionData`.
 
-    ``model``/``features``: already loaded network and already encoded audio (the pipeline's
-    cache); loaded/encoded here when absent. ``dtype``: the motion networks' precision (audio
-    encoder and DiT; the features' when they are given), recorded in the file's ``motion_dtype``.
+    The one front door is the pipeline (engine/pipeline/motion.py: it loads the model and the
+    audio through the worker's cache and reports those stages); this is its sampling step.
+    ``features``: already encoded audio (encoded here when absent). ``dtype``: the motion
+    networks' precision (audio encoder and DiT; the features' when they are given), recorded in
+    the file's ``motion_dtype``.
     """
-    bd = reporter.breakdown if reporter is not None and hasattr(reporter, "breakdown") else Breakdown()
-    if not isinstance(audio_path_or_wave, np.ndarray) and not Path(audio_path_or_wave).is_file():
-        as_wave(audio_path_or_wave)  # fail fast with the AudioError before loading any weights
-    if model is None:
-        if reporter is not None:
-            reporter.stage_begin("load")
-            reporter.progress("load", 0, 1, "file")
-        model = MotionModel.load(layout, device, breakdown=bd)
-        if reporter is not None:
-            reporter.progress("load", 1, 1, "file")
-            reporter.stage_end("load")
-    if isinstance(audio_path_or_wave, np.ndarray):
-        wave = as_wave(audio_path_or_wave)
-    else:
-        if reporter is not None:
-            reporter.stage_begin("audio")
-            reporter.progress("audio", 0, 1, "file")
-        with bd.part("audio"):
-            wave = as_wave(audio_path_or_wave)
-        if reporter is not None:
-            reporter.progress("audio", 1, 1, "file")
-            reporter.stage_end("audio")
+    rep = reporter or NullReporter()
+    wave = as_wave(wave)
     N = model.schedule.N
     if options.steps is not None and options.steps > N:
         raise BadRequest(f"--steps {options.steps} exceeds the checkpoint's trained schedule (N={N})")
-
-    def on_window(done: int, total: int) -> None:
-        if reporter is not None:
-            reporter.progress("motion", done, total, "window", force=True)
-
-    def check_cancel(done: int) -> None:
-        if reporter is not None:
-            reporter.cancel.check("motion", done)
-
-    if reporter is not None:
-        reporter.stage_begin("motion")
-    coef = generate_coef(model, wave, options, on_window=on_window, check_cancel=check_cancel,
-                         features=features, breakdown=bd, dtype=dtype)
+    rep.stage_begin("motion")
+    coef = generate_coef(model, wave, options,
+                         on_window=lambda done, total: rep.progress("motion", done, total, "window", force=True),
+                         check_cancel=lambda done: rep.cancel.check("motion", done),
+                         features=features, breakdown=rep.breakdown, dtype=dtype)
     motion = coef_to_motion(coef, model.template, options.smooth)
-    if reporter is not None:
-        reporter.stage_end("motion")
+    rep.stage_end("motion")
     n = coef.shape[0]
     meta = motion_meta(model, options, audio_sha256(wave), len(wave) / SAMPLE_RATE, dtype)
     data = MotionData(fps=float(model.config.fps), exp=motion["exp"].reshape(n, 21, 3),

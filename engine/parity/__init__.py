@@ -12,20 +12,16 @@ module decides tolerances and prints one line per reference array:
 Group modules expose ``PREFIXES`` (name prefixes they own) and
 ``compute(ctx: ParityContext, wanted: set[str]) -> dict[str, np.ndarray]``; they may skip
 names they cannot produce and may compute extra intermediate arrays in ``ctx.cache`` for
-later groups (e.g. the animation group reuses the stage-one networks).
+later groups (e.g. the animation group reuses the stage-one networks). :mod:`engine.parity.run`
+runs them all (``python -m engine parity``); this package holds what the groups share.
 """
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-#: group modules in the order they run (later groups may reuse earlier results via ctx.cache)
-GROUP_MODULES = ("engine.parity.stage_one", "engine.parity.motion", "engine.parity.anim")
 
 #: recorded inputs: random data that the reference fed to a network; nothing to recompute
 INPUT_NAMES = {
@@ -120,53 +116,3 @@ def compare(name: str, ours: np.ndarray, ref: np.ndarray, tol: Tolerance | None 
     else:
         ok = bool(np.all(np.abs(a - b) <= tol.atol + tol.rtol * np.abs(b)))
     return ParityLine(name, "ok" if ok else "FAIL", err, tol.describe())
-
-
-def run_parity(ref_dir: Path, only: list[str] | None = None, out=sys.stdout) -> int:
-    """Compare every (selected) reference array; return the number of failures.
-
-    ``reference.npz`` holds the JoyVASA / LivePortrait arrays; a folder with ``xpose_reference.npz``
-    gets the X-Pose lines (``XPOSE_*``, engine/parity/xpose.py); either or both may be present."""
-    ref_path = Path(ref_dir) / "reference.npz"
-    xpose_path = Path(ref_dir) / "xpose_reference.npz"
-    if not ref_path.is_file() and not xpose_path.is_file():
-        raise FileNotFoundError(f"{ref_path} (or xpose_reference.npz) not found: --reference must be a reference folder")
-    failures = 0
-    if xpose_path.is_file():
-        from engine.parity import xpose
-
-        failures += xpose.run(Path(ref_dir), only, out)
-    if not ref_path.is_file():
-        return failures
-    ref = np.load(ref_path, allow_pickle=False)
-    names = [n for n in ref.files if not only or n.startswith(tuple(only))]
-    ctx = ParityContext(Path(ref_dir), ref)
-    computed: dict[str, np.ndarray] = {}
-    reasons: dict[str, str] = {}
-    wanted = {n for n in names if n not in INPUT_NAMES}
-    for module_name in GROUP_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        mine = {n for n in wanted if n.startswith(tuple(module.PREFIXES))}
-        if not mine:
-            continue
-        try:
-            computed.update(module.compute(ctx, mine))
-        except NotImplementedError as exc:
-            for n in mine:
-                reasons[n] = str(exc) or "not implemented"
-    failures = 0
-    for name in names:
-        if name in INPUT_NAMES:
-            line = ParityLine(name, "input")
-        elif name in computed:
-            line = compare(name, computed[name], ctx.array(name))
-        else:
-            line = ParityLine(name, "skipped", note=reasons.get(name, "not computed by this engine yet"))
-        failures += line.status == "FAIL"
-        print(line.render(), file=out, flush=True)
-    return failures

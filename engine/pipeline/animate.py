@@ -38,7 +38,7 @@ from engine.pipeline.edit import read_motion
 from engine.pipeline.motion import audio_features, motion_model
 from engine.contract.protocol import REGIONS, SAMPLERS
 from engine.render.canvas import paste_canvas
-from engine.runner import Reporter
+from engine.runner import Done, NullReporter, Reporter
 from engine.weights import resolve_weights_dir
 
 
@@ -56,7 +56,7 @@ def compose_options(render: RenderConfig) -> Any:
         raise BadRequest(str(exc)) from None
 
 
-def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Any = None, animal: bool = False,
+def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Reporter | None = None, animal: bool = False,
                    animal_models: str = "auto") -> Any:
     """StageOne in ``precision`` from the weights folder; bad files become WeightsMissing/WeightsCorrupt.
 
@@ -64,16 +64,16 @@ def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Any = Non
     from engine.models.stage_one import StageOne
     from engine.weights import ANIMAL_MODEL_DIRS, animal_layout, choose_animal_models
 
+    rep = reporter or NullReporter()
     use = layout
     if animal:
         version = choose_animal_models(layout.root, animal_models)
         if version is not None:
             use = animal_layout(layout, version)
-            if reporter is not None:
-                reporter.log(f"animal models: {version} ({ANIMAL_MODEL_DIRS[version]})")
-        elif reporter is not None:
-            reporter.warning("animal_weights_missing", "liveportrait_animals/ not found: using the human "
-                                                       "LivePortrait weights with the animal pipeline")
+            rep.log(f"animal models: {version} ({ANIMAL_MODEL_DIRS[version]})")
+        else:
+            rep.warning("animal_weights_missing", "liveportrait_animals/ not found: using the human "
+                                                  "LivePortrait weights with the animal pipeline")
     for name, path in use.liveportrait_files().items():
         if not Path(path).is_file():
             what = "is a folder, expected a file" if Path(path).is_dir() else "is missing"
@@ -222,7 +222,7 @@ def motion_for(ctx: Context, job: AnimateJob, p: Prepared, device: Any) -> Any:
 
         model = motion_model(ctx, p.layout, device)
         mp = select_motion_precision(device, job.runtime.dtype, job.motion.sampler)
-        motion = generate_motion(p.layout, p.wave, job.motion, reporter=rep, device=str(device), model=model,
+        motion = generate_motion(model, p.wave, job.motion, reporter=rep,
                                  features=audio_features(ctx, model, p.wave, mp), dtype=mp.compute)
         motion = direct_motion(motion, p.controls, p.wave)
         if job.save_motion:
@@ -340,7 +340,7 @@ def report_speed(rep: Reporter, stats: Any, out_fps: float, t_start: float, devi
                 + (f" (batch budget {budget:.0f} MiB)" if budget else ""))
 
 
-def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
+def run_animate(job: AnimateJob, ctx: Context) -> Done:
     """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
     rep, t_start = ctx.reporter, time.monotonic()
     import_heavy(rep)
@@ -358,4 +358,4 @@ def run_animate(job: AnimateJob, ctx: Context) -> dict[str, str]:
     if job.save_motion and job.motion_file is None:
         outputs["motion_npz"] = str(job.save_motion)
     report_speed(rep, stats, out_fps, t_start, device, budget)
-    return outputs
+    return Done(outputs)

@@ -20,7 +20,7 @@ from engine.framing.frame import Framing, FramingOptions, frame_portrait, load_p
 from engine.jobs import CropJob, RenderConfig, parse_crop
 from engine.pathguard import check_run_paths
 from engine.pipeline.context import Context
-from engine.runner import Reporter
+from engine.runner import Done, NullReporter, Reporter
 
 
 def optional_weights_root(arg: str | None) -> Path | None:
@@ -64,19 +64,18 @@ def frame_job(job: CropJob, reporter: Reporter | None = None) -> tuple[Framing, 
     if out is not None:
         check_run_paths({"--image": job.image}, {"--out": out})
         check_output_file(out)
+    rep = reporter or NullReporter()
     framing = frame_portrait(load_picture(job.image), opts)                 # 3
-    if reporter is not None:
-        report_framing(reporter, framing)                                   # 4
+    report_framing(rep, framing)                                            # 4
     outputs: dict[str, str] = {}
     if out is not None:
         write_crop(out, framing)                                            # 5
         outputs["crop_image"] = str(out)
-        if reporter is not None:
-            reporter.artifact("crop_image", str(out))
+        rep.artifact("crop_image", str(out))
     return framing, outputs
 
 
-def run_crop(job: CropJob, ctx: Context) -> dict[str, Any]:
+def run_crop(job: CropJob, ctx: Context) -> Done:
     """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
     ctx.reporter.hello("crop", device="cpu", dtype="uint8")                 # 1
-    return frame_job(job, ctx.reporter)[1]
+    return Done(frame_job(job, ctx.reporter)[1])

@@ -25,6 +25,7 @@ from engine.motion.edit import apply_controls, vad_for_motion
 from engine.motion.npz import MotionData, MotionFileError, load_motion, save_motion
 from engine.pathguard import check_run_paths
 from engine.pipeline.context import Context
+from engine.runner import Done
 
 
 def read_motion(path: str) -> MotionData:
@@ -35,7 +36,7 @@ def read_motion(path: str) -> MotionData:
         raise BadRequest(str(exc)) from None
 
 
-def run_edit(job: EditJob, ctx: Context) -> dict[str, Any]:
+def run_edit(job: EditJob, ctx: Context) -> Done:
     """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
     rep = ctx.reporter
     rep.hello("edit")                                                          # 1
@@ -53,4 +54,4 @@ def run_edit(job: EditJob, ctx: Context) -> dict[str, Any]:
     rep.progress("motion", 1, 1, "file")
     rep.artifact("motion_npz", str(path))
     rep.log(f"{edited.n_frames} frames; controls {'applied' if edited.raw is not None else 'neutral'}")
-    return {"motion_npz": str(path)}
+    return Done({"motion_npz": str(path)})

@@ -17,10 +17,11 @@ from engine.fileio import check_output_file
 from engine.jobs import ExportJob
 from engine.pathguard import check_run_paths
 from engine.pipeline.context import Context
+from engine.runner import Done
 from engine.pipeline.edit import read_motion
 
 
-def run_export(job: ExportJob, ctx: Context) -> dict[str, Any]:
+def run_export(job: ExportJob, ctx: Context) -> Done:
     """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
     rep = ctx.reporter
     rep.hello("export", format=job.format, capabilities={"formats": list(FORMATS)})   # 1
@@ -37,4 +38,4 @@ def run_export(job: ExportJob, ctx: Context) -> dict[str, Any]:
     rep.progress("export", frames.n_frames, frames.n_frames, "frame")
     rep.artifact("motion_export", str(out))
     rep.log(f"{frames.n_frames} frames at {frames.fps:g} fps")
-    return {"motion_export": str(out)}
+    return Done({"motion_export": str(out)})

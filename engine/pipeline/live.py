@@ -12,6 +12,7 @@ A cancel writes nothing; a source error (a lost microphone) writes nothing and s
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from engine.jobs import LiveJob, parse_host_port
 from engine.motion.edit import load_run_controls
 from engine.pipeline.context import Context
 from engine.pipeline.motion import import_heavy, motion_model
+from engine.runner import Done
 from engine.weights import resolve_weights_dir
 
 #: how the pipeline builds its stream; tests swap it for a scripted double (never shipped)
@@ -64,7 +66,7 @@ def open_source(job: LiveJob, pcm: Any = None) -> Any:
 
 def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callable[[Any], None] | None = None,
              stream_factory: StreamFactory | None = None, source_factory: Callable[..., Any] | None = None
-             ) -> dict[str, str] | tuple[dict[str, str], dict[str, Any]]:
+             ) -> Done:
     """Run the numbered steps above; returns the ``done`` event's outputs (and live totals).
     ``on_session(session)`` hands the running session to the caller (``live_stop``, SIGINT)."""
     rep = ctx.reporter
@@ -92,6 +94,13 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
     livelink, vmc = parse_host_port("--livelink", job.livelink), parse_host_port("--vmc", job.vmc)
     model = motion_model(ctx, layout, device)                                           # 3
     window_s = 0.0 if stream_factory else warm_up(model, layout, job, precision, controls)
+    if job.hop is None and job.schedule == "live" and stream_factory is None:
+        from engine.live.stream import hop_for
+
+        lookahead = job.lookahead if job.lookahead is not None else None
+        hop = hop_for(window_s, **({"lookahead": lookahead} if lookahead is not None else {}))
+        job = dataclasses.replace(job, hop=hop)   # the default hop that keeps up on this machine
+        rep.log(f"live: a window takes {window_s:.2f} s here -> hop {hop} frames")
     stream = (stream_factory or open_stream)(model, layout, job, precision, controls)    # 4
     source = (source_factory or open_source)(job, pcm)                                  # 5
     outputs = open_outputs(livelink, vmc)
@@ -106,9 +115,14 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
     try:
         source.start()
         session.run()
-    finally:
+    except BaseException:
         source.close()
-        outputs.close()
+        outputs.close()                       # cancel / error: the frames not yet sent are dropped
+        raise
+    else:
+        source.close()
+        outputs.close(drain_s=session.playout_delay + 0.5)   # stop: the last frames play out
+    finally:
         rep.stage_end("motion")
     stats = session.stats
     totals = {"live": {"frames": stats.frames, "audio_s": round(stats.received / 16000, 3),
@@ -116,12 +130,12 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
                        "delay_s": None if stats.delay() is None else round(stats.delay() or 0.0, 3)}}
     if not stats.frames:
         rep.warning("live_empty", "the session received no audio: nothing was written")
-        return {}, totals
+        return Done({}, totals)
     with rep.breakdown.part("write"):                                                   # 6
         outputs_done = write_take(take_motion(stream), session.audio, out, wav)
     rep.artifact("motion_npz", outputs_done["motion_npz"])
     rep.log(f"live take: {stats.frames} frames, {stats.received / 16000:.1f} s of audio -> {out} + {wav}")
-    return outputs_done, totals
+    return Done(outputs_done, totals)
 
 
 def _clock(rep: Any) -> Callable[[], float]:

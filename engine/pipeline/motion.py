@@ -24,6 +24,7 @@ from engine.jobs import MotionJob
 from engine.motion.edit import direct_motion, load_run_controls
 from engine.motion.npz import save_motion
 from engine.pipeline.context import Context
+from engine.runner import Done
 from engine.contract.protocol import DEFAULT_STEPS, PE_VARIANTS, SAMPLERS
 from engine.weights import resolve_weights_dir
 
@@ -75,7 +76,7 @@ def audio_features(ctx: Context, model: Any, wave: Any, precision: Any) -> Any:
     return ctx.models.features(key, compute)
 
 
-def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
+def run_motion(job: MotionJob, ctx: Context) -> Done:
     """Run the numbered steps above; returns the ``done`` event's ``outputs``."""
     rep = ctx.reporter
     import_heavy(ctx)
@@ -106,12 +107,12 @@ def run_motion(job: MotionJob, ctx: Context) -> dict[str, str]:
     rep.progress("audio", 1, 1, "file")
     rep.stage_end("audio")
     features = audio_features(ctx, model, wave, precision)                             # 5
-    motion = generate_motion(layout, wave, opts, reporter=rep, device=str(device),     # 6
-                             model=model, features=features, dtype=precision.compute)
+    motion = generate_motion(model, wave, opts, reporter=rep, features=features,      # 6
+                             dtype=precision.compute)
     motion = direct_motion(motion, controls, wave)                                     # 6b
     with rep.breakdown.part("write"):                                                  # 7
         path = save_motion(out, motion)
     rep.artifact("motion_npz", str(path))
     rep.log(f"{motion.n_frames} frames at {motion.fps:g} fps; sampler {motion.meta['sampler']} "
             f"{int(motion.meta['steps'])} steps, cfg {float(motion.meta['cfg_scale']):g}")
-    return {"motion_npz": str(path)}
+    return Done({"motion_npz": str(path)})

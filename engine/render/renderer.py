@@ -24,6 +24,7 @@ import torch
 from engine.render.overlap import InlineSink, WriterThread
 from engine.render.pasteback import frames_to_uint8_tensor
 from engine.render.writers import FrameWriter
+from engine.runner import NullReporter, Reporter
 
 #: host memory the writer queue may hold in finished frames (MiB), whatever the clip length
 QUEUE_MB = 512.0
@@ -53,7 +54,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor,
                   writers: Sequence[FrameWriter], *, batch: int, device: torch.device,
-                  reporter: Any | None = None,
+                  reporter: "Reporter | None" = None,
                   post: Callable[[np.ndarray], np.ndarray] | None = None,
                   device_post: Callable[[torch.Tensor], torch.Tensor] | None = None,
                   to_uint8: Callable[[torch.Tensor], np.ndarray] | None = None,
@@ -85,18 +86,16 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
     n = int(x_d.shape[0])
     batch = max(1, int(batch))
     stats = RenderStats(overlapped=bool(overlap))
-    cancel = getattr(reporter, "cancel", None)
+    rep = reporter or NullReporter()
 
     def checkpoint() -> None:
-        if cancel is not None:
-            cancel.check("render", stats.frames)
+        rep.cancel.check("render", stats.frames)
 
-    if reporter is not None:
-        for w in writers:   # e.g. --codec auto: NVENC passed the probe but did not open for this video
-            reason = getattr(w, "fallback_reason", None)
-            if reason and hasattr(reporter, "warning"):
-                reporter.warning("codec_fallback", reason)
-        reporter.progress("render", 0, n, "frame")
+    for w in writers:   # e.g. --codec auto: NVENC passed the probe but did not open for this video
+        reason = getattr(w, "fallback_reason", None)
+        if reason:
+            rep.warning("codec_fallback", reason)
+    rep.progress("render", 0, n, "frame")
     x_s = x_s.to(device)
     f_s = f_s.to(device)
     sink: InlineSink | None = None   # made at the first batch, when its size in bytes is known
@@ -125,9 +124,8 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
                 halve = True
             if halve:                                                   # outside `except`: frees the traceback
                 release_cached_memory(device)
-                if reporter is not None and hasattr(reporter, "warning"):
-                    reporter.warning("oom_batch", f"W+G ran out of memory at batch {batch}; retrying at "
-                                                  f"batch {batch // 2} (pass --batch to choose it yourself)")
+                rep.warning("oom_batch", f"W+G ran out of memory at batch {batch}; retrying at "
+                                         f"batch {batch // 2} (pass --batch to choose it yourself)")
                 batch //= 2
                 continue
             stats.render_s += time.perf_counter() - t0
@@ -138,8 +136,7 @@ def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: tor
             start += int(kp.shape[0])
             stats.frames = start
             stats.batches += 1
-            if reporter is not None:
-                reporter.progress("render", stats.frames, n, "frame")  # raises Cancelled if asked
+            rep.progress("render", stats.frames, n, "frame")  # raises Cancelled if asked
         if sink is not None:
             sink.close(checkpoint)
     except BaseException:

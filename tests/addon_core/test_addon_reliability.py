@@ -12,7 +12,7 @@ import pytest
 from joyvasa_blender.core import engine_client as ec
 from joyvasa_blender.core import media_check as mc
 from joyvasa_blender.core import requests
-from joyvasa_blender.core.jobs import JobState
+from joyvasa_blender.core.run_state import JobState
 from joyvasa_blender.core.contract.protocol import PROTOCOL_MAJOR, hello_problem
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 
 from joyvasa_blender.core import engine_client as ec
 from joyvasa_blender.core import requests
-from joyvasa_blender.core.jobs import JobState
+from joyvasa_blender.core.run_state import JobState
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
@@ -162,3 +162,15 @@ def test_summarize_doctor_flags_synthetic_weights():
     lines = ec.summarize_doctor({"ok": True, "synthetic": True, "weights": {"root": "/w"}, "next": []})
     assert SYNTHETIC_NOTE in lines[0] and not any(line.startswith("synthetic:") for line in lines)
     assert not any(SYNTHETIC_NOTE in line for line in ec.summarize_doctor({"ok": True, "synthetic": False}))
+
+
+def test_engine_config_from_preference_values(tmp_path) -> None:
+    """core/engine_config.py: the preferences' values -> one EngineConfig every engine start reads."""
+    from joyvasa_blender.core.engine_config import EngineConfig
+
+    cfg = EngineConfig.resolve(engine_python=str(tmp_path / "missing-python"), weights_dir=str(tmp_path),
+                               device="cpu", dtype="float32", watchdog_s=7, keep_warm=False)
+    assert cfg.python is None and "missing-python" in cfg.error and not cfg.keep_warm
+    assert cfg.job_prefs() == {"weights": str(tmp_path), "device": "cpu", "dtype": "float32"}
+    env = cfg.env()
+    assert env["JOYVASA_WEIGHTS"] == str(tmp_path) and env["PYTHONPATH"] == str(cfg.engine_src)

@@ -11,7 +11,7 @@ import pytest
 
 from joyvasa_blender.core import engine_client as ec
 from joyvasa_blender.core import requests
-from joyvasa_blender.core.jobs import JobState
+from joyvasa_blender.core.run_state import JobState
 from joyvasa_blender.core.worker import EngineWorker, worker_for
 
 TESTS = Path(__file__).resolve().parents[1]

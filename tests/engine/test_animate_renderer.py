@@ -14,6 +14,7 @@ import torch
 
 from engine.errors import Cancelled, OutOfMemory
 from engine.render.renderer import render_frames
+from engine.runner import NullReporter
 
 CPU = torch.device("cpu")
 
@@ -60,10 +61,11 @@ class ListWriter:
         self.frames.append(frame)
 
 
-class CancelAfter:
+class CancelAfter(NullReporter):
     """Reporter stand-in: progress() raises Cancelled once ``limit`` frames are done."""
 
     def __init__(self, limit: int) -> None:
+        super().__init__()
         self.limit = limit
         self.events: list[tuple[int, int]] = []
         self.warnings: list[tuple[str, str]] = []

@@ -75,7 +75,7 @@ def staging(out: Path) -> Path:
 
 
 def test_full_fetch_verifies_and_events_have_the_contract_shape(hub, hub_files, out: Path) -> None:
-    from engine.commands.doctor import build_report
+    from engine.pipeline.doctor import build_report
     from engine.contract.protocol import ERROR_CODES, EVENT_TYPES, STAGES
 
     run = fetch(out, hub.url)
@@ -253,7 +253,7 @@ def _tiny_onnx() -> bytes:
 def _xpose_bytes(tmp: Path) -> bytes:
     """A tiny X-Pose checkpoint when the engine has the X-Pose loader (then doctor loads it strictly),
     else any bytes (then only size and hash can be checked, and doctor says so)."""
-    from engine.commands.doctor import xpose_loader
+    from engine.pipeline.doctor import xpose_loader
 
     if xpose_loader() is None:
         return os.urandom(50_000)
@@ -276,7 +276,7 @@ def test_optional_parts_print_licences_first_and_load(hub_files, out: Path) -> N
         assert log.index(words) < log.index("[download]")           # licence shown before any byte comes
     groups = run.events[-1]["groups"]
     assert groups["liveportrait_animals"] and groups["detector"] and groups["xpose"]
-    from engine.commands.doctor import check_weights, xpose_loader
+    from engine.pipeline.doctor import check_weights, xpose_loader
 
     xpose = check_weights(out)["groups"]["xpose"]
     assert ("seconds" in xpose) == (xpose_loader() is not None), xpose     # loaded strictly when a loader exists
@@ -295,7 +295,7 @@ def test_a_file_the_mirror_lacks_is_named(hub_files, out: Path) -> None:
 
 def test_advice_names_the_fetcher_the_zip_has(tmp_path: Path) -> None:
     """doctor and every weights error name `python -m engine fetch` (in the extension), never tools/."""
-    from engine.commands.doctor import build_report
+    from engine.pipeline.doctor import build_report
     from engine.errors import OFFICIAL_WEIGHTS_HINT
 
     (tmp_path / "w").mkdir()

@@ -20,7 +20,7 @@ from engine.live.sources import AudioDeviceError, MicSource, PcmSource, list_inp
 from engine.motion.npz import load_motion
 from engine.pipeline.context import Context
 from engine.pipeline.live import run_live
-from engine.protocol import EventWriter
+from engine.contract.protocol import EventWriter
 from engine.runner import Reporter, run_job
 from engine_testkit import speech_clip
 from live_fakes import FakeSoundDevice, FakeStream
@@ -35,7 +35,7 @@ def _live(weights: Path, tmp: Path, stream: Any, *, src: Any = None, on_session:
         on_reporter(rep)
     job = LiveJob.from_dict({"out": str(tmp / "take.npz"), "weights": str(weights), "device": "cpu", **args})
     rc = run_job(rep, lambda r: run_live(job, Context(r), on_session=on_session, stream_factory=lambda *a: stream,
-                                         source_factory=None if src is None else (lambda j, p: src)))
+                                         source_factory=None if src is None else (lambda j, p: src))).code
     return rc, [json.loads(line) for line in buf.getvalue().splitlines()]
 
 
@@ -47,10 +47,22 @@ def _wav(path: Path) -> np.ndarray:
 
 def test_paced_file_streams_every_frame_in_order_and_the_take_matches(synthetic_tiny_joyvasa: Path,
                                                                       tmp_path: Path) -> None:
+    import socket
+
     clip = speech_clip(tmp_path, 1.3)
     stream = FakeStream(hop=5, lookahead=2)
-    rc, events = _live(synthetic_tiny_joyvasa, tmp_path, stream, audio=str(clip), pace="realtime", hop=5, lookahead=2)
-    assert rc == 0, events[-1]
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5.0)
+    try:
+        rc, events = _live(synthetic_tiny_joyvasa, tmp_path, stream, audio=str(clip), pace="realtime", hop=5,
+                           lookahead=2, livelink=f"127.0.0.1:{rx.getsockname()[1]}")
+        assert rc == 0, events[-1]
+        sent = [int.from_bytes(rx.recv(65536)[-(4 * 61 + 1 + 16):][:4], "big", signed=True)   # frame number
+                for _ in range(sum(e["type"] == "live_frame" for e in events))]
+    finally:
+        rx.close()
+    assert sent == list(range(len(sent))), "Live Link Face got every frame, in order, paced"
     kinds = [e["type"] for e in events]
     assert kinds[0] == "hello" and kinds[-1] == "done"
     assert kinds.index("live_started") < kinds.index("live_frame")
@@ -193,7 +205,7 @@ def test_portaudio_absent_is_portaudio_missing_with_the_linux_hint(synthetic_tin
     rep.command = "live"
     job = LiveJob.from_dict({"out": str(tmp_path / "take.npz"), "weights": str(synthetic_tiny_joyvasa),
                              "device": "cpu", "source": "mic"})
-    rc = run_job(rep, lambda r: run_live(job, Context(r), stream_factory=lambda *a: FakeStream()))
+    rc = run_job(rep, lambda r: run_live(job, Context(r), stream_factory=lambda *a: FakeStream())).code
     last = json.loads(buf.getvalue().splitlines()[-1])
     assert rc == 1 and last["code"] == "portaudio_missing" and "apt-get install libportaudio2" in last["message"]
     assert list(tmp_path.iterdir()) == []

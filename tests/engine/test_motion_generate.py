@@ -38,7 +38,7 @@ def _speech(seconds: float, seed: int = 0) -> np.ndarray:
 def test_frames_meta_and_determinism(layout, model, sampler):
     wave = _speech(2.0)
     opts = MotionOptions(seed=7, sampler=sampler)
-    m = generate_motion(layout, wave, opts, model=model)
+    m = generate_motion(model, wave, opts)
     assert m.n_frames == (32000 + 1920) // 640          # = floor(n'/640) when padding happened
     assert m.coef.shape == (m.n_frames, 73)
     assert m.meta["sampler"] == sampler and m.meta["seed"] == 7
@@ -46,25 +46,25 @@ def test_frames_meta_and_determinism(layout, model, sampler):
     assert m.meta["audio_offset_s"] == pytest.approx(AUDIO_OFFSET_S) == pytest.approx(-0.08)
     assert m.meta["audio_duration_s"] == pytest.approx(2.0)
     assert len(m.meta["checkpoint_sha256"]) == 64 and len(m.meta["audio_sha256"]) == 64
-    again = generate_motion(layout, wave, opts, model=model)
+    again = generate_motion(model, wave, opts)
     assert np.array_equal(m.coef, again.coef)
-    other = generate_motion(layout, wave, MotionOptions(seed=8, sampler=sampler), model=model)
+    other = generate_motion(model, wave, MotionOptions(seed=8, sampler=sampler))
     assert not np.array_equal(m.coef, other.coef)
 
 
 def test_silence_and_shorter_than_one_window(layout, model):
-    m = generate_motion(layout, np.zeros(800, np.float32), MotionOptions(), model=model)
+    m = generate_motion(model, np.zeros(800, np.float32), MotionOptions())
     assert m.n_frames == (800 + 1920) // 640 and np.all(np.isfinite(m.coef))
 
 
 def test_smoothing_and_pe_variant(layout, model):
     wave = _speech(1.5)
-    raw = generate_motion(layout, wave, MotionOptions(smooth=False), model=model)
-    sm = generate_motion(layout, wave, MotionOptions(smooth=True), model=model)
+    raw = generate_motion(model, wave, MotionOptions(smooth=False))
+    sm = generate_motion(model, wave, MotionOptions(smooth=True))
     assert np.array_equal(raw.exp, sm.exp) and np.array_equal(raw.coef, sm.coef)
     assert np.diff(sm.yaw).std() < np.diff(raw.yaw).std()
     assert sm.yaw[0] == raw.yaw[0]
-    legacy = generate_motion(layout, wave, MotionOptions(pe_variant="legacy"), model=model)
+    legacy = generate_motion(model, wave, MotionOptions(pe_variant="legacy"))
     assert legacy.meta["pe_variant"] == "legacy" and not np.array_equal(legacy.coef, sm.coef)
 
 
@@ -72,7 +72,7 @@ def test_first_upload_generation_70_25(tmp_path):
     from engine.motion.synthetic import write_joyvasa_weights
 
     write_joyvasa_weights(tmp_path, "tiny", seed=2, overrides={"motion_feat_dim": 70, "n_prev_motions": 25})
-    m = generate_motion(WeightsLayout(tmp_path), _speech(1.0), MotionOptions(sampler="ddim", steps=3))
+    m = generate_motion(MotionModel.load(WeightsLayout(tmp_path)), _speech(1.0), MotionOptions(sampler="ddim", steps=3))
     assert m.coef.shape[1] == 70 and m.n_frames == (16000 + 1920) // 640
 
 
@@ -85,7 +85,7 @@ def test_bad_options():
 
 
 def test_save_round_trip_and_fps(layout, model, tmp_path):
-    m = generate_motion(layout, _speech(1.0), MotionOptions(fps=50.0), model=model)
+    m = generate_motion(model, _speech(1.0), MotionOptions(fps=50.0))
     assert m.fps == 50.0 and m.n_frames == 2 * ((16000 + 1920) // 640)
     path = save_motion(tmp_path / "m.npz", m)
     back = load_motion(path)
@@ -179,7 +179,7 @@ def test_cancel_stops_generation(layout, model):
     model.encode = cancel_after_first
     try:
         with pytest.raises(Cancelled) as info:
-            generate_motion(layout, _speech(3.0), MotionOptions(), reporter=rep, model=model)
+            generate_motion(model, _speech(3.0), MotionOptions(), reporter=rep)
     finally:
         del model.encode
     assert info.value.stage == "motion" and calls["n"] == 1

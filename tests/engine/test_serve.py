@@ -162,11 +162,13 @@ def test_request_args_are_the_jobs_wire_form() -> None:
 
 
 def test_crop_request_and_unknown_command_through_the_one_table(tmp_path: Path) -> None:
-    """``crop`` is one line of engine.commands.PIPELINES; an unknown command is a bad_request."""
-    from engine.commands import PIPELINES
+    """``crop`` runs because its job type names a pipeline (engine/jobs.py, the one registry); an
+    unknown command is a bad_request."""
+    from engine.jobs import CropJob
+    from engine.pipeline import pipeline_commands
     from engine.serve import Worker as ServeWorker
 
-    assert "crop" in PIPELINES
+    assert CropJob.pipeline and "crop" in pipeline_commands()
     lines = (make_request("run", "k", command="crop", args={"image": str(PORTRAIT), "out": str(tmp_path / "c.png")})
              + make_request("run", "x", command="teleport", args={}))
     out = io.StringIO()

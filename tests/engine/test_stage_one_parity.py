@@ -72,7 +72,7 @@ def test_batched_warp_decode_equals_single(tiny_reference) -> None:
 
 
 def test_parity_command_group_all_ok(tiny_reference) -> None:
-    from engine.parity import run_parity
+    from engine.parity.run import run_parity
 
     buf = io.StringIO()
     failures = run_parity(tiny_reference, ["F_", "M_", "x_s", "W_", "G_", "S_", "I_s", "source_image"], out=buf)

@@ -145,7 +145,7 @@ def test_doctor_reports_hardware_encode(monkeypatch) -> None:
     import io
 
     import engine.render.writers as writers
-    from engine.commands.doctor import devices, print_text
+    from engine.pipeline.doctor import devices, print_text
 
     monkeypatch.setattr(writers, "nvenc_status", lambda: (False, "h264_nvenc does not open here (faked)"))
     info = devices()

@@ -342,7 +342,7 @@ def test_clicked_points_with_animal_use_the_animal_sizing() -> None:
 
 
 def test_doctor_reports_presence_strict_load_and_licence(tiny_state, tmp_path: Path) -> None:
-    from engine.commands.doctor import check_optional_parts, print_text
+    from engine.pipeline.doctor import check_optional_parts, print_text
     from engine.weights import WeightsLayout
 
     root = _weights_with_xpose(tmp_path, tiny_state)

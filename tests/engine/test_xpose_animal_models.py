@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import BadRequest, WeightsMissing
+from engine.runner import NullReporter
 from engine.weights import ANIMAL_MODEL_DIRS, WeightsLayout, animal_layout, choose_animal_models
 
 FILES = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator")
@@ -55,8 +56,9 @@ def test_layout_points_at_the_chosen_folder(tmp_path: Path) -> None:
     assert v11["stitching_retargeting_module"] == layout.stitching_retargeting  # stitching stays human
 
 
-class _Rep:
+class _Rep(NullReporter):
     def __init__(self) -> None:
+        super().__init__()
         self.logs: list[str] = []
         self.warnings: list[str] = []
 
@@ -107,7 +109,7 @@ def test_the_job_and_the_cli_know_the_same_choices() -> None:
 
 
 def test_doctor_checks_both_animal_model_folders(synthetic_tiny_lp: Path, tmp_path: Path) -> None:
-    from engine.commands.doctor import check_optional_parts
+    from engine.pipeline.doctor import check_optional_parts
 
     root = _folder(tmp_path, synthetic_tiny_lp, ("v1", "v1.1"))
     (root / ANIMAL_MODEL_DIRS["v1.1"] / "motion_extractor.pth").write_bytes(b"broken")

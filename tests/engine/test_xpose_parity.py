@@ -14,7 +14,7 @@ from engine_testkit import REPO
 
 
 def test_every_reference_array_is_reproduced(xpose_reference: Path) -> None:
-    from engine.parity import run_parity
+    from engine.parity.run import run_parity
 
     buf = io.StringIO()
     failures = run_parity(xpose_reference, out=buf)

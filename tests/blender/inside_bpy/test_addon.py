@@ -320,16 +320,16 @@ def test_missing_interpreter_is_a_clear_error(scene, speech_wav, monkeypatch, tm
     scene.joyvasa.audio_path = str(speech_wav)
     try:
         # a preference that is set but wrong is named (never silently replaced by another Python)
-        cfg = addon("prefs").engine_config()
-        assert cfg["python"] is None and "Engine Python" in cfg["error"] and "also_missing" in cfg["error"]
+        cfg = addon("engine_setup").engine_config()
+        assert cfg.python is None and "Engine Python" in cfg.error and "also_missing" in cfg.error
         res, msg = run_op(bpy.ops.joyvasa.generate_motion)
         assert res == {"CANCELLED"} and "Engine Python is set to" in msg
         prefs.engine_python = ""
-        cfg = addon("prefs").engine_config()
-        assert "JOYVASA_ENGINE_PYTHON" in cfg["error"] and "nope" in cfg["error"]
+        cfg = addon("engine_setup").engine_config()
+        assert "JOYVASA_ENGINE_PYTHON" in cfg.error and "nope" in cfg.error
         monkeypatch.delenv("JOYVASA_ENGINE_PYTHON")
-        cfg = addon("prefs").engine_config()
-        assert cfg["python"] is None and "no engine Python found" in cfg["error"]
+        cfg = addon("engine_setup").engine_config()
+        assert cfg.python is None and "no engine Python found" in cfg.error
         res, msg = run_op(bpy.ops.joyvasa.generate_motion)
         assert res == {"CANCELLED"} and "no engine Python found" in msg
     finally:

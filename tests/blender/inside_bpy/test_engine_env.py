@@ -61,7 +61,7 @@ def test_create_engine_environment(engine_src):
 def test_install_command_lines_per_platform(engine_src, case):
     machine, url = _machines()[case]
     addon("runtime").MACHINE = machine
-    choice, steps = addon("prefs").install_plan(bpy.context)
+    choice, steps = addon("engine_setup").install_plan(bpy.context)
     assert choice.index_url == url
     torch_step = steps[1][1]
     assert torch_step[3:6] == ["install", "--progress-bar", "off"] and torch_step[6] == "torch>=2.2"
@@ -76,7 +76,7 @@ def test_torch_build_preference_overrides_auto(engine_src):
     addon("runtime").MACHINE = _machines()["windows-nvidia"][0]
     prefs = bpy.context.preferences.addons[MODULE].preferences
     prefs.torch_build = "cpu"
-    choice, steps = addon("prefs").install_plan(bpy.context)
+    choice, steps = addon("engine_setup").install_plan(bpy.context)
     assert choice.build == "cpu" and steps[1][1][-1] == "https://download.pytorch.org/whl/cpu"
 
 

@@ -92,7 +92,7 @@ def test_panels_draw_in_all_states(scene, tmp_path):
                 assert {"head_strength", "expression_strength", "lip_strength", "eye_strength", "seed",
                         "animal", "output_dir", "sequencer_scene"} <= props
     # while a job runs: a progress bar with the stage text and a Cancel button
-    runtime, jobs = addon("runtime"), addon("core.jobs")
+    runtime, jobs = addon("runtime"), addon("core.run_state")
     job = jobs.JobState(kind="motion")
     job.start()
     job.feed({"type": "progress", "stage": "motion", "done": 2, "total": 4, "eta_s": 3.0})

@@ -1,4 +1,4 @@
-"""Batch job files: reading, validation, identity (hash) and done markers.
+"""Batch job files: reading, validation, identity (hash), outputs that must not collide, done markers.
 
 A job is finished when its marker ``<state>/<id>.done.json`` holds the same job hash and every
 output it lists exists: a re-run skips it; changing any argument of a job re-runs it.
@@ -10,11 +10,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from engine.errors import BadRequest
 from engine.fileio import atomic_path
+from engine.batch.paths import marker_path
 from engine.jobs import job_from_dict
+from engine.pathguard import animate_outputs, same_file
 
 #: the commands a batch job may name (generation and rendering; run as the warm worker runs them)
 COMMANDS = ("motion", "animate")
@@ -24,7 +27,7 @@ RESERVED = ("progress",)
 
 
 @dataclass
-class Job:
+class BatchJob:
     id: str
     command: str
     args: dict[str, Any]                 # the job's wire form (engine/jobs.py), paths absolute, incl. "out"
@@ -41,7 +44,7 @@ class Job:
         return {"id": self.id, "command": self.command, "args": dict(self.args)}
 
 
-def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
+def load_jobs(path: Path, weights: str | None = None) -> list[BatchJob]:
     """Read and validate ``path``; BadRequest says which job and what is wrong."""
     path = Path(path)
     from engine.pathguard import input_problem
@@ -64,7 +67,7 @@ def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
         raise BadRequest(f"{path}: expected a JSON list of job objects (or {{\"jobs\": [...], \"defaults\": {{}}}})")
     base = path.resolve().parent
     default_weights = weights or os.environ.get("JOYVASA_WEIGHTS") or None
-    jobs: list[Job] = []
+    jobs: list[BatchJob] = []
     for i, raw in enumerate(data):
         raw = {**defaults, **raw}
         jid = str(raw.pop("id", f"job{i}"))
@@ -83,7 +86,7 @@ def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
         for key in PATH_ARGS:
             if isinstance(raw.get(key), str) and raw[key]:
                 raw[key] = str((base / os.path.expanduser(raw[key])).resolve())
-        jobs.append(Job(jid, command, raw))
+        jobs.append(BatchJob(jid, command, raw))
     ids = [j.id for j in jobs]
     dup = sorted({x for x in ids if ids.count(x) > 1})
     if dup:
@@ -93,8 +96,6 @@ def load_jobs(path: Path, weights: str | None = None) -> list[Job]:
             job_from_dict(job.args, job.command)
         except BadRequest as exc:
             raise BadRequest(f"{path.name} job {i} ({job.id}): {exc}") from None
-    from engine.batch.paths import check_jobs
-
     check_jobs(jobs, path)
     return jobs
 
@@ -105,9 +106,7 @@ def state_dir(jobs_file: Path) -> Path:
     return p.with_name(p.name + ".state")
 
 
-def is_done(job: Job, state: Path) -> bool:
-    from engine.batch.paths import marker_path
-
+def is_done(job: BatchJob, state: Path) -> bool:
     marker = marker_path(job.id, state)
     try:
         data = json.loads(marker.read_text())
@@ -117,18 +116,39 @@ def is_done(job: Job, state: Path) -> bool:
     return data.get("key") == job.key and bool(outputs) and all(Path(p).exists() for p in outputs.values())
 
 
-def mark_done(job: Job, state: Path, outputs: dict[str, str]) -> None:
+def mark_done(job: BatchJob, state: Path, outputs: dict[str, str]) -> None:
     state.mkdir(parents=True, exist_ok=True)
-    from engine.batch.paths import marker_path
-
     with atomic_path(marker_path(job.id, state)) as tmp:
         tmp.write_text(json.dumps({"key": job.key, "command": job.command, "outputs": outputs}, indent=1))
 
 
-def clear_done(job: Job, state: Path) -> None:
-    from engine.batch.paths import marker_path
-
+def clear_done(job: BatchJob, state: Path) -> None:
     try:
         marker_path(job.id, state).unlink()
     except OSError:
         pass
+
+
+def job_outputs(job: BatchJob) -> list[tuple[str, Path]]:
+    """Every path a job writes: (option, path); a frames folder counts as one output."""
+    if job.command == "animate":
+        files, folders = animate_outputs(SimpleNamespace(**job.args))
+        named = {**files, **folders}
+    else:
+        named = {"--out": Path(job.args["out"]) if job.args.get("out") else None}
+    return [(opt, p) for opt, p in named.items() if p is not None]
+
+
+def check_jobs(jobs: list[BatchJob], where: Path) -> None:
+    """Refuse unusable ids and any output two jobs share (BadRequest naming both jobs), before any
+    job runs: two jobs with the same ``out`` both reported ok while the second silently replaced
+    the first. Outputs are compared by real path (:func:`engine.pathguard.same_file`)."""
+    seen: list[tuple[str, str, Path]] = []
+    for job in jobs:
+        marker_path(job.id, Path("."))
+        for opt, path in job_outputs(job):
+            for other_id, other_opt, other in seen:
+                if same_file(path, other):
+                    raise BadRequest(f"{where.name}: jobs {other_id!r} ({other_opt}) and {job.id!r} ({opt}) both "
+                                     f"write {path}; the second would replace the first: give each job its own output")
+            seen.append((job.id, opt, path))

@@ -1,6 +1,6 @@
-"""The engine's ARKit readout (engine/export/arkit.py) is a deliberate copy of the add-on's
-(joyvasa_blender semantic module): same data file byte for byte, same numbers, and the Live Link
-Face CSV carries exactly the shape-key values the add-on keys for the same take."""
+"""Both halves read expressions through the contract's semantic projection (engine/contract/semantic.py):
+the Live Link Face CSV the engine exports carries exactly the shape-key values the add-on keys
+for the same take."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
@@ -22,21 +21,6 @@ from joyvasa_blender.core import motion_core, retarget  # noqa: E402
 from joyvasa_blender.core.contract import semantic  # noqa: E402
 
 GOLDEN = REPO / "tests" / "contract" / "motion_v1.npz"
-
-
-@pytest.mark.parametrize("mode", ["auto", "median", "first", "lip_array"])
-def test_channel_weights_agree(mode: str) -> None:
-    rng = np.random.default_rng(7)
-    basis = semantic.load_basis()
-    # random combinations of the basis directions (positive and negative) plus noise
-    B = basis.matrix()
-    exp = (rng.normal(0, 3, (40, B.shape[1])) @ B.T).reshape(40, 21, 3) + rng.normal(0, 2e-3, (40, 21, 3))
-    groups = ("mouth", "eyes", "brows", "gaze")
-    ours = arkit.channel_weights(exp, reference_mode=mode, groups=groups)
-    theirs = semantic.project(exp, reference_mode=mode, groups=groups).as_dict()
-    assert set(ours) == set(theirs)
-    for name in theirs:
-        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-9, err_msg=name)
 
 
 def test_csv_equals_the_addon_keys(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Job state machine for one engine run (bpy-free).
+"""Run state of one engine run (bpy-free): the state machine from its events to done, failed or cancelled.
 
 Why separate: the panel, the modal/timer path and the synchronous background path must agree
 on what an event sequence means (done, failed, cancelled, crashed) and on the text shown to
