@@ -59,7 +59,7 @@ def test_exact_mode_equals_engine_motion(layout, model, sampler):
     EMA, expression); 3.3 s = 4 full tiny windows + a padded one, fed in odd-sized blocks."""
     wave = _speech(3.3)
     opts = MotionOptions(seed=5, sampler=sampler)
-    off = generate_motion(layout, wave, opts, model=model)
+    off = generate_motion(model, wave, opts)
     st, frames = _stream(model, wave, opts, [777, 5000, 13], schedule="offline")
     m = st.take_motion()
     assert m.n_frames == off.n_frames == len(frames)
@@ -72,6 +72,12 @@ def test_exact_mode_equals_engine_motion(layout, model, sampler):
     assert m.meta["audio_sha256"] == off.meta["audio_sha256"]
     shifted = np.roll(off.coef, 1, axis=0)
     assert np.abs(shifted - m.coef).max() > 1e-2          # the tolerance would catch an off-by-one
+    # the take's file: the keys and dtypes `engine motion` writes (voice level included)
+    from engine.motion.npz import motion_arrays
+
+    want = motion_arrays(direct_motion(off, parse_controls({}), wave))
+    got = st.take_arrays()
+    assert {k: v.dtype for k, v in got.items()} == {k: v.dtype for k, v in want.items()}
 
 
 def test_exact_mode_per_frame_controls_match_offline(layout, model):
@@ -81,7 +87,7 @@ def test_exact_mode_per_frame_controls_match_offline(layout, model):
                                "expression_offset": {"smile": 0.4, "brow": [0.0, 0.5, -0.3]},
                                "gaze": {"x": 0.2, "follow_head": 0.3}, "fade_s": {"in": 0.3}})
     opts = MotionOptions(seed=2)
-    off = direct_motion(generate_motion(layout, wave, opts, model=model), controls, wave)
+    off = direct_motion(generate_motion(model, wave, opts), controls, wave)
     st, _ = _stream(model, wave, opts, [4000], schedule="offline", controls=controls)
     m = st.take_motion()
     for k in ("exp", "pitch", "yaw", "roll", "t", "scale", "R"):
@@ -222,3 +228,18 @@ def test_hop_for_a_slower_machine():
     assert hop_for(1.2) == 45                                # 1.5 x 1.2 s = 1.8 s = 45 frames
     assert hop_for(10.0) == 95                               # capped at window - lookahead
 
+
+
+def test_crossfade_blends_only_the_first_frames_of_a_hop(model, tmp_path):
+    from engine.motion.npz import load_motion, save_motion
+
+    wave = _speech(1.2, seed=6)
+    opts = MotionOptions(seed=9, steps=3)
+    plain, _ = _stream(model, wave, opts, [2000], hop=4, lookahead=3)
+    faded, _ = _stream(model, wave, opts, [2000], hop=4, lookahead=3, crossfade=2)
+    a, b = plain.take_motion().coef, faded.take_motion().coef
+    hop_pos = np.arange(len(a)) % 4
+    assert np.array_equal(a[:4], b[:4])                       # the first hop has no previous window
+    assert not np.allclose(a[4:][hop_pos[4:] < 2], b[4:][hop_pos[4:] < 2])
+    path = save_motion(tmp_path / "take.npz", faded.take_motion())
+    assert load_motion(path).n_frames == len(b)
