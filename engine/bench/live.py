@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         precision = select_motion_precision(device, args.dtype, job.motion.sampler)
         other = dataclasses.replace(job.motion, seed=args.seed + 1)
         t0 = time.monotonic()
-        offline = tuple(generate_motion(layout, wave, opts, device=str(device), model=model, dtype=precision.compute)
+        offline = tuple(generate_motion(model, wave, opts, dtype=precision.compute)
                         for opts in (job.motion, other))
         print(f"offline takes (seeds {args.seed}, {args.seed + 1}): {time.monotonic() - t0:.1f} s", flush=True)
     rows = []

@@ -59,7 +59,7 @@ def test_exact_mode_equals_engine_motion(layout, model, sampler):
     EMA, expression); 3.3 s = 4 full tiny windows + a padded one, fed in odd-sized blocks."""
     wave = _speech(3.3)
     opts = MotionOptions(seed=5, sampler=sampler)
-    off = generate_motion(layout, wave, opts, model=model)
+    off = generate_motion(model, wave, opts)
     st, frames = _stream(model, wave, opts, [777, 5000, 13], schedule="offline")
     m = st.take_motion()
     assert m.n_frames == off.n_frames == len(frames)
@@ -81,7 +81,7 @@ def test_exact_mode_per_frame_controls_match_offline(layout, model):
                                "expression_offset": {"smile": 0.4, "brow": [0.0, 0.5, -0.3]},
                                "gaze": {"x": 0.2, "follow_head": 0.3}, "fade_s": {"in": 0.3}})
     opts = MotionOptions(seed=2)
-    off = direct_motion(generate_motion(layout, wave, opts, model=model), controls, wave)
+    off = direct_motion(generate_motion(model, wave, opts), controls, wave)
     st, _ = _stream(model, wave, opts, [4000], schedule="offline", controls=controls)
     m = st.take_motion()
     for k in ("exp", "pitch", "yaw", "roll", "t", "scale", "R"):
