@@ -309,14 +309,7 @@ def serve() -> int:
             continue
         command = req.get("command")
         if command == "doctor":
-            emit({"type": "hello", "job": job, "engine_version": "fake", "python": "3",
-                  "torch": None, "device": "cpu", "dtype": "float32", "command": "doctor"})
-            emit({"type": "done", "job": job, "outputs": {}, "ok": True,
-                  "report": {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                             "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
-                             "ok": True, "next": ["Ready (fake worker)"],
-                             "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1",
-                             "weights": {"root": (req.get("args") or {}).get("weights"), "files": {}, "groups": {}}}})
+            doctor_job((req.get("args") or {}).get("weights"), job)
             continue
         current["job"] = job
         _cancel.value = False
@@ -456,6 +449,21 @@ def fake_devices() -> dict:
             "in_use": "CPU only: no GPU found (rendering takes seconds per frame)", "gpu_warning": False}
 
 
+def doctor_report(weights: str | None) -> dict:
+    return {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
+            "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
+            "weights": {"root": weights, "files": {}, "groups": {}}, "ok": True, "next": ["Ready (fake engine)"],
+            "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}
+
+
+def doctor_job(weights: str | None, job: str | None = None) -> None:
+    """A doctor job (a serve request or ``run --job``): hello, then done with the report."""
+    stamp = {"job": job} if job else {}
+    emit({"type": "hello", **stamp, "engine_version": "fake", "python": "3", "torch": None, "device": "cpu",
+          "dtype": "float32", "command": "doctor"})
+    emit({"type": "done", **stamp, "outputs": {}, "ok": True, "report": doctor_report(weights)})
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["-c"]:
         exec(compile(argv[1], "<fake -c>", "exec"), {"__name__": "__main__"})
@@ -475,14 +483,13 @@ def main(argv: list[str]) -> int:
         if log:
             with open(log, "a") as fh:
                 fh.write(json.dumps(["job", job]) + "\n")
+        if command == "doctor":
+            doctor_job(job.get("weights"))
+            return 0
     if command == "serve":
         return serve()
     if command == "doctor":
-        print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                          "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
-                          "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
-                          "ok": True, "next": ["Ready (fake engine)"],
-                          "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))
+        print(json.dumps(doctor_report(option(args, "--weights")), indent=1))
         return 0
     if command == "crop" and "--json" in args:   # the framing check: 'noface' in the file name = no face
         if "noface" in Path(option(args, "--image", "") or "").name:
