@@ -182,19 +182,27 @@ class Worker:
                 if slot.stop_requested:
                     session.stop()
 
-        try:
-            def body(r: Reporter) -> Any:
-                live = job_from_dict(req.get("args") or {}, "live")
-                assert isinstance(live, LiveJob)
-                return run_live(live, Context(r, self.models), pcm=slot.pcm if slot else None, on_session=on_session)
-
-            run_job(rep, body)
-        finally:
+        def end_session() -> None:   # before the last event: a request sent after it sees no session
             with self._lock:
-                self._current = None
                 self._live = None
             if slot is not None and slot.pcm is not None:
                 slot.pcm.close()
+
+        try:
+            def body(r: Reporter) -> Any:
+                try:
+                    live = job_from_dict(req.get("args") or {}, "live")
+                    assert isinstance(live, LiveJob)
+                    return run_live(live, Context(r, self.models), pcm=slot.pcm if slot else None,
+                                    on_session=on_session)
+                finally:
+                    end_session()
+
+            run_job(rep, body)
+        finally:
+            end_session()
+            with self._lock:
+                self._current = None
 
     def release(self, req: dict[str, Any]) -> None:
         released = self.models.release()

@@ -297,9 +297,8 @@ def start_session(context: Any, submit: Any = None) -> Session:
         owners.append(("OBJECT", ctrl, bpy.data.objects[ctrl]))
     _snapshot(sess)
     _detach(sess, owners)
-    measure = getattr(rig_presets, "rig_geometry", None)   # head-space / aim targets: measured once, unanimated
-    if measure is not None and rig is not None:             # (no frame is prepared before the first tick)
-        mapper.geometry = measure(rig, preset, head or preset.head.bone or apply_motion.guess_head_bone(rig))
+    if rig is not None:      # head-space / aim targets: measured once, unanimated (no frame is prepared yet)
+        mapper.geometry = rig_presets.rig_geometry(rig, preset, head or preset.head.bone or apply_motion.guess_head_bone(rig))
     runtime.LIVE = sess
     runtime.LIVE_LAST = {"state": "running", "message": "Live: starting the engine..."}
     if not bpy.app.timers.is_registered(tick):
@@ -549,6 +548,8 @@ def write(sess: Session, a: lp.LiveFrame, b: lp.LiveFrame, w: float) -> None:
                 for axis in plan.bone_axes[(bone, transform)]:
                     loc[axis] = float(vals[0, axis])
                 pb.location = loc
+            elif transform == "rotvec":   # head-space turns (issue 27): axis x angle, as the offline keyer
+                _set_rotation(pb, mathutils.Matrix(apply_motion._matrix_from_rotvec(vals[:1])[0].tolist()))
             else:   # local X, then Y, then Z (mc.matrix_from_euler "XYZ", as the offline keyer)
                 _set_rotation(pb, mathutils.Euler(vals[0].tolist(), "XYZ").to_matrix())
         props: dict[str, list] = {}

@@ -105,15 +105,17 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, float), q)) if values else float("nan")
 
 
-def _keeps_up(latencies: list[float], hop: int) -> tuple[float, float, bool]:
+def _keeps_up(latencies: list[float], windows: list[float], hop: int) -> tuple[float, float, bool]:
     """(worst frame latency of the first quarter, of the last quarter, keeps up). Latency saw-tooths
-    over a hop, so compare whole quarters' maxima; keeping up = the end no worse than the start
-    plus one hop (a stream that falls behind gains latency with every window)."""
-    if len(latencies) < 8:
+    over a hop, so compare whole quarters' maxima: keeping up = the end no worse than the start plus
+    one hop (a stream that falls behind gains latency with every window) AND the mean window fits
+    in the audio of one hop (t_win <= H x 40 ms; over a short run the trend alone can hide a slow
+    drift)."""
+    if len(latencies) < 8 or not windows:
         return float("nan"), float("nan"), False
     q = len(latencies) // 4
     start, end = max(latencies[:q]), max(latencies[-q:])
-    return start, end, end <= start + hop / 25 + 0.1
+    return start, end, end <= start + hop / 25 + 0.1 and sum(windows) / len(windows) <= hop / 25
 
 
 def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: str, args: argparse.Namespace,
@@ -153,7 +155,7 @@ def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: 
     mem.done.set()
     mem.join()
     st = session.stats
-    lat_start, lat_end, keeps = _keeps_up(st.latencies, hop)
+    lat_start, lat_end, keeps = _keeps_up(st.latencies, st.windows, hop)
     lags = [lag for _, lag in st.lags]
     take = take_motion(stream)
     row: dict[str, Any] = {

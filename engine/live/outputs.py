@@ -38,7 +38,7 @@ import numpy as np
 
 from engine.export import arkit
 from engine.export.livelink import arkit_column
-from engine.contract.semantic import load_basis
+
 
 #: frames the live neutral expression is measured over (10 s at 25 fps)
 REFERENCE_FRAMES = 250
@@ -81,7 +81,7 @@ class LiveArkit:
 
     def __init__(self, reference_frames: int = REFERENCE_FRAMES) -> None:
         self._history: deque[np.ndarray] = deque(maxlen=reference_frames)
-        self._basis = load_basis()
+        self._basis = arkit.load_basis()
 
     def __call__(self, exp: Any) -> dict[str, float]:
         """PascalCase ARKit shape -> weight in [0, 1] (every one of the 52; unread shapes are 0)."""
@@ -219,11 +219,22 @@ class VmcOutput:
 
 
 class Outputs:
-    """The session's network outputs: one readout per frame shared by all of them."""
+    """The session's network outputs: one readout per frame shared by all of them.
+
+    Why paced: the stream commits H frames at once; a receiver that shows the newest value (Unreal
+    Live Link's default, VMC apps) would jump once per hop. :meth:`submit` queues a frame with the
+    time it is due (its audio time + the playout delay D, on ``time.monotonic``); a sender thread
+    sends each at that time, in order (at once when it is already late). :meth:`send` is the
+    immediate path the thread uses."""
 
     def __init__(self, outputs: Iterable[LiveOutput]) -> None:
+        import queue
+
         self.outputs = list(outputs)
         self.readout = LiveArkit() if self.outputs else None
+        self._queue: "queue.Queue[tuple[float, FrameLike] | None]" = queue.Queue()
+        self._thread: Any = None
+        self._drop = False
 
     def send(self, frame: FrameLike) -> None:
         if self.readout is None:
@@ -232,7 +243,43 @@ class Outputs:
         for out in self.outputs:
             out.send(frame, shapes)
 
-    def close(self) -> None:
+    def submit(self, frame: FrameLike, due: float) -> None:
+        """Send ``frame`` at ``due`` (``time.monotonic()``), after every frame submitted before it."""
+        if not self.outputs:
+            return
+        if self._thread is None:
+            import threading
+
+            self._thread = threading.Thread(target=self._pace, name="live-outputs", daemon=True)
+            self._thread.start()
+        self._queue.put((due, frame))
+
+    def _pace(self) -> None:
+        import time
+
+        while True:
+            item = self._queue.get()
+            if item is None or self._drop:
+                return
+            due, frame = item
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if self._drop:
+                return
+            try:
+                self.send(frame)
+            except Exception as exc:  # noqa: BLE001 - an output must never stop the session
+                print(f"live output: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+    def close(self, drain_s: float = 0.0) -> None:
+        """Stop: send what is still due within ``drain_s`` seconds (a stopped take plays out its
+        last frames), drop the rest, close the sockets."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=drain_s)
+            self._drop = True
+            self._thread.join(timeout=1.0)
         for out in self.outputs:
             out.close()
 

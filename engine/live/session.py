@@ -36,6 +36,8 @@ DELAY_FRAMES = 250
 T_IO_S = 0.05
 #: how long one read of the source waits before the loop checks cancel and the microphone
 POLL_S = 0.05
+#: audio samples per 25 fps frame
+SAMPLES_PER_FRAME = RATE // LIVE_FPS
 
 
 def predicted_delay(hop: int, lookahead: int, window_s: float) -> float:
@@ -105,6 +107,9 @@ class LiveSession:
         self._started = False
         self._last_stats = 0.0
         self._last_t = float("-inf")
+        self._audio_t0 = time.monotonic()
+        #: the constant delay the network outputs play frames at (the predicted D)
+        self.playout_delay = predicted_delay(hop, lookahead, window_s)
 
     # -- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -143,13 +148,20 @@ class LiveSession:
             if not self._started and len(block):
                 self._started = True
                 self.emit("live_started", rate=RATE, fps=LIVE_FPS, hop=self.hop, lookahead=self.lookahead,
-                          source=self.source.name, delay_s=round(predicted_delay(self.hop, self.lookahead,
-                                                                                 self.window_s), 3))
+                          source=self.source.name, delay_s=round(self.playout_delay, 3))
+            if self.stats.received == 0:
+                self._audio_t0 = arrival
             self.stats.received += len(block)
             self._arrivals.add(self.stats.received, self._to_clock(arrival))
             self._captured.append(np.clip(np.round(block * 32768.0), -32768, 32767).astype(np.int16))
         samples = np.concatenate(blocks) if len(blocks) > 1 else np.asarray(blocks[0], np.float32)
-        self._commit(self._timed(lambda: self.stream.feed(samples)))
+        # a backlog goes in one hop of audio at a time: each window's frames go out as soon as that
+        # window is done (not after the whole backlog), and cancel is seen between windows
+        step = max(1, self.hop) * SAMPLES_PER_FRAME
+        for start in range(0, len(samples), step):
+            self._check_cancel()
+            chunk = samples[start:start + step]
+            self._commit(self._timed(lambda: self.stream.feed(chunk)))
 
     def _to_clock(self, arrival: float) -> float:
         """A source's ``time.monotonic()`` arrival on the session's clock."""
@@ -187,9 +199,14 @@ class LiveSession:
                       motion=frame_motion(f))
             self.stats.frames += 1
             if self.outputs is not None:
-                self.outputs.send(f)
+                self.outputs.submit(f, self._due(float(f.t)))
             if self.on_frame is not None:
                 self.on_frame(f, latency)
+
+    def _due(self, t: float) -> float:
+        """When a frame showing audio time ``t`` is due at the network outputs (``time.monotonic``):
+        the first sample's arrival + t + the predicted playout delay D (constant for the session)."""
+        return self._audio_t0 + max(0.0, t) + self.playout_delay
 
     def _maybe_stats(self) -> None:
         now = self.clock()

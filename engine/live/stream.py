@@ -67,7 +67,20 @@ SCHEDULES = ("live", "offline")
 #: prediction of them (0 = off: the seams measured no worse than inside hops, docs/live.md)
 DEFAULT_CROSSFADE = 0
 
+#: a stream keeps up when a window's compute fits in the audio of one hop with this margin
+KEEP_UP_MARGIN = 1.5
+
 FPS = 25.0
+
+
+def hop_for(t_win_s: float, floor: int = DEFAULT_HOP, window: int = 100, lookahead: int = DEFAULT_LOOKAHEAD,
+            margin: float = KEEP_UP_MARGIN) -> int:
+    """The smallest hop H >= ``floor`` whose audio (H x 40 ms) covers ``margin`` x a window's
+    compute ``t_win_s`` (e.g. a warm-up window's): the default hop on a machine slower than the
+    one :data:`DEFAULT_HOP` was chosen for (docs/live.md, "Choosing H and F"). At most
+    ``window - lookahead``; a machine that cannot keep up even then gets that (its lag grows)."""
+    need = math.ceil(margin * max(0.0, float(t_win_s)) * FPS - 1e-9)
+    return int(min(max(floor, need), window - lookahead))
 #: live voice level: the loud level is the running 95th percentile of the 10 ms RMS, but never
 #: below this (dBFS), so room tone before the first word reads as silence
 LIVE_LOUD_FLOOR_DBFS = -30.0

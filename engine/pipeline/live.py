@@ -12,6 +12,7 @@ A cancel writes nothing; a source error (a lost microphone) writes nothing and s
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -93,6 +94,13 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
     livelink, vmc = parse_host_port("--livelink", job.livelink), parse_host_port("--vmc", job.vmc)
     model = motion_model(ctx, layout, device)                                           # 3
     window_s = 0.0 if stream_factory else warm_up(model, layout, job, precision, controls)
+    if job.hop is None and job.schedule == "live" and stream_factory is None:
+        from engine.live.stream import hop_for
+
+        lookahead = job.lookahead if job.lookahead is not None else None
+        hop = hop_for(window_s, **({"lookahead": lookahead} if lookahead is not None else {}))
+        job = dataclasses.replace(job, hop=hop)   # the default hop that keeps up on this machine
+        rep.log(f"live: a window takes {window_s:.2f} s here -> hop {hop} frames")
     stream = (stream_factory or open_stream)(model, layout, job, precision, controls)    # 4
     source = (source_factory or open_source)(job, pcm)                                  # 5
     outputs = open_outputs(livelink, vmc)
@@ -107,9 +115,14 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
     try:
         source.start()
         session.run()
-    finally:
+    except BaseException:
         source.close()
-        outputs.close()
+        outputs.close()                       # cancel / error: the frames not yet sent are dropped
+        raise
+    else:
+        source.close()
+        outputs.close(drain_s=session.playout_delay + 0.5)   # stop: the last frames play out
+    finally:
         rep.stage_end("motion")
     stats = session.stats
     totals = {"live": {"frames": stats.frames, "audio_s": round(stats.received / 16000, 3),

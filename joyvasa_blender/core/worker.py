@@ -16,7 +16,6 @@ not honoured within the grace period kills the worker (the next request restarts
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import queue
 import subprocess
@@ -27,8 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, drain_queue, kill_process, pump_events
-from .contract.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, REQUEST_TYPES, ProtocolError,
-                                hello_problem, make_request, parse_event)
+from .contract.protocol import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, ProtocolError, hello_problem, make_request, parse_event
 
 START_TIMEOUT_S = 120.0   # interpreter + engine imports; torch alone takes seconds on a cold disk
 #: commands the add-on sends to the warm engine (those that load networks); others run one-shot
@@ -295,7 +293,7 @@ class EngineWorker:
         self.last_used = time.monotonic()
         self.last_crash = []
         line = (make_request("run", job.job_id, command=command, args=args) if request == "run"
-                else _request_line(request, job.job_id, args=args))
+                else make_request(request, job.job_id, args=args))
         if not self.send(line):
             self._reap()
             job._crashed(self.proc.poll() if self.proc else None)
@@ -304,7 +302,7 @@ class EngineWorker:
     def live_stop(self, job: WorkerJob) -> bool:
         """End ``job``'s live session: the engine flushes, writes the WAV and the motion file, then ``done``."""
         self.last_used = time.monotonic()
-        return self.send(_request_line("live_stop", job.job_id))
+        return self.send(make_request("live_stop", job.job_id))
 
     def release(self) -> bool:
         """Ask the worker to free every cached network (and GPU memory)."""
@@ -360,15 +358,6 @@ class EngineWorker:
         if st == "busy":
             return f"Engine busy (pid {pid}, request {self.requests})"
         return f"Engine warm (pid {pid}, {self.requests} request(s), idle {self.idle_for():.0f} s)"
-
-
-def _request_line(type_: str, job: str, **fields: Any) -> str:
-    """A request line; the live requests (protocol 1.5) go through make_request once the
-    protocol copy lists them."""
-    if type_ in REQUEST_TYPES:
-        return make_request(type_, job, **fields)
-    return json.dumps({"v": PROTOCOL_MAJOR, "type": type_, "job": str(job), **fields},
-                      separators=(",", ":"), allow_nan=False) + "\n"
 
 
 def worker_for(current: EngineWorker | None, python: str, cwd: Path | str | None,

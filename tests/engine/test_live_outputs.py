@@ -168,3 +168,32 @@ def test_an_absent_receiver_does_not_stop_the_stream() -> None:
     for f in _frames(3):
         out.send(f)
     out.close()
+
+
+def test_paced_frames_go_out_in_order_and_a_stop_plays_out_the_rest() -> None:
+    """Frames are queued with their due time (a hop's burst is spread over real time); a stop sends
+    the ones still due within the drain time; order never changes."""
+    import time
+
+    frames = _frames(5)
+    with receiver() as rx:
+        out = Outputs([LiveLinkOutput("127.0.0.1", rx.getsockname()[1])])
+        now = time.monotonic()
+        for k, f in enumerate(frames):
+            out.submit(f, now + 0.04 * k - (0.5 if k == 0 else 0.0))   # frame 0 already late
+        out.close(drain_s=5.0)
+        got = [decode_livelink(rx.recv(65536))["frame"] for _ in frames]
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_a_cancel_drops_frames_not_yet_due() -> None:
+    import time
+
+    with receiver() as rx:
+        out = Outputs([LiveLinkOutput("127.0.0.1", rx.getsockname()[1])])
+        for f in _frames(3):
+            out.submit(f, time.monotonic() + 30.0)
+        out.close()                                 # no drain: nothing was due
+        rx.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            rx.recv(65536)

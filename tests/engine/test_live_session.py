@@ -47,10 +47,22 @@ def _wav(path: Path) -> np.ndarray:
 
 def test_paced_file_streams_every_frame_in_order_and_the_take_matches(synthetic_tiny_joyvasa: Path,
                                                                       tmp_path: Path) -> None:
+    import socket
+
     clip = speech_clip(tmp_path, 1.3)
     stream = FakeStream(hop=5, lookahead=2)
-    rc, events = _live(synthetic_tiny_joyvasa, tmp_path, stream, audio=str(clip), pace="realtime", hop=5, lookahead=2)
-    assert rc == 0, events[-1]
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5.0)
+    try:
+        rc, events = _live(synthetic_tiny_joyvasa, tmp_path, stream, audio=str(clip), pace="realtime", hop=5,
+                           lookahead=2, livelink=f"127.0.0.1:{rx.getsockname()[1]}")
+        assert rc == 0, events[-1]
+        sent = [int.from_bytes(rx.recv(65536)[-(4 * 61 + 1 + 16):][:4], "big", signed=True)   # frame number
+                for _ in range(sum(e["type"] == "live_frame" for e in events))]
+    finally:
+        rx.close()
+    assert sent == list(range(len(sent))), "Live Link Face got every frame, in order, paced"
     kinds = [e["type"] for e in events]
     assert kinds[0] == "hello" and kinds[-1] == "done"
     assert kinds.index("live_started") < kinds.index("live_frame")

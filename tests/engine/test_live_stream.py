@@ -211,3 +211,12 @@ def test_metrics_see_a_seam_and_a_distance():
     assert distance(coef, coef).rms == 0
     d = distance(coef, coef + np.r_[np.zeros(63), np.ones(10)] * 0.1)
     assert d.rms_exp == 0 and abs(d.rms_pose - 0.1 * np.sqrt(7)) < 1e-9 and d.n_frames == 200
+
+
+def test_hop_for_a_slower_machine():
+    from engine.live.stream import DEFAULT_HOP, hop_for
+
+    assert hop_for(0.3) == DEFAULT_HOP                       # fast enough: the default
+    assert hop_for(1.2) == 45                                # 1.5 x 1.2 s = 1.8 s = 45 frames
+    assert hop_for(10.0) == 95                               # capped at window - lookahead
+

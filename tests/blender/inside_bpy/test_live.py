@@ -143,16 +143,29 @@ def test_engine_error_is_shown_and_leaves_the_scene_clean(scene, speech_wav):
     assert face.data.shape_keys.animation_data.action is not None
 
 
+#: the rigs of conftest.rigify_blend: one generated Rigify rig, or the legacy and the modular face
+RIGIFY_RIGS = ("RIG-human", "RIG-legacy", "RIG-modular")
+
+
 def test_rigify_face_follows_the_stream_and_stop_restores_the_pose(rigify_blend, installed, fake_python, monkeypatch,
                                                                    speech_wav):
     monkeypatch.setenv("JOYVASA_ENGINE_PYTHON", fake_python)
     runtime = addon("runtime")
-    runtime.stop_worker()
+    runtime.stop_worker()          # a cold engine, as the scene fixture gives the other tests
     runtime.WORKER = None
     bpy.ops.wm.open_mainfile(filepath=str(rigify_blend))
+    rigs = [name for name in RIGIFY_RIGS if name in bpy.data.objects]
+    assert rigs, f"no Rigify rig in {rigify_blend}"
+    for name in rigs:                      # each generated face (legacy / modular) in turn
+        bpy.ops.wm.open_mainfile(filepath=str(rigify_blend))
+        live_on_rigify(name, speech_wav)
+
+
+def live_on_rigify(rig_name: str, speech_wav) -> None:
+    runtime = addon("runtime")
     scene = bpy.context.scene
     st = scene.joyvasa
-    st.rig, st.mesh, st.channels_target = bpy.data.objects["RIG-legacy"], None, "NONE"
+    st.rig, st.mesh, st.channels_target = bpy.data.objects[rig_name], None, "NONE"
     rig = st.rig
     live_settings(scene, speech_wav, record=False)
     n = len(rig.pose.bones)
@@ -166,7 +179,7 @@ def test_rigify_face_follows_the_stream_and_stop_restores_the_pose(rigify_blend,
     rest = pose()
     assert bpy.ops.joyvasa.live_start() == {"FINISHED"}
     sess = runtime.LIVE
-    assert sess.mapper.preset.name.lower().startswith("rigify")
+    assert sess.mapper.preset.name.lower().startswith("rigify"), (rig_name, sess.mapper.preset.name)
     moved: set[str] = set()
     names = [b.name for b in rig.pose.bones]
 
@@ -175,12 +188,12 @@ def test_rigify_face_follows_the_stream_and_stop_restores_the_pose(rigify_blend,
         moved.update(names[i] for i in np.flatnonzero(diff))
 
     drive(lambda: sess.player.shown >= 15 and len(moved) >= 4, every=watch)
-    assert sess.head in moved
+    assert sess.head in moved, rig_name
     face_bones = {b for (b, _t) in sess.mapper.frame_plan(sess.recorder.frames[-1])[0].bones}
-    assert moved & face_bones, (sorted(moved), sorted(face_bones))
+    assert moved & face_bones, (rig_name, sorted(moved), sorted(face_bones))
     bpy.ops.joyvasa.live_stop()
     drive(stopped)
-    np.testing.assert_allclose(pose(), rest, atol=1e-6)
+    np.testing.assert_allclose(pose(), rest, atol=1e-6, err_msg=rig_name)
 
 
 def test_live_panel_draws_and_lists_the_engine_microphones(scene, speech_wav):

@@ -4,7 +4,7 @@ tests/fixtures/arkit_keys_v0.npz holds every F-curve (data path, index, frames, 
 pre-preset code (commit 5def075) wrote for the golden motion in four scene set-ups; it was written
 by running this module with JOYVASA_WRITE_ARKIT_FIXTURE=1 against that code. Today's code, with
 the rig preset left on Auto (the ARKit scene picks ARKit) or set to ARKit 52 explicitly, must
-write the same curves, bit for bit (float32 keyframe values as Blender stores them). With Gaze
+write the same curves (frames exactly, float32 keyframe values to 1e-6: see the test). With Gaze
 on, only the pose curves are compared: issue 27 changed the expression keys deliberately.
 """
 from __future__ import annotations
@@ -97,11 +97,6 @@ def _expected(case: str) -> dict[str, np.ndarray]:
         return {k.split("#", 1)[1]: z[k] for k in z.files if k.startswith(case + "#")}
 
 
-def _same_numpy() -> bool:
-    with np.load(FIXTURE) as z:
-        return str(z["_numpy"]) == np.__version__
-
-
 @pytest.mark.skipif(WRITE, reason="writing the fixture")
 @pytest.mark.parametrize("preset", [None, "ARKit 52"])
 @pytest.mark.parametrize("case", CASES)
@@ -119,7 +114,8 @@ def test_arkit_preset_keys_what_the_old_code_keyed(scene, case, preset):
     else:
         assert sorted(got) == sorted(expected)
     for key, co in expected.items():
-        if _same_numpy():
-            assert np.array_equal(got[key], co), key         # bit for bit
-        else:  # another numpy's LAPACK may round the NNLS differently in the last float32 bit
-            np.testing.assert_allclose(got[key], co, atol=1e-6, err_msg=key)
+        # frames exactly; values to 1e-6 (float32 keys): the fixture was recorded on another machine,
+        # whose LAPACK may round the NNLS differently in the last bit (seen on bpy 4.2: 1e-16 on a
+        # channel of 1e-9), whatever the numpy version
+        np.testing.assert_array_equal(got[key][:, 0], co[:, 0], err_msg=key)
+        np.testing.assert_allclose(got[key], co, rtol=1e-6, atol=1e-6, err_msg=key)

