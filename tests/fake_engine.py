@@ -449,10 +449,10 @@ def fake_devices() -> dict:
             "in_use": "CPU only: no GPU found (rendering takes seconds per frame)", "gpu_warning": False}
 
 
-def doctor_report(weights: str | None) -> dict:
+def doctor_report(weights: str | None, who: str = "fake engine") -> dict:
     return {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
             "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
-            "weights": {"root": weights, "files": {}, "groups": {}}, "ok": True, "next": ["Ready (fake engine)"],
+            "weights": {"root": weights, "files": {}, "groups": {}}, "ok": True, "next": [f"Ready ({who})"],
             "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}
 
 
@@ -461,7 +461,8 @@ def doctor_job(weights: str | None, job: str | None = None) -> None:
     stamp = {"job": job} if job else {}
     emit({"type": "hello", **stamp, "engine_version": "fake", "python": "3", "torch": None, "device": "cpu",
           "dtype": "float32", "command": "doctor"})
-    emit({"type": "done", **stamp, "outputs": {}, "ok": True, "report": doctor_report(weights)})
+    emit({"type": "done", **stamp, "outputs": {}, "ok": True,
+          "report": doctor_report(weights, "fake worker" if job else "fake engine")})
 
 
 def main(argv: list[str]) -> int:
