@@ -212,11 +212,23 @@ def atomic_path(final: Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         yield tmp
         _default_mode(tmp, 0o666)
-        os.replace(tmp, final)
+        _replace_into_folder(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _replace_into_folder(tmp: Path, final: Path) -> None:
+    """The final rename, re-checking the output's folder: removed or replaced by a file while the
+    work ran is a coded ``output_unwritable``, not a FileNotFoundError after a whole render."""
+    try:
+        os.replace(tmp, final)
+    except (FileNotFoundError, NotADirectoryError):
+        folder = _parent(final)
+        what = "replaced by a file" if os.path.lexists(folder) else "removed"
+        raise OutputError(f"the output folder {folder} was {what} while the work ran, so {final.name} could not be "
+                          "put there (nothing was written); recreate the folder and run again") from None
 
 
 def check_output_file(final: Path) -> None:
@@ -225,10 +237,31 @@ def check_output_file(final: Path) -> None:
     check_output_name(final)
     if final.is_dir():
         raise OutputError(f"output {final} is a folder; give a file name such as {final / 'out'}{final.suffix or ''}")
+    kind = _special_kind(final)
+    if kind:   # a rename would replace a device (as root: /dev/null itself), a FIFO or a socket
+        raise OutputError(f"output {final} exists and is {kind}, not a regular file; outputs are only ever "
+                          "regular files: choose another name")
     ensure_writable_dir(_parent(final))
     why = replace_blocker(final)
     if why:
         raise OutputError(f"output {final} exists and cannot be replaced: {why}; choose another name")
+
+
+def _special_kind(path: Path) -> str | None:
+    """'a named pipe (FIFO)', 'a device', 'a socket' for an existing special file (through links), else None."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return None
 
 
 @dataclass(frozen=True)
@@ -295,7 +328,7 @@ def frames_output(folder: Path, overwrite: bool = False) -> Iterator[Path]:
         yield tmp
         if not final.exists():
             _default_mode(tmp, 0o777)
-            os.replace(tmp, final)
+            _replace_into_folder(tmp, final)
             return
         target.check()  # the folder may have changed while we rendered
         _swap_frames(tmp, final, target)

@@ -145,9 +145,24 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
     if kind is bool and isinstance(value, bool):
         return value
     if kind is str and isinstance(value, str):
-        return value
+        return check_text(name, value)
     want = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}.get(kind, str(kind))
     raise BadRequest(f"{_option(name)} must be {want}, got {value!r}")
+
+
+#: longest path (or other text) a job field may hold: Linux's PATH_MAX; longer is no real path
+MAX_TEXT_CHARS = 4096
+
+
+def check_text(name: str, value: str) -> str:
+    """A job's text field (mostly paths): no NUL byte (no file system takes one), at most
+    MAX_TEXT_CHARS; refused at the job boundary, naming the field, before any file is touched."""
+    if "\x00" in value:
+        raise BadRequest(f"{_option(name)} holds a NUL byte (\\0), which no file name can hold")
+    if len(value) > MAX_TEXT_CHARS:
+        raise BadRequest(f"{_option(name)} is {len(value)} characters long; at most {MAX_TEXT_CHARS} "
+                         "(the longest path a file system takes)")
+    return value
 
 
 class Spec:
@@ -334,7 +349,7 @@ class Job(Spec):
             data.pop("command", cls.command)
         if schema != JOB_SCHEMA:
             raise BadRequest(f"not a job: schema {schema!r}, expected {JOB_SCHEMA!r}")
-        if version != JOB_VERSION:
+        if isinstance(version, bool) or version != JOB_VERSION:
             raise BadRequest(f"job version {version!r} is not understood by this engine (it reads version "
                              f"{JOB_VERSION}); update the engine or the add-on so both are the same release")
         if command != cls.command:
@@ -418,7 +433,7 @@ class AnimateJob(Job):
     save_driving: str | None = None  # also save the driving keypoints (.npy, N x 21 x 3)
     weights: str | None = None       # weights folder (None: $JOYVASA_WEIGHTS)
     controls: str | None = None      # art-direction controls .json; region/strengths are shorthands for it
-    preview: bool = False            # every 8th frame (<= 24) over the full soundtrack + a contact sheet
+    preview: bool = False            # <= 24 frames (every 8th or sparser) over the full soundtrack + a contact sheet
     render: RenderConfig = field(default_factory=RenderConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -522,6 +537,10 @@ class FetchJob(Job):
     detector: bool = False           # also the InsightFace detector files (non-commercial licence)
     plan_only: bool = False          # say what would be downloaded, then stop
     verify_only: bool = False        # download nothing; only load-check what the folder holds
+
+    def validate(self) -> None:
+        if not self.out.strip():   # '' would be the current folder: never a guess for a weights folder
+            raise BadRequest("--out is empty; give the weights folder to fill (it is created if needed)")
 
 
 #: ``live``: where the audio comes from, how a file is paced, the window schedule (engine/live/)

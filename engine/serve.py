@@ -52,6 +52,7 @@ class Worker:
         self._current: tuple[str, Reporter] | None = None
         self._cancelled_queued: set[str] = set()
         self._live: _LiveSlot | None = None
+        self.terminating = False   # SIGTERM: cancel the running job, then exit 143
 
     # -- stdin ------------------------------------------------------------------------------
     def _read(self) -> None:
@@ -218,16 +219,29 @@ class Worker:
             "serve", device="unknown", dtype="unknown",
             capabilities={"commands": list(self.commands), "requests": list(REQUEST_TYPES)})
         threading.Thread(target=self._read, name="serve-stdin", daemon=True).start()
-        while True:
-            req = self.requests.get()
-            if req is None:
-                return 0
-            if req["type"] == "run":
-                self.run_request(req)
-            elif req["type"] == "live_start":
-                self.run_live(req)
-            elif req["type"] == "release":
-                self.release(req)
+        try:
+            while not self.terminating:
+                req = self.requests.get()
+                if req is None:
+                    return 0
+                if req["type"] == "run":
+                    self.run_request(req)
+                elif req["type"] == "live_start":
+                    self.run_live(req)
+                elif req["type"] == "release":
+                    self.release(req)
+        except Terminated:
+            pass
+        print("terminated (SIGTERM)", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
+
+
+#: the exit code of a worker ended by SIGTERM (128 + 15, what a shell reports for it)
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler while the worker waits for a request (no job to cancel)."""
 
 
 def main() -> int:
@@ -241,8 +255,20 @@ def main() -> int:
         if current is not None:
             current[1].cancel.set()
 
+    def on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
+        """Like a one-shot command: the running job ends with ``cancelled`` (its atomic writers
+        remove their partials), then the worker exits 143; idle, it exits at once."""
+        worker.terminating = True
+        current = worker._current
+        if current is not None:
+            current[1].cancel.set()
+        else:
+            raise Terminated
+
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGINT, on_sigint)
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return worker.serve()
     finally:

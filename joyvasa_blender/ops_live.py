@@ -418,8 +418,10 @@ def step(sess: Session, now: float) -> None:
                 sess.events[ev["type"]] = ev
                 if ev["type"] == "error":
                     sess.error = f"[{ev.get('code') or 'error'}] {ev.get('message', '')}"
-        finish(sess)
-        return
+        ended_by_engine = "done" in sess.events and not sess.stopping and not sess.error
+        if not (ended_by_engine and sess.player.remaining(now) > 0):   # else: play out the buffered tail first
+            finish(sess)
+            return
     br = sess.player.bracket(now)
     if br is not None:
         write(sess, *br)

@@ -275,13 +275,6 @@ def serve() -> int:
                 elif req.get("job") in (None, current["job"]):
                     _cancel.set()
                 continue
-            if req.get("type") == "live_stop":
-                if live["session"] is not None and req.get("job") == live["session"].job:
-                    live["session"].stop.set()
-                else:
-                    emit({"type": "error", "code": "bad_request", "message": "live_stop: no live session of that job",
-                          "fatal": False, **({"job": req["job"]} if req.get("job") else {})})
-                continue
             requests.put(req)
         requests.put(None)
 
@@ -299,6 +292,13 @@ def serve() -> int:
         job = req.get("job")
         if req.get("type") == "release":
             emit({"type": "done", "outputs": {}, "released": 1, **({"job": job} if job else {})})
+            continue
+        if req.get("type") == "live_stop":       # in order after its live_start (never ahead of it)
+            if live["session"] is not None and job == live["session"].job:
+                live["session"].stop.set()
+            else:
+                emit({"type": "error", "code": "bad_request", "message": "live_stop: no live session of that job",
+                      "fatal": False, **({"job": job} if job else {})})
             continue
         if live["session"] is not None and live["session"].thread.is_alive():
             emit({"type": "error", "code": "bad_request", "job": job, "fatal": False,

@@ -10,6 +10,10 @@ with HTTP Range support, optionally slowly (``bytes_per_s``) so a test can stop 
 
 Knobs for failure tests: ``truncate`` (announce the whole file, send less and hang up), ``corrupt``
 (send other bytes than the published hash says), ``announce`` (a wrong size in the hub's answer). Every request is logged in ``requests`` (method, path, Range).
+Hostile knobs (issue #28): ``headers`` (replace the hub's headers for a file: a crafted ``X-Linked-Etag``,
+``Location``, ``X-Linked-Size``), ``redirect_get`` (a GET of a hub file answers 302 there), ``drop_after``
+(the first GET of every file hangs up after that many bytes), ``stall_after`` (every GET stops sending
+after that many bytes until the server stops); ``auth`` logs (path, Authorization) of every request.
 """
 from __future__ import annotations
 
@@ -38,6 +42,13 @@ class HubServer:
         self.announce: dict[tuple[str, str], int] = {}   # a wrong X-Linked-Size the hub's HEAD reports
         self.corrupt: set[tuple[str, str]] = set()
         self.requests: list[tuple[str, str, str | None]] = []
+        self.headers: dict[tuple[str, str], dict[str, str]] = {}
+        self.redirect_get: dict[tuple[str, str], str] = {}
+        self.drop_after: int | None = None
+        self.stall_after: int | None = None
+        self.auth: list[tuple[int, str, str | None]] = []
+        self._dropped: set[str] = set()
+        self._stopping = threading.Event()
         self._servers: list[ThreadingHTTPServer] = []   # [hub, cdn]: two origins, as on the real hub
 
     # -- what the hub publishes -------------------------------------------------------------
@@ -93,6 +104,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         for httpd in self._servers:
             httpd.shutdown()
             httpd.server_close()
@@ -114,6 +126,15 @@ class HubServer:
         h.send_header("Content-Length", str(declared))
         h.end_headers()
         if not head and data:
+            path = h.path.split("?", 1)[0]
+            if self.drop_after is not None and path not in self._dropped and len(data) > self.drop_after:
+                self._dropped.add(path)           # the first GET of this file: hang up midway
+                data = data[: self.drop_after]
+            if self.stall_after is not None and len(data) > self.stall_after:
+                self._write(h, data[: self.stall_after])
+                self._stopping.wait(120)          # silent until the test ends
+                h.close_connection = True
+                return
             self._write(h, data)
             if len(data) < declared:   # a dropped connection: hang up mid-body
                 h.close_connection = True
@@ -132,6 +153,7 @@ class HubServer:
     def _answer(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         path = h.path.split("?", 1)[0]
         self.requests.append((h.command, path, h.headers.get("Range")))
+        self.auth.append((h.server.server_address[1], path, h.headers.get("Authorization")))
         if path.startswith("/cdn/"):
             return self._cdn(h, path[len("/cdn/"):], head)
         parts = path.lstrip("/").split("/")
@@ -142,16 +164,19 @@ class HubServer:
         if key not in self.files:
             return self._send(h, 404, {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found",
                                        "X-Repo-Commit": COMMIT}, b"Entry not found", head)
+        if not head and key in self.redirect_get and h.server is self._servers[0]:
+            return self._send(h, 302, {"Location": self.redirect_get[key]}, b"", head)
         if self.is_lfs(path_in_repo):
             sha = self.sha256(key)
             return self._send(h, 302, {"Location": f"{self.cdn_url}/cdn/{sha}", "X-Repo-Commit": COMMIT,
                                        "X-Linked-Etag": f'"{sha}"',
                                        "X-Linked-Size": str(self.announce.get(key, self.size(key))),
-                                       "ETag": f'"{git_sha1(sha.encode())}"'}, b"", head)
+                                       "ETag": f'"{git_sha1(sha.encode())}"', **self.headers.get(key, {})},
+                              b"", head)
         data = self.body(key)
         return self._send(h, 200, {"ETag": f'"{git_sha1(self.files[key])}"', "X-Repo-Commit": COMMIT,
-                                   "Content-Length": str(self.size(key)), "Accept-Ranges": "bytes"},
-                          data, head)
+                                   "Content-Length": str(self.size(key)), "Accept-Ranges": "bytes",
+                                   **self.headers.get(key, {})}, data, head)
 
     def _cdn(self, h: BaseHTTPRequestHandler, sha: str, head: bool) -> None:
         key = next((k for k in self.files if self.is_lfs(k[1]) and self.sha256(k) == sha), None)

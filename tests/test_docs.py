@@ -258,3 +258,47 @@ def test_readme_set_up_commands_match_ci() -> None:
     assert [line.strip() for line in ci.splitlines() if line.strip()][-1] == test_command
     for script in re.findall(r"(tools/[\w-]+\.(?:py|sh))", main_job + tests):
         assert (REPO / script).is_file(), script
+    extras = re.search(r"-e '?\.(\[[\w,]+\])", main_job)
+    ci_extras = re.search(r'-e "?\.(\[[\w,]+\])', ci)
+    assert extras and ci_extras and extras.group(1) == ci_extras.group(1), \
+        (main_job, "installs other extras than .ci/run: README command 2 would skip tests CI runs")
+
+
+#: a docs table row naming an error code: | `code` | situation | ...
+CODE_ROW = re.compile(r"^\| `([a-z_]+)` \|", re.M)
+
+
+def test_error_codes_named_in_the_docs_are_codes_the_engine_emits() -> None:
+    """Every `code` the pages name in an error context is one of the engine's error or warning codes
+    (a renamed or invented code in the docs is caught), and errors.md lists exactly the error codes."""
+    from engine.contract.protocol import ERROR_CODES
+
+    engine_src = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "engine").rglob("*.py"))
+    page = (REPO / "docs" / "errors.md").read_text(encoding="utf-8")
+    listed = set(CODE_ROW.findall(page))
+    warnings = {c for c in listed if c not in ERROR_CODES}
+    assert set(ERROR_CODES) <= listed, set(ERROR_CODES) - listed
+    for code in warnings:   # a warning row: the engine must emit that warning code somewhere
+        assert f'"{code}"' in engine_src, f"docs/errors.md lists {code!r}, which the engine never emits"
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if not re.search(r"\b(error|code|warning|warns)\b", line, re.I):
+                continue
+            for code in re.findall(r"`([a-z]+_[a-z_]+)`", line):   # snake_case in an error/warning context
+                assert code in ERROR_CODES or code in warnings or f'"{code}"' in engine_src, \
+                    f"{doc.name} names {code!r} next to an error or warning, but the engine never emits it: {line}"
+
+
+def test_a_missing_weights_folder_is_the_code_errors_md_gives(tmp_path: Path, capsys) -> None:
+    """errors.md: a weights folder that is absent is ``weights_missing`` (fetch --verify-only included)."""
+    import json as _json
+
+    from engine.cli import main
+
+    page = (REPO / "docs" / "errors.md").read_text(encoding="utf-8")
+    assert "| `weights_missing` | the weights folder" in page
+    capsys.readouterr()
+    assert main(["fetch", "--verify-only", "--out", str(tmp_path / "none"), "--progress", "json"]) == 1
+    events = [_json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert events[-1]["code"] == "weights_missing", events[-1]

@@ -137,7 +137,7 @@ def main() -> int:
     presets, _ = retarget.list_presets(None)
     rows = []
     for p in presets:
-        if p.name == retarget.ARKIT or p.name.lower().startswith("rigify"):
+        if p.name in (retarget.ARKIT, "Rigify face"):     # the metarig generates the legacy face
             rows += retarget.rows_from_preset(p)
     st.rig_mapping.clear()
     for r in rows:

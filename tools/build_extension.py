@@ -10,12 +10,15 @@ Layout of the zip (what Blender's installer expects: manifest next to __init__.p
 Usage:
     python tools/build_extension.py [--out dist] [--validate] [--blender-ext PATH]
 
-``--validate`` runs Blender's own validator (``blender_ext.py validate``; found inside a bpy
-wheel under .venvs/ unless --blender-ext is given) on the finished zip.
+``--validate`` runs Blender's own validator on the finished zip, found on its own: ``--blender-ext
+PATH`` if given, else a ``blender`` (4.2+) on PATH (``blender --command extension validate``), else
+``blender_ext.py`` inside a bpy wheel of the test venvs (``.venvs/bpy-*``, made by
+``tools/setup_bpy_envs.sh``). With none of them it says how to get one and exits 2.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -79,12 +82,29 @@ def find_blender_ext() -> Path | None:
     return None
 
 
+NO_VALIDATOR = ("no Blender extension validator found: install Blender 4.2 or newer and put `blender` on PATH, "
+                "or run `bash tools/setup_bpy_envs.sh` once (it makes the bpy test venvs under .venvs/, whose "
+                "bpy wheels hold blender_ext.py), or pass --blender-ext PATH/TO/blender_ext.py")
+
+
+def validator_command(zpath: Path, blender_ext: Path | None = None) -> list[str] | None:
+    """How to validate ``zpath``: --blender-ext, then a ``blender`` on PATH, then the bpy venvs' wheel."""
+    if blender_ext is not None:
+        return [sys.executable, str(blender_ext), "validate", str(zpath)]
+    blender = shutil.which("blender")
+    if blender:
+        return [blender, "--factory-startup", "--command", "extension", "validate", str(zpath)]
+    found = find_blender_ext()
+    return [sys.executable, str(found), "validate", str(zpath)] if found else None
+
+
 def validate(zpath: Path, blender_ext: Path | None) -> int:
-    blender_ext = blender_ext or find_blender_ext()
-    if blender_ext is None:
-        print("no blender_ext.py found (run tools/setup_bpy_envs.sh or pass --blender-ext)", file=sys.stderr)
+    cmd = validator_command(zpath, blender_ext)
+    if cmd is None:
+        print(NO_VALIDATOR, file=sys.stderr)
         return 2
-    cp = subprocess.run([sys.executable, str(blender_ext), "validate", str(zpath)], capture_output=True, text=True)
+    print(f"validating with: {' '.join(cmd[:-1])}", file=sys.stderr)
+    cp = subprocess.run(cmd, capture_output=True, text=True)
     print((cp.stdout + cp.stderr).strip())
     return cp.returncode
 

@@ -71,7 +71,7 @@ def synthetic_weights(config: str, cache: Path) -> Path:
     if not (done.is_file() and synthetic_info(folder)):
         import make_synthetic_weights
 
-        say(f"writing synthetic {config}-size weights to {folder} (once; 10 CPU-seconds and 1.3 GB at official size)")
+        say(f"writing synthetic {config}-size weights to {folder} (once; 10 CPU-seconds and 1.5 GB at official size)")
         if make_synthetic_weights.main(["--config", config, "--out", str(folder)]) != 0:
             raise SystemExit("demo: could not create synthetic weights")
         done.write_text("ok\n")

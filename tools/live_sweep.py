@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--crossfade", type=int, default=0)
+    p.add_argument("--time-windows", type=int, default=0,
+                   help="only time this many windows of the first H:F (no offline take, no quality numbers)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -52,6 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.dtype.split(","):
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
         opts = MotionOptions(seed=args.seed, sampler=args.sampler, steps=args.steps)
+        if args.time_windows:
+            H, F = (int(v) for v in args.configs.split(",")[0].split(":"))
+            st = MotionStream(model, opts, hop=H, lookahead=F, dtype=dtype)
+            i = 0
+            while st.n_windows < args.time_windows and i < len(wave):
+                st.feed(wave[i:i + 320])
+                i += 320
+            for w in st.windows:
+                print(f"[{name}] window at frame {w.start:4d}: encode {w.encode_s:.3f} s, sample {w.sample_s:.3f} s "
+                      f"(wall), CPU {w.cpu_s:.3f} s", flush=True)
+            continue
         t0 = time.perf_counter()
         off = generate_motion(model, wave, opts, dtype=dtype)
         t_off = time.perf_counter() - t0

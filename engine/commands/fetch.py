@@ -58,6 +58,8 @@ def plan(reporter: Reporter, out: Path, parts: list[Any], host: str) -> dict[str
             raise type(exc)(f"offline: {exc}. {hub.manual_route(files, host)}") from None
         raise
     staging = transfer.staging_dir(out)
+    transfer.check_staging(staging)            # before the first byte: the layout we write into
+    transfer.check_layout(out, [r.file.dest for _p, r in remotes])
     entries, todo = [], []
     for part_name, remote in remotes:
         final = out / remote.file.dest
@@ -101,7 +103,7 @@ def download_all(reporter: Reporter, info: dict[str, Any], host: str) -> int:
         return 0
     with transfer.exclusive(staging, Path(info["dir"])):
         base = _download_each(reporter, todo, staging, total, host)
-    transfer.remove_empty_dirs(staging)
+    transfer.remove_empty_dirs(staging, [r.file.dest for r, _f, _h in todo])
     return base
 
 
@@ -124,7 +126,14 @@ def _download_each(reporter: Reporter, todo: list[Any], staging: Path, total: in
             reporter.progress("download", base + have - start, total, "byte", file=remote.file.dest,
                               file_done=have, file_total=remote.size, files_done=i, files_total=len(todo))
 
-        transfer.download(remote, part, host, on_bytes)
+        def on_retry(attempt: int, wait: float, why: str, remote: Any = remote, i: int = i) -> None:
+            reporter.log(f"{why}; retrying in {wait:.1f} s (try {attempt} of {transfer.MAX_TRIES})")
+            have = transfer.partial_bytes(staging, remote)
+            reporter.progress("download", base + have - start, total, "byte", force=True, file=remote.file.dest,
+                              file_done=have, file_total=remote.size, files_done=i, files_total=len(todo),
+                              retry=attempt, retries=transfer.MAX_TRIES, retry_in_s=wait)
+
+        transfer.download_with_retries(remote, part, host, on_bytes, on_retry, lambda: reporter.cancel.is_set)
         transfer.verify_and_place(remote, part, final)
         base += remote.size - start
         reporter.progress("download", base, total, "byte", force=True, file=remote.file.dest,
@@ -187,10 +196,11 @@ def body(args: FetchJob, reporter: Reporter) -> Done:
             raise OutputError(f"cannot write {exc.filename or out}: permission denied; choose a weights folder "
                               "you can write to") from None
     elif not out.is_dir():
-        raise OutputError(f"--out {out} does not exist; nothing to verify")
+        raise WeightsMissing(f"weights folder {out} does not exist; nothing to verify (without --verify-only, "
+                             "`python -m engine fetch --out DIR` downloads into it)")
     groups = verify(reporter, out, parts)
     reporter.log(f"weights ready: {out}\n  use it with --weights {out}, JOYVASA_WEIGHTS={out}, or Blender's "
-                 "Preferences > Add-ons > JoyVASA > Weights")
+                 "Preferences > Add-ons > JoyVASA Portrait Animator > Weights")
     return Done({"weights_dir": str(out)}, {"downloaded_bytes": downloaded,
                                             "groups": {k: bool(g.get("loads")) for k, g in groups.items()}})
 
@@ -201,8 +211,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser().absolute()
 
     def kept() -> None:
-        staging = transfer.staging_dir(out)
-        if staging.is_dir() and any(staging.rglob("*.part")):
+        try:
+            staging = transfer.staging_dir(out)
+            left = not staging.is_symlink() and staging.is_dir() and any(staging.rglob("*.part"))
+        except (OSError, ValueError):   # a path too long to stat, or no staging folder at all
+            left = False
+        if left:
             print(f"partial downloads kept in {staging}: run the same command again to resume "
                   "(nothing incomplete is in the weights folder)", file=sys.stderr, flush=True)
 

@@ -8,7 +8,6 @@ reads the job from the first line of stdin; later stdin lines may be ``cancel`` 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="json: protocol-v1 events on stdout (for the Blender add-on)")
 
 
-def read_job_text(source: str) -> str:
-    """The job's JSON text from a file or (``-``) the first line of stdin."""
+def read_job_text(source: str) -> str | bytes:
+    """The job's JSON text from a file or (``-``) the first line of stdin, at most MAX_LINE_BYTES.
+    A FIFO, device or folder is refused, not read (reading a FIFO blocks forever)."""
+    from engine.pathguard import input_problem
+    from engine.contract.protocol import MAX_LINE_BYTES
+
     if source == "-":
-        return sys.stdin.readline()
+        return getattr(sys.stdin, "buffer", sys.stdin).readline(MAX_LINE_BYTES + 1)
+    why = input_problem(source)
+    if why:
+        raise BadRequest(f"the job file {source} {why}")
     try:
-        return Path(source).read_text(encoding="utf-8")
+        with open(source, "rb") as fh:
+            return fh.read(MAX_LINE_BYTES + 1)
     except OSError as exc:
         raise BadRequest(f"cannot read the job file {source}: {exc.strerror or exc}") from None
 
 
-def parse_job_text(text: str) -> dict[str, Any]:
+def parse_job_text(text: str | bytes) -> dict[str, Any]:
+    """The one job reader: the limited JSON loader (UTF-8, size, depth and number limits)."""
+    from engine.contract.protocol import JSONLimitError, loads_limited
+
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise BadRequest(f"the job is not JSON: {exc}") from None
+        data = loads_limited(text, "the job")
+    except JSONLimitError as exc:
+        raise BadRequest(str(exc)) from None
     if not isinstance(data, dict):
         raise BadRequest(f"the job must be a JSON object, got {type(data).__name__}")
     return data

@@ -77,6 +77,10 @@ from .protocol import JSONLimitError, loads_limited
 MAX_TEXT_BYTES = 256 * 1024 * 1024
 #: the largest numeric member read: 10 hours of (N, 21, 3) at 25 fps in float64
 MAX_ITEMS = 900_000 * 64
+#: no member of a real motion file is larger (10 hours of coef in float64 is ~0.5 GiB)
+MAX_MEMBER_BYTES = 1 << 30
+#: deflate cannot shrink data more than ~1032:1; a member claiming more came from a crafted archive
+MAX_DEFLATE_RATIO = 1100
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,42 @@ class MemberSpec:
 
 class MotionFileError(ValueError):
     """The file is not a valid motion file (the message says why)."""
+
+
+#: the longest audio a motion file can describe (10 hours): bounds the recorded times
+MAX_AUDIO_S = 36_000.0
+#: what a job could have recorded (engine/jobs.py SEED_MAX, STEPS_MAX, CFG_MAX; a test keeps them equal)
+SEED_MAX, STEPS_MAX, CFG_MAX = 2**63 - 1, 1000, 50.0
+
+
+def _meta_number(meta: dict[str, Any], key: str, lo: float, hi: float, whole: bool = False) -> float | None:
+    """``meta[key]`` finite, within [lo, hi] and (``whole``) a whole number, or MotionFileError."""
+    if key not in meta:
+        return None
+    value = meta[key]
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise MotionFileError(f"{key} must be a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(f) or not lo <= f <= hi or (whole and f != math.floor(f)):
+        kind = "a whole number" if whole else "a finite number"
+        raise MotionFileError(f"{key} must be {kind} between {lo:g} and {hi:g}, got {value!r}")
+    return f
+
+
+def check_motion_meta(meta: dict[str, Any], n_frames: int, fps: float) -> None:
+    """The recorded numbers of a motion file, finite and in range, for every reader (engine and
+    add-on). ``audio_offset_s`` must leave frames to show (-1e30 exported 0 frames, -1e9 keyed every
+    frame as the last), ``audio_duration_s`` must fit the frames (4e5 s resampled to millions of
+    frames), seed/steps must be whole numbers a job could have used (1e300, NaN, 2**40)."""
+    length = n_frames / fps
+    offset = _meta_number(meta, "audio_offset_s", -length, MAX_AUDIO_S) or 0.0
+    if offset <= -length:
+        raise MotionFileError(f"audio_offset_s {offset:g} s starts the audio after the last frame ({length:g} s)")
+    _meta_number(meta, "audio_duration_s", 0.0, min(MAX_AUDIO_S, length + max(offset, 0.0) + 60.0))
+    _meta_number(meta, "seed", 0, SEED_MAX, whole=True)
+    _meta_number(meta, "steps", 0, STEPS_MAX, whole=True)
+    _meta_number(meta, "cfg_scale", 0.0, CFG_MAX)
 
 
 def _error(message: str) -> Exception:
@@ -179,6 +219,11 @@ class NpzReader:
         if items > limit:
             raise _error(f"{self.path}: {key!r} claims {items} values, far more than a motion file holds")
         nbytes = items * dtype.itemsize
+        info = self._members[key]
+        stored_ratio = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
+        if nbytes > MAX_MEMBER_BYTES or info.file_size > stored_ratio * max(info.compress_size, 1):
+            raise _error(f"{self.path}: {key!r} claims {max(nbytes, info.file_size)} bytes from "
+                         f"{info.compress_size} stored bytes, more than it can hold (a crafted or damaged archive)")
         if offset + nbytes != self._members[key].file_size:
             raise _error(f"{self.path}: {key!r} is damaged (its header promises {nbytes} bytes of data, the "
                          f"archive holds {self._members[key].file_size - offset})")
@@ -300,6 +345,7 @@ def validate(m: MotionData) -> None:
                 raise MotionFileError(f"raw_{key} contains NaN or infinite values")
     if m.vad_db is not None and (np.shape(m.vad_db) != (n,) or not np.all(np.isfinite(m.vad_db))):
         raise MotionFileError(f"vad_db must be {n} finite numbers, got shape {np.shape(m.vad_db)}")
+    check_motion_meta(m.meta, n, m.fps)
 
 
 def read_motion(path: str | os.PathLike[str]) -> MotionData:

@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from engine.errors import DownloadFailed, Offline
@@ -59,10 +60,14 @@ def probe(host: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     A thread, because a DNS lookup ignores socket timeouts and can hang for half a minute."""
     if offline_mode():
         raise Offline("HF_HUB_OFFLINE is set, so nothing is downloaded")
-    url = urlparse(host)
+    try:
+        url = urlparse(host)
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError as exc:   # "http://[::1" (unclosed bracket), "http://h:99999" (port out of range)
+        raise Offline(f"HF_ENDPOINT {host!r} is not a valid address ({exc}); set it to an http(s) URL "
+                      "such as https://huggingface.co") from None
     if url.scheme not in ("http", "https") or not url.hostname:
         raise Offline(f"HF_ENDPOINT {host!r} is not an http(s) address")
-    port = url.port or (443 if url.scheme == "https" else 80)
     result: list[BaseException | None] = []
 
     def connect() -> None:
@@ -137,14 +142,50 @@ def describe(f: HubFile, host: str, timeout: float = PROBE_TIMEOUT_S) -> RemoteF
         raise classify(exc, f, host) from exc
     if meta.size is None:
         raise DownloadFailed(f"{host} did not say how large {f.repo}/{f.path} is; cannot check the download")
-    etag = (meta.etag or "").strip().strip('"').lower() or None
-    return RemoteFile(f, meta.location, int(meta.size), etag, meta.commit_hash)
+    return checked_remote(f, host, meta.location, meta.size, meta.etag, meta.commit_hash)
+
+
+#: no official weight file comes near this; a larger announced size is a broken or hostile host
+MAX_FILE_BYTES = 64 * 2**30
+
+
+def checked_remote(f: HubFile, host: str, location: Any, size: Any, etag: Any, commit: Any) -> RemoteFile:
+    """The host's answer as plain, checked values: a size in [0, MAX_FILE_BYTES], a location that is
+    http(s) (a ``file://`` redirect would copy a local file into the weights folder), strings of
+    sane length. Why: every header is written by the host, which we do not trust."""
+    where = f"{f.repo}/{f.path}"
+    try:
+        size_int = int(size)
+    except (TypeError, ValueError, OverflowError):
+        raise DownloadFailed(f"{host} announced a size for {where} that is not a number ({str(size)[:40]!r})") from None
+    if not 0 <= size_int <= MAX_FILE_BYTES:
+        raise DownloadFailed(f"{host} announced {size_int} bytes for {where}, which is not a possible size "
+                             f"(0 to {MAX_FILE_BYTES} bytes); use the official host")
+    url = str(location or "")
+    try:
+        scheme = urlparse(url).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https") or len(url) > 8192:
+        raise DownloadFailed(f"{host} sent {where} to {url[:80]!r}, which is not an http(s) address; refused")
+    tag = str(etag or "").strip().strip('"').lower()[:256] or None
+    sha = str(commit)[:64] if commit else None
+    return RemoteFile(f, url, size_int, tag, sha)
+
+
+def same_origin(url: str, host: str) -> bool:
+    """``url`` is on ``host``'s origin (scheme, host and port), the only place a token may go."""
+    try:
+        a, b = urlparse(url), urlparse(host)
+        return (a.scheme.lower(), a.hostname, a.port) == (b.scheme.lower(), b.hostname, b.port)
+    except ValueError:
+        return False
 
 
 def auth_headers(url: str, host: str) -> dict[str, str]:
     """The hub's headers (user agent, stored token) for requests to ``host`` itself; none for a
     CDN a redirect points to (a token must not leave the hub)."""
-    if urlparse(url).netloc != urlparse(host).netloc:
+    if not same_origin(url, host):
         return {}
     from huggingface_hub.utils import build_hf_headers
 

@@ -90,13 +90,13 @@ def frame_animal(img: np.ndarray, opts: FramingOptions) -> Framing:
     """``--animal`` with ``--crop auto``: X-Pose if present, else cat cascade, else the centred square."""
     from engine.framing import xpose
 
-    path = xpose.xpose_path(opts.weights_root)
     problem = None
-    if path is not None:
-        try:
+    try:
+        path = xpose.xpose_path(opts.weights_root)
+        if path is not None:
             return frame_xpose(img, path, opts)
-        except (WeightsCorrupt, WeightsMissing) as exc:  # a damaged optional file must not stop --animal
-            problem = ("xpose_unusable", f"X-Pose not used: {exc}")
+    except (WeightsCorrupt, WeightsMissing) as exc:  # a damaged optional file must not stop --animal
+        problem = ("xpose_unusable", f"X-Pose not used: {exc}")
     out = _frame_without_xpose(img, opts)
     if problem is not None:
         out.warnings.insert(0, problem)

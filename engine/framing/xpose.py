@@ -43,11 +43,22 @@ class AnimalFace:
 
 
 def xpose_path(weights_root: Path | None) -> Path | None:
-    """The X-Pose file in a weights folder, if it is there."""
+    """The X-Pose file in a weights folder, if it is there. Something under its name that is not a
+    readable file (a folder, a FIFO, a symlink loop) is WeightsCorrupt naming it, not "absent"."""
+    import os
+
+    from engine.errors import WeightsCorrupt
+    from engine.pathguard import input_problem
+
     if weights_root is None:
         return None
     p = Path(weights_root) / XPOSE_FILE
-    return p if p.is_file() else None
+    if not os.path.lexists(p):
+        return None
+    why = input_problem(p)
+    if why:
+        raise WeightsCorrupt(f"{p} {why}; remove it or re-download {XPOSE_FILE}")
+    return p
 
 
 # -- loading ------------------------------------------------------------------------------------

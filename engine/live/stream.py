@@ -32,12 +32,13 @@ With the same seed, sampler and dtype the stream then equals ``engine motion`` f
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -193,8 +194,8 @@ class MotionStream:
     steps, cfg as for ``engine motion`` (``options.fps`` must be the model's: live frames are
     25 fps). ``hop``/``lookahead``: H and F (defaults :data:`DEFAULT_HOP`,
     :data:`DEFAULT_LOOKAHEAD`; ``schedule="offline"`` needs H = L and F = 0). ``controls``: the
-    art direction (None: none offline; in live mode the default :class:`Silence` relax, so the lips
-    close in pauses). ``dtype``: the motion networks' precision (engine.device.select_motion_precision).
+    art direction (None: none); in live mode controls without ``silence`` get the default
+    :class:`Silence` (the lips relax in pauses; ``Silence(relax=False)`` turns it off). ``dtype``: the motion networks' precision (engine.device.select_motion_precision).
     ``crossfade``: frames blended at a hop's start with the previous window's look-ahead.
     """
 
@@ -230,7 +231,9 @@ class MotionStream:
             raise BadRequest(f"crossfade must be between 0 and the lookahead ({self.lookahead}), got {crossfade}")
         self.crossfade = int(crossfade)
         if controls is None:
-            controls = Controls() if self.exact else Controls(silence=Silence())
+            controls = Controls()
+        if not self.exact and controls.silence is None:   # live: the lips relax in silence by default
+            controls = dataclasses.replace(controls, silence=Silence())
         self.controls = controls
         self.sampler = make_sampler(self.options.sampler, model.schedule, self.options.steps)
         n_calls = len(self.sampler.timesteps())

@@ -154,7 +154,7 @@ def parse_controls(data: Any) -> Controls:
     if unknown:
         raise ControlsError(f"unknown controls key(s): {', '.join(unknown)}")
     version = data.get("version", VERSION)
-    if version != VERSION:
+    if isinstance(version, bool) or version != VERSION:
         raise ControlsError(f"controls version {version!r} is not supported (this engine reads {VERSION})")
     if data.get("schema", SCHEMA) != SCHEMA:
         raise ControlsError(f"schema must be {SCHEMA!r}")

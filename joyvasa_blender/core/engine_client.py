@@ -96,7 +96,7 @@ def check_interpreter(path: str, timeout: float = 20.0) -> tuple[bool, str]:
 
 
 #: candidates the user chose explicitly: when they do not work that is an error, never a silent fallback
-EXPLICIT_SOURCES = {"preferences": "Preferences > Add-ons > JoyVASA > Engine Python",
+EXPLICIT_SOURCES = {"preferences": "Preferences > Add-ons > JoyVASA Portrait Animator > Engine Python",
                     "$JOYVASA_ENGINE_PYTHON": "the environment variable JOYVASA_ENGINE_PYTHON"}
 
 

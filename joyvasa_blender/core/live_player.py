@@ -248,6 +248,13 @@ class Player:
             del self.frames[:cut - 1]
             del self.times[:cut - 1]
 
+    def remaining(self, now: float) -> float:
+        """Seconds of received frames not shown yet at ``now`` (0 when none are left)."""
+        pt = self.playout_time(now)
+        if pt is None or not self.times:
+            return 0.0
+        return max(0.0, self.times[-1] - pt)
+
     # -- numbers for the panel --------------------------------------------------------------
     def measured_delay(self) -> float | None:
         """Median arrival delay of the recent frames (audio time -> here), seconds."""

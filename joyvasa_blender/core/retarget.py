@@ -185,9 +185,17 @@ class Preset:
 
 
 # -- reading and validation -------------------------------------------------------------------
+#: no gain, offset, clamp or full-scale value of a real rig is larger; 1e308 keyed inf shape keys
+MAX_PRESET_NUMBER = 1e6
+#: a preset file is a few kB; more is not a preset (and a link to /dev/zero must not be read whole)
+MAX_PRESET_BYTES = 1 << 20
+
+
 def _num(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PresetError(f"{where}: must be a finite number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or abs(value) > MAX_PRESET_NUMBER:
+        raise PresetError(f"{where}: must be a finite number between {-MAX_PRESET_NUMBER:g} and "
+                          f"{MAX_PRESET_NUMBER:g}, got {str(value)[:40]}")
     return float(value)
 
 
@@ -277,7 +285,7 @@ def _parse(data: Any) -> Preset:
         raise PresetError("must be a JSON object")
     if data.get("schema") != SCHEMA:
         raise PresetError(f"schema: must be {SCHEMA!r}, got {data.get('schema')!r}")
-    if data.get("version") != VERSION:
+    if isinstance(data.get("version"), bool) or data.get("version") != VERSION:
         raise PresetError(f"version: this add-on reads version {VERSION}, got {data.get('version')!r}")
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
@@ -298,6 +306,8 @@ def _parse(data: Any) -> Preset:
         share = _num(h.get("neck_share", DEFAULT_NECK_SHARE), "head.neck_share")
         if not 0.0 <= share <= 1.0:
             raise PresetError(f"head.neck_share: must be in [0, 1], got {share}")
+        if h.get("bone", "") and h.get("bone", "") == h.get("neck", ""):
+            raise PresetError(f"head.neck: must be another bone than head.bone ({h['bone']!r} is both)")
         head = Head(h.get("bone", ""), h.get("neck", ""), share)
     det = data.get("detect", {})
     if not isinstance(det, dict) or set(det) - {"bones", "shape_keys"}:
@@ -355,23 +365,37 @@ def _check_consistent(p: Preset) -> None:
 def load_preset_file(path: str | Path) -> Preset:
     """Read and validate one preset file (cached while the file's size and time stay the same:
     the panel lists presets on every redraw)."""
+    import stat
+
     path = Path(path)
     try:
         st = path.stat()
     except OSError as exc:
         raise PresetError(f"rig preset {path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):   # a FIFO blocks every panel draw, /dev/zero never ends
+        raise PresetError(f"rig preset {path}: not a regular file (a folder, pipe or device); remove it")
+    if st.st_size > MAX_PRESET_BYTES:
+        raise PresetError(f"rig preset {path}: {st.st_size} bytes, larger than a preset ({MAX_PRESET_BYTES} at most)")
     return _load_cached(str(path), st.st_mtime_ns, st.st_size)
 
 
 @lru_cache(maxsize=128)
 def _load_cached(path_text: str, _mtime_ns: int, _size: int) -> Preset:
+    import os
+
+    from .contract.protocol import JSONLimitError, loads_limited
+
     path = Path(path_text)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:   # non-blocking open: the file may have turned into a FIFO since the check
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(MAX_PRESET_BYTES + 1)
+        data = loads_limited(raw, "the file", max_bytes=MAX_PRESET_BYTES)
     except OSError as exc:
         raise PresetError(f"rig preset {path}: cannot be read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PresetError(f"rig preset {path}: not valid JSON ({exc})") from None
+    except JSONLimitError as exc:   # not UTF-8, too deep, a 5000-digit number, not JSON
+        why = str(exc).removeprefix("the file is ").removeprefix("the file: ")
+        raise PresetError(f"rig preset {path}: {why}") from None
     p = parse_preset(data, str(path))
     return Preset(p.name, p.channels, p.head, p.description, str(path), p.detect_bones, p.detect_shape_keys)
 
@@ -426,6 +450,15 @@ def save_user_preset(preset: Preset, user_dir: str | Path) -> Path:
     data = preset.to_dict()
     parse_preset(data, preset.name)
     final = user_preset_path(user_dir, preset.name)
+    if final.exists():   # "My Rig" and "My/Rig" share My_Rig.json: never replace another preset
+        try:
+            other = load_preset_file(final).name
+        except PresetError:
+            other = None
+        if other is None or other.strip().lower() != preset.name.strip().lower():
+            raise PresetError(f"rig preset {preset.name!r} would be saved as {final.name}, which already holds "
+                              f"{'the preset ' + repr(other) if other else 'a file that is not a preset'}; "
+                              "choose another name")
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=final.name + ".", suffix=".tmp", dir=final.parent)
     try:
@@ -459,6 +492,8 @@ def with_name_map(preset: Preset, text: str, gaze: bool = False) -> Preset:
         if kept:
             channels[ch] = kept
     for ch, keys in mapping.items():
+        for key, gain in keys:
+            _num(gain, f"rig preset {preset.name}: name map {ch}={key} gain")
         if ch not in known:
             continue                # as before presets: a channel the readout lacks keys nothing
         channels.setdefault(ch, []).extend(Target("shape_key", key, gain=gain) for key, gain in keys)

@@ -63,6 +63,7 @@ class FetchProgress:
         self.code: str | None = None
         self.message = ""
         self.weights_dir: str | None = None
+        self.retry: str = ""     # "connection dropped: try 2 of 5 in 0.5 s" while the engine retries
 
     @property
     def finished(self) -> bool:
@@ -89,6 +90,11 @@ class FetchProgress:
             self.file = str(event.get("file") or "")
             self.files_done = int(event.get("files_done") or 0)
             self.files_total = int(event.get("files_total") or self.files_total)
+            if event.get("retry"):     # the engine resumes a dropped connection itself (bounded tries)
+                self.retry = (f"connection dropped: try {event['retry']} of {event.get('retries', '?')} "
+                              f"in {float(event.get('retry_in_s') or 0):.1f} s")
+            elif int(event.get("file_done") or 0) > 0:
+                self.retry = ""
             if self.total_bytes and self.done_bytes >= self.total_bytes:
                 self.state = "verifying"
         elif kind == "done":
@@ -146,6 +152,8 @@ class FetchProgress:
             out.append(self.bar_text())
             if self.file:
                 out.append(f"file {min(self.files_done + 1, self.files_total)}/{self.files_total}: {self.file}")
+            if self.retry:
+                out.append(self.retry)
         elif self.state == "verifying":
             out.append("Checking every file with the engine's strict loaders ...")
         elif self.message:

@@ -207,3 +207,13 @@ def test_the_start_up_prediction_settles_once_to_the_steady_state_delay():
     q.feed(frame_event(0, sample=16000), now=1.2)          # a frame took 1.2 s: no step down
     q.feed({"type": "live_stats", "delay_s": 0.9, "dropped": 0}, now=1.3)
     assert q.delay_s == pytest.approx(1.3 + lp.DELAY_MARGIN_S)
+
+
+def test_remaining_is_the_buffered_tail():
+    p = lp.Player()
+    p.feed(started(0.3), now=0.0)
+    for k in range(10):
+        p.feed(frame_event(k, sample=int(0.5 * 16000)), now=0.5)
+    D = p.delay_s
+    assert p.remaining(D) == pytest.approx(9 / 25)
+    assert p.remaining(D + 1.0) == 0.0

@@ -70,3 +70,14 @@ def test_online_access_off_turns_the_engines_offline_answer_into_the_manual_rout
     q = FetchProgress("", online_access_off=True)     # no engine to ask: the text alone
     q.ended(None, [])
     assert q.code == "online_access_off" and q.message == OFFLINE_ACCESS_TEXT
+
+
+def test_retries_of_a_dropped_connection_are_shown() -> None:
+    """The engine resumes a dropped connection within the run; the preferences say so (issue #28)."""
+    p = FetchProgress("/w")
+    p.apply({"type": "progress", "stage": "download", "done": 10, "total": 100, "file": "a.pth", "file_done": 10,
+             "file_total": 50, "files_done": 0, "files_total": 2, "retry": 2, "retries": 5, "retry_in_s": 0.5})
+    assert "connection dropped: try 2 of 5 in 0.5 s" in p.lines()
+    p.apply({"type": "progress", "stage": "download", "done": 20, "total": 100, "file": "a.pth", "file_done": 20,
+             "file_total": 50, "files_done": 0, "files_total": 2})
+    assert not [ln for ln in p.lines() if "dropped" in ln]

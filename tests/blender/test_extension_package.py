@@ -77,3 +77,24 @@ def test_validator_rejects_a_bad_manifest(tmp_path):
         for line in (REPO / "blender_manifest.toml").read_text().splitlines()))
     cp = subprocess.run([sys.executable, str(found[-1]), "validate", str(bad)], capture_output=True, text=True, timeout=120)
     assert cp.returncode != 0 and "tagline" in (cp.stdout + cp.stderr), cp.stdout + cp.stderr
+
+
+def test_validate_finds_a_validator_on_its_own_or_says_how(monkeypatch, tmp_path, capsys):
+    """--validate: a `blender` on PATH first, then the bpy venvs' blender_ext.py; with neither, exit 2
+    with the ways to get one (README's Blender step says the same)."""
+    tool = _build_tool()
+    fake = tmp_path / "blender"
+    fake.write_text("#!/bin/sh\necho validated \"$@\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert tool.validator_command(tmp_path / "x.zip")[:4] == [str(fake), "--factory-startup", "--command", "extension"]
+    assert tool.validate(tmp_path / "x.zip", None) == 0 and "validated" in capsys.readouterr().out
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(tool, "find_blender_ext", lambda: tmp_path / "blender_ext.py")
+    assert tool.validator_command(tmp_path / "x.zip")[1:3] == [str(tmp_path / "blender_ext.py"), "validate"]
+    monkeypatch.setattr(tool, "find_blender_ext", lambda: None)
+    assert tool.validate(tmp_path / "x.zip", None) == 2
+    err = capsys.readouterr().err
+    assert "blender" in err and "tools/setup_bpy_envs.sh" in err and "--blender-ext" in err
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "tools/setup_bpy_envs.sh" in readme[readme.index("build_extension.py --validate"):][:600]

@@ -10,7 +10,7 @@ import pytest
 
 from engine.errors import BadRequest
 from engine.jobs import JOB_TYPES, job_from_dict
-from joyvasa_blender.core import framing, requests
+from joyvasa_blender.core import framing, live_player, requests
 
 JOBS = Path(__file__).resolve().parent / "jobs"
 GOLDEN = sorted(JOBS.glob("*.json"))
@@ -56,14 +56,17 @@ def _case(name: str) -> dict[str, Any]:
     if name == "export":                                    # File > Export > JoyVASA Motion
         return requests.job_dict("export", motion="/takes/motion_seed11.npz", format="livelinkface-csv",
                                  out="/takes/take.csv", fps=24.0)
+    if name == "live":                                      # Live panel: Start, microphone, Low latency
+        st = {**PANEL, "seed": 4}
+        return requests.job_dict("live", st, PREFS, out="/takes/live_seed4.npz", wav="/takes/live_seed4.wav",
+                                 controls="/takes/live_seed4.controls.json", source="mic", mic="USB Microphone",
+                                 **live_player.latency_fields("LOW"))
     raise AssertionError(f"no add-on case for the golden job {name}")
 
 
 def test_every_command_has_a_golden_job() -> None:
     """Every job the add-on sends (doctor and fetch travel as plain command lines)."""
     expected = set(JOB_TYPES) - {"doctor", "fetch"}
-    if not (JOBS / "live.json").exists():   # live: its golden job comes with the add-on's Live panel (issue 26)
-        expected.discard("live")
     assert {json.loads(p.read_text())["command"] for p in GOLDEN} == expected
 
 

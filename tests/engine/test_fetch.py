@@ -148,10 +148,13 @@ def test_more_bytes_than_announced_are_refused_and_removed(hub, out: Path) -> No
     assert not (out / SPADE_DEST).exists() and not list(staging(out).rglob("spade_generator.pth*"))
 
 
-def test_truncated_file_is_refused_then_resumed(hub, out: Path) -> None:
+def test_truncated_file_is_refused_then_resumed(hub, out: Path, monkeypatch, capsys) -> None:
+    from engine.fetch import transfer
+
+    monkeypatch.setattr(transfer, "BACKOFF_S", 0.01)      # every try of this run ends early: no waiting
     hub.truncate.add(SPADE)
-    run = fetch(out, hub.url)
-    assert run.rc == 1 and of(run.events, "error")[0]["code"] == "download_failed", run.stderr[-2000:]
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url)
+    assert rc == 1 and of(events, "error")[0]["code"] == "download_failed", events[-1]
     assert not (out / SPADE_DEST).exists()
     [part] = list(staging(out).rglob("spade_generator.pth.*.part"))
     assert 0 < part.stat().st_size < len(hub.files[SPADE])
@@ -404,3 +407,198 @@ def test_a_second_fetch_into_the_same_folder_is_refused_while_one_runs(hub_files
     [err] = of(second.events, "error")
     assert err["code"] == "download_failed" and "another `engine fetch`" in err["message"]
     assert (out / SPADE_DEST).read_bytes() == hub_files[SPADE] and not staging(out).exists()
+
+
+# -- issue #28: the hub is untrusted; the destination is checked before the first byte ------------------
+
+CONFIG = ("TencentGameMate/chinese-hubert-base", "config.json")
+CONFIG_DEST = "TencentGameMate:chinese-hubert-base/config.json"
+
+
+def _fetch_here(monkeypatch, capsys, out: Path, endpoint: str, *args: str, verify: bool = False,
+                **env: str) -> tuple[int, list[dict]]:
+    """``engine fetch`` in this process (no interpreter start-up: these cases are about the transfer);
+    ``verify=False`` skips the strict loaders' check, which other tests cover."""
+    from engine.cli import main
+    from engine.commands import fetch as fetch_cmd
+
+    if not verify:
+        monkeypatch.setattr(fetch_cmd, "verify", lambda reporter, out, parts: {})
+    for k in [k for k in os.environ if k.startswith("HF_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("HF_HOME", str(out.parent / "hf"))
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    capsys.readouterr()
+    try:
+        rc = main(["fetch", "--out", str(out), "--progress", "json", *args])
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    return rc, [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): ("link" if p.is_symlink() else "dir" if p.is_dir() else p.read_bytes().hex()[:64])
+            for p in sorted(root.rglob("*"))}
+
+
+def test_hostile_etag_never_names_a_path_outside_staging(hub, hub_files, out: Path, monkeypatch, capsys) -> None:
+    victim = out.parent / "victim.txt"
+    victim.write_bytes(b"the user's file")
+    hub.headers[SPADE] = {"X-Linked-Etag": '"/../../../../../victim.txt"'}
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url)
+    assert rc == 0, events[-1]
+    assert victim.read_bytes() == b"the user's file"
+    assert (out / SPADE_DEST).read_bytes() == hub_files[SPADE]
+    assert sorted(p.name for p in out.parent.iterdir() if p.name != "hf") == ["victim.txt", "weights"]
+
+
+def test_staging_folder_that_is_a_symlink_is_refused_and_its_target_untouched(hub, out: Path, tmp_path: Path,
+                                                                                monkeypatch, capsys) -> None:
+    projects = tmp_path / "projects"
+    (projects / "empty" / "deeper").mkdir(parents=True)
+    (projects / "liveportrait" / "base_models").mkdir(parents=True)
+    before = _tree(projects)
+    staging(out).symlink_to(projects, target_is_directory=True)
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url)
+    assert rc == 1 and events[-1]["code"] == "output_unwritable" and "symbolic link" in events[-1]["message"]
+    assert _tree(projects) == before
+    assert not [e for e in events if e["type"] == "progress"]
+
+
+@pytest.mark.parametrize("layout", ["file-for-folder", "folder-for-file", "staging-is-file"])
+def test_destination_layout_is_checked_before_the_first_byte(layout: str, hub, out: Path, monkeypatch,
+                                                             capsys) -> None:
+    if layout == "file-for-folder":
+        (out / "liveportrait").write_bytes(b"a file")
+        words = "is a file where the weights need a folder"
+    elif layout == "folder-for-file":
+        (out / CONFIG_DEST).mkdir(parents=True)
+        words = "is a folder where the weight file"
+    else:
+        staging(out).write_bytes(b"left over")
+        words = "is a file, not the folder"
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url)
+    assert rc == 1 and events[-1]["code"] == "output_unwritable" and words in events[-1]["message"], events[-1]
+    assert not [m for m, p, _r in hub.requests if m == "GET"]        # not one byte fetched
+
+
+@pytest.mark.parametrize("headers,words", [
+    ({"X-Linked-Size": "-5"}, "not a possible size"),
+    ({"X-Linked-Size": "99999999999999999999"}, "not a possible size"),
+    ({"Location": "file:///etc/hostname"}, "not an http(s) address"),
+])
+def test_hostile_headers_are_refused_before_any_byte(headers: dict, words: str, hub, out: Path, monkeypatch,
+                                                     capsys) -> None:
+    hub.headers[SPADE] = headers
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url)
+    assert rc == 1 and events[-1]["code"] == "download_failed" and words in events[-1]["message"], events[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["models.yaml"]
+
+
+def test_token_goes_only_to_the_hub_and_redirects_only_to_http(hub, hub_files, out: Path, monkeypatch,
+                                                               capsys) -> None:
+    hub.redirect_get[CONFIG] = f"{hub.cdn_url}/{CONFIG[0]}/resolve/main/{CONFIG[1]}"   # another origin
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url, HF_TOKEN="hf_secret_token")
+    assert rc == 0, events[-1]["message"]
+    cdn_port = int(hub.cdn_url.rsplit(":", 1)[1])
+    assert any(port != cdn_port and auth for port, _p, auth in hub.auth)       # the hub itself gets it
+    assert not [a for port, _p, a in hub.auth if port == cdn_port and a], "the token left the hub"
+    assert (out / CONFIG_DEST).read_bytes() == hub_files[CONFIG]
+
+    (out / CONFIG_DEST).unlink()
+    hub.redirect_get[CONFIG] = "file:///etc/hostname"
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url)
+    assert rc == 1 and events[-1]["code"] == "download_failed" and "not http(s)" in events[-1]["message"]
+    assert not (out / CONFIG_DEST).exists()
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:99999", "http://[::1"])
+def test_malformed_endpoint_is_coded(endpoint: str, out: Path, monkeypatch, capsys) -> None:
+    rc, events = _fetch_here(monkeypatch, capsys, out / "new", endpoint)
+    assert rc == 1 and events[0]["type"] == "hello"
+    assert events[-1]["code"] == "offline" and "not a valid address" in events[-1]["message"]
+    assert not (out / "new").exists()
+
+
+@pytest.mark.parametrize("value,words", [("", "--out is empty"), ("w" * 4200, "4200 characters"),
+                                         ("a\x00b", "NUL")])
+def test_bad_out_is_refused_at_the_job_boundary(value: str, words: str, out: Path, monkeypatch, capsys,
+                                                tmp_path: Path) -> None:
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    capsys.readouterr()
+    rc = main(["fetch", "--out", value, "--progress", "json"])
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert rc == 1 and events[0]["type"] == "hello" and events[-1]["code"] == "bad_request", events
+    assert words in events[-1]["message"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
+
+
+def test_dropped_connections_resume_within_the_run(hub, hub_files, out: Path, monkeypatch, capsys) -> None:
+    """A hub that hangs up the first GET of every file after 200 kB: one run, every file in place,
+    the retries shown in progress."""
+    from engine.fetch import transfer
+
+    monkeypatch.setattr(transfer, "BACKOFF_S", 0.05)
+    hub.drop_after = 200_000
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url)
+    assert rc == 0, events[-1]
+    retries = [e for e in events if e["type"] == "progress" and e.get("retry")]
+    big = [k for k, d in hub_files.items() if len(d) > 200_000]
+    assert len(retries) == len(big) and all(e["retry"] == 2 and e["retries"] == transfer.MAX_TRIES for e in retries)
+    for (repo, path), data in hub_files.items():
+        if (repo, path) == SPADE:
+            assert (out / SPADE_DEST).read_bytes() == data
+    assert any(r and r.startswith("bytes=200000-") for _m, _p, r in hub.requests)   # resumed, not restarted
+    assert not staging(out).exists()
+
+
+def test_retries_are_bounded_then_download_failed(hub, out: Path, monkeypatch, capsys) -> None:
+    from engine.fetch import transfer
+
+    monkeypatch.setattr(transfer, "BACKOFF_S", 0.01)
+    hub.truncate.add(SPADE)                      # every try ends early
+    rc, events = _fetch_here(monkeypatch, capsys, out, hub.url)
+    assert rc == 1 and events[-1]["code"] == "download_failed" and f"{transfer.MAX_TRIES} tries" in events[-1]["message"]
+    gets = [r for m, p, r in hub.requests if m == "GET" and p == f"/cdn/{hub.sha256(SPADE)}"]
+    assert len(gets) == transfer.MAX_TRIES
+
+
+def test_cancel_interrupts_a_stalled_read(hub_files, tmp_path: Path) -> None:
+    """The host stops sending mid-file; a cancel (the token's flag) ends the read at once, not after
+    READ_TIMEOUT_S: the watcher hangs up the socket and the next progress check raises."""
+    import threading
+
+    from engine.errors import Cancelled
+    from engine.fetch import hub as hubmod, transfer
+
+    flag = threading.Event()
+
+    def on_bytes(have: int) -> None:
+        if flag.is_set():
+            raise Cancelled("download", have)
+
+    with HubServer(hub_files) as hub:
+        hub.stall_after = 100_000
+        remote = hubmod.describe(next(f for f in _core_files() if f.path == SPADE[1]), hub.url)
+        timer = threading.Timer(0.5, flag.set)
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(Cancelled):
+            transfer.download(remote, tmp_path / "s.part", hub.url, on_bytes, flag.is_set)
+        waited = time.monotonic() - t0
+    print(f"cancel of a stalled read took {waited - 0.5:.2f} s after the cancel")
+    assert waited < transfer.READ_TIMEOUT_S / 2
+    assert (tmp_path / "s.part").stat().st_size == 100_000          # the bytes so far stay for a resume
+
+
+def _core_files() -> list:
+    from engine.weights import fetch_parts
+
+    return [f for part in fetch_parts(animals=False, xpose=False, detector=False) for f in part.files]

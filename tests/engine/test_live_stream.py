@@ -72,6 +72,12 @@ def test_exact_mode_equals_engine_motion(layout, model, sampler):
     assert m.meta["audio_sha256"] == off.meta["audio_sha256"]
     shifted = np.roll(off.coef, 1, axis=0)
     assert np.abs(shifted - m.coef).max() > 1e-2          # the tolerance would catch an off-by-one
+    # the take's file: the keys and dtypes `engine motion` writes (voice level included)
+    from engine.motion.npz import motion_arrays
+
+    want = motion_arrays(direct_motion(off, parse_controls({}), wave))
+    got = st.take_arrays()
+    assert {k: v.dtype for k, v in got.items()} == {k: v.dtype for k, v in want.items()}
 
 
 def test_exact_mode_per_frame_controls_match_offline(layout, model):
@@ -188,6 +194,8 @@ def test_bad_settings(model):
         MotionStream(model, hop=15, lookahead=10)
     with pytest.raises(BadRequest, match="schedule"):
         MotionStream(model, schedule="fast")
+    assert MotionStream(model, controls=parse_controls({"lip_gain": 1.2})).controls.silence.relax   # live default
+    assert MotionStream(model, schedule="offline").controls.silence is None
     st = MotionStream(model, hop=5, lookahead=2)
     with pytest.raises(BadRequest, match="NaN"):
         st.feed(np.array([0.0, np.nan], np.float32))
@@ -220,3 +228,18 @@ def test_hop_for_a_slower_machine():
     assert hop_for(1.2) == 45                                # 1.5 x 1.2 s = 1.8 s = 45 frames
     assert hop_for(10.0) == 95                               # capped at window - lookahead
 
+
+
+def test_crossfade_blends_only_the_first_frames_of_a_hop(model, tmp_path):
+    from engine.motion.npz import load_motion, save_motion
+
+    wave = _speech(1.2, seed=6)
+    opts = MotionOptions(seed=9, steps=3)
+    plain, _ = _stream(model, wave, opts, [2000], hop=4, lookahead=3)
+    faded, _ = _stream(model, wave, opts, [2000], hop=4, lookahead=3, crossfade=2)
+    a, b = plain.take_motion().coef, faded.take_motion().coef
+    hop_pos = np.arange(len(a)) % 4
+    assert np.array_equal(a[:4], b[:4])                       # the first hop has no previous window
+    assert not np.allclose(a[4:][hop_pos[4:] < 2], b[4:][hop_pos[4:] < 2])
+    path = save_motion(tmp_path / "take.npz", faded.take_motion())
+    assert load_motion(path).n_frames == len(b)

@@ -517,6 +517,69 @@ WALK_2: list[Case] = [
 BAD_INPUTS += WALK_2
 
 
+# -- the third bad-input walk (issue #28) -----------------------------------------------------------
+
+def _f32(value: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda a: np.array(value, np.float32)
+
+
+def _edit(c: Ctx, motion: str, **over: str) -> list[str]:
+    opts = {"--motion": motion, "--controls": str(c.file("c.json", '{"head_gain": 1.0}')),
+            "--out": str(c.out / "e.npz"), **{"--" + k: v for k, v in over.items()}}
+    return ["edit", *[x for kv in opts.items() for x in kv]]
+
+
+def _special(c: Ctx, kind: str, name: str) -> str:
+    if kind == "fifo":
+        return _fifo(c, name)
+    if kind == "socket":
+        import socket
+
+        path = c.inp / name
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+        return str(path)
+    link = c.inp / name            # a name that points at the system's /dev/null
+    link.symlink_to("/dev/null")
+    return str(link)
+
+
+WALK_3: list[Case] = [
+    # --- outputs are regular files: a device, FIFO or socket is refused before the work ----------------
+    Case("x-out-dev-null", lambda c: c.export(out=_special(c, "dev", "take.bvh")), "output_unwritable", ("device",)),
+    Case("x-out-fifo", lambda c: c.export(out=_special(c, "fifo", "take.bvh")), "output_unwritable", ("FIFO",)),
+    Case("m-out-fifo", lambda c: c.motion_cmd(out=_special(c, "fifo", "m.npz")), "output_unwritable", ("FIFO",)),
+    Case("m-out-socket", lambda c: c.motion_cmd(out=_special(c, "socket", "m.npz")), "output_unwritable",
+         ("socket",)),
+    Case("crop-out-fifo", lambda c: c.crop_cmd(out=_special(c, "fifo", "c.png")), "output_unwritable", ("FIFO",)),
+    Case("out-fifo", lambda c: c.animate(out=_special(c, "fifo", "o.mp4")), "output_unwritable", ("FIFO",)),
+    Case("edit-out-fifo", lambda c: _edit(c, str(c.motion()), out=_special(c, "fifo", "e.npz")),
+         "output_unwritable", ("FIFO",)),
+    # --- motion-file metadata: finite and in range ------------------------------------------------------
+    Case("x-motion-offset-nan", lambda c: c.export(motion=str(c.motion(audio_offset_s=_f32(np.nan)))),
+         "bad_request", ("audio_offset_s", "motion.npz")),
+    Case("x-motion-offset-inf", lambda c: c.export(motion=str(c.motion(audio_offset_s=_f32(np.inf)))),
+         "bad_request", ("audio_offset_s",)),
+    Case("x-motion-offset-minus-1e30", lambda c: c.export(motion=str(c.motion(audio_offset_s=_f32(-1e30))),
+                                                          format="livelinkface-csv", out=str(c.out / "t.csv")),
+         "bad_request", ("audio_offset_s",)),
+    Case("x-motion-duration-nan", lambda c: c.export(motion=str(c.motion(audio_duration_s=_f32(np.nan)))),
+         "bad_request", ("audio_duration_s",)),
+    Case("x-motion-duration-4e5", lambda c: c.export(motion=str(c.motion(audio_duration_s=_f32(4e5)))),
+         "bad_request", ("audio_duration_s",)),
+    Case("motion-offset-inf-before-networks", lambda c: c.animate(motion=str(c.motion(audio_offset_s=_f32(-np.inf)))),
+         "bad_request", ("audio_offset_s",)),
+    Case("edit-motion-seed-1e300", lambda c: _edit(c, str(c.motion(seed=lambda a: np.array(1e300)))),
+         "bad_request", ("seed",), early=False),
+    Case("edit-motion-seed-nan", lambda c: _edit(c, str(c.motion(seed=lambda a: np.array(np.nan)))),
+         "bad_request", ("seed",), early=False),
+    Case("edit-motion-steps-2^40", lambda c: _edit(c, str(c.motion(steps=lambda a: np.array(2**40, np.int64)))),
+         "bad_request", ("steps",), early=False),
+]
+BAD_INPUTS += WALK_3
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write_clip(tmp_path_factory.mktemp("rel_clip") / "clip.wav", 0.3)
@@ -762,3 +825,31 @@ def test_fault_sigterm_during_motion_generation(tiny_weights: Path, long_clip: P
     rest = [json.loads(x) for x in proc.stdout if x.strip()]
     assert proc.wait(timeout=120) == 130 and rest[-1]["type"] == "cancelled"
     assert list(out.iterdir()) == []
+
+
+def test_fault_sigterm_to_the_worker_mid_render_cancels_and_exits_143(tiny_weights: Path, long_clip: Path,
+                                                                     tmp_path: Path) -> None:
+    """``engine serve`` on SIGTERM ends like a one-shot command: ``cancelled`` for the running job, the
+    ``.joyvasa-part.*`` video and frames removed, the user's files untouched, then exit 143."""
+    out = tmp_path / "out"
+    keep = _user_files(out)
+    req = {"v": 1, "type": "run", "job": "r1", "command": "animate",
+           "args": {"image": str(PORTRAIT), "audio": str(long_clip), "weights": str(tiny_weights),
+                    "out": str(out / "o.mp4"), "frames_dir": str(out / "frames"), "crop": "none", "batch": 1}}
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=engine_env(), cwd=REPO)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(req) + "\n")
+        proc.stdin.flush()                      # stdin stays open: the worker would wait for more
+        events = _until_render(proc)
+        proc.send_signal(signal.SIGTERM)
+        events += [json.loads(x) for x in proc.stdout if x.strip()]  # type: ignore[union-attr]
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 143
+    assert events[-1]["type"] == "cancelled" and events[-1]["job"] == "r1", events[-3:]
+    _assert_only(out, keep)

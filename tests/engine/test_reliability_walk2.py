@@ -448,3 +448,145 @@ def test_loads_limited_reads_brackets_inside_strings_and_deep_enough_json() -> N
     deep = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert loads_limited(deep) is not None
     assert loads_limited(b"\xef\xbb\xbf{}".decode("utf-8")) == {}
+
+
+# -- the third walk (issue #28): one bounded reader for job files, paths checked at the job boundary --
+
+def _run_job(capsys, source: str) -> tuple[int, list[dict]]:
+    from engine.cli import main
+
+    capsys.readouterr()
+    rc = main(["run", "--job", source, "--progress", "json"])
+    return rc, _events(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("content,words", [
+    (b'{"command": "crop", "image": "\xff\xfe.png"}', "UTF-8"),
+    (b'{"command": "crop", "image": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested"),
+    (b"[" * 100_000, "nested"),
+    ("huge", "larger than"),
+    ("fifo", "pipe"),
+])
+def test_run_job_file_is_read_by_the_limited_loader(content, words: str, capsys, tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    if content == "fifo":
+        os.mkfifo(job)                       # reading it would block forever
+    elif content == "huge":
+        from engine.contract.protocol import MAX_LINE_BYTES
+
+        with open(job, "wb") as fh:          # sparse: read no further than the limit
+            fh.write(b"{")
+            fh.truncate(MAX_LINE_BYTES * 4)
+    else:
+        job.write_bytes(content)
+    rc, events = _run_job(capsys, str(job))
+    assert rc == 1 and [e["type"] for e in events] == ["hello", "error"], events
+    assert events[-1]["code"] == "bad_request" and words in events[-1]["message"], events[-1]
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("image", "a\x00b.png", "NUL"),
+    ("image", "/tmp/" + "p" * 4200 + ".png", "4209 characters"),
+    ("out", "x\x00.png", "NUL"),
+])
+def test_run_job_paths_with_nul_or_over_long_are_bad_request_naming_the_field(field: str, value: str, words: str,
+                                                                              capsys, tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    args = {"command": "crop", "image": str(REPO / "examples" / "portrait.jpg"), "out": str(tmp_path / "c.png"),
+            field: value}
+    job.write_text(json.dumps(args))
+    rc, events = _run_job(capsys, str(job))
+    assert rc == 1 and events[0]["type"] == "hello" and events[-1]["code"] == "bad_request", events
+    assert f"--{field}" in events[-1]["message"] and words in events[-1]["message"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]
+
+
+def test_worker_refuses_nul_and_long_paths_and_then_serves_the_next(tmp_path: Path) -> None:
+    """Through ``serve``: a NUL byte and a 4200-character path are one bad_request each, naming the
+    field; the worker then answers ``release``."""
+    image = str(REPO / "examples" / "portrait.jpg")
+    lines = [{"v": 1, "type": "run", "job": "nul", "command": "crop",
+              "args": {"image": "a\x00.png", "out": str(tmp_path / "c.png")}},
+             {"v": 1, "type": "run", "job": "long", "command": "crop",
+              "args": {"image": image, "out": str(tmp_path / ("d" * 4200 + ".png"))}},
+             {"v": 1, "type": "release", "job": "after"}]
+    proc = subprocess.run([sys.executable, "-m", "engine", "serve"], input="\n".join(map(json.dumps, lines)) + "\n",
+                          capture_output=True, text=True, env=engine_env(), cwd=REPO, timeout=300)
+    events = _events(proc.stdout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    errors = {e["job"]: e for e in events if e["type"] == "error"}
+    assert {j: e["code"] for j, e in errors.items()} == {"nul": "bad_request", "long": "bad_request"}, errors
+    assert "--image" in errors["nul"]["message"] and "NUL" in errors["nul"]["message"]
+    assert "--out" in errors["long"]["message"]
+    assert [e["job"] for e in events if e["type"] == "done"] == ["after"]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("via", ["run", "serve"])
+def test_fetch_through_run_job_or_serve_is_bad_request(via: str, tmp_path: Path) -> None:
+    """``fetch`` is one-shot only (``python -m engine fetch``): through ``run --job`` or ``serve`` it is
+    one bad_request, never a KeyError (the dispatch fix is issue #25's; this walk owns the test)."""
+    args = {"out": str(tmp_path / "w")}
+    if via == "run":
+        (tmp_path / "job.json").write_text(json.dumps({"command": "fetch", **args}))
+        proc = subprocess.run([sys.executable, "-m", "engine", "run", "--job", str(tmp_path / "job.json"),
+                               "--progress", "json"], capture_output=True, text=True, env=engine_env(), cwd=REPO,
+                              timeout=300)
+        assert proc.returncode == 1
+    else:
+        req = {"v": 1, "type": "run", "job": "f", "command": "fetch", "args": args}
+        proc = subprocess.run([sys.executable, "-m", "engine", "serve"], input=json.dumps(req) + "\n",
+                              capture_output=True, text=True, env=engine_env(), cwd=REPO, timeout=300)
+        assert proc.returncode == 0
+    errors = [e for e in _events(proc.stdout) if e["type"] == "error"]
+    assert [e["code"] for e in errors] == ["bad_request"], errors
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+def test_a_member_claiming_23_gb_is_refused_before_allocating(tmp_path: Path) -> None:
+    """A crafted archive: a 1 MB member whose .npy header and zip directory both claim 23 GB (what a
+    ZIP64 central directory can say). Refused as a damaged file (bad_request), never allocated (was oom)."""
+    from engine.motion.npz import MotionFileError
+    from engine.contract.npz_reader import MemberSpec, NpzReader
+
+    path = tmp_path / "m.npz"
+    shutil.copyfile(GOLDEN_MOTION, path)
+    rows = 22_500_256
+    header = _npy_header((rows, 128), "<f8")
+    _append_member(path, "huge.npy", header + bytes(1 << 20))
+    with NpzReader(path) as z:
+        info = z._members["huge"]
+        info.file_size = len(header) + rows * 128 * 8           # the directory's claim
+        with pytest.raises(MotionFileError, match="more than it can hold"):
+            z.get("huge", MemberSpec.numbers((None, None), max_items=2**40))
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced by a file"])
+def test_output_folder_changed_during_the_work_is_output_unwritable(change: str, tmp_path: Path) -> None:
+    """The final rename re-checks the output's folder (a render used to end in FileNotFoundError or
+    NotADirectoryError after rendering everything); the frames folder's rename likewise."""
+    from engine.errors import classify_failure
+    from engine.fileio import atomic_path, frames_output
+
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    for target in ("file", "frames"):
+        with pytest.raises(OutputError) as info:
+            with atomic_path(folder / "o.mp4") if target == "file" else frames_output(folder / "frames") as tmp:
+                (tmp / "frame_00000.png" if target == "frames" else tmp).write_bytes(b"rendered")
+                shutil.rmtree(folder)
+                if change != "removed":
+                    folder.write_bytes(b"someone's file")
+        assert change in str(info.value) and classify_failure(info.value).code == "output_unwritable"
+        assert sorted(p.name for p in tmp_path.iterdir()) == (["renders"] if change != "removed" else [])
+        if folder.is_file():
+            folder.unlink()
+        folder.mkdir()
+
+
+def test_motion_meta_bounds_are_the_jobs_bounds() -> None:
+    """The shared reader (a contract file: no engine imports) keeps its own copy of the job bounds."""
+    from engine import jobs
+    from engine.contract import npz_reader
+
+    assert (npz_reader.SEED_MAX, npz_reader.STEPS_MAX, npz_reader.CFG_MAX) == (jobs.SEED_MAX, jobs.STEPS_MAX, jobs.CFG_MAX)

@@ -445,3 +445,25 @@ def test_a_damaged_xpose_file_warns_and_frames_without_it(tiny_state, tmp_path: 
     assert fr.method in ("cat_haar", "fallback")
     code, message = fr.warnings[0]
     assert code == "xpose_unusable" and "transformer.tgt_embed.weight" in message and str(root) in message
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "loop"])
+def test_an_xpose_path_that_is_not_a_file_warns_naming_it(kind: str, tmp_path: Path) -> None:
+    """A folder, a FIFO or a symlink loop named xpose.pth is ``xpose_unusable`` naming it (was: silently
+    treated as absent), and framing goes on without X-Pose."""
+    import os
+
+    path = tmp_path / "w" / xpose.XPOSE_FILE
+    path.parent.mkdir(parents=True)
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(path)
+    img = np.random.default_rng(3).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    fr = frame_portrait(img, FramingOptions(animal=True, weights_root=tmp_path / "w"))
+    assert fr.method in ("cat_haar", "fallback")
+    code, message = fr.warnings[0]
+    assert code == "xpose_unusable" and str(path) in message
+    assert {"folder": "folder", "fifo": "pipe", "loop": "loop"}[kind] in message

@@ -187,8 +187,9 @@ def live_on_rigify(rig_name: str, speech_wav) -> None:
         diff = np.abs(pose() - rest).max(axis=1) > 1e-4
         moved.update(names[i] for i in np.flatnonzero(diff))
 
-    drive(lambda: sess.player.shown >= 15 and len(moved) >= 4, every=watch)
-    assert sess.head in moved, rig_name
+    drive(lambda: (sess.player.shown >= 3 and len(moved) >= 4) or stopped(), every=watch)
+    assert not stopped() and sess.head in moved, (rig_name, sess.head, sorted(moved), sess.player.shown,
+                                                  addon("runtime").LIVE_LAST)
     face_bones = {b for (b, _t) in sess.mapper.frame_plan(sess.recorder.frames[-1])[0].bones}
     assert moved & face_bones, (rig_name, sorted(moved), sorted(face_bones))
     bpy.ops.joyvasa.live_stop()
