@@ -24,7 +24,7 @@ import numpy as np
 
 from . import compat, rig_presets
 from .core import motion_core as mc, retarget
-from .core.contract import semantic
+from .core.take_plan import plan_take
 
 def guess_head_bone(rig: Any) -> str:
     """First bone named like head / Head / DEF-head (exact names first)."""
@@ -326,8 +326,6 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     motion = mc.load_motion(motion_path)           # validate before changing anything
     preset, cov, auto = rig_presets.resolve(st)     # a bad preset stops here, nothing keyed yet
     fps = scene.render.fps / scene.render.fps_base
-    s = mc.resample(motion, fps)
-    n = s.n_frames
     start = int(st.start_frame if start_frame is None else start_frame)
     warnings: list[str] = []
     if not preset.channels:
@@ -339,24 +337,27 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
         bone_name, neck_name = _head_bones(rig, st, preset, warnings)
     if st.channels_target == "RIG" and rig is None:
         raise ValueError("Channels target is the rig, but no rig is chosen")
+    # semantic channels -> the preset's readout (shape keys, bone channels, properties, channel props)
+    geometry = (rig_presets.rig_geometry(rig, preset, bone_name or preset.head.bone or guess_head_bone(rig),
+                                         _layer_of(context, rig)) if rig is not None else None)
+    take = plan_take(motion, fps, preset, reference_mode=st.reference_mode, include_gaze=st.include_gaze,
+                     pose_reference=st.pose_reference, mirrored_source=st.mirrored_source, geometry=geometry)
+    s, proj, M_scaled, plan = take.sampled, take.projection, take.head, take.plan
+    n = s.n_frames
     name = take_name(motion.meta, st)
     meta = dict(motion.meta, controls=motion.controls)
     summary: dict[str, Any] = {"take": name, "frames": n, "start": start, "actions": [], "warnings": warnings,
                                "preset": preset.name, "coverage": cov.summary(), "auto_preset": auto}
 
-    # semantic channels -> the preset's readout (shape keys, bone channels, properties, channel props)
-    groups = ["mouth", "eyes", "brows"] + (["gaze"] if st.include_gaze or preset.uses_gaze() else [])
-    proj = semantic.project(s.exp, reference_mode=st.reference_mode, groups=groups)
-    # the engine already applied the controls; FIRST measures against the raw frame 0 when the
-    # file was edited (as the renderer does), so constant head offsets stay visible
-    ref = (mc.rotation_from_pyr(*([a] for a in motion.reference_pose()))[0] if motion.raw is not None else None)
-    M_scaled = mc.relative_rotation(s.quat, st.pose_reference, reference=ref)   # (n, 3, 3) camera
-    channels = semantic.readout(proj, mirrored_source=st.mirrored_source)
-    if preset.uses_head_channels():
-        channels.update(retarget.head_channels(M_scaled))
-    geometry = (rig_presets.rig_geometry(rig, preset, bone_name or preset.head.bone or guess_head_bone(rig),
-                                         _layer_of(context, rig)) if rig is not None else None)
-    plan = retarget.evaluate(preset, channels, geometry)
+    def new_action(owner: Any, keyed_by_preset: bool = True) -> Any:
+        """The take's action on ``owner`` (tagged, listed in the summary); its F-curves."""
+        action, fcurves = compat.assign_new_action(owner, name)
+        _tag_action(action, meta, st, motion_path, start, fps)
+        if keyed_by_preset:
+            action["joyvasa_preset"] = preset.name
+        summary["actions"].append(action.name)
+        return fcurves
+
     rig_plan = (_split_plan(plan, {b.name for b in rig.data.bones}, warnings, rig.name) if rig is not None
                 else retarget.Plan())
     mesh_props = {k: v for k, v in plan.properties.items() if not k[0]} if rig is None and st.mesh is not None else {}
@@ -373,10 +374,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     rig_fcurves = None
     if rig is not None and (bone_name or st.channels_target == "RIG" or rig_plan.bones or rig_plan.properties):
         inherit = _head_inherit(context, rig, neck_name, bone_name) if neck_name else 1.0
-        action, rig_fcurves = compat.assign_new_action(rig, name)
-        _tag_action(action, meta, st, motion_path, start, fps)
-        action["joyvasa_preset"] = preset.name
-        summary["actions"].append(action.name)
+        rig_fcurves = new_action(rig)
     if bone_name:
         pb = rig.pose.bones[bone_name]
         if neck_name:
@@ -407,9 +405,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
                 scene.collection.objects.link(ctrl)
             elif ctrl.name not in scene.objects:
                 scene.collection.objects.link(ctrl)
-            action, fcurves = compat.assign_new_action(ctrl, name)
-            _tag_action(action, meta, st, motion_path, start, fps)
-            summary["actions"].append(action.name)
+            fcurves = new_action(ctrl, keyed_by_preset=False)
         summary["channels_object"] = ctrl.name
         chans = s.channels()
         for cname, vals in proj.as_dict().items():
@@ -432,10 +428,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
                 warnings.append(f"shape keys not on {mesh.name}: {', '.join(missing)}")
             wanted = {k: v for k, v in plan.shape_keys.items() if k in present}
             if wanted:
-                action, fcurves = compat.assign_new_action(key, name)
-                _tag_action(action, meta, st, motion_path, start, fps)
-                action["joyvasa_preset"] = preset.name
-                summary["actions"].append(action.name)
+                fcurves = new_action(key)
                 for kname, vals in wanted.items():
                     compat.key_array(fcurves, f'key_blocks["{bpy.utils.escape_identifier(kname)}"].value', 0,
                                      mc.keyframe_co(vals, start), n)
@@ -448,10 +441,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
         if missing:
             warnings.append(f"VRM expressions not on {rig.name}: {', '.join(missing)}")
         if len(missing) < len(plan.expressions):
-            action, fcurves = compat.assign_new_action(rig.data, name)
-            _tag_action(action, meta, st, motion_path, start, fps)
-            action["joyvasa_preset"] = preset.name
-            summary["actions"].append(action.name)
+            fcurves = new_action(rig.data)
             for expr, vals in plan.expressions.items():
                 if expr in paths:
                     compat.key_array(fcurves, paths[expr], 0, mc.keyframe_co(vals, start), n)
@@ -459,10 +449,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
 
     # -- object properties on the face mesh when there is no rig ------------------------------
     if mesh_props:
-        action, fcurves = compat.assign_new_action(st.mesh, name)
-        _tag_action(action, meta, st, motion_path, start, fps)
-        action["joyvasa_preset"] = preset.name
-        summary["actions"].append(action.name)
+        fcurves = new_action(st.mesh)
         _key_plan_on_rig(st.mesh, fcurves, retarget.Plan(properties=mesh_props), start, n)
 
     summary["removed"] = _retire_previous(previous)

@@ -47,6 +47,7 @@ EXP_NAMES = tuple(f"exp_{i:02d}" for i in range(63))   # the channel properties,
 class Detached:
     """An Action taken off a target while live (restored at Stop)."""
     kind: str                 # OBJECT (rig, channels empty, face mesh) | KEY (the face mesh's shape keys)
+    #                           | DATA (the rig's armature data: the VRM add-on's expressions)
     owner: str                # object name (for KEY: the mesh object whose Key it is)
     action: str
     slot: str                 # the slot identifier (4.4+), "" otherwise
@@ -76,6 +77,8 @@ class Session:
     detached: list[Detached] = field(default_factory=list)
     pose: dict[str, np.ndarray] = field(default_factory=dict)     # the rig's pose before Start
     keys: np.ndarray | None = None                                # the shape-key values before Start
+    vrm: dict[str, str] = field(default_factory=dict)  # VRM expression -> its preview's path on the armature data
+    vrm_before: dict[str, float] = field(default_factory=dict)       # those previews' values before Start
     props: dict[tuple[str, str, str], Any] = field(default_factory=dict)   # (object, bone, prop) -> value before
     monitor: str = ""                         # audio file to play in sync (file source)
     sound: Any = None                         # its aud handle
@@ -181,7 +184,13 @@ def _owner(kind: str, name: str) -> Any:
     ob = bpy.data.objects.get(name)
     if ob is None:
         return None
-    return getattr(ob.data, "shape_keys", None) if kind == "KEY" else ob
+    return getattr(ob.data, "shape_keys", None) if kind == "KEY" else ob.data if kind == "DATA" else ob
+
+
+def _set_vrm(rig: Any, path: str, value: float) -> None:
+    """A VRM add-on expression's preview (``path`` on the armature data) to ``value``."""
+    owner, attr = path.rsplit(".", 1)
+    setattr(rig.data.path_resolve(owner), attr, value)
 
 
 def _snapshot(sess: Session) -> None:
@@ -198,6 +207,7 @@ def _snapshot(sess: Session) -> None:
     if key is not None:
         sess.keys = np.empty(len(key.key_blocks), np.float32)
         key.key_blocks.foreach_get("value", sess.keys)
+    sess.vrm_before = {p: float(rig.data.path_resolve(p)) for p in sess.vrm.values()} if rig is not None else {}
 
 
 def _restore(sess: Session) -> None:
@@ -211,6 +221,9 @@ def _restore(sess: Session) -> None:
     if key is not None and sess.keys is not None and len(sess.keys) == len(key.key_blocks):
         key.key_blocks.foreach_set("value", sess.keys)
         key.user.update_tag()
+    for path, value in sess.vrm_before.items():
+        if rig is not None:
+            _set_vrm(rig, path, value)
     for (obname, bone, prop), value in sess.props.items():
         ob = bpy.data.objects.get(obname)
         owner = (ob.pose.bones.get(bone) if bone and ob is not None and ob.pose is not None else ob)
@@ -288,6 +301,9 @@ def start_session(context: Any, submit: Any = None) -> Session:
     owners: list[tuple[str, str, Any]] = []
     if rig is not None:
         owners.append(("OBJECT", rig.name, rig))
+        if any(t.kind == "vrm_expression" for _c, t in preset.targets()):
+            sess.vrm = rig_presets.vrm_expression_paths(rig)
+            owners.append(("DATA", rig.name, rig.data))
     if mesh is not None:
         if mesh.data.shape_keys is not None:
             owners.append(("KEY", mesh.name, mesh.data.shape_keys))
@@ -559,6 +575,9 @@ def write(sess: Session, a: lp.LiveFrame, b: lp.LiveFrame, w: float) -> None:
             props.setdefault(bone, []).append((prop, float(vals[0])))
         for bone, items in props.items():
             _set_props(sess, rig, bone, items)
+        for expr, vals in plan.expressions.items():
+            if expr in sess.vrm:
+                _set_vrm(rig, sess.vrm[expr], float(vals[0]))
     elif mesh is not None and sess.mesh_props:
         _set_props(sess, mesh, "", [(prop, float(vals[0])) for (bone, prop), vals in plan.properties.items() if not bone])
     key = getattr(getattr(mesh, "data", None), "shape_keys", None) if mesh is not None else None

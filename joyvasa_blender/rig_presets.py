@@ -5,6 +5,7 @@ only reads names off the chosen rig and face mesh and the extension's user folde
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,9 @@ def _base_preset(st: Any, bones: set[str], keys: set[str]) -> tuple[retarget.Pre
     """The chosen preset file (by name or path), or Auto's best match; (preset, auto-picked?)."""
     choice = (st.rig_preset or "").strip()
     if choice:
-        return retarget.find_preset(choice, user_dir()), False
+        return with_vrm_eyes(retarget.find_preset(choice, user_dir()), st.rig), False
     presets, _errors = retarget.list_presets(user_dir())
-    return retarget.detect(presets, bones, keys)[0], True
+    return with_vrm_eyes(retarget.detect(presets, bones, keys)[0], st.rig), True
 
 
 def describe(st: Any) -> tuple[str, list[str], str]:
@@ -182,6 +183,46 @@ def vrm_humanoid(rig: Any) -> dict[str, str]:
     except AttributeError:
         return {}
     return {k: v for k, v in out.items() if v in rig.data.bones} if out.get("head") else {}
+
+
+#: the look expressions a VRM avatar whose look-at type is "bone" does not use (its eye bones turn instead)
+VRM_LOOK = {"lookUp": "lookUp", "lookDown": "lookDown", "lookLeft": "lookImageRight", "lookRight": "lookImageLeft"}
+#: the eyes' turn in radians at gaze 1 and its clamp (35 / 39 degrees), about the head's up (Y) and left (X)
+#: axes: as MakeHuman's eye bones (an upright head bone: X = the character's left, Y = up, Z = forward)
+VRM_EYE_YAW, VRM_EYE_PITCH = (1.0, 0.61), (-0.9, 0.68)
+
+
+def vrm_look_at_bones(rig: Any) -> tuple[str, str] | None:
+    """(left eye, right eye) bones of a VRM add-on avatar whose look-at type is bone (VRM 1.0
+    ``look_at.type`` "bone", VRM 0.x ``look_at_type_name`` "Bone") and whose humanoid has both eyes;
+    None when its look-at is by expressions / blend shapes, or it has no eye bones."""
+    ext, human = _vrm_ext(rig), vrm_humanoid(rig)
+    if ext is None or not {"left_eye", "right_eye"} <= set(human):
+        return None
+    try:
+        if str(ext.spec_version).startswith("0"):
+            bone = ext.vrm0.first_person.look_at_type_name == "Bone"
+        else:
+            bone = ext.vrm1.look_at.type == "bone"
+    except AttributeError:
+        return None
+    return (human["left_eye"], human["right_eye"]) if bone else None
+
+
+def with_vrm_eyes(preset: retarget.Preset, rig: Any) -> retarget.Preset:
+    """A preset that keys VRM look expressions, on an avatar that looks with its eye bones (VRM's
+    look-at type bone): the look expressions replaced by head-space turns of the VRM humanoid's
+    eye bones (gazeX about the head's up axis, gazeY about its left axis, clamped to 35/39 degrees).
+    Other presets and avatars that look with expressions: unchanged."""
+    looks = {c for c, ts in preset.channels.items() for t in ts if t.kind == "vrm_expression" and t.name in VRM_LOOK}
+    eyes = vrm_look_at_bones(rig) if looks else None
+    if eyes is None:
+        return preset
+    channels = {c: ts for c, ts in preset.channels.items() if c not in looks}
+    for channel, axis, (full, lim) in (("gazeX", 1, VRM_EYE_YAW), ("gazeY", 0, VRM_EYE_PITCH)):
+        channels[channel] = tuple(retarget.Target("bone", "", eye, "rotation", axis, full, 0.0, 1.0, 0.0, -lim, lim,
+                                                  "head") for eye in eyes)
+    return dataclasses.replace(preset, channels=channels)
 
 
 def vrm_expression_paths(rig: Any) -> dict[str, str]:

@@ -3,7 +3,7 @@
 Used as the add-on's "engine Python": the add-on runs ``<python> -m engine <command> ...``;
 a wrapper script (see ``write_wrapper``) runs this file with those arguments instead. The
 scenario is the transcript ``$JOYVASA_FAKE_TRANSCRIPT`` (a path, or a name in tests/contract/),
-default ``<command>_ok``. Transcript lines are protocol events (``seq`` and ``t`` are filled in)
+default ``<command>_ok``. Transcript lines are protocol events (``seq``, ``t`` and a hello's ``protocol`` are filled in)
 or directives:
 
     {"_fake": "sleep", "s": 0.1}          pause
@@ -84,8 +84,19 @@ def write_wrapper(path: Path, python: str = sys.executable) -> Path:
     return path
 
 
+def contract_protocol() -> list[int]:
+    """[major, minor] of the contract (engine/contract/protocol.py): a hello never states a stale version."""
+    if str(HERE.parent) not in sys.path:
+        sys.path.insert(0, str(HERE.parent))
+    from engine.contract.protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR
+
+    return [PROTOCOL_MAJOR, PROTOCOL_MINOR]
+
+
 def emit(event: dict) -> None:
     global _seq
+    if event.get("type") == "hello" and "v" not in event:   # protocol_v2.jsonl states a future major itself
+        event = {**event, "protocol": event.get("protocol") or contract_protocol()}
     with _emit_lock:
         event = {"v": event.get("v", 1), "type": event["type"], "seq": _seq,
                  **{k: v for k, v in event.items() if k not in ("v", "type", "seq")}}
@@ -267,7 +278,7 @@ def serve() -> int:
             requests.put(req)
         requests.put(None)
 
-    emit({"type": "hello", "engine_version": "fake", "protocol": [1, 2], "python": sys.version.split()[0],
+    emit({"type": "hello", "engine_version": "fake", "python": sys.version.split()[0],
           "torch": None, "device": "unknown", "dtype": "unknown", "command": "serve",
           "capabilities": {"commands": ["motion", "animate", "doctor"], "requests": ["run", "cancel", "release", "live_start", "live_stop"]}})
     threading.Thread(target=reader, daemon=True).start()
@@ -298,14 +309,7 @@ def serve() -> int:
             continue
         command = req.get("command")
         if command == "doctor":
-            emit({"type": "hello", "job": job, "engine_version": "fake", "protocol": [1, 2], "python": "3",
-                  "torch": None, "device": "cpu", "dtype": "float32", "command": "doctor"})
-            emit({"type": "done", "job": job, "outputs": {}, "ok": True,
-                  "report": {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                             "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
-                             "ok": True, "next": ["Ready (fake worker)"],
-                             "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1",
-                             "weights": {"root": (req.get("args") or {}).get("weights"), "files": {}, "groups": {}}}})
+            doctor_job((req.get("args") or {}).get("weights"), job)
             continue
         current["job"] = job
         _cancel.value = False
@@ -445,6 +449,22 @@ def fake_devices() -> dict:
             "in_use": "CPU only: no GPU found (rendering takes seconds per frame)", "gpu_warning": False}
 
 
+def doctor_report(weights: str | None, who: str = "fake engine") -> dict:
+    return {"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
+            "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
+            "weights": {"root": weights, "files": {}, "groups": {}}, "ok": True, "next": [f"Ready ({who})"],
+            "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}
+
+
+def doctor_job(weights: str | None, job: str | None = None) -> None:
+    """A doctor job (a serve request or ``run --job``): hello, then done with the report."""
+    stamp = {"job": job} if job else {}
+    emit({"type": "hello", **stamp, "engine_version": "fake", "python": "3", "torch": None, "device": "cpu",
+          "dtype": "float32", "command": "doctor"})
+    emit({"type": "done", **stamp, "outputs": {}, "ok": True,
+          "report": doctor_report(weights, "fake worker" if job else "fake engine")})
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["-c"]:
         exec(compile(argv[1], "<fake -c>", "exec"), {"__name__": "__main__"})
@@ -464,14 +484,13 @@ def main(argv: list[str]) -> int:
         if log:
             with open(log, "a") as fh:
                 fh.write(json.dumps(["job", job]) + "\n")
+        if command == "doctor":
+            doctor_job(job.get("weights"))
+            return 0
     if command == "serve":
         return serve()
     if command == "doctor":
-        print(json.dumps({"versions": {"engine": "fake", "python": sys.version.split()[0], "torch": None},
-                          "devices": fake_devices(), "microphones": FAKE_MICROPHONES,
-                          "weights": {"root": option(args, "--weights"), "files": {}, "groups": {}},
-                          "ok": True, "next": ["Ready (fake engine)"],
-                          "synthetic": os.environ.get("JOYVASA_FAKE_SYNTHETIC") == "1"}, indent=1))
+        print(json.dumps(doctor_report(option(args, "--weights")), indent=1))
         return 0
     if command == "crop" and "--json" in args:   # the framing check: 'noface' in the file name = no face
         if "noface" in Path(option(args, "--image", "") or "").name:

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         off = generate_motion(model, wave, opts, dtype=dtype)
         t_off = time.perf_counter() - t0
         other = generate_motion(model, wave, MotionOptions(seed=args.seed + 1, sampler=args.sampler,
-                                                            steps=args.steps), dtype=dtype)
+                                                           steps=args.steps), dtype=dtype)
         ref = distance(other.coef, off.coef)
         off_seams = seam_continuity(off.coef, range(model.config.n_motions, off.n_frames, model.config.n_motions))
         print(f"[{name}] offline: {t_off:.2f} s for {off.n_frames} frames; seed vs seed+1 distance "

@@ -53,7 +53,6 @@ def run_parity(ref_dir: Path, only: list[str] | None = None, out=sys.stdout) -> 
         except NotImplementedError as exc:
             for n in mine:
                 reasons[n] = str(exc) or "not implemented"
-    failures = 0
     for name in names:
         if name in INPUT_NAMES:
             line = ParityLine(name, "input")

@@ -15,7 +15,7 @@ Steps (each one line of :func:`run_motion`; the ``done`` event's ``breakdown`` t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from engine import preflight
 from engine.audio import as_wave, audio_sha256
@@ -27,6 +27,14 @@ from engine.pipeline.context import Context
 from engine.runner import Done
 from engine.contract.protocol import DEFAULT_STEPS, PE_VARIANTS, SAMPLERS
 from engine.weights import resolve_weights_dir
+
+if TYPE_CHECKING:   # annotations only: building and dispatching a motion job must not import torch
+    import numpy as np
+    import torch
+
+    from engine.device import Precision
+    from engine.motion.generate import MotionModel
+    from engine.weights import WeightsLayout
 
 
 def import_heavy(ctx: Context) -> None:
@@ -40,7 +48,7 @@ def import_heavy(ctx: Context) -> None:
         import engine.motion.generate  # noqa: F401  (torch, transformers' HuBERT)
 
 
-def motion_model(ctx: Context, layout: Any, device: Any) -> Any:
+def motion_model(ctx: Context, layout: "WeightsLayout", device: "torch.device") -> "MotionModel":
     """The motion generator for (weights folder, device), from the context's cache."""
     from engine.motion.generate import MotionModel
 
@@ -48,7 +56,7 @@ def motion_model(ctx: Context, layout: Any, device: Any) -> Any:
     key = ("motion", str(layout.root.resolve()), str(device), "float32")
     files = [layout.motion_generator, layout.motion_template]
 
-    def load() -> Any:
+    def load() -> "MotionModel":
         rep.stage_begin("load")
         rep.progress("load", 0, 1, "file")
         model = MotionModel.load(layout, device, breakdown=rep.breakdown)
@@ -59,13 +67,13 @@ def motion_model(ctx: Context, layout: Any, device: Any) -> Any:
     return ctx.models.get(key, files, load)
 
 
-def audio_features(ctx: Context, model: Any, wave: Any, precision: Any) -> Any:
+def audio_features(ctx: Context, model: "MotionModel", wave: "np.ndarray", precision: "Precision") -> "list[torch.Tensor]":
     """Step 5: per-window audio features in ``precision`` (engine.device.select_motion_precision),
     cached by (model, precision, audio content hash)."""
     rep = ctx.reporter
     key = ("features", str(model.checkpoint_path), str(model.device), precision.name, audio_sha256(wave))
 
-    def compute() -> Any:
+    def compute() -> "list[torch.Tensor]":
         with rep.breakdown.part("encode"):
             rep.stage_begin("audio")
             feats = model.encode_wave(wave, on_chunk=lambda d, n: rep.progress("audio", d, n, "window"),

@@ -449,7 +449,8 @@ class RowMapper:
         mix = (lambda x, y: x + (y - x) * w) if w > 0 and a is not b else (lambda x, y: x)
         plan = retarget.Plan({k: mix(v, pb.shape_keys[k]) for k, v in pa.shape_keys.items()},
                              {k: mix(v, pb.bones[k]) for k, v in pa.bones.items()}, pa.bone_axes,
-                             {k: mix(v, pb.properties[k]) for k, v in pa.properties.items()})
+                             {k: mix(v, pb.properties[k]) for k, v in pa.properties.items()},
+                             {k: mix(v, pb.expressions[k]) for k, v in pa.expressions.items()})
         chans = {k: mix(v, cb[k]) for k, v in ca.items()}
         row = _lerp(a, b, w, a.t + (b.t - a.t) * w)
         return plan, self.rotation(row), chans, row

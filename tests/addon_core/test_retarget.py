@@ -422,3 +422,19 @@ def test_head_space_rotations_turn_about_the_heads_axes():
     np.testing.assert_allclose(roll @ v, [0.3, 0, 0], atol=1e-12)      # = 0.3 rad about the head's X
     np.testing.assert_allclose(plan.bones[("eye", "rotvec")], [[0, 0.2, 0], [-0.45, 0, 0]], atol=1e-12)
     assert ("jaw", "rotvec") not in retarget.evaluate(p, {"jawOpen": np.ones(2)}).bones   # no geometry: skipped
+
+
+def test_plan_take_is_what_the_keys_are_made_of() -> None:
+    """core/take_plan.plan_take: resample -> projection -> readout -> the preset's plan, without bpy
+    (apply_motion only keys what it returns)."""
+    from joyvasa_blender.core.take_plan import plan_take
+
+    motion = mc.load_motion(Path(__file__).resolve().parents[1] / "contract" / "motion_v1.npz")
+    preset = retarget.find_preset(retarget.ARKIT)
+    take = plan_take(motion, 24.0, preset, reference_mode="auto", include_gaze=False, pose_reference="FIRST",
+                     mirrored_source=False)
+    s = mc.resample(motion, 24.0)
+    assert take.sampled.n_frames == s.n_frames and take.head.shape == (s.n_frames, 3, 3)
+    proj = semantic.project(s.exp, reference_mode="auto", groups=["mouth", "eyes", "brows"])
+    np.testing.assert_array_equal(take.projection.values, proj.values)
+    assert "jawOpen" in take.plan.shape_keys and len(take.plan.shape_keys["jawOpen"]) == s.n_frames

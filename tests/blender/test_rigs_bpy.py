@@ -28,4 +28,4 @@ def test_vrm_addon_avatars_in_bpy(version):
     """inside_bpy/test_rigs_vrm.py: VRM 1.0 and 0.x avatars made with the VRM add-on, exported and
     imported as .vrm, keyed through its expressions (the newest two versions)."""
     cp = run_inside(version, "tests/blender/inside_bpy/test_rigs_vrm.py", {"JOYVASA_VRM_TESTS": "1"})
-    _check(cp, version, 3, 0)
+    _check(cp, version, 4, 0)

@@ -54,3 +54,15 @@ def test_parity_command_line(xpose_reference: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [ln for ln in r.stdout.splitlines() if ln.endswith(" ok")]
     assert len(r.stdout.splitlines()) == 2 and "parity: 0 failure(s)" in r.stderr
+
+
+def test_xpose_failures_count_when_the_folder_also_holds_reference_npz(tmp_path: Path, monkeypatch) -> None:
+    """A folder with both reference files: the X-Pose failures are part of the total (the driver
+    once reset its count before the JoyVASA/LivePortrait lines and reported 0)."""
+    from engine.parity import xpose
+    from engine.parity.run import run_parity
+
+    np.savez(tmp_path / "reference.npz", some_array=np.zeros(3, np.float32))
+    (tmp_path / "xpose_reference.npz").write_bytes(b"")
+    monkeypatch.setattr(xpose, "run", lambda ref_dir, only, out: 2)
+    assert run_parity(tmp_path, only=["no_such_prefix"], out=io.StringIO()) == 2
