@@ -71,7 +71,7 @@ def test_speech_to_keys_with_real_engine(real, tmp_path):
         k = keys(ctrl, f'["{name}"]')
         assert len(k) == n and np.allclose(k[:, 1], vals, atol=1e-4), name
     key = bpy.data.objects["Face"].data.shape_keys
-    semantic = addon("core.semantic")
+    semantic = addon("core.contract.semantic")
     proj = semantic.project(s.exp)
     for sk, chan in (("jawOpen", "jawOpen"), ("eyeBlinkLeft", "eyeBlinkLeft"), ("mouthSmileRight", "mouthSmile")):
         k = keys(key, f'key_blocks["{sk}"].value')
