@@ -152,6 +152,18 @@ def engine_argv(python: str, command: str, args: Sequence[str], *, weights: str 
 
 
 # -- the process ------------------------------------------------------------------------------
+def spawn_engine(argv: Sequence[str], cwd: str | None, env: dict[str, str]) -> "subprocess.Popen[str]":
+    """Start an engine process: the one place that does (one-shot runs, the warm worker, Check
+    Engine, downloads). Text pipes on all three streams, UTF-8, line-buffered, and its own process
+    group/session so a cancel's signal reaches the engine and not Blender."""
+    win = sys.platform == "win32"
+    return subprocess.Popen(
+        list(argv), cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
+        creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if win else 0,
+        start_new_session=not win)
+
+
 class EngineProcess:
     """One engine run. Threads read stdout (events -> queue) and stderr (tail); never touch bpy."""
 
@@ -171,12 +183,7 @@ class EngineProcess:
         self._kill_at: float | None = None
 
     def start(self) -> "EngineProcess":
-        win = sys.platform == "win32"
-        self.proc = subprocess.Popen(
-            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
-            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if win else 0,
-            start_new_session=not win)
+        self.proc = spawn_engine(self.argv, self.cwd, self.env)
         if self.stdin_text:              # stdin stays open afterwards: it carries ``cancel``
             try:
                 assert self.proc.stdin is not None

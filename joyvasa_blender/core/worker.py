@@ -19,13 +19,12 @@ import itertools
 import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, drain_queue, kill_process, pump_events
+from .engine_client import CANCEL_GRACE_S, STDERR_TAIL, drain_queue, kill_process, pump_events, spawn_engine
 from .contract.protocol import EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, ProtocolError, hello_problem, make_request, parse_event
 
 START_TIMEOUT_S = 120.0   # interpreter + engine imports; torch alone takes seconds on a cold disk
@@ -170,14 +169,9 @@ class EngineWorker:
     def start(self) -> "EngineWorker":
         if self.alive():
             return self
-        win = sys.platform == "win32"
         self.hello, self._stderr = None, []
         self._ready.clear()
-        self.proc = subprocess.Popen(
-            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
-            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if win else 0,
-            start_new_session=not win)
+        self.proc = spawn_engine(self.argv, self.cwd, self.env)
         self.starts += 1
         self._threads = [threading.Thread(target=fn, args=(self.proc,), daemon=True)
                          for fn in (self._read_stdout, self._read_stderr)]

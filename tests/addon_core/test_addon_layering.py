@@ -84,3 +84,25 @@ def test_addon_never_imports_engine_or_heavy_libraries() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+def test_every_engine_start_goes_through_spawn_engine() -> None:
+    """One way to start the engine (core/engine_client.spawn_engine: one-shot runs, the warm worker,
+    Check Engine, downloads): no other ``subprocess.Popen`` in the add-on, except the engine
+    environment's setup steps (venv and pip, not the engine) in StepRunner."""
+    allowed = {("joyvasa_blender/core/engine_client.py", "spawn_engine"),
+               ("joyvasa_blender/core/engine_client.py", "_run")}        # StepRunner._run: venv/pip steps
+    found = set()
+    for path in ADDON.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Attribute) and node.attr == "Popen" and isinstance(node.ctx, ast.Load) \
+                        and isinstance(node.value, ast.Name) and node.value.id == "subprocess":
+                    parent_call = any(isinstance(c, ast.Call) and c.func is node for c in ast.walk(fn))
+                    if parent_call:
+                        found.add((path.relative_to(REPO).as_posix(), fn.name))
+    assert found <= allowed, sorted(found - allowed)
+    assert ("joyvasa_blender/core/engine_client.py", "spawn_engine") in found
