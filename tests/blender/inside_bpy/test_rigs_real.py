@@ -55,8 +55,13 @@ def test_real_take_onto_rigify_vroid_and_vrm(rigify_blend, real_env, tmp_path):
     np.testing.assert_allclose(2 * np.arctan2(np.linalg.norm(q[:, 1:], axis=1), q[:, 0]), 0.35 * r["jawOpen"], atol=1e-5)
     np.testing.assert_allclose(fcurve_values(rig, 'pose.bones["lid.T.R.002"].location', 1),
                                -0.014 * r["eyeBlinkRight"] + 0.003 * r["eyeWideRight"], atol=1e-6)
-    np.testing.assert_allclose(fcurve_values(rig, 'pose.bones["eyes"].location', 0), 0.31 * np.clip(r["gazeX"], -1, 1),
-                               atol=1e-6)
+    # the eye target aims (core/retarget.py): D * tan(angle), D measured on the rig, angle within 35 degrees
+    geo = addon("rig_presets").rig_geometry(rig, addon("core.retarget").find_preset("Rigify face"), "head")
+    D, M, lim = geo.aim_distance["eyes"], np.asarray(geo.to_channels["eyes"]), np.radians(35.0)
+    aim = np.stack([D * np.tan(np.clip(1.0 * r["gazeX"], -lim, lim)), D * np.tan(np.clip(0.9 * r["gazeY"], -lim, lim))])
+    assert 0.25 < D < 0.4
+    np.testing.assert_allclose(fcurve_values(rig, 'pose.bones["eyes"].location', 0), M[0, 0] * aim[0] + M[0, 1] * aim[1],
+                               atol=1e-5)
     W = world_head_rotation(motion)
     head0 = posed(rig, "head", 1)[:3, :3]
     worst = max(float(np.abs(posed(rig, "head", 1 + f)[:3, :3] @ head0.T - W[f]).max()) for f in range(0, n, 4))
