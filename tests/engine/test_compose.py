@@ -129,7 +129,7 @@ def test_anim_parity_group_all_ok(ref, tiny_reference):
     """The ANIM_ parity group (driving keypoints + rendered uint8 frames) passes on the fixture."""
     import io
 
-    from engine.parity import run_parity
+    from engine.parity.run import run_parity
 
     buf = io.StringIO()
     failures = run_parity(tiny_reference, only=["ANIM_"], out=buf)
