@@ -80,7 +80,7 @@ def test_motion_command_records_and_honours_the_precision(tiny_weights: Path, tm
     for name, dtype, sampler in (("auto", "auto", "ddim"), ("fp32", "fp32", "ddim"), ("exact", "auto", "ancestral")):
         job = MotionJob(audio=str(audio), out=str(tmp_path / f"{name}.npz"), weights=str(tiny_weights),
                         motion=MotionConfig(seed=3, sampler=sampler, steps=2), runtime=RuntimeConfig("cpu", dtype))
-        out[name] = load_motion(run_motion(job, ctx)["motion_npz"])
+        out[name] = load_motion(run_motion(job, ctx).outputs["motion_npz"])
     assert out["auto"].meta["motion_dtype"] == "bfloat16"
     assert out["fp32"].meta["motion_dtype"] == "float32"
     assert out["exact"].meta["motion_dtype"] == "float32"

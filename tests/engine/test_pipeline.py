@@ -97,7 +97,7 @@ def test_bf16_animate_runs_on_bf16_resident_weights(tiny_weights: Path, tmp_path
         job = AnimateJob(image=str(PORTRAIT), audio=str(audio), frames_dir=str(tmp_path / f"frames_{dtype}"),
                          weights=str(tiny_weights), render=RenderConfig(crop="none", pasteback=False, max_frames=2),
                          motion=MotionConfig(sampler="ddim", steps=2), runtime=RuntimeConfig("cpu", dtype))
-        outputs = run_animate(job, ctx)
+        outputs = run_animate(job, ctx).outputs
         assert Path(outputs["frames_dir"]).is_dir()
         (s1,) = ctx.models.loaded("stage_one")
         conv_dtypes = {m.weight.dtype for m in list(s1.W.modules()) + list(s1.G.modules())
@@ -119,13 +119,13 @@ def test_one_context_loads_the_motion_model_once_and_reuses_audio_features(tiny_
     for seed in (1, 2):
         job = MotionJob(audio=str(audio), out=str(tmp_path / f"m{seed}.npz"), weights=str(tiny_weights),
                         motion=MotionConfig(seed=seed, sampler="ddim", steps=2), runtime=RuntimeConfig("cpu"))
-        outs.append(load_motion(run_motion(job, ctx)["motion_npz"]))
+        outs.append(load_motion(run_motion(job, ctx).outputs["motion_npz"]))
     assert ctx.models.loads["motion"] == 1 and ctx.models.feature_hits == 1
     assert not np.allclose(outs[0].exp, outs[1].exp)  # the seed still matters
     # the cached features give exactly what a fresh context computes
     fresh = _ctx()
     job = MotionJob(audio=str(audio), out=str(tmp_path / "fresh.npz"), weights=str(tiny_weights),
                     motion=MotionConfig(seed=2, sampler="ddim", steps=2), runtime=RuntimeConfig("cpu"))
-    again = load_motion(run_motion(job, fresh)["motion_npz"])
+    again = load_motion(run_motion(job, fresh).outputs["motion_npz"])
     np.testing.assert_array_equal(again.exp, outs[1].exp)
     assert ctx.models.release() == 1 and ctx.models.loaded("motion") == []

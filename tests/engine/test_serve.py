@@ -121,6 +121,7 @@ def test_worker_loads_once_cancels_releases_and_exits_on_eof(tiny_weights: Path,
 @pytest.mark.slow
 def test_two_animate_requests_load_stage_one_once(tiny_weights: Path, tmp_path: Path) -> None:
     """In-process worker over a finished stdin: two renders, one stage-one load, one motion load."""
+    from engine.device import cpu_has_native_bf16      # emulated bf16 (AVX2-only CPUs) renders very slowly
     from engine.serve import Worker as ServeWorker
 
     audio = speech_clip(tmp_path, 0.2)
@@ -128,7 +129,7 @@ def test_two_animate_requests_load_stage_one_once(tiny_weights: Path, tmp_path: 
                                  args={"image": str(PORTRAIT), "audio": str(audio), "weights": str(tiny_weights),
                                        "frames_dir": str(tmp_path / f"f{i}"), "crop": "none", "pasteback": False,
                                        "max_frames": 2, "sampler": "ddim", "steps": 2, "seed": i,
-                                       "device": "cpu", "dtype": "bf16"})
+                                       "device": "cpu", "dtype": "bf16" if cpu_has_native_bf16() else "fp32"})
                     for i in range(2))
     out = io.StringIO()
     worker = ServeWorker(io.StringIO(lines), out)
