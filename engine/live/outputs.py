@@ -37,7 +37,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 
 from engine.export import arkit
-from engine.export.livelink import arkit_column
+from engine.export.livelink import ROTATION_COLUMNS, arkit_column
 
 
 #: frames the live neutral expression is measured over (10 s at 25 fps)
@@ -48,7 +48,8 @@ DEFAULT_SUBJECT = "JoyVASA"
 DEFAULT_DEVICE_ID = "JoyVASA-live"
 DEFAULT_HOST = "127.0.0.1"
 
-#: the 52 blendshapes in Unreal's EARFaceBlendShape order (= Live Link Face's UDP packet)
+#: the 52 blendshapes in Unreal's EARFaceBlendShape order (= Live Link Face's UDP packet); not the CSV
+#: export's ARKIT_COLUMNS, whose header order swaps JawLeft/JawRight and MouthLeft/MouthRight
 LIVELINK_SHAPES = (
     "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft", "EyeSquintLeft",
     "EyeWideLeft", "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
@@ -60,8 +61,7 @@ LIVELINK_SHAPES = (
     "MouthUpperUpRight", "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight",
     "CheekPuff", "CheekSquintLeft", "CheekSquintRight", "NoseSneerLeft", "NoseSneerRight", "TongueOut",
 )
-LIVELINK_ROTATIONS = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
-                      "RightEyeYaw", "RightEyePitch", "RightEyeRoll")
+LIVELINK_ROTATIONS = ROTATION_COLUMNS       # the same 9 rotations, in the same order, as the CSV export
 #: VRM 0.x presets for avatars without perfect sync: preset -> the ARKit shape it follows
 VMC_PRESETS = {"A": "JawOpen", "Blink_L": "EyeBlinkLeft", "Blink_R": "EyeBlinkRight"}
 
