@@ -12,7 +12,7 @@ from engine.contract import protocol
 from engine.errors import AudioError, Cancelled
 from engine.fileio import atomic_path, frames_output
 from engine.motion.npz import MotionData, MotionFileError, load_motion, save_motion
-from engine.runner import run_protocol_command
+from engine.runner import Done, run_protocol_command
 
 
 def _events(text: str) -> list[dict]:
@@ -59,7 +59,7 @@ def test_runner_success_error_cancel(monkeypatch) -> None:
         rep.hello("test")
         rep.progress("motion", 1, 2, "window")
         print("stray library print")  # must not reach the protocol channel
-        return {"motion_npz": "m.npz"}
+        return Done({"motion_npz": "m.npz"})
 
     code, events = _run(ok, monkeypatch)
     assert code == protocol.EXIT_OK
