@@ -7,9 +7,11 @@ unless a test asks for the real engine.
 """
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import math
 import os
+import shutil
 import sys
 import tempfile
 import wave
@@ -20,7 +22,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 TESTS = REPO / "tests"
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="joyvasa_bhome_"))
+if "BLENDER_USER_RESOURCES" not in os.environ:   # a throw-away user folder, removed when this interpreter ends
+    os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="joyvasa_bhome_")
+    atexit.register(shutil.rmtree, os.environ["BLENDER_USER_RESOURCES"], True)
 
 import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES; makes addon_utils importable)
 import addon_utils  # noqa: E402
