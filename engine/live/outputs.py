@@ -37,7 +37,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 
 from engine.export import arkit
-from engine.export.livelink import ROTATION_COLUMNS, arkit_column
+from engine.export.livelink import ARKIT_COLUMNS, ROTATION_COLUMNS, arkit_column
 
 
 #: frames the live neutral expression is measured over (10 s at 25 fps)
@@ -48,19 +48,11 @@ DEFAULT_SUBJECT = "JoyVASA"
 DEFAULT_DEVICE_ID = "JoyVASA-live"
 DEFAULT_HOST = "127.0.0.1"
 
-#: the 52 blendshapes in Unreal's EARFaceBlendShape order (= Live Link Face's UDP packet); not the CSV
-#: export's ARKIT_COLUMNS, whose header order swaps JawLeft/JawRight and MouthLeft/MouthRight
-LIVELINK_SHAPES = (
-    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft", "EyeSquintLeft",
-    "EyeWideLeft", "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
-    "EyeSquintRight", "EyeWideRight", "JawForward", "JawLeft", "JawRight", "JawOpen", "MouthClose",
-    "MouthFunnel", "MouthPucker", "MouthLeft", "MouthRight", "MouthSmileLeft", "MouthSmileRight",
-    "MouthFrownLeft", "MouthFrownRight", "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft",
-    "MouthStretchRight", "MouthRollLower", "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper",
-    "MouthPressLeft", "MouthPressRight", "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft",
-    "MouthUpperUpRight", "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight",
-    "CheekPuff", "CheekSquintLeft", "CheekSquintRight", "NoseSneerLeft", "NoseSneerRight", "TongueOut",
-)
+#: the 52 blendshapes in Unreal's EARFaceBlendShape order (= Live Link Face's UDP packet): the CSV
+#: export's ARKIT_COLUMNS with JawLeft/JawRight and MouthLeft/MouthRight swapped (the app's CSV header
+#: lists Right before Left for those two pairs; the enum lists Left first)
+_CSV_TO_UDP = {"JawRight": "JawLeft", "JawLeft": "JawRight", "MouthRight": "MouthLeft", "MouthLeft": "MouthRight"}
+LIVELINK_SHAPES = tuple(_CSV_TO_UDP.get(name, name) for name in ARKIT_COLUMNS)
 LIVELINK_ROTATIONS = ROTATION_COLUMNS       # the same 9 rotations, in the same order, as the CSV export
 #: VRM 0.x presets for avatars without perfect sync: preset -> the ARKit shape it follows
 VMC_PRESETS = {"A": "JawOpen", "Blink_L": "EyeBlinkLeft", "Blink_R": "EyeBlinkRight"}
