@@ -254,7 +254,7 @@ def test_readme_set_up_commands_match_ci() -> None:
     pin = re.search(r"torch==[\w.+]+", main_job)
     assert pin and pin.group(0) in ci, (main_job, "torch pin differs from .ci/run")
     test_command = tests.split("&&")[-1].strip()
-    assert test_command == ".venv/bin/python -m pytest"
+    assert test_command == ".venv/bin/python -m pytest -n 2 --dist loadfile"   # two workers: CI has 2 cores
     assert [line.strip() for line in ci.splitlines() if line.strip()][-1] == test_command
     for script in re.findall(r"(tools/[\w-]+\.(?:py|sh))", main_job + tests):
         assert (REPO / script).is_file(), script
