@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,12 @@ def run_inside(version: str, targets: str | list[str], extra_env: dict[str, str]
     env.update({"JOYVASA_INSIDE_BPY": "1", "JOYVASA_TEST_ENGINE_PYTHON": sys.executable, "OMP_NUM_THREADS": "1"})
     env.update(extra_env or {})
     cmd = [str(bpy_python(version)), "-m", "pytest", *targets, "-q", "-p", "no:cacheprovider", "-rs", *(extra_args or [])]
-    try:
-        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"bpy {version}: {targets} timed out after {TIMEOUT_S}s\n{(exc.stdout or '')[-3000:]}")
+    with tempfile.TemporaryDirectory(prefix="joyvasa_bhome_") as home:   # Blender's user folder, removed here
+        env.setdefault("BLENDER_USER_RESOURCES", home)
+        try:
+            return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"bpy {version}: {targets} timed out after {TIMEOUT_S}s\n{(exc.stdout or '')[-3000:]}")
 
 
 _COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)\b")

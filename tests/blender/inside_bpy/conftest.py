@@ -7,7 +7,6 @@ unless a test asks for the real engine.
 """
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import math
 import os
@@ -22,12 +21,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 TESTS = REPO / "tests"
-if "BLENDER_USER_RESOURCES" not in os.environ:   # a throw-away user folder, removed when this interpreter ends
-    os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="joyvasa_bhome_")
-    atexit.register(shutil.rmtree, os.environ["BLENDER_USER_RESOURCES"], True)
+#: a throw-away user folder; tests/blender/test_bpy_versions.run_inside passes one it removes itself
+_OWN_HOME = None if "BLENDER_USER_RESOURCES" in os.environ else tempfile.mkdtemp(prefix="joyvasa_bhome_")
+if _OWN_HOME:
+    os.environ["BLENDER_USER_RESOURCES"] = _OWN_HOME
 
 import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES; makes addon_utils importable)
 import addon_utils  # noqa: E402
+
+
+
+def pytest_unconfigure(config):
+    """Remove our own throw-away user folder (an atexit handler never ran: bpy's exit ends the process).
+    Blender still writes extensions/.cache/compat.dat there as it exits, so a direct run leaves that
+    one small file; run_inside (the suite's way in) passes a folder it removes after the process."""
+    if _OWN_HOME:
+        shutil.rmtree(_OWN_HOME, ignore_errors=True)
 
 MODULE = "bl_ext.user_default.joyvasa_blender"
 #: the VRM add-on tests run in their own process, where the add-on is installed (tests/blender/test_rigs_bpy.py)
