@@ -42,8 +42,10 @@ OLDEST, NEWEST = VERSIONS[0], VERSIONS[-1]
 #: Measured when written: whole fake suite 91 passed + 4 skipped on 5.3, 88 + 6 on 4.2 (skips: 3
 #: real-engine tests that need the weights, the ARKit fixture writer, 4.2's two sound-strip
 #: tests); the subset 53 passed on 4.5 .. 5.2 (55 with Check Engine's GPU-warning tests).
-MIN_FAKE_PASSED = 85
-MIN_SUBSET_PASSED = 52
+#: Raised 2026-12-07 after the rig and live tests: 116 passed + 5 skipped on 5.3, 114 + 7 on 4.2,
+#: the subset 55 on 5.0.
+MIN_FAKE_PASSED = 112
+MIN_SUBSET_PASSED = 53
 MAX_FAKE_SKIPPED = 3
 FAKE_SUBSET = tuple(f"{INSIDE}/{name}.py" for name in (
     "test_addon", "test_rigs", "test_panels_draw", "test_compat_strips", "test_engine_env"))
