@@ -34,12 +34,15 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
 
 from engine.errors import BadRequest
 from engine.contract.protocol import CFG_MODES, DEFAULT_SAMPLER, PE_VARIANTS, REGIONS, SAMPLERS, canonical_dtype
 from engine.contract.schema import JOB_SCHEMA, JOB_VERSION
 from engine.contract.semantic import REFERENCE_MODES  # noqa: F401  (livelinkface-csv: the readout's neutral)
+
+if TYPE_CHECKING:
+    import argparse
 
 
 # -- bounds: the one set every entry point uses ---------------------------------------------------
@@ -88,7 +91,11 @@ def check_suffix(option: str, path: str | None, suffixes: tuple[str, ...]) -> No
         raise BadRequest(f"{option} must end in {' or '.join(suffixes)}, got {path}")
 
 
-def parse_crop(value: str | None) -> Any:
+#: a parsed ``--crop``: "auto", "none", an (X, Y, W, H) box or ("points", (LX, LY, RX, RY, MX, MY))
+CropSpec = Union[str, tuple[float, float, float, float], tuple[str, tuple[float, ...]]]
+
+
+def parse_crop(value: str | None) -> CropSpec:
     """``auto`` | ``none`` | ``X,Y,W,H`` | ``points:LX,LY,RX,RY,MX,MY`` -> ``"auto"``, ``"none"``,
     a box tuple or ``("points", (6 floats))`` (what engine.framing's FramingOptions takes)."""
     v = (value or "auto").strip().lower()
@@ -382,7 +389,7 @@ class Job(Spec):
         return cls(**top)
 
     @classmethod
-    def from_args(cls: type[J], args: Any) -> J:
+    def from_args(cls: type[J], args: argparse.Namespace) -> J:
         """Parsed CLI options (an ``argparse.Namespace``; dests = wire keys) -> the job. Process
         options (``progress``, ``json``) are not job fields and are left out."""
         keys = cls.wire_keys()
@@ -598,7 +605,7 @@ class LiveJob(Job):
         return super().from_dict(data)
 
     @classmethod
-    def from_args(cls, args: Any) -> "LiveJob":
+    def from_args(cls, args: argparse.Namespace) -> "LiveJob":
         """The CLI has no --source: ``--mic [DEVICE]`` is source mic (bare = the default device),
         ``--audio`` source file."""
         values = {k: v for k, v in vars(args).items() if k in cls.wire_keys()}

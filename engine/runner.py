@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, Callable, NamedTuple
 
 from engine import __version__
 from engine import profiling
@@ -24,6 +24,9 @@ from engine.errors import Cancelled, classify_failure
 from engine.profiling import Breakdown, peak_rss_mb  # noqa: F401  (peak_rss_mb re-exported)
 from engine.contract.protocol import (EXIT_CANCELLED, EXIT_ERROR, EXIT_OK, PROTOCOL_MAJOR, PROTOCOL_MINOR,
                              EventWriter)
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 
 class CancelToken:
@@ -209,7 +212,7 @@ def cancel_signals() -> list[int]:
 def _install_cancel_sources(reporter: Reporter, watch_stdin: bool) -> dict[int, Any]:
     """Route SIGINT/SIGTERM/SIGHUP (and Windows SIGBREAK) and stdin ``cancel`` lines to the cancel
     token; returns the previous signal handlers so in-process callers get them back."""
-    def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
+    def on_signal(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         reporter.cancel.set()
 
     previous: dict[int, Any] = {}

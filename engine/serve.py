@@ -21,7 +21,7 @@ import queue
 import signal
 import sys
 import threading
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from engine.contract.protocol import REQUEST_TYPES, EventWriter
 from engine.errors import BadRequest
@@ -29,13 +29,19 @@ from engine.jobs import LiveJob, job_from_dict
 from engine.pipeline import Context, ModelCache, pipeline_commands, run_pipeline
 from engine.runner import Done, Reporter, run_job
 
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from engine.live.session import LiveSession
+    from engine.live.sources import PcmSource
+
 class _LiveSlot:
     """The one live session of the worker, from its live_start until its last event."""
 
-    def __init__(self, job: str, pcm: Any) -> None:
+    def __init__(self, job: str, pcm: PcmSource | None) -> None:
         self.job = job
-        self.pcm = pcm            # engine.live.sources.PcmSource for source pcm, else None
-        self.session: Any = None
+        self.pcm = pcm            # the push_pcm queue for source pcm, else None
+        self.session: LiveSession | None = None
         self.stop_requested = False
 
 
@@ -177,7 +183,7 @@ class Worker:
                 return
             self._current = (job, rep)
 
-        def on_session(session: Any) -> None:
+        def on_session(session: LiveSession) -> None:
             if slot is not None:
                 slot.session = session
                 if slot.stop_requested:
@@ -190,7 +196,7 @@ class Worker:
                 slot.pcm.close()
 
         try:
-            def body(r: Reporter) -> Any:
+            def body(r: Reporter) -> Done:
                 try:
                     live = job_from_dict(req.get("args") or {}, "live")
                     assert isinstance(live, LiveJob)
@@ -250,12 +256,12 @@ def main() -> int:
     sys.stdout = sys.stderr
     worker = Worker(sys.stdin, real_stdout)
 
-    def on_sigint(signum: int, frame: Any) -> None:  # noqa: ARG001
+    def on_sigint(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         current = worker._current  # no lock in a signal handler (see runner.CancelToken)
         if current is not None:
             current[1].cancel.set()
 
-    def on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         """Like a one-shot command: the running job ends with ``cancelled`` (its atomic writers
         remove their partials), then the worker exits 143; idle, it exits at once."""
         worker.terminating = True

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import ray
 
 from engine.batch.jobfile import BatchJob
 from engine.batch.schedule import BatchRun, remove_partials
 from engine.errors import BadRequest, DeviceUnavailable
+
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)
@@ -91,7 +94,7 @@ def _loop(run: BatchRun, todo: list[BatchJob], workers: int | None, gpus: float,
 
     actors: list[Any] = []
 
-    def new_actor() -> tuple[Any, int]:
+    def new_actor() -> tuple[ActorHandle, int]:
         actor = EngineActor.options(**opts).remote()
         actors.append(actor)
         return actor, ray.get(actor.pid.remote())
@@ -103,7 +106,8 @@ def _loop(run: BatchRun, todo: list[BatchJob], workers: int | None, gpus: float,
             ray.kill(actor, no_restart=True)
 
 
-def _schedule(run: BatchRun, todo: list[BatchJob], size: int, new_actor: Any, max_retries: int) -> None:
+def _schedule(run: BatchRun, todo: list[BatchJob], size: int, new_actor: Callable[[], tuple[ActorHandle, int]],
+              max_retries: int) -> None:
     total = len(todo)
     idle: deque[tuple[Any, int]] = deque(new_actor() for _ in range(size))
     run.log(f"{size} Ray worker(s): pids {', '.join(str(pid) for _, pid in idle)}")

@@ -21,7 +21,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:   # annotations only: `engine bench --help` must not import torch
+    import numpy as np
+
+    from engine.contract.npz_reader import MotionData
+    from engine.live.sources import PcmSource
+    from engine.live.stream import MotionStream
+    from engine.motion.generate import MotionModel
+    from engine.weights import WeightsLayout
 
 DEFAULT_SETTINGS = "25:5,10:5,50:5"
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +86,7 @@ class _Memory(threading.Thread):
             self.samples.append((time.monotonic() - t0, _rss_mb()))
 
 
-def _push(pcm: Any, wave: Any, pace: str) -> None:
+def _push(pcm: PcmSource, wave: np.ndarray, pace: str) -> None:
     """The client: 20 ms blocks at their real time, or 1 s blocks as fast as they are taken."""
     from engine.errors import BadRequest
     from engine.live.sources import BLOCK, RATE
@@ -118,8 +127,8 @@ def _keeps_up(latencies: list[float], windows: list[float], hop: int) -> tuple[f
     return start, end, end <= start + hop / 25 + 0.1 and sum(windows) / len(windows) <= hop / 25
 
 
-def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: str, args: argparse.Namespace,
-            offline: Any) -> dict[str, Any]:
+def run_one(model: MotionModel, layout: WeightsLayout, wave: np.ndarray, hop: int, lookahead: int, pace: str,
+            args: argparse.Namespace, offline: tuple[MotionData, ...] | None) -> dict[str, Any]:
     from engine.device import select_device, select_motion_precision
     from engine.jobs import LiveJob
     from engine.live.session import LiveSession
@@ -174,7 +183,7 @@ def run_one(model: Any, layout: Any, wave: Any, hop: int, lookahead: int, pace: 
     return row
 
 
-def _quality(take: Any, stream: Any, offline: Any) -> dict[str, Any]:
+def _quality(take: MotionData, stream: MotionStream, offline: tuple[MotionData, ...] | None) -> dict[str, Any]:
     """Seam continuity and distance from the offline take (engine/live/metrics.py, on coef)."""
     try:
         from engine.live import metrics

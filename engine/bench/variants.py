@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
+
+if TYPE_CHECKING:
+    from engine.models.stage_one import SourceInfo, StageOne
 
 VARIANTS = ("eager", "graph", "compile")
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _eager(s1: Any, src: Any, batch: int, device: torch.device) -> Runner:
+def _eager(s1: StageOne, src: SourceInfo, batch: int, device: torch.device) -> Runner:
     return lambda kp: s1.warp_decode(src.f_s, src.x_s, kp)
 
 
-def _graph(s1: Any, src: Any, batch: int, device: torch.device) -> Runner:
+def _graph(s1: StageOne, src: SourceInfo, batch: int, device: torch.device) -> Runner:
     """Capture one W+G call at this batch; replay copies new keypoints into the captured input."""
     if device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
@@ -52,7 +55,7 @@ def _graph(s1: Any, src: Any, batch: int, device: torch.device) -> Runner:
     return run
 
 
-def _compile(s1: Any, src: Any, batch: int, device: torch.device) -> Runner:
+def _compile(s1: StageOne, src: SourceInfo, batch: int, device: torch.device) -> Runner:
     """torch.compile of W and G (static shapes); the first call pays the compile time."""
     compiled = copy.copy(s1)
     compiled.W = torch.compile(s1.W, dynamic=False)
@@ -63,7 +66,7 @@ def _compile(s1: Any, src: Any, batch: int, device: torch.device) -> Runner:
 _BUILD = {"eager": _eager, "graph": _graph, "compile": _compile}
 
 
-def measure_variants(s1: Any, src: Any, drive: torch.Tensor, batch: int, calls: int, names: list[str],
+def measure_variants(s1: StageOne, src: SourceInfo, drive: torch.Tensor, batch: int, calls: int, names: list[str],
                      device: torch.device, label: str, log: Callable[[str], None]) -> dict[str, float]:
     """Print one line per variant; returns fps by variant (those that ran)."""
     def sync() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from engine.pipeline import run_pipeline
 from engine.errors import EngineError
@@ -25,7 +24,7 @@ from engine.pipeline.crop import frame_job
 from engine.runner import run_protocol_command
 
 
-def add_framing_arguments(c: Any) -> None:
+def add_framing_arguments(c: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The framing options shared by ``crop`` and ``animate`` (into a parser or an argument group)."""
     c.add_argument("--crop", default="auto", metavar="auto|none|X,Y,W,H|points:LX,LY,RX,RY,MX,MY",
                    help="auto: detect the face (default); none: the whole picture; X,Y,W,H: a face box; "

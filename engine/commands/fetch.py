@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import OutputError, WeightsCorrupt, WeightsMissing
 from engine.jobs import FetchJob
 from engine.runner import Done, Reporter, run_protocol_command
+
+if TYPE_CHECKING:
+    from engine.fetch.hub import RemoteFile
 
 #: doctor groups that prove each part loads
 PART_GROUPS = {"core": ("liveportrait", "joyvasa"), "animals": ("liveportrait_animals",),
@@ -122,11 +125,11 @@ def _download_each(reporter: Reporter, todo: list[Any], staging: Path, total: in
         part = transfer.partial_path(staging, remote)
         start = transfer.partial_bytes(staging, remote)   # under the lock: what is really there now
 
-        def on_bytes(have: int, remote: Any = remote, i: int = i, start: int = start) -> None:
+        def on_bytes(have: int, remote: RemoteFile = remote, i: int = i, start: int = start) -> None:
             reporter.progress("download", base + have - start, total, "byte", file=remote.file.dest,
                               file_done=have, file_total=remote.size, files_done=i, files_total=len(todo))
 
-        def on_retry(attempt: int, wait: float, why: str, remote: Any = remote, i: int = i) -> None:
+        def on_retry(attempt: int, wait: float, why: str, remote: RemoteFile = remote, i: int = i) -> None:
             reporter.log(f"{why}; retrying in {wait:.1f} s (try {attempt} of {transfer.MAX_TRIES})")
             have = transfer.partial_bytes(staging, remote)
             reporter.progress("download", base + have - start, total, "byte", force=True, file=remote.file.dest,

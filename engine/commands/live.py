@@ -17,12 +17,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from engine.commands.motion import add_motion_options, add_runtime_options
 from engine.jobs import LIVE_PACES, LIVE_SCHEDULES, LiveJob
 from engine.pipeline.context import Context
-from engine.runner import Reporter, run_protocol_command
+from engine.runner import Done, Reporter, run_protocol_command
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from engine.live.session import LiveSession
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,9 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="json: protocol-v1 events on stdout (live_frame per frame)")
 
 
-def _stop_on_first_sigint(rep: Reporter, session: Any) -> None:
+def _stop_on_first_sigint(rep: Reporter, session: LiveSession) -> None:
     """SIGINT once = stop and keep the take; again = cancel (the runner's token)."""
-    def on_sigint(signum: int, frame: Any) -> None:  # noqa: ARG001
+    def on_sigint(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         if getattr(on_sigint, "stopped", False):
             rep.cancel.set()
         else:
@@ -67,7 +72,7 @@ def _stop_on_first_sigint(rep: Reporter, session: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.pipeline.live import run_live
 
-    def body(rep: Reporter) -> Any:
+    def body(rep: Reporter) -> Done:
         return run_live(LiveJob.from_args(args), Context(rep), on_session=lambda s: _stop_on_first_sigint(rep, s))
 
     return run_protocol_command("live", args.progress, body)

@@ -16,7 +16,7 @@ from engine.pipeline import run_pipeline
 from engine.errors import BadRequest
 from engine.jobs import job_from_dict
 from engine.pipeline.context import Context
-from engine.runner import Reporter, run_protocol_command
+from engine.runner import Done, Reporter, run_protocol_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         data = exc
     command = str(data.get("command") or "run") if isinstance(data, dict) else "run"
 
-    def body(rep: Reporter) -> Any:
+    def body(rep: Reporter) -> Done:
         if isinstance(data, BadRequest):
             raise data
         return run_pipeline(job_from_dict(data), Context(rep))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import cv2
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from engine.errors import BadRequest, ImageError
 from engine.framing import geometry as geo
 from engine.framing.image_header import MIN_IMAGE_SIDE, check_image_header
-from engine.jobs import check_framing
+from engine.jobs import CropSpec, check_framing
 from engine.pathguard import input_problem
 
 CROP_SIZE = geo.CROP_SIZE
@@ -43,7 +43,7 @@ NO_FACE_HINT = f"{POINTS_HINT}; --crop X,Y,W,H gives a face box, --crop none use
 class FramingOptions:
     """What the user asked for (CLI ``--crop/--scale/--vx/--vy/--face-index/--animal``)."""
 
-    crop: Any = "auto"                 # parse_crop_arg() result
+    crop: CropSpec = "auto"            # parse_crop_arg() result
     scale: float = geo.SCALE
     vx: float = geo.VX
     vy: float = geo.VY
@@ -190,6 +190,10 @@ def warp_crop(img: np.ndarray, M_c2o: np.ndarray, size: int = CROP_SIZE) -> np.n
 
 # -- framing ------------------------------------------------------------------------------------
 
+#: a detector's face (mtcnn's Face, haar's box): :func:`_pick` returns one of those it is given
+FaceT = TypeVar("FaceT")
+
+
 def _result(img: np.ndarray, fr: geo.Frame, method: str, **kw: Any) -> Framing:
     H, W = img.shape[:2]
     return Framing(warp_crop(img, fr.M_c2o), fr.M_c2o, method, (W, H), angle_deg=fr.angle_deg, **kw)
@@ -222,7 +226,7 @@ def frame_three(img: np.ndarray, pts: np.ndarray, opts: FramingOptions, method: 
     return _result(img, fr, method, **kw)
 
 
-def _pick(faces: list[Any], opts: FramingOptions, area: Any) -> tuple[Any, int]:
+def _pick(faces: list[FaceT], opts: FramingOptions, area: Callable[[FaceT], float]) -> tuple[FaceT, int]:
     """The largest face, or --face-index N (faces ordered largest first)."""
     order = sorted(range(len(faces)), key=lambda i: -area(faces[i]))
     if opts.face_index is None:

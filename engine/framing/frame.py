@@ -7,8 +7,6 @@ way (none, a box, clicked points, a detector: detect.py) and builds the crop wit
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from engine.errors import BadRequest
@@ -16,12 +14,12 @@ from engine.framing import detect, face_mesh
 from engine.framing.crop import (ALPHA_BACKGROUND, CROP_SIZE, DETECT_SIDE, NO_FACE_HINT, POINTS_HINT,  # noqa: F401
                                  Framing, FramingOptions, _pick, _result, downscaled, frame_box, frame_none,
                                  frame_three, load_picture, warp_crop)
-from engine.jobs import parse_crop
+from engine.jobs import CropSpec, parse_crop
 
 
 # -- the --crop argument ------------------------------------------------------------------------
 
-def parse_crop_arg(value: str | None) -> Any:
+def parse_crop_arg(value: str | None) -> CropSpec:
     """``auto`` | ``none`` | ``X,Y,W,H`` | ``points:LX,LY,RX,RY,MX,MY`` → a spec for FramingOptions
     (the parser and its messages live with the job types, engine/jobs.py)."""
     return parse_crop(value)

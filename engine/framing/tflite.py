@@ -23,9 +23,12 @@ import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:   # annotations only: torch loads when a program is built
+    import torch
 
 
 class TFLiteError(ValueError):
@@ -122,7 +125,7 @@ ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
 class Tensor:
     name: str
     shape: tuple[int, ...]
-    dtype: Any
+    dtype: type[np.generic]
     data: np.ndarray | None  # constant data (weights), None for activations
 
 
@@ -394,7 +397,7 @@ class TorchProgram:
             shape = tuple(self._shape(out))
             in_rank = len(self._shape(x))
 
-            def reshape(a: Any) -> Any:
+            def reshape(a: torch.Tensor) -> torch.Tensor:
                 if in_rank == 4:
                     a = a.permute(0, 2, 3, 1)
                 a = a.reshape(shape)

@@ -18,9 +18,16 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:   # annotations only: torch and scipy load when X-Pose runs
+    import torch
+    from scipy.sparse import csr_matrix
+
+    from engine.framing.geometry import Frame
+    from engine.framing.xpose_model import XPose
 
 #: where upstream's weights layout keeps the file (relative to the weights folder)
 XPOSE_FILE = "liveportrait_animals/xpose.pth"
@@ -77,7 +84,7 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return strip_module_prefix(state)
 
 
-def build_from_state_dict(state: dict[str, Any], path: Path) -> Any:
+def build_from_state_dict(state: dict[str, Any], path: Path) -> XPose:
     """An :class:`XPose` sized from ``state``, loaded strictly (the first bad key is named)."""
     from engine.checkpoints import load_state_dict_strict
     from engine.errors import WeightsCorrupt
@@ -95,11 +102,11 @@ def build_from_state_dict(state: dict[str, Any], path: Path) -> Any:
     return model.eval()
 
 
-_CACHE: dict[tuple[str, int, int, str], Any] = {}
+_CACHE: dict[tuple[str, int, int, str], XPose] = {}
 _LOCK = threading.Lock()
 
 
-def load_model(path: Path, device: Any = "cpu") -> Any:
+def load_model(path: Path, device: torch.device | str = "cpu") -> XPose:
     """The network for ``path`` on ``device``; kept per process (the warm worker frames many portraits)."""
     import torch
 
@@ -140,7 +147,7 @@ def resized_size(w: int, h: int, size: int = SHORT_SIDE, max_size: int = LONG_MA
     return int(size * w / h), size
 
 
-def _resample_matrix(n_in: int, n_out: int) -> Any:
+def _resample_matrix(n_in: int, n_out: int) -> csr_matrix:
     """Pillow's bilinear resampling weights along one axis, as its 8-bit path uses them.
 
     Pillow (``Resample.c``): support 1 × max(scale, 1) (antialiased when shrinking), weights
@@ -193,7 +200,7 @@ def pil_bilinear_resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def preprocess(img: np.ndarray) -> Any:
+def preprocess(img: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) → the normalised (1, 3, h, w) float32 tensor upstream feeds the network.
 
     The resize is Pillow's bilinear (antialiased when shrinking), which torchvision uses on a PIL
@@ -209,7 +216,8 @@ def preprocess(img: np.ndarray) -> Any:
     return ((x - mean) / std)[None]
 
 
-def prompt_tensors(instance: np.ndarray, keypoints: np.ndarray, device: Any) -> tuple[Any, Any, Any]:
+def prompt_tensors(instance: np.ndarray, keypoints: np.ndarray,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Upstream's target: instance rows as float32, keypoint rows padded with zeros to 100, visibility."""
     import torch
 
@@ -222,8 +230,8 @@ def prompt_tensors(instance: np.ndarray, keypoints: np.ndarray, device: Any) -> 
     return ins, kp, vis
 
 
-def run_network(model: Any, image: Any, instance: np.ndarray, keypoints: np.ndarray,
-                full_keypoints: bool = False, dtype: Any = None) -> dict[str, Any]:
+def run_network(model: XPose, image: torch.Tensor, instance: np.ndarray, keypoints: np.ndarray,
+                full_keypoints: bool = False, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """One forward pass (no grad); ``dtype`` e.g. torch.bfloat16 runs under autocast."""
     import contextlib
 
@@ -281,7 +289,8 @@ def decode(out: dict[str, Any], k: int, width: int, height: int, box_threshold: 
     return faces
 
 
-def detect(img: np.ndarray, path: Path, device: Any = None, k: int = 9, dtype: Any = None) -> list[AnimalFace]:
+def detect(img: np.ndarray, path: Path, device: torch.device | str | None = None, k: int = 9,
+           dtype: torch.dtype | None = None) -> list[AnimalFace]:
     """Every animal face X-Pose keeps in ``img`` (RGB uint8, the file's pixels), best score first."""
     from engine.framing.xpose_prompts import load_prompts
 
@@ -300,7 +309,7 @@ def axis_points(pts9: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (left_eye + right_eye) / 2, (P[5] + P[6]) / 2
 
 
-def frame_points9(pts9: np.ndarray, scale: float, vx: float, vy: float) -> Any:
+def frame_points9(pts9: np.ndarray, scale: float, vx: float, vy: float) -> Frame:
     """The crop upstream's ``crop_image(img, pts9, dsize=512, scale, vy_ratio)`` makes (vx: ours, 0 = upstream)."""
     from engine.framing import geometry as geo
 

@@ -32,12 +32,17 @@ import socket
 import struct
 import sys
 from collections import deque
-from typing import Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 import numpy as np
 
 from engine.export import arkit
 from engine.export.livelink import ARKIT_COLUMNS, ROTATION_COLUMNS, arkit_column
+
+if TYPE_CHECKING:
+    import threading
+
+    from pythonosc.osc_message import OscMessage
 
 
 #: frames the live neutral expression is measured over (10 s at 25 fps)
@@ -65,7 +70,7 @@ class FrameLike(Protocol):
     pitch: float
     yaw: float
     roll: float
-    exp: Any
+    exp: np.ndarray
 
 
 class LiveArkit:
@@ -75,7 +80,7 @@ class LiveArkit:
         self._history: deque[np.ndarray] = deque(maxlen=reference_frames)
         self._basis = arkit.load_basis()
 
-    def __call__(self, exp: Any) -> dict[str, float]:
+    def __call__(self, exp: np.ndarray) -> dict[str, float]:
         """PascalCase ARKit shape -> weight in [0, 1] (every one of the 52; unread shapes are 0)."""
         row = np.asarray(exp, np.float64).reshape(21, 3)
         self._history.append(row)
@@ -173,7 +178,7 @@ def vmc_bundle(shapes: dict[str, float], head_deg: tuple[float, float, float]) -
     from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
     from pythonosc.osc_message_builder import OscMessageBuilder
 
-    def message(address: str, *args: Any) -> Any:
+    def message(address: str, *args: Any) -> OscMessage:
         b = OscMessageBuilder(address=address)
         for a in args:
             b.add_arg(a, "s" if isinstance(a, str) else "f")
@@ -225,7 +230,7 @@ class Outputs:
         self.outputs = list(outputs)
         self.readout = LiveArkit() if self.outputs else None
         self._queue: "queue.Queue[tuple[float, FrameLike] | None]" = queue.Queue()
-        self._thread: Any = None
+        self._thread: threading.Thread | None = None
         self._drop = False
 
     def send(self, frame: FrameLike) -> None:

@@ -19,7 +19,7 @@ import wave
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -27,6 +27,11 @@ from engine.errors import Cancelled
 from engine.live.outputs import Outputs
 from engine.live.sources import RATE, AudioSource
 from engine.contract.protocol import LIVE_FPS
+
+if TYPE_CHECKING:
+    from engine.contract.npz_reader import MotionData
+    from engine.live.stream import LiveFrame, MotionStream
+    from engine.runner import CancelToken
 
 #: seconds between ``live_stats`` events
 STATS_INTERVAL_S = 1.0
@@ -45,7 +50,7 @@ def predicted_delay(hop: int, lookahead: int, window_s: float) -> float:
     return (hop + lookahead) / LIVE_FPS + window_s + T_IO_S
 
 
-def frame_motion(frame: Any) -> dict[str, Any]:
+def frame_motion(frame: LiveFrame) -> dict[str, Any]:
     """A committed frame as the ``motion`` object of its ``live_frame`` event."""
     return {"pitch": float(frame.pitch), "yaw": float(frame.yaw), "roll": float(frame.roll),
             "scale": float(frame.scale), "trans": [float(v) for v in np.asarray(frame.trans).reshape(3)],
@@ -87,10 +92,11 @@ class LiveSession:
     ``feed``/``finish``); ``emit(type, **fields)`` sends events; ``clock()`` is the events' engine
     clock (the ``wall`` of ``live_frame``)."""
 
-    def __init__(self, stream: Any, source: AudioSource, emit: Callable[..., Any], *, hop: int, lookahead: int,
-                 clock: Callable[[], float] = time.monotonic, outputs: Outputs | None = None,
-                 cancel: Any = None, window_s: float = 0.0, stats_interval: float = STATS_INTERVAL_S,
-                 on_frame: Callable[[Any, float], None] | None = None) -> None:
+    def __init__(self, stream: MotionStream, source: AudioSource, emit: Callable[..., Any], *, hop: int,
+                 lookahead: int, clock: Callable[[], float] = time.monotonic, outputs: Outputs | None = None,
+                 cancel: CancelToken | None = None, window_s: float = 0.0,
+                 stats_interval: float = STATS_INTERVAL_S,
+                 on_frame: Callable[[LiveFrame, float], None] | None = None) -> None:
         self.stream = stream
         self.source = source
         self.emit = emit
@@ -237,7 +243,7 @@ def write_wav(path: Path, samples: np.ndarray) -> None:
         w.writeframes(np.asarray(samples, "<i2").tobytes())
 
 
-def write_take(motion: Any, audio: np.ndarray, out: Path, wav: Path) -> dict[str, str]:
+def write_take(motion: MotionData, audio: np.ndarray, out: Path, wav: Path) -> dict[str, str]:
     """Write the captured WAV and the motion file atomically, both or neither; the ``done`` outputs."""
     from engine.fileio import atomic_path
     from engine.motion.npz import save_motion

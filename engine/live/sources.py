@@ -20,12 +20,17 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
 from engine.errors import BadRequest, EngineError, missing_dependency
 from engine.contract.protocol import LIVE_RATE
+
+if TYPE_CHECKING:   # annotations only: sounddevice loads PortAudio at import
+    from types import ModuleType
+
+    from sounddevice import CallbackFlags, InputStream
 
 RATE = LIVE_RATE
 #: 20 ms: the block a paced file and the microphone deliver (PortAudio's blocksize)
@@ -229,7 +234,7 @@ class PcmSource:
         self.queue.close()
 
 
-def load_sounddevice() -> Any:
+def load_sounddevice() -> ModuleType:
     """``import sounddevice`` with the two failures a user can fix turned into coded errors."""
     try:
         import sounddevice  # noqa: PLC0415 - lazily: PortAudio is loaded at import
@@ -280,7 +285,7 @@ class MicSource:
         self._loader = loader
         self._clock = clock
         self.queue = AudioQueue()
-        self.stream: Any = None
+        self.stream: InputStream | None = None
         self.overflows = 0
         self._last_block = 0.0
         self._stopping = False
@@ -311,7 +316,8 @@ class MicSource:
                                    f"cannot be opened at 16 kHz mono: {exc}; is another program using it?") from None
         self._last_block = self._clock()
 
-    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:  # noqa: ARG002
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any,  # noqa: ARG002
+                  status: CallbackFlags) -> None:
         if status and getattr(status, "input_overflow", False):
             self.overflows += 1
         self._last_block = self._clock()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 #: ConvNeXt-V2 backbones known by name (depths, dims); others must carry depths/dims in the yaml
 CONVNEXT_BACKBONES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -173,7 +173,11 @@ class LivePortraitConfig:
         })
 
 
-def _build(kind: type, raw: dict[str, Any] | None, **extra: Any) -> Any:
+#: one of the network config dataclasses above
+C = TypeVar("C")
+
+
+def _build(kind: type[C], raw: dict[str, Any] | None, **extra: Any) -> C:
     raw = dict(raw or {})
     names = {f.name for f in fields(kind)}
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in names}

@@ -102,7 +102,7 @@ class Controls:
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical JSON form (every key present), as recorded in motion files."""
-        def t(v: Track | None) -> Any:
+        def t(v: Track | None) -> float | list[float] | None:
             return None if v is None else (float(v) if np.ndim(v) == 0 else [float(x) for x in np.ravel(v)])
         return {
             "schema": SCHEMA, "version": VERSION, "fps": self.fps,

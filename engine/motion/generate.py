@@ -42,7 +42,7 @@ from engine.jobs import MotionConfig
 from engine.profiling import Breakdown
 from engine.runner import NullReporter, Reporter
 from engine.contract.protocol import DEFAULT_SAMPLER as _DEFAULT_SAMPLER
-from engine.sampling import DEFAULT_STEPS, make_sampler, run_sampler
+from engine.sampling import DEFAULT_STEPS, Sampler, make_sampler, run_sampler
 from engine.sampling.guidance import combine
 from engine.sampling.known import KnownPrefix
 from engine.sampling.schedule import Schedule
@@ -201,7 +201,7 @@ class MotionModel:
 
     @torch.no_grad()
     def sample_window(self, audio_feat: torch.Tensor, m_prev: torch.Tensor, a_prev: torch.Tensor,
-                      x_T: torch.Tensor, sampler: Any, cfg_scale: float, cfg_mode: str, pe_variant: str,
+                      x_T: torch.Tensor, sampler: Sampler, cfg_scale: float, cfg_mode: str, pe_variant: str,
                       noise_fn: Callable[[int, int], torch.Tensor] | None,
                       on_step: Callable[[int, int], None] | None = None, hoist: bool = True,
                       dtype: torch.dtype = torch.float32, known: KnownPrefix | None = None) -> torch.Tensor:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import WeightsCorrupt, WeightsMissing, OFFICIAL_WEIGHTS_HINT
+
+if TYPE_CHECKING:
+    import torch
 
 #: (module, name) pairs a dict of numpy arrays may reference (numpy 1.x and 2.x spellings)
 _ALLOWED = {
@@ -77,7 +80,7 @@ def check_template(data: dict[str, np.ndarray], path: Path) -> None:
             raise WeightsCorrupt(f"motion template {path}: {key!r} contains NaN or infinite values")
 
 
-def _rotation_matrix(pitch: Any, yaw: Any, roll: Any) -> Any:
+def _rotation_matrix(pitch: torch.Tensor, yaw: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
     """R from degrees, (B,1) -> (B,3,3) (spec §1.3; shared with the renderer)."""
     from engine.models.keypoints import rotation_matrix
 

@@ -66,7 +66,7 @@ def tolerance_for(name: str, ref: np.ndarray) -> Tolerance:
 @dataclass
 class ParityContext:
     ref_dir: Path
-    ref: Any  # np.lib.npyio.NpzFile
+    ref: np.lib.npyio.NpzFile
     cache: dict[str, Any] = field(default_factory=dict)
 
     def array(self, name: str) -> np.ndarray:

@@ -7,12 +7,15 @@ and following upstream's draw order, so they check the RNG stream separately.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from engine.parity import ParityContext
+
+if TYPE_CHECKING:
+    from engine.motion.generate import MotionModel
 
 PREFIXES = ("sched_", "DN_", "AF_", "MG_", "audio")
 
@@ -20,7 +23,7 @@ _SCHED = ("betas", "alphas", "alpha_bars", "sigmas_flex", "sigmas_inflex")
 _MOTION_KEYS = ("exp", "scale", "t", "pitch", "yaw", "roll", "R")
 
 
-def _model(ctx: ParityContext) -> Any:
+def _model(ctx: ParityContext) -> MotionModel:
     from engine.motion.generate import MotionModel
     from engine.weights import WeightsLayout
 

@@ -23,7 +23,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import preflight
 from engine.audio import audio_sha256
@@ -41,8 +41,22 @@ from engine.render.canvas import paste_canvas
 from engine.runner import Done, NullReporter, Reporter
 from engine.weights import resolve_weights_dir
 
+if TYPE_CHECKING:   # annotations only: building and dispatching an animate job must not import torch
+    import numpy as np
+    import torch
 
-def compose_options(render: RenderConfig) -> Any:
+    from engine.contract.npz_reader import MotionData
+    from engine.device import Precision
+    from engine.framing.crop import Framing
+    from engine.models.stage_one import SourceInfo, StageOne
+    from engine.motion.controls import Controls
+    from engine.render.compose import ComposeOptions
+    from engine.render.renderer import RenderStats
+    from engine.render.timeline import FramePlan
+    from engine.weights import WeightsLayout
+
+
+def compose_options(render: RenderConfig) -> ComposeOptions:
     """RenderConfig → ComposeOptions (``upstream_cli`` = upstream inference.py's defaults)."""
     from engine.render.compose import ComposeOptions
 
@@ -56,8 +70,8 @@ def compose_options(render: RenderConfig) -> Any:
         raise BadRequest(str(exc)) from None
 
 
-def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Reporter | None = None, animal: bool = False,
-                   animal_models: str = "auto") -> Any:
+def load_stage_one(layout: WeightsLayout, device: torch.device | str, precision: Precision,
+                   reporter: Reporter | None = None, animal: bool = False, animal_models: str = "auto") -> StageOne:
     """StageOne in ``precision`` from the weights folder; bad files become WeightsMissing/WeightsCorrupt.
 
     Animals: LivePortrait's v1.1 animal models when present, else v1 (``--animal-models`` overrides)."""
@@ -86,8 +100,8 @@ def load_stage_one(layout: Any, device: Any, precision: Any, reporter: Reporter 
         raise WeightsCorrupt(f"cannot load the LivePortrait weights from {layout.root}: {exc}") from exc
 
 
-def stage_one(ctx: Context, layout: Any, device: Any, precision: Any, animal: bool,
-              animal_models: str = "auto") -> Any:
+def stage_one(ctx: Context, layout: WeightsLayout, device: torch.device, precision: Precision, animal: bool,
+              animal_models: str = "auto") -> StageOne:
     """Step 4 through the cache: key (weights folder, device, precision, human/animal and which animal models)."""
     from engine.weights import choose_animal_models
 
@@ -95,7 +109,7 @@ def stage_one(ctx: Context, layout: Any, device: Any, precision: Any, animal: bo
     kind = f"animal-{choose_animal_models(layout.root, animal_models)}" if animal else "human"
     key = ("stage_one", str(layout.root.resolve()), str(device), precision.name, kind)
 
-    def load() -> Any:
+    def load() -> StageOne:
         with rep.breakdown.part("load"):
             return load_stage_one(layout, device, precision, rep, animal=animal, animal_models=animal_models)
 
@@ -119,15 +133,15 @@ class Prepared:
     out: Path | None
     frames_dir: Path | None
     codec: str | None                 # the H.264 encoder (None: no mp4)
-    original: Any                     # the portrait file at full resolution (RGB uint8)
-    canvas: Any                       # ≤1280 px paste-back canvas (upstream) ...
+    original: np.ndarray              # the portrait file at full resolution (RGB uint8)
+    canvas: np.ndarray                # ≤1280 px paste-back canvas (upstream) ...
     canvas_scale: tuple[float, float]  # ... canvas pixel = original pixel × (fx, fy)
-    wave: Any                         # 16 kHz speech, or None
+    wave: np.ndarray | None           # 16 kHz speech, or None
     audio_duration: float | None
-    motion: Any                       # the given motion file, or None (generate it)
-    layout: Any                       # the weights folder
-    controls: Any                     # --controls + the region/strength shorthands
-    opts: Any                         # ComposeOptions
+    motion: MotionData | None         # the given motion file, or None (generate it)
+    layout: WeightsLayout             # the weights folder
+    controls: Controls                # --controls + the region/strength shorthands
+    opts: ComposeOptions
 
 
 def import_heavy(rep: Reporter) -> None:
@@ -143,7 +157,7 @@ def import_heavy(rep: Reporter) -> None:
         import engine.render.writers  # noqa: F401
 
 
-def runtime(job: AnimateJob, rep: Reporter) -> tuple[Any, Any]:
+def runtime(job: AnimateJob, rep: Reporter) -> tuple[torch.device, Precision]:
     """Step 1: device and the one precision decision; ``hello`` is the first event."""
     from engine.device import describe_device, select_device, select_precision
 
@@ -193,7 +207,8 @@ def _shorthands(render: RenderConfig) -> dict[str, Any]:
     return {"pose_strength": render.pose_strength, "exp_strength": render.exp_strength, "region": render.region}
 
 
-def source(ctx: Context, job: AnimateJob, p: Prepared, device: Any, precision: Any) -> tuple[Any, Any, Any]:
+def source(ctx: Context, job: AnimateJob, p: Prepared, device: torch.device,
+           precision: Precision) -> tuple[Framing, StageOne, SourceInfo]:
     """Steps 3-5: framing (no_face before any network loads), stage one, F and M of the crop."""
     import torch
 
@@ -210,7 +225,7 @@ def source(ctx: Context, job: AnimateJob, p: Prepared, device: Any, precision: A
     return crop, s1, info
 
 
-def motion_for(ctx: Context, job: AnimateJob, p: Prepared, device: Any) -> Any:
+def motion_for(ctx: Context, job: AnimateJob, p: Prepared, device: torch.device) -> MotionData:
     """Steps 6-6b: the motion (generated, or the given file) with the art-direction controls applied."""
     from engine.motion.controls import ControlsError
     from engine.motion.generate import generate_motion
@@ -241,7 +256,7 @@ def motion_for(ctx: Context, job: AnimateJob, p: Prepared, device: Any) -> Any:
         raise BadRequest(f"{job.motion_file}: {exc}") from None
 
 
-def timeline(job: AnimateJob, motion: Any, audio_duration: float | None, rep: Reporter) -> Any:
+def timeline(job: AnimateJob, motion: MotionData, audio_duration: float | None, rep: Reporter) -> FramePlan:
     """Step 7: which motion frame drives which output frame."""
     from engine.render.timeline import plan_frames
 
@@ -252,7 +267,8 @@ def timeline(job: AnimateJob, motion: Any, audio_duration: float | None, rep: Re
     return plan
 
 
-def driving(p: Prepared, crop: Any, s1: Any, info: Any, plan: Any, rep: Reporter) -> Any:
+def driving(p: Prepared, crop: Framing, s1: StageOne, info: SourceInfo, plan: FramePlan,
+            rep: Reporter) -> torch.Tensor:
     """Step 8: driving keypoints for every frame (small: N x 21 x 3)."""
     import torch
 
@@ -268,8 +284,9 @@ def driving(p: Prepared, crop: Any, s1: Any, info: Any, plan: Any, rep: Reporter
                                lip_delta=lip_delta)
 
 
-def render_video(job: AnimateJob, p: Prepared, crop: Any, s1: Any, info: Any, x_d: Any, plan: Any, device: Any,
-                 precision: Any, audio_duration: float | None, rep: Reporter) -> tuple[dict[str, str], Any, float, Any]:
+def render_video(job: AnimateJob, p: Prepared, crop: Framing, s1: StageOne, info: SourceInfo, x_d: torch.Tensor,
+                 plan: FramePlan, device: torch.device, precision: Precision, audio_duration: float | None,
+                 rep: Reporter) -> tuple[dict[str, str], RenderStats, float, float | None]:
     """Step 9: batched W+G streamed to the writers, pasted back into the full portrait (preview: a
     sparse subset of the same plan, engine/render/preview.py). Returns (outputs, render stats,
     output fps, the batch's memory budget in MiB or None)."""
@@ -315,7 +332,7 @@ def render_video(job: AnimateJob, p: Prepared, crop: Any, s1: Any, info: Any, x_
     return outputs, stats, out_fps, setup.batch.budget_mb
 
 
-def save_driving(job: AnimateJob, x_d: Any, rep: Reporter) -> dict[str, str]:
+def save_driving(job: AnimateJob, x_d: torch.Tensor, rep: Reporter) -> dict[str, str]:
     """What the renderer drove the portrait with, frame by frame (``--save-driving``), atomically."""
     import numpy as np
 
@@ -327,7 +344,8 @@ def save_driving(job: AnimateJob, x_d: Any, rep: Reporter) -> dict[str, str]:
     return {"driving_keypoints": str(job.save_driving)}
 
 
-def report_speed(rep: Reporter, stats: Any, out_fps: float, t_start: float, device: Any, budget: float | None) -> None:
+def report_speed(rep: Reporter, stats: RenderStats, out_fps: float, t_start: float, device: torch.device,
+                 budget: float | None) -> None:
     """The closing log lines: seconds per second of video, peak device memory."""
     from engine.device import device_peak_mb, device_peak_reserved_mb
 

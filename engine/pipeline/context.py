@@ -16,9 +16,12 @@ import gc
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from engine.runner import Reporter
+
+#: what a cache entry holds (a network set, audio features): the caller's loader decides
+T = TypeVar("T")
 
 #: audio-feature entries kept (each is n_windows x (L, F) floats: ~100 KB per 4 s of speech)
 FEATURE_CACHE_SIZE = 16
@@ -44,7 +47,7 @@ class ModelCache:
         self.loads: Counter[str] = Counter()
         self.feature_hits = 0
 
-    def get(self, key: tuple[str, ...], files: Iterable[Path], load: Callable[[], Any]) -> Any:
+    def get(self, key: tuple[str, ...], files: Iterable[Path], load: Callable[[], T]) -> T:
         """The cached object for ``key`` if its ``files`` are unchanged, else ``load()`` (counted)."""
         stamp = _fingerprint(files)
         hit = self._models.get(key)
@@ -56,7 +59,7 @@ class ModelCache:
         self.loads[key[0]] += 1
         return obj
 
-    def features(self, key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+    def features(self, key: tuple[str, ...], compute: Callable[[], T]) -> T:
         """Audio features by (model key, audio content hash); LRU of :data:`FEATURE_CACHE_SIZE`."""
         if key in self._features:
             self._features.move_to_end(key)

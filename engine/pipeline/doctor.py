@@ -13,12 +13,15 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from engine import __version__
 from engine.jobs import DoctorJob
 from engine.pipeline.context import Context
 from engine.runner import Done
+
+if TYPE_CHECKING:
+    from engine.weights import WeightsLayout, _AnimalLayout
 
 REQUIRED_NOTE = "required"
 
@@ -131,7 +134,7 @@ def check_weights(root: Path | None, load: bool = True) -> dict[str, Any]:
     return report
 
 
-def _load_group(load: Any) -> dict[str, Any]:
+def _load_group(load: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
     """Run one group's strict load; the answer doctor reports (loads, seconds, error)."""
     t0 = time.perf_counter()
     try:
@@ -141,7 +144,7 @@ def _load_group(load: Any) -> dict[str, Any]:
     return {"loads": True, "seconds": round(time.perf_counter() - t0, 2), **extra}
 
 
-def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
+def check_optional_parts(layout: WeightsLayout, files: dict[str, Any]) -> dict[str, Any]:
     """Optional parts (``engine fetch --animals/--xpose/--detector``) are load-checked when present:
     a present but broken file is as much a problem as a broken required one."""
     from engine.weights import ANIMAL_MODEL_DIRS, FETCH_PARTS, animal_layout
@@ -157,7 +160,7 @@ def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
         for name, path in paths.items():
             files[f"animal{suffix}_{name}"] = _file(path, required=False)
 
-        def load_animals(animals: Any = animals, paths: dict[str, Path] = paths) -> None:
+        def load_animals(animals: _AnimalLayout = animals, paths: dict[str, Path] = paths) -> None:
             from engine.models.config import LivePortraitConfig
             from engine.models.stage_one import StageOne
 
@@ -186,7 +189,7 @@ def check_optional_parts(layout: Any, files: dict[str, Any]) -> dict[str, Any]:
     return groups
 
 
-def xpose_loader() -> Any:
+def xpose_loader() -> Callable[[Path], Any] | None:
     """The engine's strict X-Pose checkpoint loader, once the engine has one (None before)."""
     import importlib
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -25,14 +25,25 @@ from engine.jobs import LiveJob, parse_host_port
 from engine.motion.edit import load_run_controls
 from engine.pipeline.context import Context
 from engine.pipeline.motion import import_heavy, motion_model
-from engine.runner import Done
+from engine.runner import Done, Reporter
 from engine.weights import resolve_weights_dir
+
+if TYPE_CHECKING:   # annotations only: building and dispatching a live job must not import torch
+    from engine.contract.npz_reader import MotionData
+    from engine.device import Precision
+    from engine.live.session import LiveSession
+    from engine.live.sources import AudioSource, PcmSource
+    from engine.live.stream import MotionStream
+    from engine.motion.controls import Controls
+    from engine.motion.generate import MotionModel
+    from engine.weights import WeightsLayout
 
 #: how the pipeline builds its stream; tests swap it for a scripted double (never shipped)
 StreamFactory = Callable[..., Any]
 
 
-def open_stream(model: Any, layout: Any, job: LiveJob, precision: Any, controls: Any) -> Any:  # noqa: ARG001
+def open_stream(model: MotionModel, layout: WeightsLayout, job: LiveJob, precision: Precision,  # noqa: ARG001
+                controls: Controls | None) -> MotionStream:
     """Step 4: the streaming sampler for this job (engine/live/stream.py). ``controls`` None = the
     stream's live default (the lips relax in silence)."""
     from engine.live.stream import MotionStream
@@ -41,7 +52,8 @@ def open_stream(model: Any, layout: Any, job: LiveJob, precision: Any, controls:
                         controls=controls, dtype=precision.compute)
 
 
-def warm_up(model: Any, layout: Any, job: LiveJob, precision: Any, controls: Any) -> float:
+def warm_up(model: MotionModel, layout: WeightsLayout, job: LiveJob, precision: Precision,
+            controls: Controls | None) -> float:
     """One throw-away window before the source opens (kernels, allocator, caches warm, so the first
     real window is not the slowest); returns its compute time, the t_win of the predicted delay."""
     stream = open_stream(model, layout, job, precision, controls)
@@ -50,7 +62,7 @@ def warm_up(model: Any, layout: Any, job: LiveJob, precision: Any, controls: Any
     return float(sum(w.seconds for w in getattr(stream, "windows", ())))
 
 
-def default_hop(model: Any, job: LiveJob, window_s: float) -> int:
+def default_hop(model: MotionModel, job: LiveJob, window_s: float) -> int:
     """The smallest hop that keeps up on this machine (live-engine's ``hop_for``), for the model's window."""
     from engine.live.stream import DEFAULT_HOP, DEFAULT_LOOKAHEAD, hop_for
 
@@ -59,7 +71,7 @@ def default_hop(model: Any, job: LiveJob, window_s: float) -> int:
     return hop_for(window_s, floor=min(DEFAULT_HOP, window - lookahead), window=window, lookahead=lookahead)
 
 
-def open_source(job: LiveJob, pcm: Any = None) -> Any:
+def open_source(job: LiveJob, pcm: PcmSource | None = None) -> AudioSource:
     """Step 5: the audio source the job names (``pcm``: the worker's push_pcm queue)."""
     from engine.live.sources import FileSource, MicSource
 
@@ -73,7 +85,8 @@ def open_source(job: LiveJob, pcm: Any = None) -> Any:
     return pcm
 
 
-def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callable[[Any], None] | None = None,
+def run_live(job: LiveJob, ctx: Context, *, pcm: PcmSource | None = None,
+             on_session: Callable[[LiveSession], None] | None = None,
              stream_factory: StreamFactory | None = None, source_factory: Callable[..., Any] | None = None
              ) -> Done:
     """Run the numbered steps above; returns the ``done`` event's outputs (and live totals).
@@ -146,12 +159,12 @@ def run_live(job: LiveJob, ctx: Context, *, pcm: Any = None, on_session: Callabl
     return Done(outputs_done, totals)
 
 
-def _clock(rep: Any) -> Callable[[], float]:
+def _clock(rep: Reporter) -> Callable[[], float]:
     """The engine clock of the reporter's events (``wall`` of live_frame = ``t`` of other events)."""
     writer = getattr(rep.events, "_writer", None)
     return writer.clock if writer is not None and hasattr(writer, "clock") else __import__("time").monotonic
 
 
-def take_motion(stream: Any) -> Any:
+def take_motion(stream: MotionStream) -> MotionData:
     """The stream's committed frames as the MotionData the take's file is written from."""
     return stream.take_motion()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -34,6 +34,10 @@ import torch
 #: lip keypoints (used absolutely, upstream human pipeline) and eye keypoints (shared/spec/semantic_basis.md
 #: §5), and upstream's ``lip_normalize_threshold``: below this source lip-open ratio no normalisation
 from engine.contract.schema import EYE_ROWS, LIP_NORMALIZE_THRESHOLD, LIP_ROWS  # noqa: F401
+
+if TYPE_CHECKING:
+    from engine.contract.npz_reader import MotionData
+    from engine.models.stage_one import SourceInfo
 
 StitchFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -75,7 +79,7 @@ class SourceKeypoints:
     x_s: torch.Tensor    # (1,21,3)
 
     @classmethod
-    def from_info(cls, info: Any) -> "SourceKeypoints":
+    def from_info(cls, info: SourceInfo) -> "SourceKeypoints":
         return cls(x_c=info.x_c, exp=info.exp, scale=info.scale, t=info.t, R=info.R, x_s=info.x_s)
 
 
@@ -98,7 +102,7 @@ class DrivingMotion:
                    R=f(R).reshape(n, 3, 3))
 
     @classmethod
-    def from_motion(cls, m: Any, device: torch.device | str = "cpu") -> "DrivingMotion":
+    def from_motion(cls, m: MotionData, device: torch.device | str = "cpu") -> "DrivingMotion":
         """From an :class:`engine.motion.npz.MotionData`."""
         return cls.from_arrays(m.exp, m.scale, m.t, m.R, device=device)
 

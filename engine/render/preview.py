@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.fileio import atomic_path
 from engine.pathguard import contact_sheet_path  # noqa: F401  (its name is an output the path guard checks)
 from engine.render.writers import FrameWriter
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 MIN_STRIDE = 8
 MAX_FRAMES = 24
@@ -68,7 +71,8 @@ class ContactSheetWriter(FrameWriter):
             grid[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = t[:th, :tw]
         return grid
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None or not self.thumbs:
             return
         import cv2

@@ -16,7 +16,7 @@ the loop waits for a slow writer it keeps checking the cancel token.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,11 @@ from engine.render.overlap import InlineSink, WriterThread
 from engine.render.pasteback import frames_to_uint8_tensor
 from engine.render.writers import FrameWriter
 from engine.runner import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from engine.device import BatchPlan, GpuMemory
+    from engine.models.stage_one import StageOne
+    from engine.render.pasteback import DevicePasteBack, PasteBack
 
 #: host memory the writer queue may hold in finished frames (MiB), whatever the clip length
 QUEUE_MB = 512.0
@@ -52,7 +57,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(classify_failure(exc), OutOfMemory)
 
 
-def render_frames(stage_one: Any, f_s: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor,
+def render_frames(stage_one: StageOne, f_s: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor,
                   writers: Sequence[FrameWriter], *, batch: int, device: torch.device,
                   reporter: "Reporter | None" = None,
                   post: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -155,7 +160,7 @@ class RenderSetup:
     """How step 9 of ``animate`` renders: who pastes back, where, at which batch, overlapped or not."""
 
     size: tuple[int, int]                                   # written frame (width, height)
-    batch: Any                                              # engine.device.BatchPlan
+    batch: BatchPlan
     overlap: bool
     post: Callable[[np.ndarray], np.ndarray] | None = None  # CPU paste-back on the writer side
     device_post: Callable[[torch.Tensor], torch.Tensor] | None = None  # paste-back on the device
@@ -169,15 +174,15 @@ class RenderSetup:
 
 def plan_render(image: np.ndarray | None, M_c2o: np.ndarray | None, device: torch.device, dtype: str,
                 requested_batch: int | None, *, sequential: bool = False,
-                memory: Any | None = None) -> RenderSetup:
+                memory: GpuMemory | None = None) -> RenderSetup:
     """Choose the render path. Default: overlapped writer everywhere; on CUDA/MPS paste-back runs
     on the device (:class:`DevicePasteBack`). ``sequential``: today's reference path (CPU
     paste-back, inline writes) — the equality tests and ``bench animate --sequential`` use it."""
     from engine.device import batch_plan
     from engine.render.pasteback import DevicePasteBack, PasteBack
 
-    post: Any = None
-    device_post: Any = None
+    post: PasteBack | None = None
+    device_post: DevicePasteBack | None = None
     size = (512, 512)
     paste_mb = 0.0
     if image is not None and M_c2o is not None:

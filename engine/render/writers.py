@@ -15,13 +15,19 @@ import contextlib
 import functools
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import AudioError, BadRequest, OutputError
 from engine.fileio import atomic_path, frames_output
 from engine.jobs import CODECS
+
+if TYPE_CHECKING:   # annotations only: PyAV is imported when a writer opens
+    from types import ModuleType, TracebackType
+
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 VIDEO_CODECS = ("libx264", "h264", "libopenh264", "mpeg4")
 #: what ``--codec`` accepts: auto = h264_nvenc when it works here, else libx264 (else a fallback)
@@ -118,7 +124,8 @@ class FrameWriter:
     def write(self, frame: np.ndarray) -> None:
         raise NotImplementedError
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         raise NotImplementedError
 
 
@@ -140,8 +147,8 @@ class Mp4Writer(FrameWriter):
         self.fallback_reason: str | None = None  # auto: why h264_nvenc was not used after all
         self.frames_written = 0
         self._stack = contextlib.ExitStack()
-        self._container: Any = None
-        self._vstream: Any = None
+        self._container: OutputContainer | None = None
+        self._vstream: VideoStream | None = None
 
     def __enter__(self) -> "Mp4Writer":
         import av
@@ -166,7 +173,7 @@ class Mp4Writer(FrameWriter):
             raise
         return self
 
-    def _open_video(self, av: Any, tmp: Path, codec: str) -> None:
+    def _open_video(self, av: ModuleType, tmp: Path, codec: str) -> None:
         """Container + H.264 stream with the encoder opened now, so a failure shows before any frame."""
         self._container = av.open(str(tmp), mode="w")
         self._vstream = self._container.add_stream(codec, rate=self.fps)
@@ -181,7 +188,7 @@ class Mp4Writer(FrameWriter):
         self._vstream.codec_context.open()
         self.codec = codec
 
-    def _mux_audio(self, av: Any) -> None:
+    def _mux_audio(self, av: ModuleType) -> None:
         """Decode the whole input audio and encode it as AAC now (audio is small)."""
         try:
             src = av.open(str(self.audio_path))
@@ -238,7 +245,8 @@ class Mp4Writer(FrameWriter):
                 self._container.close()
             self._container = None
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         try:
             if exc_type is None:
                 for pkt in self._vstream.encode(None):
@@ -286,7 +294,8 @@ class PngSequenceWriter(FrameWriter):
             fh.write(data.tobytes())
         self.index += 1
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._stack.__exit__(exc_type, exc, tb)
 
 
