@@ -18,7 +18,7 @@ class InputError(ValueError):
 UNSAVED_DEFAULT = "~/JoyVASA"
 
 
-def output_dir(context: Any) -> Path:
+def output_dir(context: bpy.types.Context) -> Path:
     """Resolved output folder. The scene's folder if set, else the preferences' (``//joyvasa`` by
     default: next to the saved .blend). A ``//`` path of a never-saved file has no anchor: then the
     preferences' folder for unsaved files, a visible ``~/JoyVASA`` by default (docs/blender.md)."""
@@ -38,7 +38,7 @@ def output_dir(context: Any) -> Path:
 EDIT_SCENE_SUFFIX = " JoyVASA Edit"
 
 
-def target_scene(context: Any, create: bool = True) -> Any:
+def target_scene(context: bpy.types.Context, create: bool = True) -> bpy.types.Scene | None:
     """The scene that receives rendered strips, never silently the 3D scene itself (its Sequencer
     would replace what F12 renders: ``render.use_sequencer``). In order: the scene picked in the
     panel; Blender 5.0's workspace sequencer scene when it is another scene; a dedicated scene
@@ -62,7 +62,7 @@ def target_scene(context: Any, create: bool = True) -> Any:
     return edit
 
 
-def _find_sound_strip(context: Any, name: str) -> Any:
+def _find_sound_strip(context: bpy.types.Context, name: str) -> Any:
     """The named sound strip: in the target sequencer scene first, then the scene the Sequencer edits."""
     scenes = [target_scene(context, create=False), compat.sequencer_scene(context), context.scene]
     for scene in [s for s in scenes if s is not None]:
@@ -72,7 +72,7 @@ def _find_sound_strip(context: Any, name: str) -> Any:
     return None
 
 
-def resolve_audio(context: Any) -> tuple[str, int]:
+def resolve_audio(context: bpy.types.Context) -> tuple[str, int]:
     """(audio file, start frame): a sound strip's file and start frame, or the file + start_frame."""
     st = context.scene.joyvasa
     if st.audio_source == "STRIP":
@@ -89,7 +89,7 @@ def resolve_audio(context: Any) -> tuple[str, int]:
     return path, int(st.start_frame)
 
 
-def resolve_portrait(context: Any) -> str:
+def resolve_portrait(context: bpy.types.Context) -> str:
     """A portrait file for the engine; a packed or generated image is saved to a temp PNG."""
     st = context.scene.joyvasa
     if st.portrait_source == "FILE":
@@ -123,7 +123,7 @@ def resolve_portrait(context: Any) -> str:
     return str(out)
 
 
-def _free_channel(scene: Any, start: int, end: int, need: int = 2) -> int:
+def _free_channel(scene: bpy.types.Scene, start: int, end: int, need: int = 2) -> int:
     """Lowest channel c such that channels c..c+need-1 have no strip overlapping [start, end)."""
     busy = set()
     for s in compat.all_strips(scene):
@@ -142,7 +142,7 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
-def _existing_sound(scene: Any, audio: str, start: int) -> Any:
+def _existing_sound(scene: bpy.types.Scene, audio: str, start: int) -> Any:
     """A sound strip of ``scene`` that already plays ``audio`` from ``start`` (reused, not duplicated)."""
     for s in compat.sound_strips(scene):
         path = bpy.path.abspath(s.sound.filepath, library=s.sound.library)
@@ -160,7 +160,7 @@ def audio_frames(audio: str, fps: float) -> int | None:
     return None if seconds is None else int(round(seconds * fps))
 
 
-def add_strips(context: Any, video: str, audio: str | None, start: int, name: str = "JoyVASA") -> dict:
+def add_strips(context: bpy.types.Context, video: str, audio: str | None, start: int, name: str = "JoyVASA") -> dict:
     """Movie strip (+ sound strip unless one already plays that file there) at ``start`` on free
     channels of the target sequencer scene (``target_scene``); the 3D scene is not touched. Extends
     that scene's frame_end (never shortens) and checks the strips' lengths against the audio."""

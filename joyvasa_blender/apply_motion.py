@@ -17,7 +17,7 @@ How each target is derived (all sampled at every scene frame, see motion_core.re
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 import numpy as np
@@ -26,7 +26,10 @@ from . import compat, rig_presets
 from .core import motion_core as mc, retarget
 from .core.take_plan import plan_take
 
-def guess_head_bone(rig: Any) -> str:
+if TYPE_CHECKING:
+    from .props import JOYVASA_PG_settings
+
+def guess_head_bone(rig: bpy.types.Object) -> str:
     """First bone named like head / Head / DEF-head (exact names first)."""
     names = [b.name for b in rig.data.bones]
     for n in names:
@@ -38,7 +41,7 @@ def guess_head_bone(rig: Any) -> str:
     return ""
 
 
-def _take_action(owner: Any) -> Any:
+def _take_action(owner: bpy.types.Object) -> bpy.types.Action | None:
     for o in (owner, getattr(getattr(owner, "data", None), "shape_keys", None)):
         ad = getattr(o, "animation_data", None) if o is not None else None
         action = getattr(ad, "action", None) if ad is not None else None
@@ -47,7 +50,7 @@ def _take_action(owner: Any) -> Any:
     return None
 
 
-def active_take(context: Any) -> tuple[str, str, int] | None:
+def active_take(context: bpy.types.Context) -> tuple[str, str, int] | None:
     """(take name, motion file, start frame) of the active take: the JoyVASA take on the active
     object (its action or its shape keys' action), else on the rig, the channels empty or the
     face mesh, else the last motion keyed in this scene; None when there is none. Used by
@@ -65,14 +68,15 @@ def active_take(context: Any) -> tuple[str, str, int] | None:
     return None
 
 
-def take_name(meta: dict, settings: Any) -> str:
+def take_name(meta: dict, settings: JOYVASA_PG_settings) -> str:
     seed = meta.get("seed", settings.seed)
     sampler = meta.get("sampler", settings.sampler)
     steps = meta.get("steps", settings.steps)
     return f"JV_seed{seed}_{sampler}{steps}"
 
 
-def _tag_action(action: Any, meta: dict, settings: Any, motion_path: str, start: int, fps: float) -> None:
+def _tag_action(action: bpy.types.Action, meta: dict, settings: JOYVASA_PG_settings, motion_path: str, start: int,
+                fps: float) -> None:
     action["joyvasa_take"] = True
     action["joyvasa_motion"] = motion_path
     action["joyvasa_start_frame"] = int(start)
@@ -86,7 +90,8 @@ def _tag_action(action: Any, meta: dict, settings: Any, motion_path: str, start:
     action["joyvasa_controls"] = meta.get("controls", "")     # the controls the engine applied ("" = none)
 
 
-def _head_bones(rig: Any, st: Any, preset: retarget.Preset, warnings: list[str]) -> tuple[str, str]:
+def _head_bones(rig: bpy.types.Object, st: JOYVASA_PG_settings, preset: retarget.Preset,
+                warnings: list[str]) -> tuple[str, str]:
     """(head bone, neck bone or "") for the take: the panel's Head Bone, else the preset's head,
     else the first bone named like head; the preset's neck when the rig has it above the head."""
     bones = rig.data.bones
@@ -110,7 +115,7 @@ def _head_bones(rig: Any, st: Any, preset: retarget.Preset, warnings: list[str])
     return head, neck
 
 
-def _layer_of(context: Any, obj: Any) -> Any:
+def _layer_of(context: bpy.types.Context, obj: bpy.types.Object) -> bpy.types.ViewLayer | None:
     """A view layer that evaluates ``obj`` (the context's, else the first of the scene that has it)."""
     layer = getattr(context, "view_layer", None)
     if layer is None or obj.name not in layer.objects:
@@ -125,7 +130,7 @@ _REST = {"location": (0.0, 0.0, 0.0), "rotation_euler": (0.0, 0.0, 0.0), "scale"
          "preview": (0.0,)}
 
 
-def _take_owners(rig: Any, mesh: Any) -> list[Any]:
+def _take_owners(rig: bpy.types.Object | None, mesh: bpy.types.Object | None) -> list[compat.AnimOwner]:
     """The IDs a take may key: the rig (and its armature data: VRM expressions), the face mesh and
     every mesh the rig deforms or parents, with their shape keys."""
     meshes = [mesh] if mesh is not None else []
@@ -175,7 +180,7 @@ def _retire_previous(previous: list[tuple[Any, Any, set[tuple[str, int]]]]) -> l
     return lines
 
 
-def _reset_to_rest(owner: Any, path: str, index: int) -> bool:
+def _reset_to_rest(owner: compat.AnimOwner, path: str, index: int) -> bool:
     """Set one keyed channel (a pose bone's transform, a shape key's value) to its rest value."""
     base, _dot, attr = path.rpartition(".")
     if attr not in _REST or not base:
@@ -192,11 +197,11 @@ def _reset_to_rest(owner: Any, path: str, index: int) -> bool:
     return True
 
 
-def _pose_rotation(pb: Any) -> Any:
+def _pose_rotation(pb: bpy.types.PoseBone) -> tuple[float, ...]:
     return getattr(pb, mc.rotation_data_path(pb.rotation_mode))[:]
 
 
-def _head_inherit(context: Any, rig: Any, neck: str, head: str) -> float:
+def _head_inherit(context: bpy.types.Context, rig: bpy.types.Object, neck: str, head: str) -> float:
     """How much of a neck rotation the head bone's world rotation follows (1: a plain child,
     0: isolated as Rigify's head with Head Follow off): measured once by turning the neck by a
     test angle and evaluating the pose, then restoring it."""
@@ -229,11 +234,12 @@ def _head_inherit(context: Any, rig: Any, neck: str, head: str) -> float:
     return float(np.clip(turned_head / turned_neck, 0.0, 1.0)) if turned_neck > 1e-6 else 1.0
 
 
-def _bone_world(rig: Any, pb: Any) -> np.ndarray:
+def _bone_world(rig: bpy.types.Object, pb: bpy.types.PoseBone) -> np.ndarray:
     return np.array(rig.matrix_world.to_3x3().normalized() @ pb.bone.matrix_local.to_3x3())
 
 
-def _key_bone_rotation(rig: Any, fcurves: Any, bone: str, M_cam: np.ndarray, st: Any, start: int, n: int) -> None:
+def _key_bone_rotation(rig: bpy.types.Object, fcurves: Any, bone: str, M_cam: np.ndarray, st: JOYVASA_PG_settings,
+                       start: int, n: int) -> None:
     """Key camera-frame rotations (N, 3, 3) on ``bone`` in its own rotation mode (the panel's axes)."""
     pb = rig.pose.bones[bone]
     if st.axis_mode == "AUTO":
@@ -247,7 +253,7 @@ def _key_bone_rotation(rig: Any, fcurves: Any, bone: str, M_cam: np.ndarray, st:
         compat.key_array(fcurves, path, i, mc.keyframe_co(vals, start), n)
 
 
-def _key_plan_on_rig(rig: Any, fcurves: Any, plan: retarget.Plan, start: int, n: int) -> list[str]:
+def _key_plan_on_rig(rig: bpy.types.Object, fcurves: Any, plan: retarget.Plan, start: int, n: int) -> list[str]:
     """Key the preset's bone channels and bone/object properties on the rig (object properties
     also on a face mesh, when no rig is chosen); returns the bones keyed."""
     keyed = []
@@ -284,7 +290,7 @@ def _matrix_from_rotvec(v: np.ndarray) -> np.ndarray:
     return np.eye(3)[None] + s * K + (1 - c) * (K @ K)
 
 
-def pose_from_plan(rig: Any, plan: retarget.Plan, i: int = 0) -> list[str]:
+def pose_from_plan(rig: bpy.types.Object, plan: retarget.Plan, i: int = 0) -> list[str]:
     """Set the rig's pose to row ``i`` of the plan's bone channels, without keying (the axis
     probe's preview: exactly the values a take would key); returns the bones posed."""
     posed = []
@@ -316,7 +322,7 @@ def _split_plan(plan: retarget.Plan, bones: set[str], warnings: list[str], rig_n
                          properties={k: v for k, v in plan.properties.items() if not k[0] or k[0] in bones})
 
 
-def apply_motion(context: Any, motion_path: str, start_frame: int | None = None) -> dict:
+def apply_motion(context: bpy.types.Context, motion_path: str, start_frame: int | None = None) -> dict:
     """Apply ``motion_path`` to the targets configured in ``scene.joyvasa`` through the scene's rig
     preset (core/retarget.py). Returns a summary {take, frames, actions, warnings, preset}. Raises
     MotionFileError / PresetError / ValueError before touching the scene when the file, the preset
@@ -349,7 +355,7 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     summary: dict[str, Any] = {"take": name, "frames": n, "start": start, "actions": [], "warnings": warnings,
                                "preset": preset.name, "coverage": cov.summary(), "auto_preset": auto}
 
-    def new_action(owner: Any, keyed_by_preset: bool = True) -> Any:
+    def new_action(owner: compat.AnimOwner, keyed_by_preset: bool = True) -> Any:
         """The take's action on ``owner`` (tagged, listed in the summary); its F-curves."""
         action, fcurves = compat.assign_new_action(owner, name)
         _tag_action(action, meta, st, motion_path, start, fps)
@@ -466,8 +472,8 @@ def apply_motion(context: Any, motion_path: str, start_frame: int | None = None)
     return summary
 
 
-def _key_empties(scene: Any, s: mc.Sampled, name: str, start: int, motion: mc.Motion, st: Any, fps: float,
-                 motion_path: str) -> int:
+def _key_empties(scene: bpy.types.Scene, s: mc.Sampled, name: str, start: int, motion: mc.Motion,
+                 st: JOYVASA_PG_settings, fps: float, motion_path: str) -> int:
     """21 empties under a 'JoyVASA Keypoints' parent, keyed at the driven keypoints (the motion
     file has no source keypoints, so a neutral layout + exp is used)."""
     pts = mc.driven_keypoints(s)                      # (n, 21, 3)

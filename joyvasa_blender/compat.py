@@ -9,9 +9,15 @@ the inside-bpy tests turn the add-on's own DeprecationWarnings into errors.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import bpy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    #: an ID that gets its own Action in a take: an object, its shape keys, the armature data (VRM expressions)
+    AnimOwner = bpy.types.Object | bpy.types.Key | bpy.types.Armature
 
 SLOTTED = bpy.app.version >= (4, 4, 0)
 #: the tested range, as the manifest says it (blender_version_min, blender_version_max exclusive)
@@ -27,7 +33,7 @@ def version_note() -> str:
     return f"Supports {SUPPORTED_TEXT} (this is {here})"
 
 
-def assign_new_action(id_data: Any, name: str) -> tuple[Any, Any]:
+def assign_new_action(id_data: AnimOwner, name: str) -> tuple[bpy.types.Action, Any]:
     """Give ``id_data`` (Object or Key) a brand-new Action; return (action, fcurves collection).
 
     The Action it had before is kept with a fake user, so a take never destroys the artist's work."""
@@ -41,7 +47,7 @@ def assign_new_action(id_data: Any, name: str) -> tuple[Any, Any]:
     return action, fcurves_of(id_data)
 
 
-def fcurves_of(id_data: Any) -> Any:
+def fcurves_of(id_data: AnimOwner) -> Any:
     """The F-curve collection for ``id_data``'s current action (legacy or slotted)."""
     ad = id_data.animation_data
     act = ad.action
@@ -54,7 +60,7 @@ def fcurves_of(id_data: Any) -> Any:
     return strip.channelbag(ad.action_slot, ensure=True).fcurves
 
 
-def iter_fcurves(id_data: Any) -> Iterator[Any]:
+def iter_fcurves(id_data: AnimOwner | bpy.types.Scene) -> Iterator[bpy.types.FCurve]:
     """All F-curves that animate ``id_data`` (empty when it has no action)."""
     ad = getattr(id_data, "animation_data", None)
     if ad is None or ad.action is None:
@@ -74,14 +80,15 @@ def iter_fcurves(id_data: Any) -> Iterator[Any]:
     return iter(out)
 
 
-def find_fcurve(id_data: Any, data_path: str, index: int = 0) -> Any:
+def find_fcurve(id_data: AnimOwner | bpy.types.Scene, data_path: str,
+                index: int = 0) -> bpy.types.FCurve | None:
     for fc in iter_fcurves(id_data):
         if fc.data_path == data_path and fc.array_index == index:
             return fc
     return None
 
 
-def key_array(fcurves: Any, data_path: str, index: int, co: Any, n: int) -> Any:
+def key_array(fcurves: Any, data_path: str, index: int, co: np.ndarray, n: int) -> bpy.types.FCurve:
     """Bulk-key one F-curve: ``co`` is the flat [f0, v0, f1, v1, ...] float array of n keys."""
     fc = fcurves.find(data_path, index=index)
     if fc is None:
@@ -100,13 +107,13 @@ def key_array(fcurves: Any, data_path: str, index: int, co: Any, n: int) -> Any:
 
 
 # -- sequencer --------------------------------------------------------------------------------
-def sequencer_scene(context: Any) -> Any:
+def sequencer_scene(context: bpy.types.Context) -> bpy.types.Scene:
     """The scene the Sequencer edits (5.0: the workspace's sequencer_scene), else context.scene."""
     scene = getattr(context, "sequencer_scene", None)
     return scene if scene is not None else context.scene
 
 
-def strips_collection(scene: Any, create: bool = True) -> Any:
+def strips_collection(scene: bpy.types.Scene, create: bool = True) -> Any:
     se = scene.sequence_editor
     if se is None:
         if not create:
@@ -115,7 +122,7 @@ def strips_collection(scene: Any, create: bool = True) -> Any:
     return se.strips if hasattr(se, "strips") else se.sequences
 
 
-def all_strips(scene: Any) -> list[Any]:
+def all_strips(scene: bpy.types.Scene) -> list[Any]:
     se = scene.sequence_editor
     if se is None:
         return []
@@ -123,7 +130,7 @@ def all_strips(scene: Any) -> list[Any]:
     return list(coll)
 
 
-def sound_strips(scene: Any) -> list[Any]:
+def sound_strips(scene: bpy.types.Scene) -> list[Any]:
     return [s for s in all_strips(scene) if s.type == 'SOUND']
 
 
@@ -132,7 +139,7 @@ STRIP_TIMING = {"left_handle": "frame_final_start", "right_handle": "frame_final
                 "duration": "frame_final_duration", "content_start": "frame_start"}
 
 
-def _strip_timing(strip: Any, new: str) -> Any:
+def _strip_timing(strip: Any, new: str) -> float:
     """Read a timing property by its current name; ``hasattr`` on the new name never warns."""
     return getattr(strip, new) if hasattr(strip, new) else getattr(strip, STRIP_TIMING[new])
 

@@ -8,15 +8,18 @@ edits the motion once and every consumer reads that.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import compat
 from .core import controls as cc
 
+if TYPE_CHECKING:
+    import bpy
+
 MAX_FRAMES = 200_000
 
 
-def control_frames(scene: Any, start: int) -> int:
+def control_frames(scene: bpy.types.Scene, start: int) -> int:
     """How many control frames to sample: from ``start`` to the later of the scene end and the
     last key of any control (values hold after the last frame)."""
     end = int(scene.frame_end)
@@ -27,7 +30,7 @@ def control_frames(scene: Any, start: int) -> int:
     return max(1, min(end - start + 1, MAX_FRAMES))
 
 
-def scene_controls(scene: Any, start: int, n_frames: int | None = None) -> dict:
+def scene_controls(scene: bpy.types.Scene, start: int, n_frames: int | None = None) -> dict:
     """The controls dict of ``scene.joyvasa`` with every animated control sampled per frame."""
     st = scene.joyvasa
     n = control_frames(scene, start) if n_frames is None else int(n_frames)
@@ -42,12 +45,13 @@ def scene_controls(scene: Any, start: int, n_frames: int | None = None) -> dict:
     return cc.controls_dict(lambda prop: getattr(st, prop), samples, fps)
 
 
-def write_scene_controls(scene: Any, path: str | Path, start: int, n_frames: int | None = None) -> tuple[Path, dict]:
+def write_scene_controls(scene: bpy.types.Scene, path: str | Path, start: int,
+                         n_frames: int | None = None) -> tuple[Path, dict]:
     d = scene_controls(scene, start, n_frames)
     return cc.write_controls(path, d), d
 
 
-def show_controls(scene: Any, recorded: dict, start: int, motion_fps: float) -> list[str]:
+def show_controls(scene: bpy.types.Scene, recorded: dict, start: int, motion_fps: float) -> list[str]:
     """Set ``scene.joyvasa``'s controls to a motion file's recorded controls (tracks become
     F-curves from ``start``), so the panel shows what an edited take's keys hold and Re-apply
     or Render starts from it. Returns warnings for what the panel cannot show."""
@@ -73,7 +77,7 @@ def show_controls(scene: Any, recorded: dict, start: int, motion_fps: float) -> 
             "Re-apply Controls would drop them"] if hidden else []
 
 
-def _remove_fcurve(scene: Any, fc: Any) -> None:
+def _remove_fcurve(scene: bpy.types.Scene, fc: bpy.types.FCurve) -> None:
     """Remove one F-curve from the scene's action (legacy or slotted)."""
     ad = scene.animation_data
     if not compat.SLOTTED:

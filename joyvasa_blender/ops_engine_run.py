@@ -21,7 +21,7 @@ from .core.worker import WARM_COMMANDS
 from .engine_setup import engine_config, worker
 
 
-def _redraw(context: Any) -> None:
+def _redraw(context: bpy.types.Context) -> None:
     wm = context.window_manager
     for window in getattr(wm, "windows", []):
         for area in window.screen.areas:

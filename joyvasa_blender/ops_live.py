@@ -33,7 +33,12 @@ from .core import requests
 from .core.motion_core import MotionFileError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    import mathutils
+
     from .core.engine_config import EngineConfig
+    from .core.worker import WorkerJob
 
 TICK_S = 1.0 / 40.0          # the timer's period: above a 25 fps stream, below a 60 Hz viewport
 STOP_TIMEOUT_S = 30.0        # live_stop must end in done within this (flush + writing two files)
@@ -57,7 +62,7 @@ class Detached:
 @dataclass
 class Session:
     """One live session (runtime.LIVE while it runs)."""
-    job: Any                                  # core.worker.WorkerJob
+    job: WorkerJob
     player: lp.Player
     recorder: lp.Recorder
     mapper: lp.RowMapper
@@ -98,7 +103,8 @@ class Session:
 
 
 # -- settings -------------------------------------------------------------------------------------
-def _device_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str, str]]:
+def _device_items(_self: bpy.types.Operator | None = None,
+                  _context: bpy.types.Context | None = None) -> list[tuple[str, str, str]]:
     items = [("", "Default", "The system's default input device")]
     items += [(d, d, "Input device (from Check Engine)") for d in runtime.DOCTOR.get("inputs", []) if d]
     _DEVICE_CACHE[:] = items       # Blender needs the strings kept alive
@@ -147,7 +153,7 @@ def _stamp() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}_{int(time.time() * 1000) % 1000:03d}"
 
 
-def build_job(context: Any, cfg: "EngineConfig") -> tuple[dict, int, str]:
+def build_job(context: bpy.types.Context, cfg: EngineConfig) -> tuple[dict, int, str]:
     """(the live job's wire form, the take's start frame, the audio to monitor or "")."""
     scene = context.scene
     st, lv = scene.joyvasa, scene.joyvasa_live
@@ -180,14 +186,14 @@ def _detach(sess: Session, owners: list[tuple[str, str, Any]]) -> None:
         ad.use_nla = False
 
 
-def _owner(kind: str, name: str) -> Any:
+def _owner(kind: str, name: str) -> compat.AnimOwner | None:
     ob = bpy.data.objects.get(name)
     if ob is None:
         return None
     return getattr(ob.data, "shape_keys", None) if kind == "KEY" else ob.data if kind == "DATA" else ob
 
 
-def _set_vrm(rig: Any, path: str, value: float) -> None:
+def _set_vrm(rig: bpy.types.Object, path: str, value: float) -> None:
     """A VRM add-on expression's preview (``path`` on the armature data) to ``value``."""
     owner, attr = path.rsplit(".", 1)
     setattr(rig.data.path_resolve(owner), attr, value)
@@ -253,7 +259,7 @@ def _restore(sess: Session) -> None:
         scene.frame_set(scene.frame_current)       # re-evaluate the restored Actions now
 
 
-def start_session(context: Any, submit: Any = None) -> Session:
+def start_session(context: bpy.types.Context, submit: Callable[[dict[str, Any]], WorkerJob] | None = None) -> Session:
     """Check the settings, start the session on the warm engine, detach the targets' Actions.
     Raises ValueError / OSError (nothing changed) when something is wrong. ``submit(job_args)``
     replaces the warm engine (tools/bench_live_blender.py feeds a synthetic stream)."""
@@ -482,7 +488,7 @@ def _redraw() -> None:
 
 
 # -- writing values -------------------------------------------------------------------------------
-def _set_props(sess: Session, ob: Any, bone: str, items: Any) -> None:
+def _set_props(sess: Session, ob: bpy.types.Object, bone: str, items: Iterable[tuple[str, float]]) -> None:
     """Custom properties on ``ob`` (or its pose bone), each one's value before Start kept once."""
     owner = ob.pose.bones.get(bone) if bone else ob
     if owner is None:
@@ -495,7 +501,7 @@ def _set_props(sess: Session, ob: Any, bone: str, items: Any) -> None:
         owner[prop] = value
 
 
-def _set_rotation(pb: Any, M_local: Any) -> None:
+def _set_rotation(pb: bpy.types.PoseBone, M_local: mathutils.Matrix) -> None:
     """A local rotation (mathutils 3x3) in the bone's own rotation mode (as the offline keyer keys it)."""
     mode = pb.rotation_mode
     if mode == "QUATERNION":
@@ -510,7 +516,7 @@ def _set_rotation(pb: Any, M_local: Any) -> None:
         pb.rotation_euler = M_local.to_euler(mode, pb.rotation_euler)
 
 
-def _bone_world(sess: Session, rig: Any, name: str) -> np.ndarray:
+def _bone_world(sess: Session, rig: bpy.types.Object, name: str) -> np.ndarray:
     """The bone's rest frame in world space (scale stripped), cached for the session: the offline
     keyer measures it once per take too."""
     key = (rig.name, name)
@@ -521,7 +527,7 @@ def _bone_world(sess: Session, rig: Any, name: str) -> np.ndarray:
     return bw
 
 
-def _head_rotation(sess: Session, rig: Any, pb: Any, M_cam: np.ndarray) -> None:
+def _head_rotation(sess: Session, rig: bpy.types.Object, pb: bpy.types.PoseBone, M_cam: np.ndarray) -> None:
     import mathutils
 
     mode, p_axis, y_axis, r_axis = sess.axis
@@ -666,7 +672,7 @@ def bake(sess: Session, done: dict) -> str:
     return "\n".join([text, *warnings])
 
 
-def add_sound(scene: Any, wav: str, start: int, take: str, warnings: list[str]) -> str:
+def add_sound(scene: bpy.types.Scene, wav: str, start: int, take: str, warnings: list[str]) -> str:
     """The take's audio as a sound strip of the 3D scene at ``start`` (sound strips do not replace
     what F12 renders), on a free channel; "" with a warning when this Blender has no audio."""
     if not Path(wav).is_file():

@@ -8,12 +8,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 import numpy as np
 
 from .core import retarget
+
+if TYPE_CHECKING:
+    from .props import JOYVASA_PG_mapping_row, JOYVASA_PG_settings
 
 USER_SUBDIR = "rig_presets"
 
@@ -27,7 +30,7 @@ def user_dir(create: bool = False) -> Path | None:
         return None
 
 
-def target_names(rig: Any, mesh: Any) -> tuple[set[str], set[str]]:
+def target_names(rig: bpy.types.Object | None, mesh: bpy.types.Object | None) -> tuple[set[str], set[str]]:
     """Bone names of the rig and shape-key names of the face mesh (empty sets when not chosen), plus
     ``vrm:<expression>`` for each expression of a VRM add-on avatar."""
     bones = {b.name for b in rig.data.bones} if rig is not None else set()
@@ -37,7 +40,7 @@ def target_names(rig: Any, mesh: Any) -> tuple[set[str], set[str]]:
     return bones, keys
 
 
-def resolve(st: Any) -> tuple[retarget.Preset, retarget.Coverage, bool]:
+def resolve(st: JOYVASA_PG_settings) -> tuple[retarget.Preset, retarget.Coverage, bool]:
     """(preset, its coverage on the scene's targets, auto-picked?) for ``scene.joyvasa``:
     the edited mapping table when Use Edited Mapping is on, else the Rig Preset by name or path,
     or with Auto ("") the best match. The ARKit preset takes the panel's Name Map as its shape-key
@@ -53,7 +56,7 @@ def resolve(st: Any) -> tuple[retarget.Preset, retarget.Coverage, bool]:
     return preset, retarget.coverage(preset, bones, keys), auto
 
 
-def table_rows(st: Any) -> list[dict[str, Any]]:
+def table_rows(st: JOYVASA_PG_settings) -> list[dict[str, Any]]:
     """The mapping table as core rows."""
     return [row_dict(r) for r in st.rig_mapping]
 
@@ -62,12 +65,12 @@ def table_rows(st: Any) -> list[dict[str, Any]]:
 ROW_FIELDS = ("channel", "kind", "target", "bone", "axis", "full", "rest", "gain", "offset", "lo", "hi", "space", "aim")
 
 
-def row_dict(row: Any) -> dict[str, Any]:
+def row_dict(row: JOYVASA_PG_mapping_row) -> dict[str, Any]:
     """One mapping-table row (the panel's property group) as a core row."""
     return {k: getattr(row, k) for k in ROW_FIELDS}
 
 
-def _base_preset(st: Any, bones: set[str], keys: set[str]) -> tuple[retarget.Preset, bool]:
+def _base_preset(st: JOYVASA_PG_settings, bones: set[str], keys: set[str]) -> tuple[retarget.Preset, bool]:
     """The chosen preset file (by name or path), or Auto's best match; (preset, auto-picked?)."""
     choice = (st.rig_preset or "").strip()
     if choice:
@@ -76,7 +79,7 @@ def _base_preset(st: Any, bones: set[str], keys: set[str]) -> tuple[retarget.Pre
     return with_vrm_eyes(retarget.detect(presets, bones, keys)[0], st.rig), True
 
 
-def describe(st: Any) -> tuple[str, list[str], str]:
+def describe(st: JOYVASA_PG_settings) -> tuple[str, list[str], str]:
     """Panel text: (summary line, missing names, error) without raising."""
     try:
         preset, cov, auto = resolve(st)
@@ -85,7 +88,8 @@ def describe(st: Any) -> tuple[str, list[str], str]:
     return ("Auto: " if auto else "") + cov.summary(), cov.missing, ""
 
 
-def enum_items(_self: Any = None, _context: Any = None) -> list[tuple[str, str, str]]:
+def enum_items(_self: bpy.types.Operator | None = None,
+               _context: bpy.types.Context | None = None) -> list[tuple[str, str, str]]:
     """Choices for the Rig Preset menu: Auto, then every shipped and user preset by name."""
     presets, errors = retarget.list_presets(user_dir())
     items = [("", "Auto", "Propose the preset whose names match the rig and mesh best")]
@@ -105,7 +109,8 @@ _ENUM_CACHE: list = []
 _PROBE = 1e-3
 
 
-def rig_geometry(rig: Any, preset: retarget.Preset, head_bone: str, layer: Any = None) -> retarget.RigGeometry:
+def rig_geometry(rig: bpy.types.Object, preset: retarget.Preset, head_bone: str,
+                 layer: bpy.types.ViewLayer | None = None) -> retarget.RigGeometry:
     """Measure on ``rig`` what the preset's head-space and aim targets need (core/retarget.py):
     for each such bone, how its location channels move it in the head bone's frame (probed by
     moving it a millimetre along each channel and evaluating the pose, so a bone whose location is
@@ -158,11 +163,11 @@ VRM0_PRESETS = {"aa": "a", "ih": "i", "ou": "u", "ee": "e", "oh": "o", "blink": 
                 "neutral": "neutral"}
 
 
-def _vrm_ext(rig: Any) -> Any:
+def _vrm_ext(rig: bpy.types.Object | None) -> Any:
     return getattr(getattr(rig, "data", None), "vrm_addon_extension", None) if rig is not None else None
 
 
-def vrm_humanoid(rig: Any) -> dict[str, str]:
+def vrm_humanoid(rig: bpy.types.Object | None) -> dict[str, str]:
     """The VRM humanoid's head, neck, left_eye, right_eye bones of an armature that carries VRM
     metadata (the VRM add-on enabled, a humanoid head assigned); {} otherwise."""
     ext = _vrm_ext(rig)
@@ -192,7 +197,7 @@ VRM_LOOK = {"lookUp": "lookUp", "lookDown": "lookDown", "lookLeft": "lookImageRi
 VRM_EYE_YAW, VRM_EYE_PITCH = (1.0, 0.61), (-0.9, 0.68)
 
 
-def vrm_look_at_bones(rig: Any) -> tuple[str, str] | None:
+def vrm_look_at_bones(rig: bpy.types.Object | None) -> tuple[str, str] | None:
     """(left eye, right eye) bones of a VRM add-on avatar whose look-at type is bone (VRM 1.0
     ``look_at.type`` "bone", VRM 0.x ``look_at_type_name`` "Bone") and whose humanoid has both eyes;
     None when its look-at is by expressions / blend shapes, or it has no eye bones."""
@@ -209,7 +214,7 @@ def vrm_look_at_bones(rig: Any) -> tuple[str, str] | None:
     return (human["left_eye"], human["right_eye"]) if bone else None
 
 
-def with_vrm_eyes(preset: retarget.Preset, rig: Any) -> retarget.Preset:
+def with_vrm_eyes(preset: retarget.Preset, rig: bpy.types.Object | None) -> retarget.Preset:
     """A preset that keys VRM look expressions, on an avatar that looks with its eye bones (VRM's
     look-at type bone): the look expressions replaced by head-space turns of the VRM humanoid's
     eye bones (gazeX about the head's up axis, gazeY about its left axis, clamped to 35/39 degrees).
@@ -225,7 +230,7 @@ def with_vrm_eyes(preset: retarget.Preset, rig: Any) -> retarget.Preset:
     return dataclasses.replace(preset, channels=channels)
 
 
-def vrm_expression_paths(rig: Any) -> dict[str, str]:
+def vrm_expression_paths(rig: bpy.types.Object | None) -> dict[str, str]:
     """VRM 1.0 preset expression -> the data path of its keyable ``preview`` on the armature data:
     the add-on's VRM 1.0 expressions, or the VRM 0.x blend-shape group of the matching preset."""
     ext = _vrm_ext(rig)

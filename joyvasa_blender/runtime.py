@@ -4,12 +4,15 @@ touches it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core.engine_client import EngineProcess, StepRunner
 from .core.run_state import JobState
 from .core.torch_build import Machine, probe_machine
 from .core.worker import EngineWorker, WorkerJob
+
+if TYPE_CHECKING:
+    from .core.weights_fetch import FetchProgress
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Running:
 class Fetch:
     """The Download Weights run (ops_weights.py): its engine process and what its events said."""
     proc: EngineProcess | None       # None: refused before starting (Allow Online Access off)
-    progress: Any                    # core.weights_fetch.FetchProgress
+    progress: FetchProgress
 
 
 CURRENT: Running | None = None       # at most one engine run at a time

@@ -18,10 +18,22 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from .contract.protocol import ProtocolError, hello_problem, parse_event
 from .contract.schema import SYNTHETIC_NOTE
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class EventSource(Protocol):
+        """What :func:`pump_events` drives: an :class:`EngineProcess` or a warm worker's request."""
+        events: queue.Queue[dict[str, Any]]
+        cancel_requested: bool
+        watchdog_fired: bool
+
+        def request_cancel(self) -> None: ...
+        def enforce_cancel(self) -> None: ...
 
 STDERR_TAIL = 200
 CANCEL_GRACE_S = 15.0    # the engine checks for cancel between steps; model loading can take seconds
@@ -332,7 +344,7 @@ def kill_process(p: "subprocess.Popen[str] | None") -> None:
     p.wait()
 
 
-def pump_events(handle: Any, on_event: Callable[[dict[str, Any]], None] | None,
+def pump_events(handle: EventSource, on_event: Callable[[dict[str, Any]], None] | None,
                 should_cancel: Callable[[], bool] | None, timeout: float | None, poll_s: float,
                 idle_timeout: float | None, tick: Callable[[], Any] | None = None) -> None:
     """The one blocking event loop behind every ``run_sync`` (a one-shot :class:`EngineProcess` and

@@ -24,9 +24,13 @@ import math
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .motion_core import Motion
+    from .retarget import Preset, RigGeometry
 
 FPS = 25.0
 RATE = 16000
@@ -304,7 +308,7 @@ class Recorder:
                 "exp": np.array([f.exp for f in rows], np.float64).reshape(-1, 21, 3)}
 
 
-def mismatch(recorded: dict[str, np.ndarray], motion: Any, atol: float = 1e-4) -> str:
+def mismatch(recorded: dict[str, np.ndarray], motion: Motion, atol: float = 1e-4) -> str:
     """Why the engine's motion file (a motion_core.Motion) differs from the streamed frames
     ("" when every streamed frame equals the file's row of the same index within ``atol``)."""
     idx = recorded["frame"]
@@ -342,8 +346,9 @@ class RowMapper:
     REFRESH = 25          # frames between reference updates
     CACHE = 64            # frame plans kept (the playout window is ~1 s = 25 frames)
 
-    def __init__(self, preset: Any, *, reference_mode: str = "auto", pose_reference: str = "FIRST",
-                 mirrored_source: bool = False, include_gaze: bool = False, geometry: Any = None) -> None:
+    def __init__(self, preset: Preset, *, reference_mode: str = "auto", pose_reference: str = "FIRST",
+                 mirrored_source: bool = False, include_gaze: bool = False,
+                 geometry: RigGeometry | None = None) -> None:
         from .contract import semantic
 
         self.preset = preset

@@ -7,7 +7,6 @@ only creates the actions and writes the keys the plan holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +24,8 @@ class TakePlan:
 
 
 def plan_take(motion: mc.Motion, fps: float, preset: retarget.Preset, *, reference_mode: str,
-              include_gaze: bool, pose_reference: str, mirrored_source: bool, geometry: Any = None) -> TakePlan:
+              include_gaze: bool, pose_reference: str, mirrored_source: bool,
+              geometry: retarget.RigGeometry | None = None) -> TakePlan:
     """The take of ``motion`` for ``preset`` at ``fps``: what apply_motion keys, and nothing else."""
     s = mc.resample(motion, fps)
     groups = ["mouth", "eyes", "brows"] + (["gaze"] if include_gaze or preset.uses_gaze() else [])
