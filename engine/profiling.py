@@ -86,34 +86,47 @@ def gflops_per_s(gflop: float, seconds: float) -> float:
     return gflop / seconds if seconds > 0 else float("nan")
 
 
+#: seconds one timed product of :func:`matmul_peak_gflops` may take when it sizes the matrices itself
+PEAK_PRODUCT_BUDGET_S = 0.25
+
+
 def matmul_peak_gflops(device: object = "cpu", dtype: object = None, n: int | None = None,
                        repeat: int = 3) -> float:
     """GFLOP/s of the fastest square matmul this device runs in ``dtype`` (best of ``repeat``).
 
     Why: an achieved GFLOP/s means little alone; beside the machine's own large-matmul speed in
     the same precision a reader sees how close the networks run to the hardware. ``n`` defaults
-    to 2048 on CPU (a ~0.2 s product on 2 cores) and 8192 on a GPU.
+    to the largest of 2048 on CPU (a ~0.2 s product on 2 cores) or 8192 on a GPU whose product a
+    256² probe predicts within :data:`PEAK_PRODUCT_BUDGET_S`: an emulated dtype (bfloat16 on a CPU
+    without AVX512-BF16/AMX, ~100x slower) gets a smaller product instead of minutes of 2048³.
     """
     import torch
 
     dev = torch.device(device)  # type: ignore[arg-type]
     dt = dtype if isinstance(dtype, torch.dtype) else {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
         str(dtype).replace("torch.", ""), torch.float32)
-    n = n or (8192 if dev.type == "cuda" else 2048)
-    a = torch.randn(n, n, device=dev).to(dt)
-    b = torch.randn(n, n, device=dev).to(dt)
 
     def sync() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    with torch.no_grad():
-        torch.mm(a, b)  # warm-up: kernel selection, page faults
-        sync()
-        best = float("inf")
-        for _ in range(max(1, repeat)):
-            t0 = time.perf_counter()
-            torch.mm(a, b)
+    def fastest(size: int, calls: int) -> float:
+        a = torch.randn(size, size, device=dev).to(dt)
+        b = torch.randn(size, size, device=dev).to(dt)
+        with torch.no_grad():
+            torch.mm(a, b)  # warm-up: kernel selection, page faults
             sync()
-            best = min(best, time.perf_counter() - t0)
+            best = float("inf")
+            for _ in range(max(1, calls)):
+                t0 = time.perf_counter()
+                torch.mm(a, b)
+                sync()
+                best = min(best, time.perf_counter() - t0)
+        return best
+
+    if n is None:
+        cap, probe = (8192 if dev.type == "cuda" else 2048), 256
+        fits = probe * (PEAK_PRODUCT_BUDGET_S / max(fastest(probe, 1), 1e-9)) ** (1 / 3)
+        n = max(probe, min(cap, int(fits) // probe * probe))
+    best = fastest(n, repeat)
     return 2.0 * n ** 3 / best / 1e9

@@ -23,7 +23,7 @@ def _csv(kind):
 def default_dtypes(device: torch.device, asked: list[str] | None) -> list[str]:
     """The dtypes to time: what was asked, else float32 plus bfloat16 where bfloat16 is native.
     Emulated bfloat16 (a CPU without AVX512-BF16/AMX) took ~100x float32's time per frame here
-    (721 s for 2 tiny frames), so it is timed only when asked for, with a warning."""
+    (W+G 110 s for one tiny frame against 1.06 s), so it is timed only when asked for, with a warning."""
     from engine.device import cpu_has_native_bf16
 
     native = device.type != "cpu" or cpu_has_native_bf16()
