@@ -30,14 +30,6 @@ import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES; makes addon_utils impor
 import addon_utils  # noqa: E402
 
 
-
-def pytest_unconfigure(config):
-    """Remove our own throw-away user folder (an atexit handler never ran: bpy's exit ends the process).
-    Blender still writes extensions/.cache/compat.dat there as it exits, so a direct run leaves that
-    one small file; run_inside (the suite's way in) passes a folder it removes after the process."""
-    if _OWN_HOME:
-        shutil.rmtree(_OWN_HOME, ignore_errors=True)
-
 MODULE = "bl_ext.user_default.joyvasa_blender"
 #: the VRM add-on tests run in their own process, where the add-on is installed (tests/blender/test_rigs_bpy.py)
 collect_ignore = [] if os.environ.get("JOYVASA_VRM_TESTS") == "1" else ["test_rigs_vrm.py"]
@@ -76,6 +68,8 @@ def pytest_unconfigure(config):
             runtime.cancel_all()
         except Exception as exc:  # noqa: BLE001 - still exit with the tests' status
             print(f"conftest: stopping the engine failed: {exc}", file=sys.stderr)
+    if _OWN_HOME:   # a direct run's throw-away user folder (os._exit skips every atexit handler)
+        shutil.rmtree(_OWN_HOME, ignore_errors=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_EXIT_STATUS[0])
